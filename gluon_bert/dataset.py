@@ -1,0 +1,565 @@
+"""WikiText-2 for BERT pretraining: NSP + MLM examples, padding, batches.
+
+The examples are exactly those of the book's ``d2l._WikiTextDataset``: the
+same vocabulary, the same pairs, the same masked positions, because Python's
+``random`` is consumed in the same order as the book's code.  What differs is
+speed: examples are built as plain Python lists, padded into one NumPy array
+per field (instead of one MXNet array per field per example), and cached on
+disk keyed by the file's contents, ``max_len``, the state of ``random`` and
+the vocabulary settings.
+
+Data flow::
+
+    wiki.<split>.tokens --read_wiki--> paragraphs (lists of sentence strings)
+        --WikiTextDataset--> vocab + 7 padded arrays --DataIter--> batches
+"""
+import hashlib
+import io
+import itertools
+import json
+import os
+import random
+import urllib.request
+import zipfile
+
+import numpy as onp
+
+from .utils import GluonBertError, atomic_write, file_digest
+from .vocab import Vocab, tokenize
+
+__all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
+           'DataIter', 'load_data_wiki', 'resolve_data_dir',
+           'download_wikitext2', 'default_cache_dir', 'RESERVED_TOKENS',
+           'FIELDS', 'DATA_URLS', 'DATA_SHA1']
+
+#: The special tokens the book reserves in the BERT vocabulary.
+RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']
+#: The seven fields of an example, in the book's order.
+FIELDS = ('tokens', 'segments', 'valid_lens', 'pred_positions',
+          'mlm_weights', 'mlm_labels', 'nsp_labels')
+_DTYPES = ('int32', 'int32', 'float32', 'int32', 'float32', 'int32',
+           'float32')
+#: Where WikiText-2 can be downloaded: the dataset author's mirror first (it
+#: refuses Python's default User-Agent), then the book's URL, which has
+#: answered 403/301 since 2024.  Both serve the same archive.
+DATA_URLS = ['https://wikitext.smerity.com/wikitext-2-v1.zip',
+             'https://s3.amazonaws.com/research.metamind.io/wikitext/'
+             'wikitext-2-v1.zip']
+#: SHA-1 of the archive, as in ``d2l.DATA_HUB['wikitext-2']``.
+DATA_SHA1 = '3c914d17d80b1459be871a5039ac23e752a53cbe'
+_SPLITS = ('train', 'valid', 'test')
+_CACHE_FORMAT = 2
+_HOW_TO_SUPPLY = (
+    'pass --data-dir DIR (data_dir=DIR in Python), set GLUON_BERT_DATA=DIR, '
+    "or put the files in d2l's cache folder ../data/wikitext-2")
+
+
+def default_cache_dir():
+    """``$GLUON_BERT_CACHE``, else ``~/.cache/gluon_bert``."""
+    return os.environ.get('GLUON_BERT_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'gluon_bert')
+
+
+# --------------------------------------------------------------------------
+# Where the data comes from
+# --------------------------------------------------------------------------
+def _check_data_dir(data_dir, split, origin):
+    if not os.path.isdir(data_dir):
+        raise GluonBertError(f'{origin} {data_dir!r} is not a folder: point '
+                             'it at the folder holding wiki.train.tokens')
+    file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
+    if not os.path.isfile(file_name):
+        raise GluonBertError(f'{origin} {data_dir!r} has no wiki.{split}.tokens'
+                             ': point it at the unpacked WikiText-2 folder '
+                             '(wiki.train/valid/test.tokens)')
+    return data_dir
+
+
+def resolve_data_dir(data_dir=None, split='train', download=True,
+                     cache_dir=None):
+    """Find the WikiText-2 folder.
+
+    In this order: the ``data_dir`` argument, the ``GLUON_BERT_DATA``
+    environment variable, d2l's cache folder ``../data/wikitext-2``, then a
+    download of the archive into ``cache_dir`` (verified by SHA-1).  An
+    explicit ``data_dir`` or ``GLUON_BERT_DATA`` that is wrong is an error, not
+    a reason to look elsewhere.
+    """
+    if split not in _SPLITS:
+        raise GluonBertError(f'unknown split {split!r}: use one of '
+                             f'{", ".join(_SPLITS)}')
+    if data_dir is not None:
+        return _check_data_dir(os.fspath(data_dir), split, 'data_dir')
+    env = os.environ.get('GLUON_BERT_DATA')
+    if env:
+        return _check_data_dir(env, split, 'GLUON_BERT_DATA')
+    d2l_dir = os.path.join('..', 'data', 'wikitext-2')
+    if os.path.isfile(os.path.join(d2l_dir, f'wiki.{split}.tokens')):
+        return d2l_dir
+    cached = os.path.join(cache_dir or default_cache_dir(), 'wikitext-2')
+    if os.path.isfile(os.path.join(cached, f'wiki.{split}.tokens')):
+        return cached
+    if not download:
+        raise GluonBertError(f'WikiText-2 not found: {_HOW_TO_SUPPLY}')
+    try:
+        return download_wikitext2(cache_dir)
+    except GluonBertError as e:
+        raise GluonBertError(f'WikiText-2 not found and the download failed '
+                             f'({e}): {_HOW_TO_SUPPLY}') from None
+
+
+def download_wikitext2(cache_dir=None, urls=None, sha1=None, timeout=60):
+    """Download and unpack WikiText-2 into ``cache_dir/wikitext-2``.
+
+    Each URL of ``urls`` (default :data:`DATA_URLS`) is tried in turn; the
+    archive must match ``sha1`` (default :data:`DATA_SHA1`) before anything is
+    unpacked.  Returns the folder holding ``wiki.*.tokens``.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    sha1 = sha1 or DATA_SHA1
+    errors = []
+    for url in urls or DATA_URLS:
+        try:
+            request = urllib.request.Request(
+                url, headers={'User-Agent': 'Mozilla/5.0 (gluon_bert)'})
+            print(f'Downloading WikiText-2 from {url} ...', flush=True)
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                payload = r.read()
+        except Exception as e:  # network errors come in many types
+            errors.append(f'{url}: {e}')
+            continue
+        digest = hashlib.sha1(payload).hexdigest()
+        if digest != sha1:
+            errors.append(f'{url}: SHA-1 {digest} is not the expected {sha1}')
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+                members = {os.path.basename(n): n for n in zf.namelist()
+                           if n.endswith('.tokens')}
+                if 'wiki.train.tokens' not in members:
+                    raise zipfile.BadZipFile('no wiki.train.tokens inside')
+                target = os.path.join(cache_dir, 'wikitext-2')
+                for base, name in members.items():
+                    with atomic_write(os.path.join(target, base)) as f:
+                        f.write(zf.read(name))
+            return target
+        except zipfile.BadZipFile as e:
+            errors.append(f'{url}: not a usable archive ({e})')
+    raise GluonBertError('; '.join(errors) or 'no URL to try')
+
+
+# --------------------------------------------------------------------------
+# Paragraphs
+# --------------------------------------------------------------------------
+def _read_lines(file_name):
+    try:
+        with open(file_name, 'r', encoding='utf-8') as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise GluonBertError(
+            f'{file_name} is not UTF-8 text (byte {e.start}: {e.reason}): '
+            'WikiText-2 .tokens files are UTF-8; re-download or re-encode '
+            'the file') from None
+    if not any(line.strip() for line in lines):
+        raise GluonBertError(f'{file_name} is empty: it should hold '
+                             'WikiText-2 text; re-download it')
+    return lines
+
+
+def read_wiki(data_dir, split='train'):
+    """Read one split into shuffled paragraphs, as the book's ``_read_wiki``.
+
+    Lower-cases every line, splits it into sentences on ``' . '``, keeps the
+    lines with at least two sentences, then ``random.shuffle``s them (so seed
+    Python's ``random`` for a reproducible order).
+
+    Returns
+    -------
+    list of list of str
+        Paragraphs, each a list of sentence strings.
+    """
+    data_dir = _check_data_dir(os.fspath(data_dir), split, 'data folder')
+    file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
+    lines = _read_lines(file_name)
+    # Uppercase letters are converted to lowercase ones.  The two-sentence
+    # test looks at the raw line, the sentences at the stripped one: the
+    # book's exact rule.
+    paragraphs = [line.strip().lower().split(' . ')
+                  for line in lines if len(line.split(' . ')) >= 2]
+    if not paragraphs:
+        raise GluonBertError(
+            f'{file_name} has no paragraph of two sentences (separated by '
+            "' . '): BERT's next-sentence task needs sentence pairs; use the "
+            'tokenized WikiText-2 files')
+    random.shuffle(paragraphs)
+    return paragraphs
+
+
+# --------------------------------------------------------------------------
+# Examples (the book's functions, consuming `random` in the same order)
+# --------------------------------------------------------------------------
+def get_tokens_and_segments(tokens_a, tokens_b=None):
+    """Tokens of a BERT input sequence and their segment IDs.
+
+    ``['<cls>'] + tokens_a + ['<sep>'] (+ tokens_b + ['<sep>'])`` with
+    segment 0 for the first part and 1 for the second.
+    """
+    tokens = ['<cls>'] + list(tokens_a) + ['<sep>']
+    # 0 and 1 are marking segment A and B, respectively
+    segments = [0] * (len(tokens_a) + 2)
+    if tokens_b is not None:
+        tokens += list(tokens_b) + ['<sep>']
+        segments += [1] * (len(tokens_b) + 1)
+    return tokens, segments
+
+
+def _get_nsp_data_from_paragraph(paragraph, paragraphs, max_len):
+    """NSP pairs of one paragraph: 50 % the true next sentence, else random."""
+    nsp_data = []
+    rand, choice = random.random, random.choice
+    for i in range(len(paragraph) - 1):
+        tokens_a, tokens_b = paragraph[i], paragraph[i + 1]
+        if rand() < 0.5:
+            is_next = True
+        else:
+            # A random sentence of a random paragraph
+            tokens_b = choice(choice(paragraphs))
+            is_next = False
+        # Consider 1 '<cls>' token and 2 '<sep>' tokens
+        if len(tokens_a) + len(tokens_b) + 3 > max_len:
+            continue
+        nsp_data.append((tokens_a, tokens_b, is_next))
+    return nsp_data
+
+
+_BIT_LENGTHS = [n.bit_length() for n in range(256)]
+
+
+def _shuffle(x, getrandbits):
+    """``random.shuffle(x)``, inlined: the same draws, half the overhead.
+
+    CPython's shuffle draws ``_randbelow(i + 1)`` for i = len(x)-1 .. 1, each
+    by rejection sampling on ``getrandbits(bit_length)``; the parity tests
+    against d2l check that this stays true.
+    """
+    for i in range(len(x) - 1, 0, -1):
+        n = i + 1
+        k = _BIT_LENGTHS[n] if n < 256 else n.bit_length()
+        j = getrandbits(k)
+        while j >= n:
+            j = getrandbits(k)
+        x[i], x[j] = x[j], x[i]
+
+
+def _get_mlm_data_from_ids(token_ids, candidate_pred_positions, vocab_size,
+                           mask_id, rand, getrandbits, choice):
+    """Choose MLM positions and replacements, as the book does.
+
+    15 % of the sequence length (at least 1) is predicted, among the
+    ``candidate_pred_positions`` (every position but ``<cls>``/``<sep>``): 80 %
+    become ``<mask>``, 10 % stay, 10 % become a random vocabulary token.
+    ``token_ids`` is changed in place into the MLM input; returns the sorted
+    ``(position, original id)`` pairs.
+    """
+    num_mlm_preds = max(1, round(len(token_ids) * 0.15))
+    pred_positions_and_labels = []
+    # Shuffle for getting 15% random tokens for prediction
+    _shuffle(candidate_pred_positions, getrandbits)
+    for position in candidate_pred_positions[:num_mlm_preds]:
+        original = token_ids[position]
+        # 80% of the time: replace the word with the '<mask>' token
+        if rand() < 0.8:
+            token_ids[position] = mask_id
+        # 10% of the time: keep the word unchanged
+        elif rand() < 0.5:
+            pass
+        # 10% of the time: replace the word with a random word
+        # (`choice(range(n))` draws exactly as `choice(vocab.idx_to_token)`)
+        else:
+            token_ids[position] = choice(range(vocab_size))
+        pred_positions_and_labels.append((position, original))
+    pred_positions_and_labels.sort()
+    return pred_positions_and_labels
+
+
+def _to_ids(paragraphs, vocab):
+    """Tokenized paragraphs -> the same nesting of vocabulary indices."""
+    unk, lookup = vocab.unk, vocab.token_to_idx.get
+    # One dictionary of every token seen, so the mapping runs at C speed
+    seen = set(itertools.chain.from_iterable(
+        itertools.chain.from_iterable(paragraphs)))
+    get = {token: lookup(token, unk) for token in seen}.__getitem__
+    return [[list(map(get, sentence)) for sentence in paragraph]
+            for paragraph in paragraphs]
+
+
+def _build_examples(paragraphs, max_len, vocab):
+    """All examples of tokenized ``paragraphs``: a dict of seven NumPy arrays.
+
+    Python's ``random`` is consumed exactly as the book's code consumes it:
+    first the NSP pairs of every paragraph, then the MLM positions of every
+    pair.  Work is done on token ids; that changes no draw.
+    """
+    # Get data for the next sentence prediction task
+    paragraphs = _to_ids(paragraphs, vocab)
+    examples = []
+    for paragraph in paragraphs:
+        examples.extend(_get_nsp_data_from_paragraph(paragraph, paragraphs,
+                                                     max_len))
+    if not examples:
+        raise GluonBertError(
+            f'max_len={max_len} is too small: no sentence pair fits in it '
+            'with <cls> and two <sep>; use a larger max_len (the book uses '
+            '64)')
+    n = len(examples)
+    max_num_mlm_preds = round(max_len * 0.15)
+    arrays = {name: onp.zeros((n, max_len) if name in ('tokens', 'segments')
+                              else (n,) if name in ('valid_lens', 'nsp_labels')
+                              else (n, max_num_mlm_preds), dtype=dtype)
+              for name, dtype in zip(FIELDS, _DTYPES)}
+    arrays['tokens'][:] = vocab['<pad>']
+    cls, sep, mask = vocab['<cls>'], vocab['<sep>'], vocab['<mask>']
+    tokens_out, segments_out = arrays['tokens'], arrays['segments']
+    positions_out, weights_out = arrays['pred_positions'], arrays['mlm_weights']
+    labels_out, valid_lens = arrays['mlm_labels'], arrays['valid_lens']
+    nsp_out, size = arrays['nsp_labels'], len(vocab)
+    rand, getrandbits, choice = (random.random, random.getrandbits,
+                                 random.choice)
+    specials = {cls, sep}
+    # Get data for the masked language model task
+    for k, (ids_a, ids_b, is_next) in enumerate(examples):
+        token_ids = [cls] + ids_a + [sep] + ids_b + [sep]
+        length, len_a = len(token_ids), len(ids_a)
+        if specials.isdisjoint(ids_a) and specials.isdisjoint(ids_b):
+            candidates = [*range(1, len_a + 1), *range(len_a + 2, length - 1)]
+        else:  # a literal '<cls>'/'<sep>' in the text is never predicted
+            candidates = [i for i, t in enumerate(token_ids)
+                          if t != cls and t != sep]
+        positions_and_labels = _get_mlm_data_from_ids(
+            token_ids, candidates, size, mask, rand, getrandbits, choice)
+        tokens_out[k, :length] = token_ids
+        segments_out[k, len_a + 2:length] = 1
+        valid_lens[k] = length
+        m = len(positions_and_labels)
+        if m:
+            positions_out[k, :m], labels_out[k, :m] = zip(
+                *positions_and_labels)
+            weights_out[k, :m] = 1.0
+        nsp_out[k] = is_next
+    return arrays
+
+
+# --------------------------------------------------------------------------
+# On-disk cache
+# --------------------------------------------------------------------------
+def _arrays_digest(arrays):
+    h = hashlib.sha1()
+    for name in FIELDS:
+        a = onp.ascontiguousarray(arrays[name])
+        h.update(f'{name}{a.dtype}{a.shape}'.encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _cache_key(file_sha1, split, max_len, rng_state, vocab_key):
+    h = hashlib.sha1()
+    h.update(json.dumps([_CACHE_FORMAT, file_sha1, split, max_len,
+                         vocab_key]).encode())
+    h.update(repr(rng_state).encode())
+    return h.hexdigest()
+
+
+def _save_cache(path, arrays, vocab, rng_state_after):
+    meta = {'format': _CACHE_FORMAT, 'digest': _arrays_digest(arrays),
+            'vocab': vocab.to_dict(),
+            'rng_after': [rng_state_after[0], list(rng_state_after[1]),
+                          rng_state_after[2]]}
+    with atomic_write(path, 'wb') as f:
+        onp.savez(f, meta=onp.array(json.dumps(meta)), **arrays)
+
+
+def _load_cache(path):
+    """Arrays, vocab and `random` state of a cache entry, or None if unusable."""
+    try:
+        with onp.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z['meta']))
+            arrays = {name: z[name] for name in FIELDS}
+        if (meta.get('format') != _CACHE_FORMAT
+                or meta.get('digest') != _arrays_digest(arrays)):
+            return None
+        version, internal, gauss = meta['rng_after']
+        return (arrays, Vocab.from_dict(meta['vocab']),
+                (version, tuple(internal), gauss))
+    except Exception:  # corrupt, truncated, foreign: rebuild, never trust
+        return None
+
+
+# --------------------------------------------------------------------------
+# Dataset and batches
+# --------------------------------------------------------------------------
+class WikiTextDataset:
+    """The book's pretraining examples as a Gluon-style dataset.
+
+    Parameters
+    ----------
+    paragraphs : list of list of str
+        Output of :func:`read_wiki`.
+    max_len : int
+        Length every example is padded to (``<cls>`` and ``<sep>`` included).
+    vocab : Vocab, optional
+        Built from ``paragraphs`` (``min_freq=5`` plus the reserved tokens)
+        when not given; pass the training vocabulary for held-out splits.
+    min_freq : int
+        Used only when ``vocab`` is built here.
+
+    Each item is the book's seven fields: token ids (max_len,) int32,
+    segments (max_len,) int32, valid length () float32, prediction positions
+    (round(0.15 max_len),) int32, MLM weights float32, MLM labels int32 and the
+    NSP label () float32.  The whole fields are ``self.arrays[name]``.
+    """
+
+    def __init__(self, paragraphs, max_len, vocab=None, min_freq=5):
+        if int(max_len) != max_len or max_len < 1:
+            raise GluonBertError(f'max_len must be a positive integer, got '
+                                 f'{max_len!r}')
+        # Input `paragraphs[i]` is a list of sentence strings; output
+        # `paragraphs[i]` is a list of sentences, each a list of tokens
+        paragraphs = [tokenize(paragraph, token='word')
+                      for paragraph in paragraphs]
+        if vocab is None:
+            sentences = [sentence for paragraph in paragraphs
+                         for sentence in paragraph]
+            vocab = Vocab(sentences, min_freq=min_freq,
+                          reserved_tokens=RESERVED_TOKENS)
+        missing = [t for t in RESERVED_TOKENS if t not in vocab]
+        if missing:
+            raise GluonBertError(f'the vocabulary lacks {missing}: build it '
+                                 'with reserved_tokens=RESERVED_TOKENS')
+        self.vocab, self.max_len = vocab, int(max_len)
+        self.arrays = _build_examples(paragraphs, self.max_len, vocab)
+
+    @classmethod
+    def _from_arrays(cls, arrays, vocab, max_len):
+        self = cls.__new__(cls)
+        self.arrays, self.vocab, self.max_len = arrays, vocab, max_len
+        return self
+
+    def __getitem__(self, idx):
+        return tuple(self.arrays[name][idx] for name in FIELDS)
+
+    def __len__(self):
+        return len(self.arrays['tokens'])
+
+
+class DataIter:
+    """Minibatches of a :class:`WikiTextDataset`, like the book's DataLoader.
+
+    Each iteration reshuffles with NumPy's global RNG exactly as Gluon's
+    ``RandomSampler`` does (so a ``numpy.random.seed`` gives the book's batch
+    order) and keeps the last, smaller batch.  Batches are tuples of seven
+    ``mxnet.np`` arrays sliced from the dataset's arrays in one step each,
+    instead of stacking hundreds of per-example arrays.
+
+    Parameters
+    ----------
+    dataset : WikiTextDataset
+    batch_size : int
+    shuffle : bool
+    indices : array of int, optional
+        Use only these examples (e.g. one worker's shard).
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=True, indices=None):
+        if int(batch_size) != batch_size or batch_size <= 0:
+            raise GluonBertError(f'batch_size must be a positive integer, got '
+                                 f'{batch_size!r}')
+        self.dataset, self.batch_size, self.shuffle = (dataset,
+                                                       int(batch_size),
+                                                       shuffle)
+        self.indices = (onp.arange(len(dataset)) if indices is None
+                        else onp.asarray(indices))
+        self.vocab = dataset.vocab
+
+    def __len__(self):
+        return -(-len(self.indices) // self.batch_size)
+
+    def batch_order(self):
+        """The example order of one pass (draws from NumPy's RNG if shuffling)."""
+        order = onp.arange(len(self.indices))
+        if self.shuffle:
+            onp.random.shuffle(order)
+        return self.indices[order]
+
+    def batches(self, order, start=0):
+        """Yield the batches of ``order``, starting at batch ``start``."""
+        from mxnet import np
+        arrays = [self.dataset.arrays[name] for name in FIELDS]
+        for i in range(start * self.batch_size, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield tuple(np.array(a[idx], dtype=a.dtype) for a in arrays)
+
+    def __iter__(self):
+        return self.batches(self.batch_order())
+
+
+def load_dataset(max_len, data_dir=None, split='train', vocab=None,
+                 min_freq=5, cache_dir=None, use_cache=True, download=True,
+                 verbose=False):
+    """Build (or load from the cache) the examples of one split.
+
+    The cache entry is keyed by the split file's SHA-1, ``max_len``, the
+    current state of Python's ``random`` and the vocabulary settings; after a
+    hit, ``random`` is left in the state a cold build would leave it in.
+    Entries live in ``cache_dir`` (default :func:`default_cache_dir`), never in
+    the data folder; one that fails its checksum is rebuilt.
+    """
+    data_dir = resolve_data_dir(data_dir, split, download, cache_dir)
+    file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
+    vocab_key = (['vocab', hashlib.sha1('\n'.join(vocab.idx_to_token)
+                                        .encode()).hexdigest()]
+                 if vocab is not None else ['min_freq', min_freq])
+    rng_state = random.getstate()
+    path = None
+    if use_cache:
+        key = _cache_key(file_digest(file_name), split, max_len, rng_state,
+                         vocab_key)
+        path = os.path.join(cache_dir or default_cache_dir(), 'examples',
+                            f'{split}-{max_len}-{key[:20]}.npz')
+        if os.path.exists(path):
+            hit = _load_cache(path)
+            if hit is not None:
+                arrays, cached_vocab, rng_after = hit
+                random.setstate(rng_after)
+                if verbose:
+                    print(f'Loaded {len(arrays["tokens"])} {split} examples '
+                          f'from the cache {path}', flush=True)
+                return WikiTextDataset._from_arrays(
+                    arrays, vocab or cached_vocab, max_len)
+    paragraphs = read_wiki(data_dir, split)
+    dataset = WikiTextDataset(paragraphs, max_len, vocab=vocab,
+                              min_freq=min_freq)
+    if path is not None:
+        try:
+            _save_cache(path, dataset.arrays, dataset.vocab, random.getstate())
+        except OSError as e:  # a read-only cache must not stop training
+            print(f'warning: could not write the example cache {path}: {e}')
+    return dataset
+
+
+def load_data_wiki(batch_size, max_len, data_dir=None, split='train',
+                   vocab=None, cache_dir=None, use_cache=True, download=True):
+    """Load WikiText-2 for BERT pretraining, as the book's ``load_data_wiki``.
+
+    Returns
+    -------
+    (DataIter, Vocab)
+        Shuffled minibatches of the seven fields and the vocabulary.
+    """
+    if int(batch_size) != batch_size or batch_size <= 0:
+        raise GluonBertError(f'batch_size must be a positive integer, got '
+                             f'{batch_size!r}')
+    dataset = load_dataset(max_len, data_dir, split, vocab,
+                           cache_dir=cache_dir, use_cache=use_cache,
+                           download=download)
+    train_iter = DataIter(dataset, batch_size, shuffle=True)
+    return train_iter, dataset.vocab

@@ -1,0 +1,48 @@
+"""Small helpers shared by every module: atomic writes and file hashing."""
+import contextlib
+import hashlib
+import os
+import tempfile
+
+__all__ = ['atomic_write', 'file_digest', 'GluonBertError']
+
+
+class GluonBertError(Exception):
+    """A problem with the user's input: the message says what and how to fix.
+
+    Commands print it as one line and exit non-zero instead of a traceback.
+    """
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='wb', encoding='utf-8'):
+    """Open a temporary file beside ``path``; rename it over ``path`` on success.
+
+    A crash (or an exception in the ``with`` body) leaves ``path`` as it was
+    and removes the temporary file, so readers never see a half-written file.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
+                               suffix='.tmp', dir=folder)
+    try:
+        kwargs = {} if 'b' in mode else {'encoding': encoding}
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def file_digest(path, algorithm='sha1', chunk=1 << 20):
+    """Hex digest of a file's bytes."""
+    h = hashlib.new(algorithm)
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()

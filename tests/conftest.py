@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny corpora built in the test, and the real WikiText-2.
+
+The real data comes from GLUON_BERT_DATA (``.ci/run`` points it at
+``../shared/data/wikitext-2``); tests that need it are skipped, with the reason,
+when it is unset.  Every test writes its caches under its own tmp_path.
+"""
+import os
+import random
+
+import numpy as onp
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """No test reads or writes the user's cache."""
+    monkeypatch.setenv('GLUON_BERT_CACHE', str(tmp_path / 'cache'))
+
+
+def make_corpus(folder, num_paragraphs=60, seed=0, vocab_words=40,
+                splits=('train', 'valid', 'test')):
+    """Write a small WikiText-like corpus (` . `-separated sentences)."""
+    rng = random.Random(seed)
+    words = [f'w{i}' for i in range(vocab_words)] + ['The', 'Of', '@-@']
+    os.makedirs(folder, exist_ok=True)
+    for split in splits:
+        lines = [' \n', ' = Title = \n']
+        for _ in range(num_paragraphs):
+            sentences = [' '.join(rng.choice(words)
+                                  for _ in range(rng.randint(2, 14)))
+                         for _ in range(rng.randint(1, 6))]
+            lines.append(' ' + ' . '.join(sentences) + ' . \n')
+        with open(os.path.join(folder, f'wiki.{split}.tokens'), 'w',
+                  encoding='utf-8') as f:
+            f.writelines(lines)
+    return str(folder)
+
+
+@pytest.fixture
+def corpus_dir(tmp_path):
+    return make_corpus(tmp_path / 'wikitext-2')
+
+
+@pytest.fixture(scope='session')
+def wiki_dir():
+    path = os.environ.get('GLUON_BERT_DATA')
+    if not path:
+        pytest.skip('real WikiText-2 needed: set GLUON_BERT_DATA to the '
+                    'folder with wiki.train.tokens')
+    return path
+
+
+@pytest.fixture
+def seeded():
+    """Seed Python's and NumPy's RNGs; returns the seeding function."""
+    def seed(s):
+        random.seed(s)
+        onp.random.seed(s)
+    return seed

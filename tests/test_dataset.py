@@ -1,0 +1,343 @@
+"""The data pipeline: parity with d2l (the oracle), cache, batches, errors."""
+import hashlib
+import os
+import random
+import zipfile
+
+import numpy as onp
+import pytest
+from d2l import mxnet as d2l
+from mxnet import gluon
+
+from gluon_bert import dataset as ds
+from gluon_bert.utils import GluonBertError
+
+from conftest import make_corpus
+
+D2L_FIELDS = ('all_token_ids', 'all_segments', 'valid_lens',
+              'all_pred_positions', 'all_mlm_weights', 'all_mlm_labels',
+              'nsp_labels')
+
+
+def assert_same_as_d2l(ours, ref):
+    """Field by field, example by example."""
+    assert ours.vocab.idx_to_token == ref.vocab.idx_to_token
+    assert len(ours) == len(ref)
+    for name, ref_name in zip(ds.FIELDS, D2L_FIELDS):
+        expected = onp.stack([onp.asarray(a.asnumpy() if hasattr(a, 'asnumpy')
+                                          else a)
+                              for a in getattr(ref, ref_name)])
+        got = ours.arrays[name]
+        assert got.shape == expected.shape, name
+        onp.testing.assert_array_equal(got, expected.astype(got.dtype),
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_parity_with_d2l_on_synthetic_corpus(corpus_dir, seed):
+    random.seed(seed)
+    ref_paragraphs = d2l._read_wiki(corpus_dir)
+    ref = d2l._WikiTextDataset(ref_paragraphs, 24)
+    state_after_ref = random.getstate()
+
+    random.seed(seed)
+    paragraphs = ds.read_wiki(corpus_dir)
+    assert paragraphs == ref_paragraphs
+    ours = ds.WikiTextDataset(paragraphs, 24)
+    # `random` was consumed exactly as the book's code consumes it
+    assert random.getstate() == state_after_ref
+    assert_same_as_d2l(ours, ref)
+    # the book's dtypes, item by item
+    item = ours[3]
+    assert [a.dtype.name for a in item] == [
+        'int32', 'int32', 'float32', 'int32', 'float32', 'int32', 'float32']
+    assert [a.shape for a in item] == [(24,), (24,), (), (4,), (4,), (4,), ()]
+
+
+def test_special_tokens_in_text_are_never_predicted(tmp_path):
+    """A literal <sep> in the text takes the book's slow path, same result."""
+    folder = tmp_path / 'wiki'
+    folder.mkdir()
+    text = ' . '.join(['a b <sep> c d e', 'f g h <cls> i', 'j k l m n o p',
+                       'q r s t'] * 3)
+    (folder / 'wiki.train.tokens').write_text(f' {text} . \n' * 8)
+    for seed in (0, 5):
+        random.seed(seed)
+        ref = d2l._WikiTextDataset(d2l._read_wiki(str(folder)), 20)
+        random.seed(seed)
+        ours = ds.WikiTextDataset(ds.read_wiki(str(folder)), 20)
+        assert_same_as_d2l(ours, ref)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize('seed', [0, 1])
+def test_parity_with_d2l_on_wikitext2(wiki_dir, seed, monkeypatch):
+    # The oracle's own code, with NumPy standing in for mxnet.np in its
+    # padding step: the same values, 10x sooner than 300k MXNet arrays.
+    monkeypatch.setattr(d2l, 'np', onp)
+    random.seed(seed)
+    ref = d2l._WikiTextDataset(d2l._read_wiki(wiki_dir), 64)
+    state_after_ref = random.getstate()
+    random.seed(seed)
+    ours = ds.WikiTextDataset(ds.read_wiki(wiki_dir), 64)
+    assert random.getstate() == state_after_ref
+    assert len(ours.vocab) == 20256
+    assert_same_as_d2l(ours, ref)
+
+
+@pytest.mark.realdata
+def test_first_batch_has_the_books_shapes(wiki_dir, capsys):
+    random.seed(0)
+    train_iter, vocab = ds.load_data_wiki(512, 64, data_dir=wiki_dir)
+    assert len(vocab) == 20256
+    for batch in train_iter:
+        print(*(x.shape for x in batch))
+        break
+    assert capsys.readouterr().out.strip() == (
+        '(512, 64) (512, 64) (512,) (512, 10) (512, 10) (512, 10) (512,)')
+    assert [x.dtype.name for x in batch] == [
+        'int32', 'int32', 'float32', 'int32', 'float32', 'int32', 'float32']
+
+
+def test_batches_follow_gluon_dataloader_order(corpus_dir):
+    random.seed(0)
+    dataset = ds.WikiTextDataset(ds.read_wiki(corpus_dir), 24)
+    ours = ds.DataIter(dataset, 7)
+    ref = gluon.data.DataLoader(dataset, 7, shuffle=True)
+    assert len(ours) == len(ref) == -(-len(dataset) // 7)
+    for epoch in range(2):
+        onp.random.seed(epoch)
+        ref_batches = [[x.asnumpy() for x in b] for b in ref]
+        onp.random.seed(epoch)
+        our_batches = [[x.asnumpy() for x in b] for b in ours]
+        assert len(our_batches) == len(ref_batches)
+        for a, b in zip(our_batches, ref_batches):
+            for x, y in zip(a, b):
+                onp.testing.assert_array_equal(x, y)
+    # the last batch is kept, smaller
+    assert our_batches[-1][0].shape[0] == len(dataset) - 7 * (len(ours) - 1)
+
+
+def test_masking_statistics(tmp_path):
+    """80/10/10 masking and 50/50 NSP, measured on a larger corpus."""
+    folder = make_corpus(tmp_path / 'big', num_paragraphs=1500, seed=3,
+                         splits=('train',))
+    random.seed(0)
+    dataset = ds.WikiTextDataset(ds.read_wiki(folder), 32, min_freq=1)
+    a, vocab = dataset.arrays, dataset.vocab
+    w = a['mlm_weights'] > 0
+    predicted = onp.take_along_axis(a['tokens'], a['pred_positions'], 1)[w]
+    labels = a['mlm_labels'][w]
+    masked = (predicted == vocab['<mask>']).mean()
+    kept = (predicted == labels).mean()
+    assert 0.78 < masked < 0.82
+    assert 0.08 < kept < 0.12
+    assert 0.08 < 1 - masked - kept < 0.12  # random replacement (or a hit)
+    assert 0.47 < a['nsp_labels'].mean() < 0.53
+    # 15 % of the length, at least one, never <cls>/<sep>/<pad>
+    n_pred = w.sum(1)
+    expected = onp.maximum(1, onp.round(a['valid_lens'] * 0.15))
+    # Python rounds half to even, as NumPy does
+    onp.testing.assert_array_equal(n_pred, expected)
+    originals = labels
+    assert not onp.isin(originals, [vocab['<cls>'], vocab['<sep>'],
+                                    vocab['<pad>']]).any()
+
+
+# -- the cache -------------------------------------------------------------
+def _listing(folder):
+    return sorted((p, os.path.getmtime(os.path.join(r, p)))
+                  for r, _, files in os.walk(folder) for p in files)
+
+
+def test_cache_hit_is_identical_and_leaves_random_as_cold(corpus_dir,
+                                                          tmp_path,
+                                                          monkeypatch):
+    cache = tmp_path / 'c'
+    before = _listing(corpus_dir)
+    random.seed(4)
+    cold = ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    state_cold = random.getstate()
+    assert len(list((cache / 'examples').iterdir())) == 1
+    # a hit never reads the text again
+    monkeypatch.setattr(ds, 'read_wiki', lambda *a, **k: 1 / 0)
+    random.seed(4)
+    warm = ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    assert random.getstate() == state_cold
+    assert warm.vocab == cold.vocab
+    for name in ds.FIELDS:
+        onp.testing.assert_array_equal(warm.arrays[name], cold.arrays[name])
+    assert _listing(corpus_dir) == before  # never writes into the data
+
+
+def test_cache_key_covers_seed_max_len_vocab_and_contents(corpus_dir,
+                                                          tmp_path):
+    cache = tmp_path / 'c'
+    random.seed(0)
+    ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    random.seed(1)
+    ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    random.seed(0)
+    ds.load_dataset(30, corpus_dir, cache_dir=cache)
+    random.seed(0)
+    ds.load_dataset(24, corpus_dir, split='valid', cache_dir=cache)
+    assert len(list((cache / 'examples').iterdir())) == 4
+    with open(os.path.join(corpus_dir, 'wiki.train.tokens'), 'a') as f:
+        f.write(' new words here . and more words \n')
+    random.seed(0)
+    changed = ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    assert 'new' in changed.vocab.idx_to_token or len(changed) > 0
+    assert len(list((cache / 'examples').iterdir())) == 5
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'flip', 'garbage'])
+def test_corrupt_cache_is_rebuilt(corpus_dir, tmp_path, damage):
+    cache = tmp_path / 'c'
+    random.seed(2)
+    cold = ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    (entry,) = (cache / 'examples').iterdir()
+    data = entry.read_bytes()
+    if damage == 'truncate':
+        data = data[:len(data) // 2]
+    elif damage == 'flip':  # inside the token array: checksum must catch it
+        i = data.index(b'tokens.npy') + 400
+        data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+    else:
+        data = b'not an npz at all'
+    entry.write_bytes(data)
+    random.seed(2)
+    again = ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    for name in ds.FIELDS:
+        onp.testing.assert_array_equal(again.arrays[name], cold.arrays[name])
+    assert ds._load_cache(str(entry)) is not None  # rewritten, good again
+
+
+def test_uncompressed_flip_is_detected_by_checksum(corpus_dir, tmp_path):
+    cache = tmp_path / 'c'
+    random.seed(2)
+    ds.load_dataset(24, corpus_dir, cache_dir=cache)
+    (entry,) = (cache / 'examples').iterdir()
+    with onp.load(entry) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays['mlm_labels'] = arrays['mlm_labels'].copy()
+    arrays['mlm_labels'][0, 0] += 1
+    onp.savez(entry, **arrays)
+    assert ds._load_cache(str(entry)) is None
+
+
+# -- where the data comes from ---------------------------------------------
+def test_data_dir_order(corpus_dir, tmp_path, monkeypatch):
+    other = make_corpus(tmp_path / 'other', splits=('train',))
+    monkeypatch.setenv('GLUON_BERT_DATA', other)
+    assert ds.resolve_data_dir(corpus_dir) == corpus_dir
+    assert ds.resolve_data_dir() == other
+    monkeypatch.delenv('GLUON_BERT_DATA')
+    work = tmp_path / 'work' / 'proj'
+    work.mkdir(parents=True)
+    make_corpus(tmp_path / 'work' / 'data' / 'wikitext-2', splits=('train',))
+    monkeypatch.chdir(work)
+    assert ds.resolve_data_dir() == os.path.join('..', 'data', 'wikitext-2')
+
+
+def _zip_of(folder, path):
+    with zipfile.ZipFile(path, 'w') as zf:
+        for name in os.listdir(folder):
+            zf.write(os.path.join(folder, name), f'wikitext-2/{name}')
+    return hashlib.sha1(open(path, 'rb').read()).hexdigest()
+
+
+def test_download_tries_mirrors_and_verifies_sha1(corpus_dir, tmp_path,
+                                                   monkeypatch, capsys):
+    archive = tmp_path / 'wikitext-2-v1.zip'
+    sha1 = _zip_of(corpus_dir, archive)
+    missing = (tmp_path / 'nowhere.zip').as_uri()
+    monkeypatch.setattr(ds, 'DATA_URLS', [missing, archive.as_uri()])
+    monkeypatch.setattr(ds, 'DATA_SHA1', sha1)
+    monkeypatch.delenv('GLUON_BERT_DATA', raising=False)
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / 'dl'
+    with pytest.raises(GluonBertError, match='SHA-1 .* is not the expected'):
+        ds.download_wikitext2(cache, urls=[archive.as_uri()], sha1='0' * 40)
+    assert not (cache / 'wikitext-2').exists()
+    folder = ds.resolve_data_dir(cache_dir=cache)
+    assert 'Downloading WikiText-2' in capsys.readouterr().out
+    with open(os.path.join(folder, 'wiki.train.tokens'), 'rb') as f:
+        assert f.read() == open(os.path.join(corpus_dir, 'wiki.train.tokens'),
+                                'rb').read()
+    # the second time, the cached copy is used without downloading
+    monkeypatch.setattr(ds, 'DATA_URLS', [missing])
+    assert ds.resolve_data_dir(cache_dir=cache) == folder
+
+
+def test_no_data_anywhere_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv('GLUON_BERT_DATA', raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ds, 'DATA_URLS', [(tmp_path / 'x.zip').as_uri()])
+    with pytest.raises(GluonBertError) as e:
+        ds.load_data_wiki(8, 16, cache_dir=tmp_path / 'c')
+    msg = str(e.value)
+    assert '\n' not in msg
+    for way in ('--data-dir', 'GLUON_BERT_DATA', '../data/wikitext-2',
+                'download failed'):
+        assert way in msg
+
+
+# -- bad input ---------------------------------------------------------------
+def test_missing_folder(tmp_path):
+    with pytest.raises(GluonBertError, match='is not a folder'):
+        ds.load_data_wiki(8, 16, data_dir=tmp_path / 'nope')
+
+
+def test_folder_without_train_file(tmp_path):
+    with pytest.raises(GluonBertError, match='has no wiki.train.tokens'):
+        ds.load_data_wiki(8, 16, data_dir=tmp_path)
+
+
+def test_env_folder_without_train_file(tmp_path, monkeypatch):
+    monkeypatch.setenv('GLUON_BERT_DATA', str(tmp_path))
+    with pytest.raises(GluonBertError,
+                       match='GLUON_BERT_DATA .* has no wiki.train.tokens'):
+        ds.load_data_wiki(8, 16)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / 'wiki.train.tokens').write_text(' \n\n')
+    with pytest.raises(GluonBertError, match='is empty'):
+        ds.load_data_wiki(8, 16, data_dir=tmp_path)
+
+
+def test_no_two_sentence_paragraph(tmp_path):
+    (tmp_path / 'wiki.train.tokens').write_text(' = T = \n one sentence\n')
+    with pytest.raises(GluonBertError, match='no paragraph of two sentences'):
+        ds.load_data_wiki(8, 16, data_dir=tmp_path)
+
+
+def test_max_len_too_small(corpus_dir):
+    with pytest.raises(GluonBertError, match='max_len=5 is too small'):
+        ds.load_data_wiki(8, 5, data_dir=corpus_dir)
+
+
+@pytest.mark.parametrize('batch_size', [0, -3, 2.5])
+def test_bad_batch_size(corpus_dir, batch_size):
+    with pytest.raises(GluonBertError, match='batch_size must be a positive'):
+        ds.load_data_wiki(batch_size, 24, data_dir=corpus_dir)
+
+
+def test_not_utf8(tmp_path):
+    (tmp_path / 'wiki.train.tokens').write_bytes(
+        b' caf\xe9 au lait . un deux trois . \n')
+    with pytest.raises(GluonBertError, match='is not UTF-8 text'):
+        ds.load_data_wiki(8, 16, data_dir=tmp_path)
+
+
+def test_unknown_split(corpus_dir):
+    with pytest.raises(GluonBertError, match="unknown split 'dev'"):
+        ds.load_data_wiki(8, 16, data_dir=corpus_dir, split='dev')
+
+
+def test_heldout_split_uses_the_training_vocab(corpus_dir):
+    random.seed(0)
+    train = ds.load_dataset(24, corpus_dir)
+    valid = ds.load_dataset(24, corpus_dir, split='valid', vocab=train.vocab)
+    assert valid.vocab is train.vocab
+    assert valid.arrays['tokens'].max() < len(train.vocab)
