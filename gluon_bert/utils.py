@@ -4,7 +4,7 @@ import hashlib
 import os
 import tempfile
 
-__all__ = ['atomic_write', 'file_digest', 'GluonBertError']
+__all__ = ['atomic_write', 'atomic_path', 'file_digest', 'GluonBertError']
 
 
 class GluonBertError(Exception):
@@ -12,6 +12,12 @@ class GluonBertError(Exception):
 
     Commands print it as one line and exit non-zero instead of a traceback.
     """
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -27,11 +33,32 @@ def atomic_write(path, mode='wb', encoding='utf-8'):
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
                                suffix='.tmp', dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
         kwargs = {} if 'b' in mode else {'encoding': encoding}
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary file name beside ``path``; rename it over ``path``.
+
+    For writers that want a file name (``save_parameters``, ``nd.save``)
+    rather than a file object; same guarantees as :func:`atomic_write`.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -1,0 +1,413 @@
+"""BERT as Gluon HybridBlocks, with the book's math.
+
+Components first, then the full model, then a factory::
+
+    MultiHeadAttention, PositionWiseFFN, AddNorm -> TransformerEncoderBlock
+    -> BERTEncoder, MaskLM, NextSentencePred -> BERTModel -> get_bert_model
+
+The math is d2l's (``d2l.BERTModel``): a softmax whose padded keys are filled
+with -1e6, dropout on the attention weights, LayerNorm after residual +
+dropout, a ReLU feed-forward network, learnable position embeddings and a tanh
+hidden layer on ``<cls>`` before next-sentence prediction.  Unlike the book's
+Blocks, nothing here reads ``.shape`` or branches on data, so every Block
+hybridizes: masks and indices are built with ``F`` operators
+(``arange_like``, ``gather_nd``) as GluonNLP does.
+
+All Blocks run in MXNet's NumPy mode (``npx.set_np()``).
+"""
+import math
+import warnings
+
+from mxnet import npx
+from mxnet.gluon import nn
+
+__all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'AddNorm',
+           'TransformerEncoderBlock', 'BERTEncoder', 'MaskLM',
+           'NextSentencePred', 'BERTModel', 'get_bert_model',
+           'count_parameters', 'copy_d2l_parameters']
+
+npx.set_np()
+
+
+class MultiHeadAttention(nn.HybridBlock):
+    """Multi-head scaled dot-product self-attention (d2l's math).
+
+    Parameters
+    ----------
+    num_hiddens : int
+        Size of queries, keys, values and output; divisible by ``num_heads``.
+    num_heads : int
+    dropout : float
+        Dropout on the attention weights.
+    use_bias : bool
+        Bias in the four projections; the book's attention has none, its
+        ``BERTEncoder`` asks for it.
+
+    Inputs
+    ------
+    X : (batch size, no. of tokens, num_hiddens)
+    valid_lens : (batch size,) or None
+        Keys at positions >= valid length get no attention.
+
+    Outputs
+    -------
+    (batch size, no. of tokens, num_hiddens)
+    """
+
+    def __init__(self, num_hiddens, num_heads, dropout, use_bias=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if num_hiddens % num_heads:
+            raise ValueError(f'num_hiddens={num_hiddens} is not divisible by '
+                             f'num_heads={num_heads}')
+        self.num_heads = num_heads
+        self._scale = 1 / math.sqrt(num_hiddens // num_heads)
+        with self.name_scope():
+            self.W_q = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
+            self.W_k = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
+            self.W_v = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
+            self.W_o = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
+            self.dropout = nn.Dropout(dropout)
+
+    def _split_heads(self, F, X):
+        # (batch size, no. of tokens, num_hiddens) ->
+        # (batch size * num_heads, no. of tokens, num_hiddens / num_heads)
+        X = F.npx.reshape(X, (-2, -2, self.num_heads, -1))
+        X = F.np.transpose(X, (0, 2, 1, 3))
+        return F.npx.reshape(X, (-5, -2, -2))
+
+    def _merge_heads(self, F, X):
+        # The inverse of `_split_heads`
+        X = F.npx.reshape(X, (-6, -1, self.num_heads, -2, -2))
+        X = F.np.transpose(X, (0, 2, 1, 3))
+        return F.npx.reshape(X, (-2, -2, -5))
+
+    def hybrid_forward(self, F, X, valid_lens=None):
+        queries = self._split_heads(F, self.W_q(X))
+        keys = self._split_heads(F, self.W_k(X))
+        values = self._split_heads(F, self.W_v(X))
+        # (batch size * num_heads, no. of queries, no. of keys)
+        scores = F.npx.batch_dot(queries, keys, transpose_b=True) * self._scale
+        if valid_lens is not None:
+            # On axis 0, copy each valid length for num_heads times
+            valid_lens = F.np.repeat(valid_lens, self.num_heads, axis=0)
+            # (no. of keys,) key positions, compared with the valid length of
+            # each row: (batch size * num_heads, 1, no. of keys)
+            positions = F.npx.arange_like(scores, axis=-1)
+            mask = (F.np.expand_dims(positions, 0)
+                    < F.np.expand_dims(valid_lens, -1))
+            mask = F.np.expand_dims(mask, 1)
+            # Masked keys get -1e6, whose exponentiation outputs 0
+            scores = F.np.where(mask, scores, F.np.full_like(scores, -1e6))
+        attention_weights = F.npx.softmax(scores, axis=-1)
+        output = F.npx.batch_dot(self.dropout(attention_weights), values)
+        # (batch size, no. of queries, num_hiddens)
+        return self.W_o(self._merge_heads(F, output))
+
+
+class PositionWiseFFN(nn.HybridBlock):
+    """Two Dense layers with a ReLU between, applied at every position.
+
+    Inputs
+    ------
+    X : (batch size, no. of tokens, any)
+
+    Outputs
+    -------
+    (batch size, no. of tokens, ffn_num_outputs)
+    """
+
+    def __init__(self, ffn_num_hiddens, ffn_num_outputs, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.dense1 = nn.Dense(ffn_num_hiddens, flatten=False,
+                                   activation='relu')
+            self.dense2 = nn.Dense(ffn_num_outputs, flatten=False)
+
+    def hybrid_forward(self, F, X):
+        return self.dense2(self.dense1(X))
+
+
+class AddNorm(nn.HybridBlock):
+    """Residual connection after dropout, then layer normalization.
+
+    Inputs
+    ------
+    X : (batch size, no. of tokens, num_hiddens)
+        The residual.
+    Y : (batch size, no. of tokens, num_hiddens)
+        The sub-layer's output.
+
+    Outputs
+    -------
+    (batch size, no. of tokens, num_hiddens)
+    """
+
+    def __init__(self, dropout, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.dropout = nn.Dropout(dropout)
+            self.ln = nn.LayerNorm()
+
+    def hybrid_forward(self, F, X, Y):
+        return self.ln(self.dropout(Y) + X)
+
+
+class TransformerEncoderBlock(nn.HybridBlock):
+    """Self-attention and a position-wise FFN, each followed by AddNorm.
+
+    Inputs
+    ------
+    X : (batch size, no. of tokens, num_hiddens)
+    valid_lens : (batch size,) or None
+
+    Outputs
+    -------
+    (batch size, no. of tokens, num_hiddens)
+    """
+
+    def __init__(self, num_hiddens, ffn_num_hiddens, num_heads, dropout,
+                 use_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.attention = MultiHeadAttention(num_hiddens, num_heads,
+                                                dropout, use_bias)
+            self.addnorm1 = AddNorm(dropout)
+            self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens)
+            self.addnorm2 = AddNorm(dropout)
+
+    def hybrid_forward(self, F, X, valid_lens=None):
+        Y = self.addnorm1(X, self.attention(X, valid_lens))
+        return self.addnorm2(Y, self.ffn(Y))
+
+
+class BERTEncoder(nn.HybridBlock):
+    """Token + segment + learnable position embeddings, then Transformer blocks.
+
+    Parameters
+    ----------
+    vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout
+        As in the book.
+    max_len : int
+        Length of the learnable position embedding ``pos_embedding``
+        (shape (1, max_len, num_hiddens)); inputs may not be longer.
+
+    Inputs
+    ------
+    tokens : (batch size, no. of tokens) int
+    segments : (batch size, no. of tokens) int, 0 or 1
+    valid_lens : (batch size,) or None
+
+    Outputs
+    -------
+    (batch size, no. of tokens, num_hiddens)
+    """
+
+    def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
+                 num_blks, dropout, max_len=1000, **kwargs):
+        super().__init__(**kwargs)
+        self.max_len = max_len
+        with self.name_scope():
+            # In BERT, positional embeddings are learnable, thus we create a
+            # parameter of positional embeddings that are long enough
+            self.pos_embedding = self.params.get(
+                'pos_embedding', shape=(1, max_len, num_hiddens))
+            self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
+            self.segment_embedding = nn.Embedding(2, num_hiddens)
+            self.blks = nn.HybridSequential()
+            for _ in range(num_blks):
+                # The book's BERT asks for biases in the attention layers
+                self.blks.add(TransformerEncoderBlock(
+                    num_hiddens, ffn_num_hiddens, num_heads, dropout, True))
+
+    def hybrid_forward(self, F, tokens, segments, valid_lens=None,
+                       pos_embedding=None):
+        # (batch size, no. of tokens, num_hiddens)
+        X = self.token_embedding(tokens) + self.segment_embedding(segments)
+        # The first no.-of-tokens rows of the position embedding:
+        # (1, no. of tokens, num_hiddens)
+        positions = F.npx.arange_like(tokens, axis=1).astype('int32')
+        X = X + F.np.take(pos_embedding, positions, axis=1)
+        for blk in self.blks:
+            X = blk(X, valid_lens)
+        return X
+
+
+class MaskLM(nn.HybridBlock):
+    """The masked language model head: an MLP at the predicted positions.
+
+    Inputs
+    ------
+    X : (batch size, no. of tokens, num_hiddens)
+    pred_positions : (batch size, no. of predictions) int
+
+    Outputs
+    -------
+    (batch size, no. of predictions, vocab_size)
+    """
+
+    def __init__(self, vocab_size, num_hiddens, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.mlp = nn.HybridSequential()
+            self.mlp.add(nn.Dense(num_hiddens, flatten=False,
+                                  activation='relu'))
+            self.mlp.add(nn.LayerNorm())
+            self.mlp.add(nn.Dense(vocab_size, flatten=False))
+
+    @staticmethod
+    def gather(F, X, pred_positions):
+        """X[i, pred_positions[i, j]] for every i, j, without reading shapes.
+
+        (batch size, no. of tokens, num_hiddens) ->
+        (batch size, no. of predictions, num_hiddens)
+        """
+        pred_positions = pred_positions.astype('int32')
+        # (batch size, 1): 0, 1, ..., batch size - 1
+        batch_idx = F.np.expand_dims(
+            F.npx.arange_like(pred_positions, axis=0).astype('int32'), -1)
+        # (batch size, no. of predictions): the batch index of every slot
+        batch_idx = batch_idx + F.np.zeros_like(pred_positions)
+        indices = F.np.stack([batch_idx, pred_positions])
+        return F.npx.gather_nd(X, indices)
+
+    def hybrid_forward(self, F, X, pred_positions):
+        return self.mlp(self.gather(F, X, pred_positions))
+
+
+class NextSentencePred(nn.HybridBlock):
+    """The next sentence prediction head: two classes.
+
+    Inputs
+    ------
+    X : (batch size, num_hiddens) or (batch size, 1, num_hiddens)
+
+    Outputs
+    -------
+    (batch size, 2)
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.output = nn.Dense(2)
+
+    def hybrid_forward(self, F, X):
+        return self.output(X)
+
+
+class BERTModel(nn.HybridBlock):
+    """The BERT model of the book: encoder, MLM head and NSP head.
+
+    Parameters
+    ----------
+    vocab_size : int
+    num_hiddens : int
+    ffn_num_hiddens : int
+    num_heads : int
+    num_blks : int
+    dropout : float
+    max_len : int
+        Length of the position embedding (1000 in the book).
+
+    Inputs
+    ------
+    tokens : (batch size, no. of tokens) int
+    segments : (batch size, no. of tokens) int
+    valid_lens : (batch size,) or None
+    pred_positions : (batch size, no. of predictions) or None
+
+    Outputs
+    -------
+    encoded_X : (batch size, no. of tokens, num_hiddens)
+    mlm_Y_hat : (batch size, no. of predictions, vocab_size), or None when
+        ``pred_positions`` is None
+    nsp_Y_hat : (batch size, 2)
+    """
+
+    def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
+                 num_blks, dropout, max_len=1000, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
+                           ffn_num_hiddens=ffn_num_hiddens,
+                           num_heads=num_heads, num_blks=num_blks,
+                           dropout=dropout, max_len=max_len)
+        with self.name_scope():
+            self.encoder = BERTEncoder(vocab_size, num_hiddens,
+                                       ffn_num_hiddens, num_heads, num_blks,
+                                       dropout, max_len)
+            self.hidden = nn.Dense(num_hiddens, activation='tanh')
+            self.mlm = MaskLM(vocab_size, num_hiddens)
+            self.nsp = NextSentencePred()
+
+    def forward(self, tokens, segments, valid_lens=None, pred_positions=None):
+        # A hybridized Gluon 1.x block is traced for one argument structure;
+        # which of the optional inputs are given is a choice of the caller,
+        # not data, so a new structure simply gets a new trace.
+        args = [tokens, segments, valid_lens, pred_positions]
+        while args[-1] is None:
+            args.pop()
+        structure = tuple(a is None for a in args)
+        if structure != getattr(self, '_structure', structure):
+            self._clear_cached_op()
+        self._structure = structure
+        with warnings.catch_warnings():
+            # Without pred_positions the MLM head is not used, by design
+            warnings.filterwarnings('ignore', 'Parameter .* is not used')
+            outputs = super().forward(*args)
+        if pred_positions is None:  # a graph cannot output None
+            encoded_X, nsp_Y_hat = outputs
+            return encoded_X, None, nsp_Y_hat
+        return outputs
+
+    def hybrid_forward(self, F, tokens, segments, valid_lens=None,
+                       pred_positions=None):
+        encoded_X = self.encoder(tokens, segments, valid_lens)
+        # The hidden layer of the MLP classifier for next sentence prediction.
+        # 0 is the index of the '<cls>' token: (batch size, 1, num_hiddens),
+        # which the (flattening) Dense reads as (batch size, num_hiddens)
+        cls = F.npx.slice(encoded_X, begin=(None, 0, None),
+                          end=(None, 1, None))
+        nsp_Y_hat = self.nsp(self.hidden(cls))
+        if pred_positions is None:  # `forward` puts None in mlm_Y_hat's place
+            return encoded_X, nsp_Y_hat
+        mlm_Y_hat = self.mlm(encoded_X, pred_positions)
+        return encoded_X, mlm_Y_hat, nsp_Y_hat
+
+
+def get_bert_model(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
+                   num_heads=2, num_blks=2, dropout=0.2, max_len=1000):
+    """The book's small BERT by default; pass a preset's numbers for others."""
+    return BERTModel(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
+                     num_blks, dropout, max_len)
+
+
+def count_parameters(net):
+    """Number of scalar parameters (all shapes must be known)."""
+    total = 0
+    for param in net.collect_params().values():
+        size = 1
+        for dim in param.shape:
+            size *= dim
+        total += size
+    return total
+
+
+def copy_d2l_parameters(d2l_net, net):
+    """Copy an initialized ``d2l.BERTModel``'s parameters into ``net``.
+
+    Both models register their parameters in the same order (the book's
+    layout), so they are matched one by one; any difference in count or
+    shape is an error.  Returns ``net``.
+    """
+    src = list(d2l_net.collect_params().values())
+    dst = list(net.collect_params().values())
+    if len(src) != len(dst):
+        raise ValueError(f'the d2l model has {len(src)} parameters, this one '
+                         f'{len(dst)}: build both with the same settings')
+    for p, q in zip(src, dst):
+        if p.shape != q.shape:
+            raise ValueError(f'{p.name} {p.shape} does not fit {q.name} '
+                             f'{q.shape}: build both with the same settings')
+        q.set_data(p.data())
+    return net

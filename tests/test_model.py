@@ -1,0 +1,162 @@
+"""The HybridBlocks: d2l parity, hybridized == imperative, shapes."""
+import mxnet as mx
+import numpy as onp
+import pytest
+from d2l import mxnet as d2l
+from mxnet import autograd, init, np, npx
+
+from gluon_bert import model as M
+
+npx.set_np()
+
+V, H, FFN, HEADS, BLKS, POS = 50, 16, 32, 2, 2, 40
+
+
+def inputs(batch=3, length=12, seed=0):
+    rng = onp.random.RandomState(seed)
+    tokens = np.array(rng.randint(0, V, (batch, length)), dtype='int32')
+    segments = np.array(rng.randint(0, 2, (batch, length)), dtype='int32')
+    valid_lens = np.array(rng.randint(3, length + 1, batch), dtype='float32')
+    pred_positions = np.array(rng.randint(0, length, (batch, 4)),
+                              dtype='int32')
+    return tokens, segments, valid_lens, pred_positions
+
+
+def d2l_and_ours(dropout=0.0):
+    args = (V, H, FFN, HEADS, BLKS, dropout)
+    ref = d2l.BERTModel(*args, max_len=POS)
+    ref.initialize(init.Xavier())
+    ref(*inputs())
+    ours = M.BERTModel(*args, max_len=POS)
+    ours.initialize(init.Xavier())
+    ours(*inputs())
+    return ref, M.copy_d2l_parameters(ref, ours)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('with_valid_lens', [False, True])
+def test_parity_with_d2l(hybridize, with_valid_lens):
+    ref, ours = d2l_and_ours(dropout=0.2)
+    assert M.count_parameters(ours) == M.count_parameters(ref)
+    if hybridize:
+        ours.hybridize(static_alloc=True, static_shape=True)
+    tokens, segments, valid_lens, pred_positions = inputs(seed=1)
+    vl = valid_lens if with_valid_lens else None
+    for r, o in zip(ref(tokens, segments, vl, pred_positions),
+                    ours(tokens, segments, vl, pred_positions)):
+        assert r.shape == o.shape
+        onp.testing.assert_allclose(o.asnumpy(), r.asnumpy(), atol=1e-5,
+                                    rtol=1e-5)
+
+
+def test_parity_gradients_with_d2l():
+    ref, ours = d2l_and_ours()
+    ours.hybridize()
+    tokens, segments, valid_lens, pred_positions = inputs(seed=2)
+    for net in (ref, ours):
+        with autograd.record():
+            _, mlm, nsp = net(tokens, segments, valid_lens, pred_positions)
+            (mlm.sum() + nsp.sum()).backward()
+    for p, q in zip(ref.collect_params().values(),
+                    ours.collect_params().values()):
+        onp.testing.assert_allclose(q.grad().asnumpy(), p.grad().asnumpy(),
+                                    atol=1e-4, rtol=1e-4)
+
+
+def test_padding_does_not_leak_into_valid_positions():
+    _, ours = d2l_and_ours()
+    tokens, segments, _, _ = inputs(batch=2, length=10)
+    valid_lens = np.array([6, 10], dtype='float32')
+    enc, _, _ = ours(tokens, segments, valid_lens)
+    changed = tokens.copy()
+    changed[0, 6:] = 1
+    enc2, _, _ = ours(changed, segments, valid_lens)
+    onp.testing.assert_allclose(enc[0, :6].asnumpy(), enc2[0, :6].asnumpy(),
+                                atol=1e-6)
+    # ... while a change inside the valid part does change them
+    changed[1, 0] = (int(changed[1, 0]) + 1) % V
+    enc3, _, _ = ours(changed, segments, valid_lens)
+    assert not onp.allclose(enc[1, 1:].asnumpy(), enc3[1, 1:].asnumpy())
+
+
+def _blocks():
+    X = np.random.normal(size=(2, 5, H))
+    vl = np.array([3, 5], dtype='float32')
+    enc_in = inputs(batch=2, length=5)
+    return [
+        (M.MultiHeadAttention(H, HEADS, 0.0), (X, vl), (2, 5, H)),
+        (M.MultiHeadAttention(H, HEADS, 0.0, use_bias=True), (X,), (2, 5, H)),
+        (M.PositionWiseFFN(FFN, H), (X,), (2, 5, H)),
+        (M.AddNorm(0.0), (X, X * 2), (2, 5, H)),
+        (M.TransformerEncoderBlock(H, FFN, HEADS, 0.0), (X, vl), (2, 5, H)),
+        (M.BERTEncoder(V, H, FFN, HEADS, BLKS, 0.0, POS), enc_in[:3],
+         (2, 5, H)),
+        (M.MaskLM(V, H), (X, enc_in[3]), (2, 4, V)),
+        (M.NextSentencePred(), (X[:, 0, :],), (2, 2)),
+    ]
+
+
+@pytest.mark.parametrize('index', range(8))
+def test_every_block_hybridized_equals_imperative(index):
+    block, args, shape = _blocks()[index]
+    block.initialize(init.Xavier())
+    expected = block(*args)
+    assert expected.shape == shape
+    block.hybridize(static_alloc=True, static_shape=True)
+    for _ in range(2):  # the first call traces, the second replays
+        got = block(*args)
+        onp.testing.assert_allclose(got.asnumpy(), expected.asnumpy(),
+                                    atol=1e-6, rtol=1e-6)
+
+
+def test_optional_inputs_switch_when_hybridized():
+    _, ours = d2l_and_ours()
+    tokens, segments, valid_lens, pred_positions = inputs()
+    expected = {}
+    for hybrid in (False, True):
+        if hybrid:
+            ours.hybridize(static_alloc=True, static_shape=True)
+        for args in [(valid_lens, pred_positions), (valid_lens,), (),
+                     (None, pred_positions), (valid_lens, pred_positions)]:
+            enc, mlm, nsp = ours(tokens, segments, *args)
+            assert (mlm is None) == (len(args) < 2)
+            key = tuple(a is None for a in args) + (len(args),)
+            if hybrid:
+                onp.testing.assert_allclose(enc.asnumpy(), expected[key],
+                                            atol=1e-6)
+            else:
+                expected[key] = enc.asnumpy()
+            assert nsp.shape == (3, 2)
+
+
+def test_mask_lm_gather_matches_fancy_indexing():
+    X = np.random.normal(size=(3, 7, 4))
+    pos = np.array([[0, 6, 2], [1, 1, 1], [5, 4, 3]], dtype='int32')
+    got = M.MaskLM.gather(mx.ndarray, X, pos)
+    batch_idx = onp.repeat(onp.arange(3), 3)
+    expected = X.asnumpy()[batch_idx, pos.asnumpy().reshape(-1)].reshape(
+        3, 3, 4)
+    onp.testing.assert_array_equal(got.asnumpy(), expected)
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match='not divisible by num_heads=3'):
+        M.MultiHeadAttention(16, 3, 0.0)
+    ref = d2l.BERTModel(V, H, FFN, HEADS, BLKS, 0.0, max_len=POS)
+    ref.initialize()
+    ref(*inputs())
+    other = M.BERTModel(V, H, FFN, HEADS, 1, 0.0, max_len=POS)
+    other.initialize()
+    other(*inputs())
+    with pytest.raises(ValueError, match='build both with the same settings'):
+        M.copy_d2l_parameters(ref, other)
+
+
+def test_the_books_small_bert_size():
+    net = M.get_bert_model(20256)
+    net.initialize(init.Xavier())
+    net(*[a for a in inputs()])
+    ref = d2l.BERTModel(20256, 128, 256, 2, 2, 0.2)
+    ref.initialize(init.Xavier())
+    ref(*inputs())
+    assert M.count_parameters(net) == M.count_parameters(ref)

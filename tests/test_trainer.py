@@ -1,0 +1,177 @@
+"""Devices, the two losses (parity with d2l) and the training loop."""
+import random
+import re
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from d2l import mxnet as d2l
+from mxnet import gluon, init, np, npx
+
+from gluon_bert import dataset as ds
+from gluon_bert import trainer as T
+from gluon_bert.model import BERTModel, copy_d2l_parameters
+from gluon_bert.utils import GluonBertError
+
+npx.set_np()
+
+
+def test_try_all_gpus_falls_back_to_cpu():
+    assert d2l.try_all_gpus() == []  # the book's code, on this machine
+    assert T.try_all_gpus() == [mx.cpu(0)]
+    assert T.try_gpu(3) == mx.cpu()
+
+
+def test_parse_devices():
+    said = []
+    assert T.parse_devices(cpus=2) == [mx.cpu(0), mx.cpu(1)]
+    assert T.parse_devices(gpus='0,1', log=said.append) == [mx.cpu(0)]
+    assert said == ['No GPU found (asked for --gpus 0,1); training on cpu(0).']
+    assert T.parse_devices() == [mx.cpu(0)]
+    for bad in ('x', '0,0', '-1', ''):
+        with pytest.raises(GluonBertError, match='--gpus takes'):
+            T.parse_devices(gpus=bad)
+    with pytest.raises(GluonBertError, match='exclude each other'):
+        T.parse_devices(gpus='0', cpus=2)
+    with pytest.raises(GluonBertError, match='--cpus must be a positive'):
+        T.parse_devices(cpus=0)
+
+
+@pytest.fixture
+def tiny(corpus_dir):
+    random.seed(0)
+    onp.random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    batch = next(iter(ds.DataIter(dataset, 16)))
+    return dataset.vocab, batch
+
+
+def tiny_net(vocab, dropout=0.0, seed=0):
+    mx.random.seed(seed)
+    net = BERTModel(len(vocab), 16, 32, 2, 2, dropout, max_len=32)
+    net.initialize(init.Xavier())
+    return net
+
+
+def test_batch_loss_matches_d2l(tiny):
+    vocab, batch = tiny
+    ref = d2l.BERTModel(len(vocab), 16, 32, 2, 2, 0.0, max_len=32)
+    ref.initialize(init.Xavier())
+    ref(*batch[:4])
+    net = tiny_net(vocab)
+    net(*batch[:4])
+    copy_d2l_parameters(ref, net)
+    net.hybridize()
+    loss = gluon.loss.SoftmaxCELoss()
+    devices = [mx.cpu(0), mx.cpu(1)]
+    ref.collect_params().reset_ctx(devices)
+    net.collect_params().reset_ctx(devices)
+    shards = [gluon.utils.split_and_load(x, devices, even_split=False)
+              for x in batch]
+    expected = d2l._get_batch_loss_bert(ref, loss, len(vocab), *shards)
+    got = T._get_batch_loss_bert(net, loss, len(vocab), *shards)
+    for a, b in zip(expected, got):
+        assert len(a) == len(b) == 2
+        onp.testing.assert_allclose([float(x) for x in b],
+                                    [float(x) for x in a], rtol=1e-5)
+
+
+def test_batch_loss_is_the_weighted_mean(tiny):
+    """MLM: sum of weighted CE / sum of weights; NSP: mean CE."""
+    vocab, batch = tiny
+    net = tiny_net(vocab)
+    loss = gluon.loss.SoftmaxCELoss()
+    shards = [[x] for x in batch]
+    mlm_ls, nsp_ls, ls = T.get_batch_loss_bert(net, loss, len(vocab),
+                                               *shards)
+    _, mlm_hat, nsp_hat = net(batch[0], batch[1], batch[2], batch[3])
+    logp = npx.log_softmax(mlm_hat).asnumpy().reshape(-1, len(vocab))
+    labels = batch[5].asnumpy().reshape(-1).astype(int)
+    w = batch[4].asnumpy().reshape(-1)
+    ce = -logp[onp.arange(len(labels)), labels]
+    assert abs(float(mlm_ls[0]) - (ce * w).sum() / (w.sum() + 1e-8)) < 1e-5
+    nlogp = npx.log_softmax(nsp_hat).asnumpy()
+    y = batch[6].asnumpy().astype(int)
+    assert abs(float(nsp_ls[0]) + nlogp[onp.arange(len(y)), y].mean()) < 1e-5
+    assert abs(float(ls[0]) - float(mlm_ls[0]) - float(nsp_ls[0])) < 1e-6
+
+
+def test_two_cpu_contexts_give_the_same_loss_as_one(tiny):
+    vocab, batch = tiny
+    net = tiny_net(vocab)
+    loss = gluon.loss.SoftmaxCELoss()
+    results = []
+    for devices in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        net.collect_params().reset_ctx(devices)
+        shards = [gluon.utils.split_and_load(x, devices, even_split=False)
+                  for x in batch]
+        mlm_ls, nsp_ls, _ = T.get_batch_loss_bert(
+            net, loss, len(vocab), *shards,
+            num_mlm_slots=float(batch[4].sum()), num_pairs=len(batch[0]))
+        assert len(mlm_ls) == len(devices)
+        results.append((sum(float(l) for l in mlm_ls),
+                        sum(float(l) for l in nsp_ls)))
+    onp.testing.assert_allclose(results[1], results[0], rtol=1e-5)
+    # and on one device the whole-batch normalization is the book's
+    book = T.get_batch_loss_bert(net, loss, len(vocab),
+                                 *[[x.as_in_context(mx.cpu(0))]
+                                   for x in batch])
+    net.collect_params().reset_ctx([mx.cpu(0)])
+    onp.testing.assert_allclose(results[0], (float(book[0][0]),
+                                             float(book[1][0])), rtol=1e-5)
+
+
+def _train(vocab, dataset, devices, steps, hybridize=True, seed=0, **kw):
+    onp.random.seed(seed)
+    net = tiny_net(vocab, seed=seed)
+    net(*next(iter(ds.DataIter(dataset, 4, shuffle=False)))[:4])
+    net.collect_params().reset_ctx(devices)
+    onp.random.seed(seed)
+    history = T.train_bert(ds.DataIter(dataset, 16), net,
+                           gluon.loss.SoftmaxCELoss(), len(vocab), devices,
+                           steps, hybridize=hybridize, verbose=False, **kw)
+    return net, history
+
+
+def test_train_bert_history_and_printed_lines(corpus_dir, capsys):
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    onp.random.seed(0)
+    net = tiny_net(dataset.vocab)
+    steps = len(ds.DataIter(dataset, 16)) + 2  # runs into a second epoch
+    calls = []
+    history = T.train_bert(ds.DataIter(dataset, 16), net,
+                           gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
+                           [mx.cpu(0)], steps, log_every=2,
+                           on_step=lambda s, h: calls.append(s))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert calls == list(range(1, steps + 1))
+    assert history['step'] == calls
+    assert onp.allclose(history['mlm'], onp.cumsum(history['mlm_step'])
+                        / onp.arange(1, steps + 1))
+    assert out[-2] == (f'MLM loss {history["mlm"][-1]:.3f}, '
+                       f'NSP loss {history["nsp"][-1]:.3f}')
+    assert out[-1] == f'{history["pairs_per_sec"]:.1f} sentence pairs/sec ' \
+                      'on [cpu(0)]'
+    assert re.fullmatch(rf'step +2/{steps}  mlm \d\.\d{{3}}  nsp \d\.\d{{3}}  '
+                        r'\d+\.\d pairs/sec  \dm\d\ds left', out[0])
+    assert history['mlm'][-1] < onp.log(len(dataset.vocab)) + 1
+
+
+def test_hybridized_training_equals_imperative(corpus_dir):
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    vocab = dataset.vocab
+    a, ha = _train(vocab, dataset, [mx.cpu(0)], 3, hybridize=True)
+    b, hb = _train(vocab, dataset, [mx.cpu(0)], 3, hybridize=False)
+    onp.testing.assert_allclose(ha['mlm_step'], hb['mlm_step'], rtol=1e-5)
+    for p, q in zip(a.collect_params().values(), b.collect_params().values()):
+        onp.testing.assert_allclose(p.data().asnumpy(), q.data().asnumpy(),
+                                    atol=1e-5)
+
+
+def test_non_finite_loss_stops_with_the_step(corpus_dir):
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    with pytest.raises(T.NonFiniteLossError, match='not finite at step'):
+        _train(dataset.vocab, dataset, [mx.cpu(0)], 20, lr=1e30)
