@@ -48,7 +48,8 @@ def parse_args(argv=None):
     return args
 
 
-def run(args, out=sys.stdout):
+def run(args, out=None):
+    out = out or sys.stdout
     from .checkpoint import load_pretrained
     from .encoder import get_bert_encoding, prepare_input
 

@@ -63,10 +63,16 @@ class MultiHeadAttention(nn.HybridBlock):
         self.num_heads = num_heads
         self._scale = 1 / math.sqrt(num_hiddens // num_heads)
         with self.name_scope():
-            self.W_q = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
-            self.W_k = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
-            self.W_v = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
-            self.W_o = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False)
+            # Self-attention: inputs have num_hiddens features too (shapes
+            # are given, so nothing waits for a first batch to be known)
+            self.W_q = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False,
+                                in_units=num_hiddens)
+            self.W_k = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False,
+                                in_units=num_hiddens)
+            self.W_v = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False,
+                                in_units=num_hiddens)
+            self.W_o = nn.Dense(num_hiddens, use_bias=use_bias, flatten=False,
+                                in_units=num_hiddens)
             self.dropout = nn.Dropout(dropout)
 
     def _split_heads(self, F, X):
@@ -117,12 +123,14 @@ class PositionWiseFFN(nn.HybridBlock):
     (batch size, no. of tokens, ffn_num_outputs)
     """
 
-    def __init__(self, ffn_num_hiddens, ffn_num_outputs, **kwargs):
+    def __init__(self, ffn_num_hiddens, ffn_num_outputs, num_inputs=0,
+                 **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.dense1 = nn.Dense(ffn_num_hiddens, flatten=False,
-                                   activation='relu')
-            self.dense2 = nn.Dense(ffn_num_outputs, flatten=False)
+                                   activation='relu', in_units=num_inputs)
+            self.dense2 = nn.Dense(ffn_num_outputs, flatten=False,
+                                   in_units=ffn_num_hiddens)
 
     def hybrid_forward(self, F, X):
         return self.dense2(self.dense1(X))
@@ -143,11 +151,11 @@ class AddNorm(nn.HybridBlock):
     (batch size, no. of tokens, num_hiddens)
     """
 
-    def __init__(self, dropout, **kwargs):
+    def __init__(self, dropout, num_hiddens=0, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.dropout = nn.Dropout(dropout)
-            self.ln = nn.LayerNorm()
+            self.ln = nn.LayerNorm(in_channels=num_hiddens)
 
     def hybrid_forward(self, F, X, Y):
         return self.ln(self.dropout(Y) + X)
@@ -172,9 +180,10 @@ class TransformerEncoderBlock(nn.HybridBlock):
         with self.name_scope():
             self.attention = MultiHeadAttention(num_hiddens, num_heads,
                                                 dropout, use_bias)
-            self.addnorm1 = AddNorm(dropout)
-            self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens)
-            self.addnorm2 = AddNorm(dropout)
+            self.addnorm1 = AddNorm(dropout, num_hiddens)
+            self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens,
+                                       num_hiddens)
+            self.addnorm2 = AddNorm(dropout, num_hiddens)
 
     def hybrid_forward(self, F, X, valid_lens=None):
         Y = self.addnorm1(X, self.attention(X, valid_lens))
@@ -251,9 +260,10 @@ class MaskLM(nn.HybridBlock):
         with self.name_scope():
             self.mlp = nn.HybridSequential()
             self.mlp.add(nn.Dense(num_hiddens, flatten=False,
-                                  activation='relu'))
-            self.mlp.add(nn.LayerNorm())
-            self.mlp.add(nn.Dense(vocab_size, flatten=False))
+                                  activation='relu', in_units=num_hiddens))
+            self.mlp.add(nn.LayerNorm(in_channels=num_hiddens))
+            self.mlp.add(nn.Dense(vocab_size, flatten=False,
+                                  in_units=num_hiddens))
 
     @staticmethod
     def gather(F, X, pred_positions):
@@ -287,10 +297,10 @@ class NextSentencePred(nn.HybridBlock):
     (batch size, 2)
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, num_inputs=0, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            self.output = nn.Dense(2)
+            self.output = nn.Dense(2, in_units=num_inputs)
 
     def hybrid_forward(self, F, X):
         return self.output(X)
@@ -336,9 +346,10 @@ class BERTModel(nn.HybridBlock):
             self.encoder = BERTEncoder(vocab_size, num_hiddens,
                                        ffn_num_hiddens, num_heads, num_blks,
                                        dropout, max_len)
-            self.hidden = nn.Dense(num_hiddens, activation='tanh')
+            self.hidden = nn.Dense(num_hiddens, activation='tanh',
+                                   in_units=num_hiddens)
             self.mlm = MaskLM(vocab_size, num_hiddens)
-            self.nsp = NextSentencePred()
+            self.nsp = NextSentencePred(num_hiddens)
 
     def forward(self, tokens, segments, valid_lens=None, pred_positions=None):
         # A hybridized Gluon 1.x block is traced for one argument structure;
@@ -363,16 +374,21 @@ class BERTModel(nn.HybridBlock):
     def hybrid_forward(self, F, tokens, segments, valid_lens=None,
                        pred_positions=None):
         encoded_X = self.encoder(tokens, segments, valid_lens)
+        nsp_Y_hat = self.next_sentence_logits(F, encoded_X)
+        if pred_positions is None:  # `forward` puts None in mlm_Y_hat's place
+            return encoded_X, nsp_Y_hat
+        mlm_Y_hat = self.mlm(encoded_X, pred_positions)
+        return encoded_X, mlm_Y_hat, nsp_Y_hat
+
+
+    def next_sentence_logits(self, F, encoded_X):
+        """NSP scores from the encoding of ``<cls>``: (batch size, 2)."""
         # The hidden layer of the MLP classifier for next sentence prediction.
         # 0 is the index of the '<cls>' token: (batch size, 1, num_hiddens),
         # which the (flattening) Dense reads as (batch size, num_hiddens)
         cls = F.npx.slice(encoded_X, begin=(None, 0, None),
                           end=(None, 1, None))
-        nsp_Y_hat = self.nsp(self.hidden(cls))
-        if pred_positions is None:  # `forward` puts None in mlm_Y_hat's place
-            return encoded_X, nsp_Y_hat
-        mlm_Y_hat = self.mlm(encoded_X, pred_positions)
-        return encoded_X, mlm_Y_hat, nsp_Y_hat
+        return self.nsp(self.hidden(cls))
 
 
 def get_bert_model(vocab_size, num_hiddens=128, ffn_num_hiddens=256,

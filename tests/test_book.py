@@ -1,0 +1,42 @@
+"""The book check: the guide's 50-step run on the real WikiText-2.
+
+A few minutes on a 2-core CPU; skipped when GLUON_BERT_DATA is unset.
+"""
+import json
+
+import numpy as onp
+import pytest
+
+from gluon_bert import pretrain
+from gluon_bert.checkpoint import load_pretrained
+from gluon_bert.encoder import get_bert_encoding
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_guides_50_steps_land_where_the_book_does(wiki_dir, tmp_path,
+                                                   capsys):
+    save = tmp_path / 'run'
+    assert pretrain.main(['--gpus', '0,1', '--steps', '50', '--data-dir',
+                          wiki_dir, '--save-dir', str(save)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    history = json.loads((save / 'history.json').read_text())
+    mlm, nsp = history['mlm'][-1], history['nsp'][-1]
+    assert out[-3] == f'MLM loss {mlm:.3f}, NSP loss {nsp:.3f}'
+    # the book's MXNet runs print 7.29-7.36 and 0.82-0.91
+    assert 6.9 <= mlm <= 7.7
+    assert 0.65 <= nsp <= 1.0
+    assert out[-2].endswith(' sentence pairs/sec on [cpu(0)]')
+
+    # The guide's Step 6: 'crane' in two contexts
+    net, vocab, config = load_pretrained(str(save))
+    assert len(vocab) == 20256
+    one = get_bert_encoding(net, vocab, ['a', 'crane', 'is', 'flying'])
+    pair = get_bert_encoding(net, vocab, ['a', 'crane', 'driver', 'came'],
+                             ['he', 'just', 'left'])
+    assert one.shape == (1, 6, 128) and pair.shape == (1, 10, 128)
+    crane_one, crane_pair = one[0, 2].asnumpy(), pair[0, 2].asnumpy()
+    assert not onp.allclose(crane_one[:3], crane_pair[:3], atol=1e-4)
+    cosine = crane_one @ crane_pair / (onp.linalg.norm(crane_one)
+                                       * onp.linalg.norm(crane_pair))
+    assert cosine < 0.9999

@@ -1,0 +1,103 @@
+"""The fused pretraining loss gives the book's numbers and gradients."""
+import random
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import autograd, gluon, init, np, npx
+
+from gluon_bert import dataset as ds
+from gluon_bert import trainer as T
+from gluon_bert.loss import BERTPretrainLoss, pack_mlm_slots
+from gluon_bert.model import BERTModel
+
+npx.set_np()
+
+
+def test_pack_mlm_slots():
+    positions = onp.array([[1, 4, 0], [2, 0, 0]], dtype='int32')
+    weights = onp.array([[1, 1, 0], [1, 0, 0]], dtype='float32')
+    labels = onp.array([[7, 8, 0], [9, 0, 0]], dtype='int32')
+    idx, w, lab = pack_mlm_slots(positions, weights, labels, multiple=4)
+    assert idx.tolist() == [[0, 0, 1, 0], [1, 4, 2, 0]]
+    assert w.tolist() == [1, 1, 1, 0]
+    assert lab.tolist() == [7, 8, 9, 0]
+    idx, w, lab = pack_mlm_slots(positions, weights, labels, multiple=2)
+    assert idx.shape == (2, 4) and w.tolist() == [1, 1, 1, 0]
+    idx, w, _ = pack_mlm_slots(positions, weights, labels, multiple=3)
+    assert idx.shape == (2, 3)
+
+
+@pytest.fixture
+def setup(corpus_dir):
+    random.seed(0)
+    onp.random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    batch = next(iter(ds.DataIter(dataset, 16)))
+    mx.random.seed(0)
+    net = BERTModel(len(dataset.vocab), 16, 32, 2, 2, 0.0, max_len=32)
+    net.initialize(init.Xavier())
+    return dataset.vocab, batch, net
+
+
+def _grads(net):
+    return [p.grad().asnumpy().copy() for p in net.collect_params().values()]
+
+
+@pytest.mark.parametrize('num_devices', [1, 2])
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_fused_equals_the_books_loss_and_gradients(setup, num_devices,
+                                                   hybridize):
+    vocab, batch, net = setup
+    devices = [mx.cpu(i) for i in range(num_devices)]
+    net.collect_params().reset_ctx(devices)
+    loss = gluon.loss.SoftmaxCELoss()
+    shards = [gluon.utils.split_and_load(x, devices, even_split=False)
+              for x in batch]
+    totals = dict(num_mlm_slots=float(batch[4].sum()),
+                  num_pairs=len(batch[0]))
+    results = []
+    for fused in (False, True):
+        if fused:
+            fn = BERTPretrainLoss(net, loss)
+            if hybridize:
+                fn.hybridize(static_alloc=True, static_shape=True)
+        with autograd.record():
+            if fused:
+                out = T.get_batch_loss_bert_fused(fn, *shards, **totals)
+            else:
+                out = T.get_batch_loss_bert(net, loss, len(vocab), *shards,
+                                            **totals)
+        for l in out[2]:
+            l.backward()
+        grads = [sum(g.asnumpy() for g in p.list_grad())
+                 for p in net.collect_params().values()]
+        results.append(([float(x) for x in out[0]],
+                        [float(x) for x in out[1]], grads))
+    book, fused = results
+    onp.testing.assert_allclose(fused[0], book[0], rtol=1e-5)
+    onp.testing.assert_allclose(fused[1], book[1], rtol=1e-5)
+    for a, b in zip(fused[2], book[2]):
+        onp.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_fused_training_equals_the_books(corpus_dir):
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    histories, params = [], []
+    for fused in (True, False):
+        mx.random.seed(0)
+        onp.random.seed(0)
+        net = BERTModel(len(dataset.vocab), 16, 32, 2, 2, 0.0, max_len=32)
+        net.initialize(init.Xavier())
+        histories.append(T.train_bert(
+            ds.DataIter(dataset, 16), net, gluon.loss.SoftmaxCELoss(),
+            len(dataset.vocab), [mx.cpu(0)], 4, fused=fused, verbose=False))
+        params.append([p.data().asnumpy() for p in
+                       net.collect_params().values()])
+    onp.testing.assert_allclose(histories[0]['mlm_step'],
+                                histories[1]['mlm_step'], rtol=1e-5)
+    onp.testing.assert_allclose(histories[0]['nsp_step'],
+                                histories[1]['nsp_step'], rtol=1e-5)
+    for a, b in zip(*params):
+        onp.testing.assert_allclose(a, b, atol=1e-4)

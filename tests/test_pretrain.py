@@ -1,0 +1,103 @@
+"""The pretrain command, called in-process through main([...])."""
+import json
+import os
+import re
+
+import numpy as onp
+import pytest
+
+from gluon_bert import pretrain
+from gluon_bert.checkpoint import load_pretrained
+
+TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
+        '16', '--max-len', '24', '--log-every', '1']
+
+
+def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
+    save = tmp_path / 'run'
+    code = pretrain.main(['--data-dir', corpus_dir, '--steps', '3',
+                          '--gpus', '0,1', '--save-dir', str(save)] + TINY)
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == 'No GPU found (asked for --gpus 0,1); training on cpu(0).'
+    assert re.fullmatch(r'\d+ sentence pairs, vocabulary of \d+, ready in '
+                        r'[\d.]+ s', out[1])
+    assert [line.split()[1] for line in out[2:5]] == ['1/3', '2/3', '3/3']
+    history = json.loads((save / 'history.json').read_text())
+    assert out[5] == (f'MLM loss {history["mlm"][-1]:.3f}, '
+                      f'NSP loss {history["nsp"][-1]:.3f}')
+    assert re.fullmatch(r'\d+\.\d sentence pairs/sec on \[cpu\(0\)\]', out[6])
+    assert out[7] == f'Saved the model, history.csv and loss.png to {save}'
+    assert sorted(os.listdir(save)) == [
+        'config.json', 'history.csv', 'history.json', 'loss.png',
+        'model.params', 'vocab.json']
+    rows = (save / 'history.csv').read_text().strip().splitlines()
+    assert rows[0] == 'step,mlm,nsp,mlm_step,nsp_step,seconds'
+    assert [r.split(',')[0] for r in rows[1:]] == ['1', '2', '3']
+    assert (save / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    config = json.loads((save / 'config.json').read_text())
+    assert config['model']['num_hiddens'] == 16
+    assert config['train']['steps'] == 3
+    net, vocab, _ = load_pretrained(str(save))
+    assert len(vocab) == config['model']['vocab_size']
+
+
+def test_same_seed_same_run(corpus_dir, tmp_path):
+    runs = []
+    for name in ('a', 'b'):
+        pretrain.main(['--data-dir', corpus_dir, '--steps', '2', '--cpus',
+                       '2', '--save-dir', str(tmp_path / name)] + TINY)
+        runs.append(json.loads((tmp_path / name / 'history.json')
+                               .read_text())['mlm_step'])
+    onp.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
+
+
+def test_help_explains(capsys):
+    with pytest.raises(SystemExit) as e:
+        pretrain.parse_args(['--help'])
+    assert e.value.code == 0
+    out = ' '.join(capsys.readouterr().out.split())
+    for flag in ('--gpus', '--cpus', '--steps', '--batch-size', '--max-len',
+                 '--num-hiddens', '--ffn-num-hiddens', '--num-heads',
+                 '--num-blks', '--dropout', '--lr', '--data-dir', '--seed',
+                 '--no-hybridize', '--save-dir'):
+        assert flag in out
+    assert '(default: 512)' in out and '(default: 0.01)' in out
+
+
+def test_defaults_are_the_guides():
+    args = pretrain.parse_args([])
+    assert (args.steps, args.batch_size, args.max_len, args.num_hiddens,
+            args.ffn_num_hiddens, args.num_heads, args.num_blks,
+            args.dropout, args.lr) == (50, 512, 64, 128, 256, 2, 2, 0.2, 0.01)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--bogus'], 'unrecognized arguments: --bogus'),
+    (['--steps', '0'], 'must be at least 1'),
+    (['--lr', '-0.1'], 'must be a positive number'),
+    (['--gpus', 'x'], "'x' is not a list of distinct GPU numbers"),
+    (['--cpus', '4', '--batch-size', '3'], 'smaller than the 4 devices'),
+    (['--max-len', '2000'], 'longer than the position embedding'),
+    (['--dropout', '1.5'], r'must be in \[0, 1\)'),
+    (['--num-heads', '3'], 'not divisible by --num-heads 3'),
+    (['--gpus', '0', '--cpus', '2'], 'exclude each other'),
+])
+def test_bad_command_lines_exit_2_and_write_nothing(argv, message, tmp_path,
+                                                    capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        pretrain.main(argv + ['--save-dir', str(tmp_path / 'out')])
+    assert e.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert os.listdir(tmp_path) == []
+
+
+def test_data_error_is_one_line_exit_1(tmp_path, capsys):
+    code = pretrain.main(['--data-dir', str(tmp_path / 'missing'),
+                          '--save-dir', str(tmp_path / 'out')])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0
+    assert err.startswith('python -m gluon_bert.pretrain: error: data_dir')
+    assert not (tmp_path / 'out').exists()
