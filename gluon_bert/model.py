@@ -94,18 +94,21 @@ class MultiHeadAttention(nn.HybridBlock):
         values = self._split_heads(F, self.W_v(X))
         # (batch size * num_heads, no. of queries, no. of keys)
         scores = F.npx.batch_dot(queries, keys, transpose_b=True) * self._scale
-        if valid_lens is not None:
-            # On axis 0, copy each valid length for num_heads times
+        if valid_lens is None:
+            attention_weights = F.npx.softmax(scores, axis=-1)
+        else:
+            # On axis 0, copy each valid length for num_heads times, then for
+            # every query: (batch size * num_heads, no. of queries)
             valid_lens = F.np.repeat(valid_lens, self.num_heads, axis=0)
-            # (no. of keys,) key positions, compared with the valid length of
-            # each row: (batch size * num_heads, 1, no. of keys)
-            positions = F.npx.arange_like(scores, axis=-1)
-            mask = (F.np.expand_dims(positions, 0)
-                    < F.np.expand_dims(valid_lens, -1))
-            mask = F.np.expand_dims(mask, 1)
-            # Masked keys get -1e6, whose exponentiation outputs 0
-            scores = F.np.where(mask, scores, F.np.full_like(scores, -1e6))
-        attention_weights = F.npx.softmax(scores, axis=-1)
+            queries_pos = F.npx.arange_like(scores, axis=1)
+            length = (F.np.expand_dims(valid_lens, -1)
+                      + F.np.expand_dims(queries_pos, 0) * 0)
+            # A softmax over the first `length` keys only: the book fills the
+            # other scores with -1e6, whose exponentiation outputs 0 - the
+            # same weights, without building a mask as large as the scores
+            attention_weights = F.npx.softmax(
+                scores, length=length.astype('int32'), axis=-1,
+                use_length=True)
         output = F.npx.batch_dot(self.dropout(attention_weights), values)
         # (batch size, no. of queries, num_hiddens)
         return self.W_o(self._merge_heads(F, output))

@@ -90,9 +90,14 @@ def test_fused_training_equals_the_books(corpus_dir):
         onp.random.seed(0)
         net = BERTModel(len(dataset.vocab), 16, 32, 2, 2, 0.0, max_len=32)
         net.initialize(init.Xavier())
+        # SGD: the update is linear in the gradient, so parameters show
+        # gradient differences as they are (Adam amplifies ~0 gradients)
+        sgd = gluon.Trainer(net.collect_params(), 'sgd',
+                            {'learning_rate': 0.5})
         histories.append(T.train_bert(
             ds.DataIter(dataset, 16), net, gluon.loss.SoftmaxCELoss(),
-            len(dataset.vocab), [mx.cpu(0)], 4, fused=fused, verbose=False))
+            len(dataset.vocab), [mx.cpu(0)], 4, fused=fused, trainer=sgd,
+            verbose=False))
         params.append([p.data().asnumpy() for p in
                        net.collect_params().values()])
     onp.testing.assert_allclose(histories[0]['mlm_step'],
@@ -100,4 +105,4 @@ def test_fused_training_equals_the_books(corpus_dir):
     onp.testing.assert_allclose(histories[0]['nsp_step'],
                                 histories[1]['nsp_step'], rtol=1e-5)
     for a, b in zip(*params):
-        onp.testing.assert_allclose(a, b, atol=1e-4)
+        onp.testing.assert_allclose(a, b, atol=1e-5)
