@@ -2,26 +2,39 @@
 
 A model directory holds::
 
-    config.json    format version, every model hyperparameter, the run's
-                   training settings
-    vocab.json     the vocabulary (gluon_bert.vocab.Vocab.save)
-    model.params   Gluon save_parameters (MXNet's binary format, no pickle)
+    config.json     format version, every model hyperparameter, the run's
+                    training settings
+    vocab.json      the vocabulary (gluon_bert.vocab.Vocab.save)
+    model.params    Gluon save_parameters (MXNet's binary format)
+    trainer.states  the optimizer's state (MXNet's binary format)
+    state.json      the step, the RNG states, the data position, the history
+                    and the SHA-1 of the two files above
+    checkpoints/    model-<step>.params, trainer-<step>.states: what
+                    state.json points to (model.params and trainer.states
+                    are hard links to the newest)
 
-Every file is written to a temporary name and renamed, so a crash at any
-moment leaves the previous files loadable.  Loading checks each file and
-says which one is wrong; it never loads a model partially.
+Every file is written to a temporary name and renamed, and state.json, last,
+only ever names complete files: a crash at any moment leaves the previous
+checkpoint loadable.  Nothing is pickled (MXNet's own ``Trainer.save_states``
+pickles, so the optimizer state is saved with ``nd.save`` instead): loading
+a model directory from someone else runs no code.  Loading checks each file
+and says which one is wrong; it never loads a model partially.
 """
+import glob
 import json
 import os
+import random
 
 import mxnet as mx
 
 from .model import BERTModel
-from .utils import GluonBertError, atomic_path, atomic_write
+from .utils import GluonBertError, atomic_path, atomic_write, file_digest
 from .vocab import Vocab
 
 __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
-           'load_config', 'load_pretrained']
+           'load_config', 'load_pretrained', 'save_trainer_states',
+           'load_trainer_states', 'save_checkpoint', 'load_checkpoint',
+           'restore_random_states', 'export_encoder', 'import_encoder']
 
 #: Bumped whenever the directory layout changes incompatibly.
 FORMAT_VERSION = 1
@@ -29,10 +42,11 @@ FORMAT_VERSION = 1
 MODEL_KEYS = ('vocab_size', 'num_hiddens', 'ffn_num_hiddens', 'num_heads',
               'num_blks', 'dropout', 'max_len')
 CONFIG, VOCAB, PARAMS = 'config.json', 'vocab.json', 'model.params'
+STATES, STATE, CKPT_DIR = 'trainer.states', 'state.json', 'checkpoints'
 
 
-def save_model_dir(model_dir, net, vocab, train_config=None):
-    """Write config.json, vocab.json and model.params into ``model_dir``."""
+def save_model_dir(model_dir, net, vocab, train_config=None, params=True):
+    """Write config.json, vocab.json and (unless not ``params``) model.params."""
     os.makedirs(model_dir, exist_ok=True)
     config = {'format_version': FORMAT_VERSION, 'model': dict(net.config),
               'train': dict(train_config or {})}
@@ -40,8 +54,9 @@ def save_model_dir(model_dir, net, vocab, train_config=None):
         raise GluonBertError(f'the model has {config["model"]["vocab_size"]} '
                              f'tokens, the vocabulary {len(vocab)}')
     # Parameters first: config.json last marks a complete directory
-    with atomic_path(os.path.join(model_dir, PARAMS)) as tmp:
-        net.save_parameters(tmp)
+    if params:
+        with atomic_path(os.path.join(model_dir, PARAMS)) as tmp:
+            net.save_parameters(tmp)
     vocab.save(os.path.join(model_dir, VOCAB))
     with atomic_write(os.path.join(model_dir, CONFIG), 'w') as f:
         json.dump(config, f, indent=2, sort_keys=True)
@@ -123,3 +138,210 @@ def load_pretrained(model_dir, device=None, hybridize=True):
     if hybridize:
         net.hybridize(static_alloc=True)
     return net, vocab, config
+
+
+# --------------------------------------------------------------------------
+# Optimizer state, without pickle
+# --------------------------------------------------------------------------
+def _flatten_state(state, prefix, arrays):
+    """Adam's (mean, var) and other nested tuples -> named NDArrays."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return [_flatten_state(s, f'{prefix}.{i}', arrays)
+                for i, s in enumerate(state)]
+    arrays[prefix] = state.as_nd_ndarray() if hasattr(
+        state, 'as_nd_ndarray') else state
+    return prefix
+
+
+def _unflatten_state(layout, arrays, device):
+    if layout is None:
+        return None
+    if isinstance(layout, list):
+        return tuple(_unflatten_state(x, arrays, device) for x in layout)
+    return arrays[layout].copyto(device)
+
+
+def save_trainer_states(trainer, path):
+    """Write the optimizer state of ``trainer`` to ``path``.
+
+    Returns the JSON-able part (update counts and the layout of the arrays),
+    which :func:`save_checkpoint` keeps in state.json.
+    """
+    updater = trainer._updaters[0]
+    arrays, layout = {}, {}
+    for index, state in updater.states.items():
+        layout[str(index)] = _flatten_state(state, f's{index}', arrays)
+    with atomic_path(path) as tmp:
+        mx.nd.save(tmp, arrays)
+    optimizer = trainer._optimizer
+    return {'layout': layout, 'num_update': optimizer.num_update,
+            'index_update_count': {
+                str(dev): {str(k): v for k, v in counts.items()}
+                for dev, counts in optimizer._all_index_update_counts.items()}}
+
+
+def load_trainer_states(trainer, path, meta):
+    """Restore what :func:`save_trainer_states` wrote, on every device."""
+    try:
+        arrays = mx.nd.load(path)
+    except mx.MXNetError as e:
+        first = str(e).strip().splitlines()[0][:120]
+        raise GluonBertError(f'{path} cannot be read ({first}): the file is '
+                             'damaged') from None
+    contexts = trainer._contexts
+    for updater, device in zip(trainer._updaters, contexts):
+        for index, layout in meta['layout'].items():
+            updater.states[int(index)] = _unflatten_state(
+                layout, arrays, device)
+            updater.states_synced[int(index)] = True
+    optimizer = trainer._optimizer
+    optimizer.num_update = meta['num_update']
+    optimizer._all_index_update_counts = {
+        int(dev): {int(k): v for k, v in counts.items()}
+        for dev, counts in meta['index_update_count'].items()}
+    optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(
+        0, {})
+
+
+# --------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------
+def _jsonable_random_state():
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _link_latest(src, dst):
+    """Make ``dst`` the same file as ``src`` (atomically)."""
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # file systems without hard links
+            import shutil
+            shutil.copyfile(src, tmp)
+
+
+def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
+                    position, keep=2):
+    """Save everything needed to continue training exactly.
+
+    ``history`` and ``position`` are what :func:`~gluon_bert.trainer.
+    train_bert` hands its ``on_step`` callback.  Older checkpoints beyond the
+    newest ``keep`` are removed once the new one is complete.
+    """
+    import numpy as onp
+    step = history['step'][-1] if history['step'] else 0
+    save_model_dir(model_dir, net, vocab, train_config, params=False)
+    folder = os.path.join(model_dir, CKPT_DIR)
+    os.makedirs(folder, exist_ok=True)
+    params_name = os.path.join(CKPT_DIR, f'model-{step:08d}.params')
+    states_name = os.path.join(CKPT_DIR, f'trainer-{step:08d}.states')
+    with atomic_path(os.path.join(model_dir, params_name)) as tmp:
+        net.save_parameters(tmp)
+    trainer_meta = save_trainer_states(trainer,
+                                       os.path.join(model_dir, states_name))
+    np_state = onp.random.get_state()
+    state = {
+        'format_version': FORMAT_VERSION, 'step': step,
+        'files': {name: {'path': rel, 'sha1': file_digest(
+            os.path.join(model_dir, rel))}
+            for name, rel in ((PARAMS, params_name), (STATES, states_name))},
+        'trainer': trainer_meta,
+        'rng': {'python': _jsonable_random_state(),
+                'numpy': [np_state[0], [int(k) for k in np_state[1]],
+                          int(np_state[2]), int(np_state[3]),
+                          float(np_state[4])],
+                'mxnet': {'seed': train_config.get('seed'),
+                          'scheme': 'mx.random.seed(step_seed(seed, step)) '
+                                    'before every step'}},
+        'position': position,
+        'history': history,
+    }
+    with atomic_write(os.path.join(model_dir, STATE), 'w') as f:
+        json.dump(state, f)
+    # The newest, under the names a model directory promises
+    _link_latest(os.path.join(model_dir, params_name),
+                 os.path.join(model_dir, PARAMS))
+    _link_latest(os.path.join(model_dir, states_name),
+                 os.path.join(model_dir, STATES))
+    steps = sorted({int(os.path.basename(p)[6:14]) for p in glob.glob(
+        os.path.join(folder, 'model-*.params'))})
+    for old in steps[:-keep]:
+        for pattern in (f'model-{old:08d}.params', f'trainer-{old:08d}.states'):
+            try:
+                os.remove(os.path.join(folder, pattern))
+            except OSError:
+                pass
+    return state
+
+
+def load_checkpoint(model_dir):
+    """state.json of ``model_dir``, with its files checked.
+
+    Returns the state dict, with ``files[name]['path']`` made absolute.
+    """
+    path = os.path.join(model_dir, STATE)
+    state = _read_json(path)
+    if state.get('format_version', 0) > FORMAT_VERSION:
+        raise GluonBertError(f'{path} has format version '
+                             f'{state["format_version"]}, newer than this '
+                             'gluon_bert reads: upgrade gluon_bert')
+    for name, entry in state['files'].items():
+        full = os.path.join(model_dir, entry['path'])
+        if not os.path.isfile(full):
+            raise GluonBertError(f'{full} is missing: {path} needs it to '
+                                 'resume')
+        if file_digest(full) != entry['sha1']:
+            raise GluonBertError(f'{full} does not match the SHA-1 in {path}:'
+                                 ' the file is damaged')
+        entry['path'] = full
+    return state
+
+
+def restore_random_states(state):
+    """Put Python's and NumPy's RNGs back as a checkpoint saved them."""
+    import numpy as onp
+    version, internal, gauss = state['rng']['python']
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state['rng']['numpy']
+    onp.random.set_state((name, onp.array(keys, dtype=onp.uint32), pos,
+                          has_gauss, cached))
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+def export_encoder(net, prefix, max_len=8):
+    """Export ``net`` (encoder + NSP head) as symbol JSON + params.
+
+    Writes ``prefix-symbol.json`` and ``prefix-0000.params``
+    (``HybridBlock.export``); inputs are tokens, segments and valid_lens, and
+    the outputs ``encoded_X`` and ``nsp_Y_hat``.  Returns the two paths.
+    """
+    from mxnet import np
+    device = next(iter(net.collect_params().values())).list_ctx()[0]
+    net.hybridize(static_alloc=True)
+    tokens = np.zeros((1, max_len), dtype='int32', ctx=device)
+    net(tokens, tokens, np.array([max_len], dtype='float32', ctx=device))
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    net.export(prefix)
+    return f'{prefix}-symbol.json', f'{prefix}-0000.params'
+
+
+def import_encoder(prefix, device=None):
+    """Load what :func:`export_encoder` wrote, as a ``SymbolBlock``.
+
+    Call it as ``block(tokens, segments, valid_lens)`` ->
+    ``(encoded_X, nsp_Y_hat)``.
+    """
+    from mxnet import gluon
+    symbol_file, params_file = f'{prefix}-symbol.json', f'{prefix}-0000.params'
+    for path in (symbol_file, params_file):
+        if not os.path.isfile(path):
+            raise GluonBertError(f'{path} is missing: export the model with '
+                                 'export_encoder first')
+    return gluon.SymbolBlock.imports(symbol_file, ['data0', 'data1', 'data2'],
+                                     params_file, ctx=device or mx.cpu(0))

@@ -35,6 +35,16 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -113,19 +123,37 @@ def build_parser():
                    help='seeds Python, NumPy and MXNet for a reproducible run')
     g.add_argument('--no-hybridize', action='store_true',
                    help='run the model imperatively (slower; for debugging)')
-    g.add_argument('--log-every', type=int, default=10,
+    g.add_argument('--log-every', type=_non_negative_int, default=10,
                    help='progress line every N steps (0: none)')
     g = p.add_argument_group('output')
     g.add_argument('--save-dir', default=os.path.join('runs', 'pretrain'),
                    help='model directory to write: model.params, vocab.json, '
-                        'config.json, history.csv, loss.png')
+                        'config.json, trainer.states, state.json, '
+                        'history.csv, loss.png')
+    g.add_argument('--checkpoint-every', type=_non_negative_int, default=0,
+                   help='also save a checkpoint every N steps (0: only at '
+                        'the end and on Ctrl-C)')
+    g.add_argument('--resume', action='store_true',
+                   help='continue the run saved in --save-dir from its last '
+                        'checkpoint, with its settings, up to --steps')
     return p
+
+
+#: Settings a resumed run takes from the checkpoint's config.json.
+RESUMED = ('batch_size', 'max_len', 'num_hiddens', 'ffn_num_hiddens',
+           'num_heads', 'num_blks', 'dropout', 'pos_len', 'lr', 'seed',
+           'data_dir', 'no_hybridize')
 
 
 def parse_args(argv=None):
     """Parse and check the command line; errors exit with code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Which settings were given on the command line (not defaults)
+    quiet = build_parser()
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+    args.explicit = sorted(vars(quiet.parse_args(argv)))
     if args.gpus is not None and args.cpus is not None:
         parser.error('--gpus and --cpus exclude each other: pick one')
     if args.max_len > args.pos_len:
@@ -143,6 +171,11 @@ def parse_args(argv=None):
     if args.batch_size < n_devices:
         parser.error(f'--batch-size {args.batch_size} is smaller than the '
                      f'{n_devices} devices: each needs at least one example')
+    if args.resume:
+        state = os.path.join(args.save_dir, 'state.json')
+        if not os.path.isfile(state):
+            parser.error(f'--resume: {state} does not exist; train without '
+                         '--resume first, or point --save-dir at a run')
     return args
 
 
@@ -155,12 +188,59 @@ def seed_everything(seed):
     mx.random.seed(seed)
 
 
+def _resume_settings(args):
+    """Take the settings of the run in --save-dir; conflicts are errors."""
+    from .checkpoint import load_config
+    saved = load_config(args.save_dir)['train'].get('settings', {})
+    for key in RESUMED:
+        if key not in saved:
+            continue
+        if key in args.explicit and getattr(args, key) != saved[key]:
+            flag = '--' + key.replace('_', '-')
+            raise GluonBertError(
+                f'{flag} {getattr(args, key)} differs from the run being '
+                f'resumed ({saved[key]}): drop {flag}, or start a new run in '
+                'another --save-dir')
+        setattr(args, key, saved[key])
+
+
+class _StopOnSignal:
+    """Turn Ctrl-C into 'stop after this step' while training runs."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = None
+
+    def __enter__(self):
+        import signal
+        self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.stop = True
+        print('\nInterrupted: finishing this step, then saving a checkpoint '
+              '(Ctrl-C again to quit without saving).', file=sys.stderr,
+              flush=True)
+
+    def __exit__(self, *exc):
+        import signal
+        signal.signal(signal.SIGINT, self._old)
+
+
 def run(args):
-    """Everything after argument parsing; returns the training history."""
+    """Everything after argument parsing.
+
+    Returns the training history and whether Ctrl-C stopped it early.
+    """
     from mxnet import gluon
 
     from . import checkpoint, dataset, model, plot, trainer
 
+    resume = None
+    if args.resume:
+        _resume_settings(args)
     seed_everything(args.seed)
     devices = trainer.parse_devices(args.gpus, args.cpus)
     start = time.perf_counter()
@@ -173,36 +253,83 @@ def run(args):
     net = model.get_bert_model(len(vocab), args.num_hiddens,
                                args.ffn_num_hiddens, args.num_heads,
                                args.num_blks, args.dropout, args.pos_len)
-    loss = gluon.loss.SoftmaxCELoss()
-    history = trainer.train_bert(
-        train_iter, net, loss, len(vocab), devices, args.steps, lr=args.lr,
-        hybridize=not args.no_hybridize, log_every=args.log_every)
+    trainer.init_bert(net, devices)
+    optimizer = trainer.make_trainer(net, args.lr)
+    save_dir = args.save_dir
+    if args.resume:
+        resume = checkpoint.load_checkpoint(save_dir)
+        net.load_parameters(resume['files']['model.params']['path'],
+                            ctx=devices)
+        checkpoint.load_trainer_states(
+            optimizer, resume['files']['trainer.states']['path'],
+            resume['trainer'])
+        checkpoint.restore_random_states(resume)
+        if resume['step'] >= args.steps:
+            raise GluonBertError(f'the run in {save_dir} is at step '
+                                 f'{resume["step"]} already: pass a larger '
+                                 '--steps to train further')
+        print(f'Resuming from step {resume["step"]} of {save_dir}',
+              flush=True)
     train_config = {k: getattr(args, k) for k in (
         'steps', 'batch_size', 'max_len', 'lr', 'seed')}
     train_config['devices'] = [str(d) for d in devices]
-    save_dir = args.save_dir
-    checkpoint.save_model_dir(save_dir, net, vocab, train_config)
+    train_config['settings'] = {k: getattr(args, k) for k in RESUMED}
+    last = {}
+
+    def save(history, position):
+        checkpoint.save_checkpoint(save_dir, net, vocab, optimizer,
+                                   train_config, history, position)
+        last['step'] = history['step'][-1]
+
+    with _StopOnSignal() as signal_state:
+        def on_step(step, history, position):
+            last['history'], last['position'] = history, position
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                save(history, position)
+            return signal_state.stop
+
+        try:
+            history = trainer.train_bert(
+                train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
+                devices, args.steps, trainer=optimizer,
+                hybridize=not args.no_hybridize, log_every=args.log_every,
+                on_step=on_step, seed=args.seed, resume=resume)
+        except trainer.NonFiniteLossError as e:
+            kept = (f'the last good checkpoint (step {last["step"]}) is in '
+                    f'{save_dir}' if 'step' in last else
+                    'no checkpoint was saved (use --checkpoint-every)')
+            raise GluonBertError(f'{e}; {kept}') from None
+    if last.get('step') != history['step'][-1]:
+        save(history, last.get('position'))
     with atomic_write(os.path.join(save_dir, 'history.json'), 'w') as f:
         json.dump(history, f)
     plot.write_history_csv(history, os.path.join(save_dir, 'history.csv'))
     plot.plot_history(history, os.path.join(save_dir, 'loss.png'),
-                      title=f'{args.steps} steps, batch {args.batch_size}')
-    print(f'Saved the model, history.csv and loss.png to {save_dir}')
-    return history
+                      title=f'{history["step"][-1]} steps, batch '
+                            f'{args.batch_size}')
+    if signal_state.stop:
+        print(f'Stopped at step {history["step"][-1]}; the checkpoint is in '
+              f'{save_dir}. Resume with: python -m gluon_bert.pretrain '
+              f'--save-dir {save_dir} --resume --steps {args.steps}',
+              file=sys.stderr)
+    else:
+        print(f'Saved the model, history.csv and loss.png to {save_dir}')
+    return history, signal_state.stop
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = parse_args(argv)
     try:
-        run(args)
+        _, stopped = run(args)
     except GluonBertError as e:
         print(f'{build_parser().prog}: error: {e}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('Interrupted; nothing was saved.', file=sys.stderr)
+        print('Interrupted before training began; nothing was saved.',
+              file=sys.stderr)
         return 130
-    return 0
+    return 130 if stopped else 0
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import math
 import time
 
 import mxnet as mx
+import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 
 from .loss import BERTPretrainLoss, pack_mlm_slots
@@ -19,7 +20,8 @@ from .utils import GluonBertError
 
 __all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'init_bert',
            'get_batch_loss_bert', '_get_batch_loss_bert',
-           'get_batch_loss_bert_fused', 'train_bert',
+           'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
+           'train_bert',
            'NonFiniteLossError']
 
 npx.set_np()
@@ -199,9 +201,66 @@ def _format_seconds(seconds):
     return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+def make_trainer(net, lr=0.01, kvstore='device'):
+    """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
+
+    Updates run on each device (``update_on_kvstore=False``), the gradients
+    being summed across devices through ``kvstore``; so every device holds
+    the optimizer state, which checkpoints save and restore.
+    """
+    return gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr},
+                         kvstore=kvstore, update_on_kvstore=False)
+
+
+def step_seed(seed, step):
+    """The MXNet seed of one step: dropout depends only on (seed, step)."""
+    return (seed * 1000003 + step) % (2 ** 31 - 1)
+
+
+def _batches(train_iter, position):
+    """Yield ``(batch, position after it)`` forever, epoch after epoch.
+
+    For a :class:`~gluon_bert.dataset.DataIter` the position is the NumPy RNG
+    state at the start of the epoch (it decides the order) and the number of
+    batches done in it, so a run can continue exactly where it stopped.
+    Other iterables are iterated as the book does, with position None.
+    """
+    resumable = hasattr(train_iter, 'batch_order')
+    while True:
+        if not resumable:
+            for batch in train_iter:
+                yield batch, None
+            continue
+        if position is None:
+            epoch_rng = onp.random.get_state()
+            done = 0
+        else:
+            epoch_rng = _numpy_state(position['epoch_rng'])
+            done = position['batch']
+            onp.random.set_state(epoch_rng)
+        order = train_iter.batch_order()
+        position = None
+        state = _jsonable_numpy_state(epoch_rng)
+        for batch in train_iter.batches(order, start=done):
+            done += 1
+            yield batch, {'epoch_rng': state, 'batch': done}
+
+
+def _jsonable_numpy_state(state):
+    name, keys, pos, has_gauss, gauss = state
+    return [name, [int(k) for k in keys], int(pos), int(has_gauss),
+            float(gauss)]
+
+
+def _numpy_state(state):
+    name, keys, pos, has_gauss, gauss = state
+    return (name, onp.array(keys, dtype=onp.uint32), pos, has_gauss, gauss)
+
+
 def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                lr=0.01, trainer=None, hybridize=True, fused=True,
-               log_every=10, on_step=None, verbose=True):
+               log_every=10, on_step=None, verbose=True, seed=None,
+               resume=None):
     """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
 
     Parameters
@@ -214,10 +273,11 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     devices : list of Context
         Each batch is split across them (``even_split=False``).
     num_steps : int
+        Train until this step (counting the steps of a resumed run).
     lr : float
         Adam's learning rate (the book: 0.01).
     trainer : gluon.Trainer, optional
-        Made here (Adam, ``lr``) when not given.
+        Made by :func:`make_trainer` when not given.
     hybridize : bool
         Hybridize with ``static_alloc`` and ``static_shape`` first.
     fused : bool
@@ -228,14 +288,23 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     log_every : int
         Print a progress line every so many steps (0: never).
     on_step : callable, optional
-        Called as ``on_step(step, history)`` after every step.
+        Called as ``on_step(step, history, position)`` after every step;
+        ``position`` locates the next batch (see ``resume``).  Returning True
+        stops training after that step.
+    seed : int, optional
+        Reseed MXNet with :func:`step_seed` before every step, so dropout
+        depends only on (seed, step) and a resumed run repeats it exactly.
+    resume : dict, optional
+        ``{'history': ..., 'position': ...}`` of an earlier run: training goes
+        on from its last step and batch.
 
     Returns
     -------
     dict
         ``step``, ``mlm`` and ``nsp`` (running means, as the book plots them),
-        ``mlm_step`` and ``nsp_step`` (each step's own loss), ``seconds``
-        (training time so far) and the final ``pairs_per_sec``.
+        ``mlm_step`` and ``nsp_step`` (each step's own loss), ``seconds`` and
+        ``pairs`` (training time and sentence pairs so far) and the final
+        ``pairs_per_sec``.
     """
     if num_steps < 1:
         raise GluonBertError(f'num_steps must be at least 1, got {num_steps}')
@@ -244,75 +313,84 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     if hybridize:
         model.hybridize(static_alloc=True, static_shape=True)
     if trainer is None:
-        trainer = gluon.Trainer(net.collect_params(), 'adam',
-                                {'learning_rate': lr})
+        trainer = make_trainer(net, lr)
     history = {'step': [], 'mlm': [], 'nsp': [], 'mlm_step': [],
-               'nsp_step': [], 'seconds': [], 'pairs_per_sec': 0.0,
-               'devices': [str(d) for d in devices]}
+               'nsp_step': [], 'seconds': [], 'pairs': [],
+               'pairs_per_sec': 0.0, 'devices': [str(d) for d in devices]}
+    position = None
+    if resume is not None:
+        history.update({k: list(v) if isinstance(v, list) else v
+                        for k, v in resume['history'].items()})
+        history['devices'] = [str(d) for d in devices]
+        position = resume.get('position')
+    step = len(history['step'])
     # Sum of MLM losses, sum of NSP losses, no. of sentence pairs, no. of steps
-    metric = [0.0, 0.0, 0, 0]
-    step, train_seconds = 0, 0.0
+    metric = [sum(history['mlm_step']), sum(history['nsp_step']),
+              history['pairs'][-1] if history['pairs'] else 0, step]
+    train_seconds = history['seconds'][-1] if history['seconds'] else 0.0
+    batches = _batches(train_iter, position)
     while step < num_steps:
-        for batch in train_iter:
-            start = time.perf_counter()
-            (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-             pred_positions_X_shards, mlm_weights_X_shards,
-             mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
-                 elem, devices, even_split=False) for elem in batch]
-            # Normalize by the whole batch, so that the shard losses add up
-            # to the batch's loss on any number of devices
-            num_pairs = batch[0].shape[0]
-            num_mlm_slots = float(batch[4].sum())
-            with autograd.record():
-                if fused:
-                    mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
-                        model, tokens_X_shards, segments_X_shards,
-                        valid_lens_x_shards, pred_positions_X_shards,
-                        mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
-                        num_mlm_slots, num_pairs)
-                else:
-                    mlm_ls, nsp_ls, ls = get_batch_loss_bert(
-                        net, loss, vocab_size, tokens_X_shards,
-                        segments_X_shards, valid_lens_x_shards,
-                        pred_positions_X_shards, mlm_weights_X_shards,
-                        mlm_Y_shards, nsp_y_shards,
-                        num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
-            for l in ls:
-                l.backward()
-            trainer.step(1)
-            mlm_l = sum([float(l) for l in mlm_ls])
-            nsp_l = sum([float(l) for l in nsp_ls])
-            metric[0] += mlm_l
-            metric[1] += nsp_l
-            metric[2] += num_pairs
-            metric[3] += 1
-            # The backward pass and the update run asynchronously; wait for
-            # them so that pairs/sec counts the whole step (the book's timer
-            # stops before they finish and overstates its speed)
-            npx.waitall()
-            train_seconds += time.perf_counter() - start
-            step += 1
-            if not (math.isfinite(mlm_l) and math.isfinite(nsp_l)):
-                raise NonFiniteLossError(step, mlm_l, nsp_l)
-            history['step'].append(step)
-            history['mlm'].append(metric[0] / metric[3])
-            history['nsp'].append(metric[1] / metric[3])
-            history['mlm_step'].append(mlm_l)
-            history['nsp_step'].append(nsp_l)
-            history['seconds'].append(train_seconds)
-            history['pairs_per_sec'] = metric[2] / train_seconds
-            if verbose and log_every and (step % log_every == 0
-                                          or step == num_steps):
-                left = train_seconds / step * (num_steps - step)
-                print(f'step {step:>{len(str(num_steps))}}/{num_steps}  '
-                      f'mlm {history["mlm"][-1]:.3f}  '
-                      f'nsp {history["nsp"][-1]:.3f}  '
-                      f'{history["pairs_per_sec"]:.1f} pairs/sec  '
-                      f'{_format_seconds(left)} left', flush=True)
-            if on_step is not None:
-                on_step(step, history)
-            if step == num_steps:
-                break
+        batch, position = next(batches)
+        if seed is not None:
+            mx.random.seed(step_seed(seed, step + 1))
+        start = time.perf_counter()
+        (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
+         pred_positions_X_shards, mlm_weights_X_shards,
+         mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
+             elem, devices, even_split=False) for elem in batch]
+        # Normalize by the whole batch, so that the shard losses add up
+        # to the batch's loss on any number of devices
+        num_pairs = batch[0].shape[0]
+        num_mlm_slots = float(batch[4].sum())
+        with autograd.record():
+            if fused:
+                mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
+                    model, tokens_X_shards, segments_X_shards,
+                    valid_lens_x_shards, pred_positions_X_shards,
+                    mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
+                    num_mlm_slots, num_pairs)
+            else:
+                mlm_ls, nsp_ls, ls = get_batch_loss_bert(
+                    net, loss, vocab_size, tokens_X_shards,
+                    segments_X_shards, valid_lens_x_shards,
+                    pred_positions_X_shards, mlm_weights_X_shards,
+                    mlm_Y_shards, nsp_y_shards,
+                    num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
+        for l in ls:
+            l.backward()
+        trainer.step(1)
+        mlm_l = sum([float(l) for l in mlm_ls])
+        nsp_l = sum([float(l) for l in nsp_ls])
+        metric[0] += mlm_l
+        metric[1] += nsp_l
+        metric[2] += num_pairs
+        metric[3] += 1
+        # The backward pass and the update run asynchronously; wait for
+        # them so that pairs/sec counts the whole step (the book's timer
+        # stops before they finish and overstates its speed)
+        npx.waitall()
+        train_seconds += time.perf_counter() - start
+        step += 1
+        if not (math.isfinite(mlm_l) and math.isfinite(nsp_l)):
+            raise NonFiniteLossError(step, mlm_l, nsp_l)
+        history['step'].append(step)
+        history['mlm'].append(metric[0] / metric[3])
+        history['nsp'].append(metric[1] / metric[3])
+        history['mlm_step'].append(mlm_l)
+        history['nsp_step'].append(nsp_l)
+        history['seconds'].append(train_seconds)
+        history['pairs'].append(metric[2])
+        history['pairs_per_sec'] = metric[2] / train_seconds
+        if verbose and log_every and (step % log_every == 0
+                                      or step == num_steps):
+            left = train_seconds / len(history['step']) * (num_steps - step)
+            print(f'step {step:>{len(str(num_steps))}}/{num_steps}  '
+                  f'mlm {history["mlm"][-1]:.3f}  '
+                  f'nsp {history["nsp"][-1]:.3f}  '
+                  f'{history["pairs_per_sec"]:.1f} pairs/sec  '
+                  f'{_format_seconds(left)} left', flush=True)
+        if on_step is not None and on_step(step, history, position):
+            break
     if verbose:
         print(f'MLM loss {metric[0] / metric[3]:.3f}, '
               f'NSP loss {metric[1] / metric[3]:.3f}')

@@ -29,8 +29,9 @@ def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
     assert re.fullmatch(r'\d+\.\d sentence pairs/sec on \[cpu\(0\)\]', out[6])
     assert out[7] == f'Saved the model, history.csv and loss.png to {save}'
     assert sorted(os.listdir(save)) == [
-        'config.json', 'history.csv', 'history.json', 'loss.png',
-        'model.params', 'vocab.json']
+        'checkpoints', 'config.json', 'history.csv', 'history.json',
+        'loss.png', 'model.params', 'state.json', 'trainer.states',
+        'vocab.json']
     rows = (save / 'history.csv').read_text().strip().splitlines()
     assert rows[0] == 'step,mlm,nsp,mlm_step,nsp_step,seconds'
     assert [r.split(',')[0] for r in rows[1:]] == ['1', '2', '3']

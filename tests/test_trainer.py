@@ -143,7 +143,7 @@ def test_train_bert_history_and_printed_lines(corpus_dir, capsys):
     history = T.train_bert(ds.DataIter(dataset, 16), net,
                            gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
                            [mx.cpu(0)], steps, log_every=2,
-                           on_step=lambda s, h: calls.append(s))
+                           on_step=lambda s, h, p: calls.append(s))
     out = capsys.readouterr().out.strip().splitlines()
     assert calls == list(range(1, steps + 1))
     assert history['step'] == calls

@@ -1,0 +1,182 @@
+"""Crash-proof checkpoints: SIGKILL and resume, Ctrl-C, NaN, no pickle."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as onp
+import pytest
+
+from gluon_bert import pretrain
+from gluon_bert.checkpoint import load_checkpoint, load_pretrained
+
+TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
+        '16', '--max-len', '24', '--log-every', '0', '--seed', '3']
+
+
+def _command(corpus_dir, save, steps, *extra):
+    return [sys.executable, '-m', 'gluon_bert.pretrain', '--data-dir',
+            corpus_dir, '--save-dir', str(save), '--steps', str(steps),
+            *TINY, *extra]
+
+
+def _wait_for_step(save, step, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            with open(save / 'state.json') as f:
+                if json.load(f)['step'] >= step:
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError('no checkpoint in time')
+
+
+def _history(save):
+    return json.loads((save / 'history.json').read_text())
+
+
+def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
+                                                           tmp_path):
+    steps = 120  # 15 epochs of the tiny corpus, with dropout
+    reference = tmp_path / 'reference'
+    subprocess.run(_command(corpus_dir, reference, steps), check=True,
+                   capture_output=True)
+    killed = tmp_path / 'killed'
+    proc = subprocess.Popen(_command(corpus_dir, killed, steps,
+                                     '--checkpoint-every', '7'),
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for_step(killed, 14, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    saved_step = load_checkpoint(str(killed))['step']
+    assert 14 <= saved_step < steps and saved_step % 7 == 0
+    done = subprocess.run(_command(corpus_dir, killed, steps, '--resume'),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f'Resuming from step {saved_step}' in done.stdout
+    a, b = _history(reference), _history(killed)
+    assert b['step'] == list(range(1, steps + 1))
+    onp.testing.assert_allclose(b['mlm_step'][saved_step:],
+                                a['mlm_step'][saved_step:], rtol=1e-6)
+    onp.testing.assert_allclose(b['nsp_step'][saved_step:],
+                                a['nsp_step'][saved_step:], rtol=1e-6)
+    onp.testing.assert_allclose(b['mlm'], a['mlm'], rtol=1e-6)
+    net_a, _, _ = load_pretrained(str(reference))
+    net_b, _, _ = load_pretrained(str(killed))
+    for p, q in zip(net_a.collect_params().values(),
+                    net_b.collect_params().values()):
+        onp.testing.assert_allclose(q.data().asnumpy(), p.data().asnumpy(),
+                                    atol=1e-6)
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(corpus_dir, tmp_path):
+    save = tmp_path / 'run'
+    proc = subprocess.Popen(_command(corpus_dir, save, 100000,
+                                     '--checkpoint-every', '5'),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for_step(save, 5, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert 'Resume with: python -m gluon_bert.pretrain' in err
+    assert 'Traceback' not in err
+    state = load_checkpoint(str(save))
+    assert state['step'] == _history(save)['step'][-1] >= 5
+    # and the run goes on from there
+    code = pretrain.main(['--data-dir', corpus_dir, '--save-dir', str(save),
+                          '--steps', str(state['step'] + 2), '--resume',
+                          '--log-every', '0'])
+    assert code == 0
+    assert _history(save)['step'][-1] == state['step'] + 2
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(corpus_dir, tmp_path,
+                                                        capsys):
+    save = tmp_path / 'run'
+    code = pretrain.main(['--data-dir', corpus_dir, '--save-dir', str(save),
+                          '--steps', '20', '--lr', '1e30',
+                          '--checkpoint-every', '1'] + TINY)
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert '\n' not in err
+    assert 'loss is not finite at step' in err
+    bad_step = int(err.split('at step ')[1].split()[0])
+    assert f'the last good checkpoint (step {bad_step - 1})' in err
+    state = load_checkpoint(str(save))
+    assert state['step'] == bad_step - 1
+    assert all(onp.isfinite(state['history']['mlm_step']))
+    load_pretrained(str(save))  # loadable
+
+
+def test_nothing_is_pickled(corpus_dir, tmp_path):
+    save = tmp_path / 'run'
+    assert pretrain.main(['--data-dir', corpus_dir, '--save-dir', str(save),
+                          '--steps', '2'] + TINY) == 0
+    for root, _, files in os.walk(save):
+        for name in files:
+            head = open(os.path.join(root, name), 'rb').read(2)
+            assert head[:1] != b'\x80', f'{name} looks pickled'
+    json.loads((save / 'state.json').read_text())
+
+
+def test_trainer_states_round_trip(corpus_dir, tmp_path):
+    import mxnet as mx
+    from mxnet import gluon, init
+
+    from gluon_bert import checkpoint, trainer
+    from gluon_bert.model import BERTModel
+    net = BERTModel(30, 8, 16, 2, 1, 0.0, max_len=16)
+    net.initialize(init.Xavier())
+    opt = trainer.make_trainer(net)
+    from mxnet import autograd, np
+    tokens = np.ones((2, 5), dtype='int32')
+    for _ in range(2):
+        with autograd.record():
+            out = net(tokens, tokens * 0, np.array([5.0, 3.0]),
+                      np.zeros((2, 1), dtype='int32'))
+            loss = out[1].sum() + out[2].sum()
+        loss.backward()
+        opt.step(2)
+    meta = checkpoint.save_trainer_states(opt, str(tmp_path / 't.states'))
+    json.dumps(meta)
+    fresh = trainer.make_trainer(net)
+    checkpoint.load_trainer_states(fresh, str(tmp_path / 't.states'), meta)
+    a, b = opt._updaters[0].states, fresh._updaters[0].states
+    assert sorted(a) == sorted(b)
+    for k in a:
+        for x, y in zip(a[k], b[k]):
+            onp.testing.assert_array_equal(x.asnumpy(), y.asnumpy())
+    assert fresh._optimizer._index_update_count == \
+        opt._optimizer._index_update_count
+    assert gluon is not None and mx is not None
+
+
+def test_resume_refuses_changed_settings(corpus_dir, tmp_path, capsys):
+    save = tmp_path / 'run'
+    assert pretrain.main(['--data-dir', corpus_dir, '--save-dir', str(save),
+                          '--steps', '2'] + TINY) == 0
+    capsys.readouterr()
+    code = pretrain.main(['--data-dir', corpus_dir, '--save-dir', str(save),
+                          '--steps', '4', '--resume', '--batch-size', '8'])
+    assert code == 1
+    assert ('--batch-size 8 differs from the run being resumed (16)'
+            in capsys.readouterr().err)
+    code = pretrain.main(['--save-dir', str(save), '--steps', '2',
+                          '--resume'])
+    assert code == 1
+    assert 'is at step 2 already' in capsys.readouterr().err
+
+
+def test_resume_without_a_run_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        pretrain.main(['--save-dir', str(tmp_path / 'none'), '--resume'])
+    assert e.value.code == 2
+    assert 'state.json does not exist' in capsys.readouterr().err
