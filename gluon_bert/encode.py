@@ -12,7 +12,7 @@ like the WikiText-2 training data; unknown words become <unk>.
 import argparse
 import sys
 
-from .utils import GluonBertError
+from .utils import GluonBertError, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -75,13 +75,8 @@ def run(args, out=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except GluonBertError as e:
-        print(f'{build_parser().prog}: error: {e}', file=sys.stderr)
-        return 1
-    return 0
+    """Command-line entry point; returns the exit code."""
+    return run_command(build_parser().prog, run, parse_args(argv))[0]
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import os
 import random
 import sys
 
-from .utils import GluonBertError, atomic_write
+from .utils import GluonBertError, atomic_write, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser', 'evaluate_bert']
 
@@ -126,13 +126,8 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except GluonBertError as e:
-        print(f'{build_parser().prog}: error: {e}', file=sys.stderr)
-        return 1
-    return 0
+    """Command-line entry point; returns the exit code."""
+    return run_command(build_parser().prog, run, parse_args(argv))[0]
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import random
 import sys
 import time
 
-from .utils import GluonBertError, atomic_write
+from .utils import GluonBertError, atomic_write, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -25,45 +25,27 @@ DEFAULTS = dict(steps=50, batch_size=512, max_len=64, num_hiddens=128,
                 lr=0.01, pos_len=1000)
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
-    return value
+def _checked(convert, ok, requirement):
+    """An argparse type: ``convert`` the text, then require ``ok(value)``."""
+    noun = 'an integer' if convert is int else 'a number'
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not {noun}')
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f'must be {requirement}, got '
+                                             f'{text}')
+        return value
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer')
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be 0 or more, got {value}')
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number')
-    if not value > 0 or value != value or value == float('inf'):
-        raise argparse.ArgumentTypeError(f'must be a positive number, got '
-                                         f'{text}')
-    return value
-
-
-def _dropout(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number')
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f'must be in [0, 1), got {text}')
-    return value
+_positive_int = _checked(int, lambda v: v >= 1, 'at least 1')
+_non_negative_int = _checked(int, lambda v: v >= 0, '0 or more')
+_positive_float = _checked(float, lambda v: 0 < v < float('inf'),
+                           'a positive number')
+_dropout = _checked(float, lambda v: 0 <= v < 1, 'in [0, 1)')
 
 
 def _gpus(text):
@@ -321,14 +303,14 @@ def main(argv=None):
     """Command-line entry point; returns the exit code."""
     args = parse_args(argv)
     try:
-        _, stopped = run(args)
-    except GluonBertError as e:
-        print(f'{build_parser().prog}: error: {e}', file=sys.stderr)
-        return 1
+        code, result = run_command(build_parser().prog, run, args)
     except KeyboardInterrupt:
         print('Interrupted before training began; nothing was saved.',
               file=sys.stderr)
         return 130
+    if code:
+        return code
+    _, stopped = result
     return 130 if stopped else 0
 
 

@@ -2,9 +2,11 @@
 import contextlib
 import hashlib
 import os
+import sys
 import tempfile
 
-__all__ = ['atomic_write', 'atomic_path', 'file_digest', 'GluonBertError']
+__all__ = ['atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
+           'run_command']
 
 
 class GluonBertError(Exception):
@@ -73,3 +75,16 @@ def file_digest(path, algorithm='sha1', chunk=1 << 20):
         for block in iter(lambda: f.read(chunk), b''):
             h.update(block)
     return h.hexdigest()
+
+
+def run_command(prog, run, args):
+    """Call a command's ``run(args)``; returns ``(exit code, result)``.
+
+    A :class:`GluonBertError` becomes one line on stderr, ``prog: error:
+    ...``, and exit code 1, instead of a traceback.
+    """
+    try:
+        return 0, run(args)
+    except GluonBertError as e:
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        return 1, None
