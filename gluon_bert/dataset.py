@@ -28,7 +28,8 @@ from .utils import GluonBertError, atomic_write, file_digest
 from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
-           'DataIter', 'load_data_wiki', 'resolve_data_dir',
+           'DataIter', 'load_data_wiki', 'load_dataset', 'shard_indices',
+           'resolve_data_dir',
            'download_wikitext2', 'default_cache_dir', 'RESERVED_TOKENS',
            'FIELDS', 'DATA_URLS', 'DATA_SHA1']
 
@@ -500,6 +501,18 @@ class DataIter:
 
     def __iter__(self):
         return self.batches(self.batch_order())
+
+
+def shard_indices(num_examples, rank, num_workers):
+    """The examples of worker ``rank`` of ``num_workers``: every num_workers-th.
+
+    All shards have the same size (the last ``num_examples % num_workers``
+    examples are left out), so the workers run in step.
+    """
+    if not 0 <= rank < num_workers:
+        raise GluonBertError(f'rank {rank} is not in [0, {num_workers})')
+    usable = num_examples - num_examples % num_workers
+    return onp.arange(usable)[rank::num_workers]
 
 
 def load_dataset(max_len, data_dir=None, split='train', vocab=None,

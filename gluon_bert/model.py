@@ -23,8 +23,9 @@ from mxnet.gluon import nn
 
 __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'AddNorm',
            'TransformerEncoderBlock', 'BERTEncoder', 'MaskLM',
-           'NextSentencePred', 'BERTModel', 'get_bert_model',
-           'count_parameters', 'copy_d2l_parameters']
+           'NextSentencePred', 'BERTModel', 'PRESETS', 'get_bert_model',
+           'count_parameters', 'parameter_count', 'estimate_memory',
+           'copy_d2l_parameters']
 
 npx.set_np()
 
@@ -394,11 +395,65 @@ class BERTModel(nn.HybridBlock):
         return self.nsp(self.hidden(cls))
 
 
+#: Named model sizes: (num_hiddens, ffn_num_hiddens, num_heads, num_blks).
+PRESETS = {
+    'small': (128, 256, 2, 2),       # the guide's model
+    'd2l-small': (256, 512, 4, 2),   # d2l's pretrained 'bert.small'
+    'base': (768, 3072, 12, 12),     # BERT_BASE
+    'large': (1024, 4096, 16, 24),   # BERT_LARGE
+}
+
+
 def get_bert_model(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
                    num_heads=2, num_blks=2, dropout=0.2, max_len=1000):
-    """The book's small BERT by default; pass a preset's numbers for others."""
+    """The book's small BERT by default; see :data:`PRESETS` for others."""
     return BERTModel(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                      num_blks, dropout, max_len)
+
+
+def parameter_count(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
+                    num_blks, max_len=1000):
+    """Scalar parameters of a BERTModel, computed without building it."""
+    h, f = num_hiddens, ffn_num_hiddens
+    block = (4 * (h * h + h)         # W_q, W_k, W_v, W_o with biases
+             + 2 * 2 * h             # two LayerNorms
+             + h * f + f + f * h + h)  # the FFN
+    embeddings = vocab_size * h + 2 * h + max_len * h
+    heads = ((h * h + h) * 2         # NSP hidden layer, MLM first layer
+             + 2 * h                 # MLM LayerNorm
+             + h * vocab_size + vocab_size  # MLM output layer
+             + h * 2 + 2)            # NSP output layer
+    return embeddings + num_blks * block + heads
+
+
+def estimate_memory(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
+                    num_blks, max_len, batch_size, num_devices=1,
+                    pos_len=1000, mlm_chunks=8):
+    """Rough training memory per device, in bytes, for the fused loss.
+
+    Returns a dict: ``parameters`` (count), ``state`` (weights, gradients and
+    Adam's two moments: 16 bytes a parameter), ``activations`` (what one
+    device keeps for the backward pass of its share of ``batch_size``) and
+    ``per_example`` (activations of one example).  The constants were fitted
+    to the small model on a CPU (within ~15 %); treat the result as an
+    estimate, not a promise.
+    """
+    count = parameter_count(vocab_size, num_hiddens, ffn_num_hiddens,
+                            num_heads, num_blks, pos_len)
+    # Per token and block: ~16 hidden-sized tensors (projections, head
+    # transposes, dropout masks, residuals, LayerNorm), 4 attention-score
+    # rows per head (scores, softmax, dropout mask and output) and 3
+    # FFN-sized tensors
+    per_token = num_blks * (16 * num_hiddens + 4 * num_heads * max_len
+                            + 3 * ffn_num_hiddens)
+    # MLM head: log-softmax kept for every slot, plus the backward buffers
+    # of one chunk (15 % of the tokens are predicted)
+    slots = 0.15 * max_len
+    mlm = slots * vocab_size * (1 + 3 / mlm_chunks)
+    per_example = 4 * (max_len * per_token + mlm)
+    share = -(-batch_size // num_devices)
+    return {'parameters': count, 'state': 16 * count,
+            'activations': per_example * share, 'per_example': per_example}
 
 
 def count_parameters(net):

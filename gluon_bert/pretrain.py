@@ -15,6 +15,7 @@ import random
 import sys
 import time
 
+from .model import PRESETS, estimate_memory
 from .utils import GluonBertError, atomic_write, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
@@ -70,6 +71,13 @@ def build_parser():
                         '(default: all GPUs, else cpu(0))')
     g.add_argument('--cpus', type=_positive_int, default=None,
                    help='shard each batch across N CPU contexts instead')
+    g.add_argument('--kvstore', default='device',
+                   choices=('device', 'local', 'dist_sync',
+                            'dist_device_sync'),
+                   help='how gradients are summed: across the devices of '
+                        'this process (device, local) or across the workers '
+                        'of a job started by python -m gluon_bert.launch '
+                        '(dist_sync; dist_device_sync for GPUs)')
     g = p.add_argument_group('data')
     g.add_argument('--data-dir', default=None,
                    help='folder with wiki.train.tokens (default: '
@@ -81,10 +89,15 @@ def build_parser():
     g.add_argument('--no-cache', action='store_true',
                    help='always rebuild the examples')
     g.add_argument('--batch-size', type=_positive_int, default=d['batch_size'],
-                   help='sentence pairs per step, over all devices')
+                   help='sentence pairs per batch, over all devices of a '
+                        'process (per worker with --kvstore dist_*)')
     g.add_argument('--max-len', type=_positive_int, default=d['max_len'],
                    help='tokens per example, <cls> and <sep> included')
     g = p.add_argument_group('model (the book\'s small BERT by default)')
+    g.add_argument('--preset', choices=sorted(PRESETS), default=None,
+                   help='a named size: small (the guide\'s), d2l-small '
+                        '(d2l\'s bert.small), base (BERT_BASE), large '
+                        '(BERT_LARGE); the four size flags below override it')
     g.add_argument('--num-hiddens', type=_positive_int,
                    default=d['num_hiddens'])
     g.add_argument('--ffn-num-hiddens', type=_positive_int,
@@ -101,6 +114,15 @@ def build_parser():
                    help='optimizer steps')
     g.add_argument('--lr', type=_positive_float, default=d['lr'],
                    help="Adam's learning rate")
+    g.add_argument('--optimizer', choices=('adam', 'sgd'), default='adam',
+                   help="the book's Adam, or plain SGD")
+    g.add_argument('--accumulate', type=_positive_int, default=1,
+                   help='batches per optimizer step (gradient accumulation): '
+                        'a step on K x --batch-size pairs in the memory of '
+                        'one batch')
+    g.add_argument('--no-memory-check', action='store_true',
+                   help='train even when the memory estimate says it will '
+                        'not fit')
     g.add_argument('--seed', type=int, default=0,
                    help='seeds Python, NumPy and MXNet for a reproducible run')
     g.add_argument('--no-hybridize', action='store_true',
@@ -124,7 +146,8 @@ def build_parser():
 #: Settings a resumed run takes from the checkpoint's config.json.
 RESUMED = ('batch_size', 'max_len', 'num_hiddens', 'ffn_num_hiddens',
            'num_heads', 'num_blks', 'dropout', 'pos_len', 'lr', 'seed',
-           'data_dir', 'no_hybridize')
+           'data_dir', 'no_hybridize', 'accumulate', 'optimizer')
+_SIZES = ('num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks')
 
 
 def parse_args(argv=None):
@@ -136,6 +159,10 @@ def parse_args(argv=None):
     for action in quiet._actions:
         action.default = argparse.SUPPRESS
     args.explicit = sorted(vars(quiet.parse_args(argv)))
+    if args.preset:
+        for key, value in zip(_SIZES, PRESETS[args.preset]):
+            if key not in args.explicit:
+                setattr(args, key, value)
     if args.gpus is not None and args.cpus is not None:
         parser.error('--gpus and --cpus exclude each other: pick one')
     if args.max_len > args.pos_len:
@@ -211,6 +238,62 @@ class _StopOnSignal:
         signal.signal(signal.SIGINT, self._old)
 
 
+def _kvstore(args):
+    """(kvstore or None, rank, no. of workers) for --kvstore."""
+    if not args.kvstore.startswith('dist'):
+        return None, 0, 1
+    if 'DMLC_ROLE' not in os.environ:
+        raise GluonBertError(
+            f'--kvstore {args.kvstore} needs a job of scheduler, servers and '
+            'workers: start it with python -m gluon_bert.launch -n WORKERS '
+            '-s SERVERS -- python -m gluon_bert.pretrain --kvstore '
+            f'{args.kvstore} ...')
+    import mxnet as mx
+    kvstore = mx.kv.create(args.kvstore)
+    if (kvstore.rank == 0
+            and os.environ.get('MXNET_ENGINE_TYPE') != 'NaiveEngine'):
+        print('warning: with MXNet\'s threaded engine, dist_sync gradients '
+              'have differed from run to run; python -m gluon_bert.launch '
+              'sets MXNET_ENGINE_TYPE=NaiveEngine', file=sys.stderr)
+    return kvstore, kvstore.rank, kvstore.num_workers
+
+
+def _gb(n):
+    return f'{n / 2 ** 30:.2f} GB'
+
+
+def _check_memory(args, vocab_size, devices, say):
+    """Print the size estimate; a configuration that cannot fit is an error."""
+    from .trainer import available_memory
+    est = estimate_memory(vocab_size, args.num_hiddens, args.ffn_num_hiddens,
+                          args.num_heads, args.num_blks, args.max_len,
+                          args.batch_size, len(devices), args.pos_len)
+    free = available_memory(devices[0])
+    need = est['state'] + est['activations']
+    say(f'Model: {est["parameters"] / 1e6:.1f}M parameters; estimated memory '
+        f'per device: {_gb(est["state"])} for weights, gradients and Adam, '
+        f'{_gb(est["activations"])} of activations for '
+        f'{-(-args.batch_size // len(devices))} pairs of {args.max_len} '
+        f'tokens; {_gb(free)} available on {devices[0]}', flush=True)
+    if need <= 0.9 * free or args.no_memory_check:
+        return
+    budget = 0.9 * free - est['state']
+    fits = int(budget // est['per_example']) if budget > 0 else 0
+    if fits < 1:
+        hint = ('not even one example fits: lower --max-len, use a smaller '
+                '--preset, or a device with more memory')
+    else:
+        per_batch = fits * len(devices)
+        steps = -(-args.batch_size * args.accumulate // per_batch)
+        hint = (f'about {per_batch} pairs fit per batch: try --batch-size '
+                f'{per_batch} --accumulate {steps} for the same '
+                f'{per_batch * steps}-pair steps, or lower --max-len')
+    raise GluonBertError(
+        f'this configuration needs about {_gb(need)} per device but '
+        f'{devices[0]} has {_gb(free)} available: {hint} (or pass '
+        '--no-memory-check to try anyway)')
+
+
 def run(args):
     """Everything after argument parsing.
 
@@ -223,20 +306,33 @@ def run(args):
     resume = None
     if args.resume:
         _resume_settings(args)
+    kvstore, rank, workers = _kvstore(args)
+    chief = rank == 0
+    say = print if chief else (lambda *a, **k: None)
     seed_everything(args.seed)
-    devices = trainer.parse_devices(args.gpus, args.cpus)
+    devices = trainer.parse_devices(args.gpus, args.cpus, log=say)
     start = time.perf_counter()
     train_iter, vocab = dataset.load_data_wiki(
         args.batch_size, args.max_len, data_dir=args.data_dir,
         cache_dir=args.cache_dir, use_cache=not args.no_cache)
-    print(f'{len(train_iter.dataset)} sentence pairs, vocabulary of '
-          f'{len(vocab)}, ready in {time.perf_counter() - start:.1f} s',
-          flush=True)
+    say(f'{len(train_iter.dataset)} sentence pairs, vocabulary of '
+        f'{len(vocab)}, ready in {time.perf_counter() - start:.1f} s',
+        flush=True)
+    if workers > 1:
+        # Each worker reads its own shard of the examples
+        train_iter = dataset.DataIter(
+            train_iter.dataset, args.batch_size,
+            indices=dataset.shard_indices(len(train_iter.dataset), rank,
+                                          workers))
+        say(f'{workers} workers, {len(train_iter.indices)} pairs each; a '
+            f'step sees {workers} x {args.batch_size} pairs', flush=True)
+    _check_memory(args, len(vocab), devices, say)
     net = model.get_bert_model(len(vocab), args.num_hiddens,
                                args.ffn_num_hiddens, args.num_heads,
                                args.num_blks, args.dropout, args.pos_len)
     trainer.init_bert(net, devices)
-    optimizer = trainer.make_trainer(net, args.lr)
+    optimizer = trainer.make_trainer(net, args.lr, kvstore or args.kvstore,
+                                     args.optimizer)
     save_dir = args.save_dir
     if args.resume:
         resume = checkpoint.load_checkpoint(save_dir)
@@ -250,17 +346,20 @@ def run(args):
             raise GluonBertError(f'the run in {save_dir} is at step '
                                  f'{resume["step"]} already: pass a larger '
                                  '--steps to train further')
-        print(f'Resuming from step {resume["step"]} of {save_dir}',
-              flush=True)
+        say(f'Resuming from step {resume["step"]} of {save_dir}',
+            flush=True)
     train_config = {k: getattr(args, k) for k in (
-        'steps', 'batch_size', 'max_len', 'lr', 'seed')}
+        'steps', 'batch_size', 'max_len', 'lr', 'seed', 'accumulate',
+        'kvstore', 'optimizer')}
+    train_config['workers'] = workers
     train_config['devices'] = [str(d) for d in devices]
     train_config['settings'] = {k: getattr(args, k) for k in RESUMED}
     last = {}
 
     def save(history, position):
-        checkpoint.save_checkpoint(save_dir, net, vocab, optimizer,
-                                   train_config, history, position)
+        if chief:  # one writer in a distributed job
+            checkpoint.save_checkpoint(save_dir, net, vocab, optimizer,
+                                       train_config, history, position)
         last['step'] = history['step'][-1]
 
     with _StopOnSignal() as signal_state:
@@ -275,7 +374,8 @@ def run(args):
                 train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
                 devices, args.steps, trainer=optimizer,
                 hybridize=not args.no_hybridize, log_every=args.log_every,
-                on_step=on_step, seed=args.seed, resume=resume)
+                on_step=on_step, seed=args.seed, resume=resume,
+                accumulate=args.accumulate, kvstore=kvstore, verbose=chief)
         except trainer.NonFiniteLossError as e:
             kept = (f'the last good checkpoint (step {last["step"]}) is in '
                     f'{save_dir}' if 'step' in last else
@@ -283,6 +383,8 @@ def run(args):
             raise GluonBertError(f'{e}; {kept}') from None
     if last.get('step') != history['step'][-1]:
         save(history, last.get('position'))
+    if not chief:
+        return history, signal_state.stop
     with atomic_write(os.path.join(save_dir, 'history.json'), 'w') as f:
         json.dump(history, f)
     plot.write_history_csv(history, os.path.join(save_dir, 'history.csv'))

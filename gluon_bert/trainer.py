@@ -9,6 +9,7 @@ machine without GPUs and then crashes), the model is hybridized by default,
 and ``train_bert`` returns its history instead of only drawing it.
 """
 import math
+import os
 import time
 
 import mxnet as mx
@@ -18,7 +19,8 @@ from mxnet import autograd, gluon, init, np, npx
 from .loss import BERTPretrainLoss, pack_mlm_slots
 from .utils import GluonBertError
 
-__all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'init_bert',
+__all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'available_memory',
+           'init_bert',
            'get_batch_loss_bert', '_get_batch_loss_bert',
            'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
            'train_bert',
@@ -80,6 +82,21 @@ def parse_devices(gpus=None, cpus=None, log=print):
                              f'has {available} GPU(s), numbered 0 to '
                              f'{available - 1}')
     return [mx.gpu(i) for i in ids]
+
+
+def available_memory(device):
+    """Bytes free on ``device``: GPU memory, or the machine's available RAM."""
+    if device.device_type == 'gpu':
+        free, _ = mx.context.gpu_memory_info(device.device_id)
+        return free
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
 def init_bert(net, devices):
@@ -201,15 +218,17 @@ def _format_seconds(seconds):
     return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-def make_trainer(net, lr=0.01, kvstore='device'):
+def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam'):
     """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
 
     Updates run on each device (``update_on_kvstore=False``), the gradients
-    being summed across devices through ``kvstore``; so every device holds
-    the optimizer state, which checkpoints save and restore.
+    being summed across devices (and workers) through ``kvstore`` ('device',
+    'local', or a KVStore such as ``mx.kv.create('dist_sync')``); so every
+    device holds the optimizer state, which checkpoints save and restore.
     """
-    return gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr},
-                         kvstore=kvstore, update_on_kvstore=False)
+    return gluon.Trainer(net.collect_params(), optimizer,
+                         {'learning_rate': lr}, kvstore=kvstore,
+                         update_on_kvstore=False)
 
 
 def step_seed(seed, step):
@@ -257,10 +276,38 @@ def _numpy_state(state):
     return (name, onp.array(keys, dtype=onp.uint32), pos, has_gauss, gauss)
 
 
+class _Allreduce:
+    """Sum a few floats over the workers of a distributed kvstore.
+
+    Used for the batch totals (the loss of every worker is normalized by the
+    whole global batch) and for the reported losses (so every worker sees,
+    and stops on, the same numbers).  With one worker it does nothing.
+    """
+
+    KEY = 1 << 30  # far above the Trainer's parameter indices
+
+    def __init__(self, kvstore):
+        multi = kvstore is not None and getattr(kvstore, 'num_workers', 1) > 1
+        self.kvstore = kvstore if multi else None
+        self._keys = set()
+
+    def __call__(self, slot, values):
+        if self.kvstore is None:
+            return list(values)
+        key = self.KEY + slot
+        if key not in self._keys:
+            self.kvstore.init(key, mx.nd.zeros(len(values)))
+            self._keys.add(key)
+        self.kvstore.push(key, mx.nd.array(values))
+        out = mx.nd.zeros(len(values))
+        self.kvstore.pull(key, out=out)
+        return [float(v) for v in out.asnumpy()]
+
+
 def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                lr=0.01, trainer=None, hybridize=True, fused=True,
                log_every=10, on_step=None, verbose=True, seed=None,
-               resume=None):
+               resume=None, accumulate=1, kvstore=None):
     """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
 
     Parameters
@@ -297,23 +344,38 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     resume : dict, optional
         ``{'history': ..., 'position': ...}`` of an earlier run: training goes
         on from its last step and batch.
+    accumulate : int
+        Batches per optimizer step: their gradients are summed, and the loss
+        normalized by all of them, so a step equals one on the big batch.
+    kvstore : KVStore, optional
+        A distributed kvstore (``dist_sync``): the batch totals and losses
+        are summed over its workers, so that the workers' gradients add up
+        to the gradient of the global batch.
 
     Returns
     -------
     dict
         ``step``, ``mlm`` and ``nsp`` (running means, as the book plots them),
         ``mlm_step`` and ``nsp_step`` (each step's own loss), ``seconds`` and
-        ``pairs`` (training time and sentence pairs so far) and the final
-        ``pairs_per_sec``.
+        ``pairs`` (training time and sentence pairs so far, all workers) and
+        the final ``pairs_per_sec``.
     """
     if num_steps < 1:
         raise GluonBertError(f'num_steps must be at least 1, got {num_steps}')
+    if accumulate < 1:
+        raise GluonBertError(f'accumulate must be at least 1, got '
+                             f'{accumulate}')
     init_bert(net, devices)
+    if accumulate > 1:
+        for param in net.collect_params().values():
+            if param.grad_req != 'null':
+                param.grad_req = 'add'
     model = BERTPretrainLoss(net, loss) if fused else net
     if hybridize:
         model.hybridize(static_alloc=True, static_shape=True)
     if trainer is None:
         trainer = make_trainer(net, lr)
+    allreduce = _Allreduce(kvstore)
     history = {'step': [], 'mlm': [], 'nsp': [], 'mlm_step': [],
                'nsp_step': [], 'seconds': [], 'pairs': [],
                'pairs_per_sec': 0.0, 'devices': [str(d) for d in devices]}
@@ -330,40 +392,47 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     train_seconds = history['seconds'][-1] if history['seconds'] else 0.0
     batches = _batches(train_iter, position)
     while step < num_steps:
-        batch, position = next(batches)
+        group = [next(batches) for _ in range(accumulate)]
+        position = group[-1][1]
         if seed is not None:
             mx.random.seed(step_seed(seed, step + 1))
         start = time.perf_counter()
-        (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-         pred_positions_X_shards, mlm_weights_X_shards,
-         mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
-             elem, devices, even_split=False) for elem in batch]
-        # Normalize by the whole batch, so that the shard losses add up
-        # to the batch's loss on any number of devices
-        num_pairs = batch[0].shape[0]
-        num_mlm_slots = float(batch[4].sum())
-        with autograd.record():
-            if fused:
-                mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
-                    model, tokens_X_shards, segments_X_shards,
-                    valid_lens_x_shards, pred_positions_X_shards,
-                    mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
-                    num_mlm_slots, num_pairs)
-            else:
-                mlm_ls, nsp_ls, ls = get_batch_loss_bert(
-                    net, loss, vocab_size, tokens_X_shards,
-                    segments_X_shards, valid_lens_x_shards,
-                    pred_positions_X_shards, mlm_weights_X_shards,
-                    mlm_Y_shards, nsp_y_shards,
-                    num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
-        for l in ls:
-            l.backward()
+        # Normalize by the whole (global, accumulated) batch, so that the
+        # shard losses add up to its loss on any number of devices
+        num_pairs, num_mlm_slots = allreduce(0, [
+            sum(b[0].shape[0] for b, _ in group),
+            sum(float(b[4].sum()) for b, _ in group)])
+        mlm_l = nsp_l = 0.0
+        for batch, _ in group:
+            (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
+             pred_positions_X_shards, mlm_weights_X_shards,
+             mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
+                 elem, devices, even_split=False) for elem in batch]
+            with autograd.record():
+                if fused:
+                    mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
+                        model, tokens_X_shards, segments_X_shards,
+                        valid_lens_x_shards, pred_positions_X_shards,
+                        mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
+                        num_mlm_slots, num_pairs)
+                else:
+                    mlm_ls, nsp_ls, ls = get_batch_loss_bert(
+                        net, loss, vocab_size, tokens_X_shards,
+                        segments_X_shards, valid_lens_x_shards,
+                        pred_positions_X_shards, mlm_weights_X_shards,
+                        mlm_Y_shards, nsp_y_shards,
+                        num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
+            for l in ls:
+                l.backward()
+            mlm_l += sum([float(l) for l in mlm_ls])
+            nsp_l += sum([float(l) for l in nsp_ls])
         trainer.step(1)
-        mlm_l = sum([float(l) for l in mlm_ls])
-        nsp_l = sum([float(l) for l in nsp_ls])
+        if accumulate > 1:
+            net.collect_params().zero_grad()
+        mlm_l, nsp_l = allreduce(1, [mlm_l, nsp_l])
         metric[0] += mlm_l
         metric[1] += nsp_l
-        metric[2] += num_pairs
+        metric[2] += int(num_pairs)
         metric[3] += 1
         # The backward pass and the update run asynchronously; wait for
         # them so that pairs/sec counts the whole step (the book's timer

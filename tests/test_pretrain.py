@@ -22,12 +22,15 @@ def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
     assert out[0] == 'No GPU found (asked for --gpus 0,1); training on cpu(0).'
     assert re.fullmatch(r'\d+ sentence pairs, vocabulary of \d+, ready in '
                         r'[\d.]+ s', out[1])
-    assert [line.split()[1] for line in out[2:5]] == ['1/3', '2/3', '3/3']
+    assert re.fullmatch(r'Model: 0\.0M parameters; estimated memory per '
+                        r'device: .* GB of activations for 16 pairs of 24 '
+                        r'tokens; .* GB available on cpu\(0\)', out[2])
+    assert [line.split()[1] for line in out[3:6]] == ['1/3', '2/3', '3/3']
     history = json.loads((save / 'history.json').read_text())
-    assert out[5] == (f'MLM loss {history["mlm"][-1]:.3f}, '
+    assert out[6] == (f'MLM loss {history["mlm"][-1]:.3f}, '
                       f'NSP loss {history["nsp"][-1]:.3f}')
-    assert re.fullmatch(r'\d+\.\d sentence pairs/sec on \[cpu\(0\)\]', out[6])
-    assert out[7] == f'Saved the model, history.csv and loss.png to {save}'
+    assert re.fullmatch(r'\d+\.\d sentence pairs/sec on \[cpu\(0\)\]', out[7])
+    assert out[8] == f'Saved the model, history.csv and loss.png to {save}'
     assert sorted(os.listdir(save)) == [
         'checkpoints', 'config.json', 'history.csv', 'history.json',
         'loss.png', 'model.params', 'state.json', 'trainer.states',

@@ -1,0 +1,229 @@
+"""Start a distributed job on MXNet's parameter server.
+
+    python -m gluon_bert.launch -n 2 -s 1 -- \\
+        python -m gluon_bert.pretrain --kvstore dist_sync --steps 50
+
+Starts one scheduler, ``-s`` servers and ``-n`` workers with the ``DMLC_*``
+environment MXNet's ps-lite reads, on this machine (loopback, a free port) or,
+with ``-H hostfile``, over ssh on the listed hosts (workers and servers
+round-robin; the scheduler on the first host).  Every process gets
+``MXNET_ENGINE_TYPE=NaiveEngine`` unless it is set: with MXNet 1.9's threaded
+engine the summed gradients of a dist_sync job differed from run to run.  Every output line is prefixed
+with the role and number of its process.  The job ends when every worker has
+exited: with code 0 if all succeeded, otherwise the launcher stops the rest as
+soon as one process fails (or --timeout passes) and exits non-zero, saying
+which one.  (The wheel's own ``dmlc_tracker`` calls ``Thread.isAlive()`` and
+breaks on Python 3.9+.)
+"""
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+__all__ = ['main', 'parse_args', 'build_parser', 'free_port', 'plan_job',
+           'Job']
+
+
+def free_port(host='127.0.0.1'):
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog='python -m gluon_bert.launch',
+        description='Start scheduler, servers and workers of a dist_sync job '
+                    '(MXNet parameter server) and watch them.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('-n', '--num-workers', type=int, required=True,
+                   help='worker processes (each runs the command)')
+    p.add_argument('-s', '--num-servers', type=int, default=1,
+                   help='parameter-server processes')
+    p.add_argument('-H', '--hostfile', default=None,
+                   help='file with one host per line: start the processes '
+                        'there over ssh (default: all on this machine)')
+    p.add_argument('--port', type=int, default=None,
+                   help="the scheduler's port (default: a free one)")
+    p.add_argument('--timeout', type=float, default=None,
+                   help='stop everything and fail after this many seconds')
+    p.add_argument('command', nargs=argparse.REMAINDER,
+                   help='the worker command, after --')
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command and args.command[0] == '--':
+        args.command = args.command[1:]
+    if not args.command:
+        parser.error('give the worker command after --, e.g. -- python -m '
+                     'gluon_bert.pretrain --kvstore dist_sync')
+    if args.num_workers < 1 or args.num_servers < 1:
+        parser.error('-n and -s must be at least 1')
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error('--timeout must be positive')
+    if args.hostfile is not None:
+        try:
+            with open(args.hostfile) as f:
+                args.hosts = [line.split()[0] for line in f
+                              if line.strip() and not line.startswith('#')]
+        except OSError as e:
+            parser.error(f'--hostfile {args.hostfile}: {e.strerror}')
+        if not args.hosts:
+            parser.error(f'--hostfile {args.hostfile} lists no host')
+    else:
+        args.hosts = None
+    return args
+
+
+def plan_job(num_workers, num_servers, command, hosts=None, port=None,
+             cwd=None):
+    """The processes of a job: a list of (name, argv, environment additions).
+
+    Scheduler and servers run ``python -c 'import mxnet'``: MXNet turns into
+    a scheduler or server at import when ``DMLC_ROLE`` says so.  With
+    ``hosts``, every argv is an ssh command that sets the environment and
+    changes to ``cwd`` on the remote host.
+    """
+    root = hosts[0] if hosts else '127.0.0.1'
+    port = port or free_port()
+    base = {'DMLC_PS_ROOT_URI': root, 'DMLC_PS_ROOT_PORT': str(port),
+            'DMLC_NUM_SERVER': str(num_servers),
+            'DMLC_NUM_WORKER': str(num_workers),
+            # With MXNet 1.9's threaded engine, dist_sync gradients differed
+            # from run to run here (a race between kvstore pulls and their
+            # use); the synchronous engine gives the exact sums, and on a CPU
+            # it trains as fast.  A value set by the user is kept.
+            'MXNET_ENGINE_TYPE': os.environ.get('MXNET_ENGINE_TYPE',
+                                                'NaiveEngine')}
+    serve = [sys.executable, '-c', 'import mxnet']
+    plan = [('scheduler', serve, dict(base, DMLC_ROLE='scheduler'))]
+    plan += [(f'server {i}', serve, dict(base, DMLC_ROLE='server'))
+             for i in range(num_servers)]
+    plan += [(f'worker {i}', list(command), dict(base, DMLC_ROLE='worker'))
+             for i in range(num_workers)]
+    if not hosts:
+        return plan
+    cwd = cwd or os.getcwd()
+    remote = []
+    for i, (name, argv, env) in enumerate(plan):
+        host = hosts[0] if name == 'scheduler' else hosts[(i - 1) % len(hosts)]
+        setting = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())
+        line = (f'cd {shlex.quote(cwd)} && env {setting} '
+                f'{" ".join(shlex.quote(a) for a in argv)}')
+        remote.append((f'{name}@{host}', ['ssh', '-o', 'BatchMode=yes',
+                                          '-o', 'StrictHostKeyChecking=no',
+                                          host, line], {}))
+    return remote
+
+
+class Job:
+    """Run the processes of :func:`plan_job`; fail fast, prefix output."""
+
+    def __init__(self, plan, out=None):
+        self.plan, self.out = plan, out or sys.stdout
+        self.procs, self._lock = [], threading.Lock()
+        self._threads = []
+
+    def _say(self, name, line):
+        with self._lock:
+            self.out.write(f'[{name}] {line}')
+            if not line.endswith('\n'):
+                self.out.write('\n')
+            self.out.flush()
+
+    def _pump(self, name, stream):
+        for line in iter(stream.readline, ''):
+            self._say(name, line)
+        stream.close()
+
+    def start(self):
+        for name, argv, env in self.plan:
+            proc = subprocess.Popen(
+                argv, env=dict(os.environ, **env), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            self.procs.append((name, proc))
+            self._say('launch', f'{name}: pid {proc.pid}')
+            thread = threading.Thread(target=self._pump,
+                                      args=(name, proc.stdout), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, grace=5.0):
+        """SIGTERM every process still running, SIGKILL after ``grace``."""
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        deadline = time.time() + grace
+        for _, proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                proc.wait()
+
+    def wait(self, timeout=None, poll=0.1, linger=30.0):
+        """Exit code of the job: 0, or 1 when a process failed or time ran out."""
+        start = time.time()
+        workers = [(n, p) for n, p in self.procs if n.startswith('worker')]
+        workers_done = None
+        try:
+            while True:
+                for name, proc in self.procs:
+                    code = proc.poll()
+                    if code not in (None, 0):
+                        how = (f'was killed by signal {-code}' if code < 0
+                               else f'exited with code {code}')
+                        self._say('launch', f'{name} (pid {proc.pid}) {how}; '
+                                            'stopping the others')
+                        self.stop()
+                        return 1
+                if all(p.poll() == 0 for _, p in workers):
+                    if all(p.poll() is not None for _, p in self.procs):
+                        break
+                    # servers and scheduler shut down after the workers
+                    workers_done = workers_done or time.time()
+                    if time.time() - workers_done > linger:
+                        self.stop()
+                        break
+                if timeout is not None and time.time() - start > timeout:
+                    self._say('launch', f'timed out after {timeout:g} s; '
+                                        'stopping everything')
+                    self.stop()
+                    return 1
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            self._say('launch', 'interrupted; stopping everything')
+            self.stop()
+            return 130
+        finally:
+            for thread in self._threads:
+                thread.join(timeout=2)
+        self._say('launch', 'all workers finished')
+        return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    job = Job(plan_job(args.num_workers, args.num_servers, args.command,
+                       args.hosts, args.port))
+    job.start()
+    return job.wait(args.timeout)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

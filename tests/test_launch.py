@@ -1,0 +1,249 @@
+"""Scaling out: several devices, and a dist_sync job on loopback."""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import gluon, np
+
+from gluon_bert import launch
+from gluon_bert import trainer as T
+from gluon_bert.checkpoint import load_pretrained
+from gluon_bert.dataset import DataIter, load_dataset, shard_indices
+from gluon_bert.model import get_bert_model
+
+TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--max-len', '24',
+        '--dropout', '0', '--log-every', '1']
+
+
+def _train(dataset, devices, steps, optimizer='sgd', batches=None,
+           accumulate=1):
+    mx.random.seed(0)
+    net = get_bert_model(len(dataset.vocab), 16, 32, 2, 2, 0.0, 32)
+    T.init_bert(net, devices)
+    # SGD: the update is linear in the gradient, so equal gradients give
+    # equal parameters (Adam turns float noise in gradients that are zero in
+    # exact arithmetic, like the key projection's bias, into lr-sized steps)
+    trainer = gluon.Trainer(net.collect_params(), optimizer,
+                            {'learning_rate': 0.5 if optimizer == 'sgd'
+                             else 0.01}, update_on_kvstore=False)
+    onp.random.seed(0)
+    history = T.train_bert(batches or DataIter(dataset, 16), net,
+                           gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
+                           devices, steps, trainer=trainer, verbose=False,
+                           accumulate=accumulate)
+    return [p.data().asnumpy() for p in net.collect_params().values()], \
+        history
+
+
+def test_two_cpu_contexts_train_like_one(corpus_dir):
+    random.seed(0)
+    dataset = load_dataset(24, corpus_dir)
+    one, h1 = _train(dataset, [mx.cpu(0)], 3)
+    two, h2 = _train(dataset, [mx.cpu(0), mx.cpu(1)], 3)
+    for a, b in zip(one, two):
+        onp.testing.assert_allclose(a, b, atol=1e-5)
+    onp.testing.assert_allclose(h1['mlm_step'], h2['mlm_step'], rtol=1e-5)
+    # and with the book's Adam, the same losses step by step
+    _, a1 = _train(dataset, [mx.cpu(0)], 3, 'adam')
+    _, a2 = _train(dataset, [mx.cpu(0), mx.cpu(1)], 3, 'adam')
+    onp.testing.assert_allclose(a1['mlm_step'], a2['mlm_step'], rtol=1e-5)
+    onp.testing.assert_allclose(a1['nsp_step'], a2['nsp_step'], rtol=1e-5)
+
+
+def test_cpus_flag_shards_the_batch(corpus_dir, tmp_path, capsys):
+    from gluon_bert import pretrain
+    assert pretrain.main(['--data-dir', corpus_dir, '--save-dir',
+                          str(tmp_path / 'two'), '--steps', '1',
+                          '--batch-size', '16', '--cpus', '2',
+                          '--kvstore', 'local'] + TINY) == 0
+    assert 'sentence pairs/sec on [cpu(0), cpu(1)]' in capsys.readouterr().out
+
+
+def test_accumulating_two_batches_is_one_step_on_both(corpus_dir):
+    random.seed(0)
+    dataset = load_dataset(24, corpus_dir)
+    halves = [dataset[onp.arange(i * 8, i * 8 + 8)] for i in range(2)]
+    big = [tuple(np.array(onp.concatenate([a, b]))
+                 for a, b in zip(*halves))]
+    small = [tuple(np.array(x) for x in half) for half in halves]
+    whole, h1 = _train(dataset, [mx.cpu(0)], 1, batches=big)
+    accumulated, h2 = _train(dataset, [mx.cpu(0)], 1, batches=small,
+                             accumulate=2)
+    for a, b in zip(whole, accumulated):
+        onp.testing.assert_allclose(a, b, atol=1e-5)
+    onp.testing.assert_allclose(h1['mlm_step'], h2['mlm_step'], rtol=1e-5)
+    assert h2['pairs'] == [16]
+
+
+def test_shard_indices():
+    shards = [shard_indices(11, r, 3) for r in range(3)]
+    assert [len(s) for s in shards] == [3, 3, 3]
+    assert sorted(onp.concatenate(shards).tolist()) == list(range(9))
+    with pytest.raises(Exception, match='rank 3 is not in'):
+        shard_indices(11, 3, 3)
+
+
+def test_plan_job_environment():
+    plan = launch.plan_job(2, 1, ['python', 'train.py'], port=9999)
+    names = [name for name, _, _ in plan]
+    assert names == ['scheduler', 'server 0', 'worker 0', 'worker 1']
+    for name, argv, env in plan:
+        assert env['DMLC_PS_ROOT_URI'] == '127.0.0.1'
+        assert env['DMLC_PS_ROOT_PORT'] == '9999'
+        assert env['DMLC_NUM_WORKER'] == '2' and env['DMLC_NUM_SERVER'] == '1'
+        assert env['DMLC_ROLE'] == name.split()[0]
+        assert env['MXNET_ENGINE_TYPE'] == os.environ.get(
+            'MXNET_ENGINE_TYPE', 'NaiveEngine')
+    assert plan[-1][1] == ['python', 'train.py']
+    remote = launch.plan_job(2, 2, ['python', 'train.py'], hosts=['a', 'b'],
+                             port=9, cwd='/w d')
+    assert [n for n, _, _ in remote] == [
+        'scheduler@a', 'server 0@a', 'server 1@b', 'worker 0@a',
+        'worker 1@b']
+    argv = remote[-1][1]
+    assert argv[:1] == ['ssh'] and argv[-2] == 'b'
+    assert argv[-1].startswith("cd '/w d' && env DMLC_PS_ROOT_URI=a ")
+    assert 'DMLC_ROLE=worker' in argv[-1] and argv[-1].endswith(
+        'python train.py')
+
+
+def test_launch_usage_errors(tmp_path, capsys):
+    for argv, message in ((['-n', '2'], 'give the worker command'),
+                          (['-n', '0', '--', 'x'], 'must be at least 1'),
+                          (['-n', '1', '-H', str(tmp_path / 'none'), '--',
+                            'x'], 'No such file')):
+        with pytest.raises(SystemExit) as e:
+            launch.parse_args(argv)
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def _launch(argv, **kw):
+    return subprocess.Popen([sys.executable, '-m', 'gluon_bert.launch']
+                            + argv, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _global_batches(dataset, workers, batch_size, steps, seed=0):
+    """What a dist_sync job's workers see together, step by step."""
+    onp.random.seed(seed)
+    shards = [shard_indices(len(dataset), r, workers) for r in range(workers)]
+    out = []
+    while len(out) < steps:
+        order = onp.arange(len(shards[0]))
+        onp.random.shuffle(order)
+        for i in range(0, len(order), batch_size):
+            parts = [dataset[s[order[i:i + batch_size]]] for s in shards]
+            out.append(tuple(np.array(onp.concatenate(f)) for f in
+                             zip(*parts)))
+            if len(out) == steps:
+                break
+    return out
+
+
+def test_dist_sync_job_equals_one_process(corpus_dir, tmp_path):
+    save = tmp_path / 'dist'
+    steps = 10  # more than one epoch of each worker's shard
+    # SGD, so that parameters show the gradients as they are (see _train)
+    proc = _launch(['-n', '2', '-s', '1', '--timeout', '240', '--',
+                    sys.executable, '-m', 'gluon_bert.pretrain',
+                    '--kvstore', 'dist_sync', '--data-dir', corpus_dir,
+                    '--save-dir', str(save), '--steps', str(steps),
+                    '--batch-size', '8', '--optimizer', 'sgd', '--lr', '0.5']
+                   + TINY)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert '[launch] all workers finished' in out
+    assert re.search(r'\[worker \d\] 2 workers, \d+ pairs each; a step sees '
+                     r'2 x 8 pairs', out)
+    # only rank 0 prints the closing lines
+    assert len(re.findall(r'MLM loss \d', out)) == 1
+    # one process, the same global batches, the same seed
+    random.seed(0)
+    onp.random.seed(0)
+    mx.random.seed(0)
+    dataset = load_dataset(24, corpus_dir)
+    net = get_bert_model(len(dataset.vocab), 16, 32, 2, 2, 0.0, 1000)
+    T.init_bert(net, [mx.cpu(0)])
+    batches = _global_batches(dataset, 2, 8, steps)
+    history = T.train_bert(batches, net,
+                           gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
+                           [mx.cpu(0)], steps, verbose=False, seed=0,
+                           trainer=T.make_trainer(net, 0.5, optimizer='sgd'))
+    dist_net, _, _ = load_pretrained(str(save))
+    for p, q in zip(net.collect_params().values(),
+                    dist_net.collect_params().values()):
+        onp.testing.assert_allclose(q.data().asnumpy(), p.data().asnumpy(),
+                                    atol=1e-4)
+
+    dist_history = json.loads((save / 'history.json').read_text())
+    onp.testing.assert_allclose(dist_history['mlm_step'],
+                                history['mlm_step'], rtol=1e-4)
+    # the whole job's pairs (each shard's last batch of an epoch is smaller)
+    assert dist_history['pairs'][-1] == sum(len(b[0]) for b in batches) < \
+        16 * steps
+
+
+def test_a_killed_worker_fails_the_job_fast(corpus_dir, tmp_path):
+    proc = _launch(['-n', '2', '-s', '1', '--timeout', '240', '--',
+                    sys.executable, '-m', 'gluon_bert.pretrain',
+                    '--kvstore', 'dist_sync', '--data-dir', corpus_dir,
+                    '--save-dir', str(tmp_path / 'run'), '--steps', '100000',
+                    '--batch-size', '8'] + TINY)
+    pids, lines = {}, []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.match(r'\[launch\] (worker \d): pid (\d+)', line)
+        if m:
+            pids[m.group(1)] = int(m.group(2))
+        if re.match(r'\[worker \d\] step +3/', line):
+            break
+    victim = pids['worker 1']
+    os.kill(victim, signal.SIGKILL)
+    start = time.time()
+    rest, _ = proc.communicate(timeout=60)
+    assert time.time() - start < 30
+    assert proc.returncode == 1
+    assert (f'[launch] worker 1 (pid {victim}) was killed by signal 9; '
+            'stopping the others') in rest
+    # nothing is left running
+    time.sleep(0.5)
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_dist_without_launcher_is_a_clear_error(tmp_path, capsys):
+    from gluon_bert import pretrain
+    assert pretrain.main(['--kvstore', 'dist_sync', '--save-dir',
+                          str(tmp_path / 'x')]) == 1
+    assert 'python -m gluon_bert.launch -n WORKERS' in capsys.readouterr().err
+
+
+def test_presets_and_memory_check(corpus_dir, tmp_path, capsys):
+    from gluon_bert import pretrain
+    args = pretrain.parse_args(['--preset', 'large'])
+    assert (args.num_hiddens, args.ffn_num_hiddens, args.num_heads,
+            args.num_blks) == (1024, 4096, 16, 24)
+    args = pretrain.parse_args(['--preset', 'base', '--num-blks', '3'])
+    assert (args.num_hiddens, args.num_blks) == (768, 3)
+    code = pretrain.main(['--data-dir', corpus_dir, '--preset', 'large',
+                          '--max-len', '512', '--pos-len', '512',
+                          '--save-dir', str(tmp_path / 'large')])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert 'Model: ' in captured.out
+    err = captured.err.strip()
+    assert '\n' not in err
+    assert re.search(r'needs about [\d.]+ GB per device but cpu\(0\) has '
+                     r'[\d.]+ GB available: about \d+ pairs fit per batch: '
+                     r'try --batch-size \d+ --accumulate \d+', err)
+    assert not (tmp_path / 'large').exists()
