@@ -1,0 +1,39 @@
+"""The side-by-side comparison with the d2l reference and the book."""
+import json
+
+import pytest
+
+from gluon_bert import compare
+
+
+def test_compare_runs_both_on_the_same_data(corpus_dir, tmp_path, capsys):
+    out_file = tmp_path / 'compare.json'
+    assert compare.main(['--steps', '2', '--batch-size', '16', '--max-len',
+                         '24', '--data-dir', corpus_dir, '--output',
+                         str(out_file)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out_file.read_text())
+    d2l_run, ours = result['d2l'], result['gluon_bert']
+    assert d2l_run['vocab'] == ours['vocab'] and \
+        d2l_run['examples'] == ours['examples']
+    lines = out.splitlines()
+    table = lines[lines.index(next(line for line in lines
+                                   if 'book (MXNet, 2 GPUs)' in line)):]
+    assert table[1].split()[-3:] == ['20256', str(d2l_run['vocab']),
+                                     str(ours['vocab'])]
+    assert table[3].startswith('MLM loss after 2 steps')
+    assert table[3].split()[-3] == '7.292'
+    assert table[4].split()[-3] == '0.822'
+    assert table[5].split()[-3] == '2417.3'
+    assert table[7].split()[-2:] == ['[cpu(0)]', '[cpu(0)]']
+    assert 'x pairs/sec' in table[8]
+    for run in (d2l_run, ours):
+        assert 0 < run["nsp"] < 10 and 0 < run["mlm"] < 10
+        assert run['pairs_per_sec'] > 0 and run['prep_seconds'] > 0
+
+
+def test_compare_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as e:
+        compare.main(['--steps', '0'])
+    assert e.value.code == 2
+    assert '--steps must be at least 1' in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""Every tutorial notebook runs headless, in small-run mode, without error."""
+import json
+import os
+
+import nbformat
+import pytest
+
+TUTORIALS = os.path.join(os.path.dirname(__file__), os.pardir, 'tutorials')
+NOTEBOOKS = sorted(n for n in os.listdir(TUTORIALS) if n.endswith('.ipynb'))
+
+
+def test_the_six_steps_are_there():
+    assert NOTEBOOKS == ['01_data.ipynb', '02_model.ipynb',
+                         '03_loss_and_loop.ipynb', '04_pretraining.ipynb',
+                         '05_representations.ipynb', '06_exercises.ipynb']
+
+
+@pytest.mark.parametrize('name', NOTEBOOKS)
+def test_notebooks_define_no_library_code(name):
+    book = nbformat.read(os.path.join(TUTORIALS, name), as_version=4)
+    code = [c.source for c in book.cells if c.cell_type == 'code']
+    assert code and any('gluon_bert' in src for src in code)
+    for src in code:
+        for line in src.splitlines():
+            assert not line.lstrip().startswith(('def ', 'class ')), line
+    assert all(not c.get('outputs') for c in book.cells
+               if c.cell_type == 'code'), 'commit notebooks without outputs'
+
+
+EXPECTED = {
+    '01_data.ipynb': ['20256', '(64, 64) (64, 64) (64,) (64, 10) (64, 10) '
+                               '(64, 10) (64,)'],
+    '02_model.ipynb': ['5632546', '(2, 8, 128) (2, 3, 20256) (2, 2)'],
+    '03_loss_and_loop.ipynb': ['MLM per shard:', 'share of padded slots'],
+    '04_pretraining.ipynb': ['MLM loss', 'pairs/sec'],
+    '05_representations.ipynb': ['Shape of encoded text: (1, 6, 128)',
+                                 'Shape of encoded pair: (1, 10, 128)',
+                                 'cosine similarity:'],
+    '06_exercises.ipynb': ['ln 20256 = 9.92', 'M parameters',
+                           'try --batch-size', 'exit code 1'],
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize('name', NOTEBOOKS)
+def test_notebook_runs(name, wiki_dir, monkeypatch, tmp_path):
+    from nbclient import NotebookClient
+    monkeypatch.setenv('GLUON_BERT_SMALL', '1')
+    monkeypatch.setenv('GLUON_BERT_DATA', wiki_dir)
+    book = nbformat.read(os.path.join(TUTORIALS, name), as_version=4)
+    NotebookClient(book, timeout=600, kernel_name='python3',
+                   resources={'metadata': {'path': str(tmp_path)}}).execute()
+    text = json.dumps([c.get('outputs', []) for c in book.cells])
+    assert '"output_type": "error"' not in text
+    for expected in EXPECTED[name]:
+        assert expected in text, expected
