@@ -62,7 +62,7 @@ class MultiHeadAttention(nn.HybridBlock):
             raise ValueError(f'num_hiddens={num_hiddens} is not divisible by '
                              f'num_heads={num_heads}')
         self.num_heads = num_heads
-        self._scale = 1 / math.sqrt(num_hiddens // num_heads)
+        self._temperature = math.sqrt(num_hiddens // num_heads)
         with self.name_scope():
             # Self-attention: inputs have num_hiddens features too (shapes
             # are given, so nothing waits for a first batch to be known)
@@ -94,9 +94,11 @@ class MultiHeadAttention(nn.HybridBlock):
         keys = self._split_heads(F, self.W_k(X))
         values = self._split_heads(F, self.W_v(X))
         # (batch size * num_heads, no. of queries, no. of keys)
-        scores = F.npx.batch_dot(queries, keys, transpose_b=True) * self._scale
+        scores = F.npx.batch_dot(queries, keys, transpose_b=True)
+        # softmax(scores / sqrt(d)), the division folded into the softmax
         if valid_lens is None:
-            attention_weights = F.npx.softmax(scores, axis=-1)
+            attention_weights = F.npx.softmax(scores, axis=-1,
+                                              temperature=self._temperature)
         else:
             # On axis 0, copy each valid length for num_heads times, then for
             # every query: (batch size * num_heads, no. of queries)
@@ -109,7 +111,7 @@ class MultiHeadAttention(nn.HybridBlock):
             # same weights, without building a mask as large as the scores
             attention_weights = F.npx.softmax(
                 scores, length=length.astype('int32'), axis=-1,
-                use_length=True)
+                temperature=self._temperature, use_length=True)
         output = F.npx.batch_dot(self.dropout(attention_weights), values)
         # (batch size, no. of queries, num_hiddens)
         return self.W_o(self._merge_heads(F, output))
