@@ -8,8 +8,12 @@ its own), on the same batches (same seed), with the guide's settings (batch
 
 * d2l      ``d2l.BERTModel`` + ``d2l._get_batch_loss_bert`` + Adam, the loop
            of the guide (``devices`` = [cpu(0)], as d2l 1.0.3 would crash
-           with its empty ``try_all_gpus()``)
+           with its empty ``try_all_gpus()``), with MXNet's default threads
+* d2l, 1 thread per core: the same, given gluon_bert's OMP_NUM_THREADS
+* book loss  gluon_bert's hybridized model with the book's loss path
 * ours     ``gluon_bert.trainer.train_bert`` (hybridized, fused loss)
+
+Ratios are against the first row, the book's code as the book runs it.
 
 Each step is timed on the wall clock up to ``npx.waitall()``, after
 ``--warmup`` untimed steps.  The book's own timer stops before the
@@ -28,12 +32,15 @@ import sys
 TRAIN_MFLOP_PER_PAIR = 270
 
 CHILD = r'''
-import json, random, resource, sys, time
-import gluon_bert  # sets OMP_NUM_THREADS before MXNet loads
+import json, os, random, resource, sys, time
+kind = sys.argv[1]
+if kind == 'd2l':
+    import mxnet  # first: MXNet's own thread defaults, as the book runs it
+import gluon_bert  # otherwise sets OMP_NUM_THREADS before MXNet loads
 import mxnet as mx, numpy as onp
 from mxnet import autograd, gluon, init, npx
 npx.set_np()
-kind, data_dir, steps, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data_dir, steps, warmup = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 from gluon_bert.dataset import DataIter, load_dataset
 random.seed(0); onp.random.seed(0); mx.random.seed(0)
 dataset = load_dataset(64, data_dir)
@@ -46,7 +53,7 @@ for b in DataIter(dataset, 512):
 devices = [mx.cpu(0)]
 loss = gluon.loss.SoftmaxCELoss()
 times, book_times, losses = [], [], []
-if kind == 'd2l':
+if kind.startswith('d2l'):
     from d2l import mxnet as d2l
     net = d2l.BERTModel(len(vocab), num_hiddens=128, ffn_num_hiddens=256,
                         num_heads=2, num_blks=2, dropout=0.2)
@@ -135,6 +142,7 @@ def main(argv=None):
     rows = [(name, child(CHILD, kind, args.data_dir, args.steps,
                          args.warmup))
             for name, kind in (('d2l MXNet reference', 'd2l'),
+                               ('d2l, 1 thread per core', 'd2l-threads'),
                                ('gluon_bert, book loss', 'book'),
                                ('gluon_bert (default)', 'ours'))]
     base = rows[0][1]['pairs_per_sec']
