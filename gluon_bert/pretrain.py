@@ -222,7 +222,10 @@ class _StopOnSignal:
 
     def __enter__(self):
         import signal
-        self._old = signal.signal(signal.SIGINT, self._handle)
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C stays as it is
+            self._old = None
         return self
 
     def _handle(self, signum, frame):
@@ -235,7 +238,8 @@ class _StopOnSignal:
 
     def __exit__(self, *exc):
         import signal
-        signal.signal(signal.SIGINT, self._old)
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def _kvstore(args):

@@ -81,8 +81,11 @@ def run_command(prog, run, args):
     """Call a command's ``run(args)``; returns ``(exit code, result)``.
 
     A :class:`GluonBertError` becomes one line on stderr, ``prog: error:
-    ...``, and exit code 1, instead of a traceback.
+    ...``, and exit code 1, instead of a traceback.  MXNet's NumPy mode is
+    switched on first: it is per thread, and a command may run in any.
     """
+    from mxnet import npx
+    npx.set_np()
     try:
         return 0, run(args)
     except GluonBertError as e:

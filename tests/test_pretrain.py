@@ -105,3 +105,22 @@ def test_data_error_is_one_line_exit_1(tmp_path, capsys):
     assert err.count('\n') == 0
     assert err.startswith('python -m gluon_bert.pretrain: error: data_dir')
     assert not (tmp_path / 'out').exists()
+
+
+def test_runs_outside_the_main_thread(corpus_dir, tmp_path):
+    """Neither Ctrl-C handling nor MXNet's per-thread NumPy mode stops it."""
+    import threading
+    codes = []
+    errors = []
+
+    def target():
+        try:
+            codes.append(pretrain.main(ARGS))
+        except BaseException as e:  # shown if the test fails
+            errors.append(repr(e))
+    ARGS = (['--data-dir', corpus_dir, '--steps', '1', '--save-dir',
+             str(tmp_path / 'run')] + TINY)
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(120)
+    assert (codes, errors) == ([0], [])
