@@ -28,7 +28,9 @@ import random
 import mxnet as mx
 
 from .model import BERTModel
-from .utils import GluonBertError, atomic_path, atomic_write, file_digest
+from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
+                    numpy_state_from_json, numpy_state_to_json,
+                    random_state_from_json, random_state_to_json)
 from .vocab import Vocab
 
 __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
@@ -208,11 +210,6 @@ def load_trainer_states(trainer, path, meta):
 # --------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------
-def _jsonable_random_state():
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
 def _link_latest(src, dst):
     """Make ``dst`` the same file as ``src`` (atomically)."""
     with atomic_path(dst) as tmp:
@@ -242,17 +239,14 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
         net.save_parameters(tmp)
     trainer_meta = save_trainer_states(trainer,
                                        os.path.join(model_dir, states_name))
-    np_state = onp.random.get_state()
     state = {
         'format_version': FORMAT_VERSION, 'step': step,
         'files': {name: {'path': rel, 'sha1': file_digest(
             os.path.join(model_dir, rel))}
             for name, rel in ((PARAMS, params_name), (STATES, states_name))},
         'trainer': trainer_meta,
-        'rng': {'python': _jsonable_random_state(),
-                'numpy': [np_state[0], [int(k) for k in np_state[1]],
-                          int(np_state[2]), int(np_state[3]),
-                          float(np_state[4])],
+        'rng': {'python': random_state_to_json(random.getstate()),
+                'numpy': numpy_state_to_json(onp.random.get_state()),
                 'mxnet': {'seed': train_config.get('seed'),
                           'scheme': 'mx.random.seed(step_seed(seed, step)) '
                                     'before every step'}},
@@ -303,11 +297,8 @@ def load_checkpoint(model_dir):
 def restore_random_states(state):
     """Put Python's and NumPy's RNGs back as a checkpoint saved them."""
     import numpy as onp
-    version, internal, gauss = state['rng']['python']
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state['rng']['numpy']
-    onp.random.set_state((name, onp.array(keys, dtype=onp.uint32), pos,
-                          has_gauss, cached))
+    random.setstate(random_state_from_json(state['rng']['python']))
+    onp.random.set_state(numpy_state_from_json(state['rng']['numpy']))
 
 
 # --------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import zipfile
 
 import numpy as onp
 
-from .utils import GluonBertError, atomic_write, file_digest
+from .utils import (GluonBertError, atomic_write, file_digest,
+                    random_state_from_json, random_state_to_json)
 from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
@@ -373,8 +374,7 @@ def _cache_key(file_sha1, split, max_len, rng_state, vocab_key):
 def _save_cache(path, arrays, vocab, rng_state_after):
     meta = {'format': _CACHE_FORMAT, 'digest': _arrays_digest(arrays),
             'vocab': vocab.to_dict(),
-            'rng_after': [rng_state_after[0], list(rng_state_after[1]),
-                          rng_state_after[2]]}
+            'rng_after': random_state_to_json(rng_state_after)}
     with atomic_write(path, 'wb') as f:
         onp.savez(f, meta=onp.array(json.dumps(meta)), **arrays)
 
@@ -388,9 +388,8 @@ def _load_cache(path):
         if (meta.get('format') != _CACHE_FORMAT
                 or meta.get('digest') != _arrays_digest(arrays)):
             return None
-        version, internal, gauss = meta['rng_after']
         return (arrays, Vocab.from_dict(meta['vocab']),
-                (version, tuple(internal), gauss))
+                random_state_from_json(meta['rng_after']))
     except Exception:  # corrupt, truncated, foreign: rebuild, never trust
         return None
 

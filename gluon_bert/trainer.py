@@ -17,7 +17,8 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 
 from .loss import BERTPretrainLoss, pack_mlm_slots
-from .utils import GluonBertError
+from .utils import (GluonBertError, numpy_state_from_json,
+                    numpy_state_to_json)
 
 __all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'available_memory',
            'init_bert',
@@ -108,9 +109,8 @@ def init_bert(net, devices):
             param.list_ctx()
         except RuntimeError:
             fresh.append(param)
-    if fresh:
-        for param in fresh:
-            param.initialize(default_init=init.Xavier(), ctx=devices)
+    for param in fresh:
+        param.initialize(default_init=init.Xavier(), ctx=devices)
     return net
 
 
@@ -254,26 +254,15 @@ def _batches(train_iter, position):
             epoch_rng = onp.random.get_state()
             done = 0
         else:
-            epoch_rng = _numpy_state(position['epoch_rng'])
+            epoch_rng = numpy_state_from_json(position['epoch_rng'])
             done = position['batch']
             onp.random.set_state(epoch_rng)
         order = train_iter.batch_order()
         position = None
-        state = _jsonable_numpy_state(epoch_rng)
+        state = numpy_state_to_json(epoch_rng)
         for batch in train_iter.batches(order, start=done):
             done += 1
             yield batch, {'epoch_rng': state, 'batch': done}
-
-
-def _jsonable_numpy_state(state):
-    name, keys, pos, has_gauss, gauss = state
-    return [name, [int(k) for k in keys], int(pos), int(has_gauss),
-            float(gauss)]
-
-
-def _numpy_state(state):
-    name, keys, pos, has_gauss, gauss = state
-    return (name, onp.array(keys, dtype=onp.uint32), pos, has_gauss, gauss)
 
 
 class _Allreduce:

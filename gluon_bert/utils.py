@@ -6,7 +6,8 @@ import sys
 import tempfile
 
 __all__ = ['atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
-           'run_command']
+           'run_command', 'random_state_to_json', 'random_state_from_json',
+           'numpy_state_to_json', 'numpy_state_from_json']
 
 
 class GluonBertError(Exception):
@@ -66,6 +67,32 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def random_state_to_json(state):
+    """``random.getstate()`` as JSON-able lists."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def random_state_from_json(data):
+    """The inverse of :func:`random_state_to_json`, for ``random.setstate``."""
+    version, internal, gauss = data
+    return (version, tuple(internal), gauss)
+
+
+def numpy_state_to_json(state):
+    """``numpy.random.get_state()`` as JSON-able lists."""
+    name, keys, pos, has_gauss, gauss = state
+    return [name, [int(k) for k in keys], int(pos), int(has_gauss),
+            float(gauss)]
+
+
+def numpy_state_from_json(data):
+    """The inverse of :func:`numpy_state_to_json`, for ``set_state``."""
+    import numpy as onp
+    name, keys, pos, has_gauss, gauss = data
+    return (name, onp.array(keys, dtype=onp.uint32), pos, has_gauss, gauss)
 
 
 def file_digest(path, algorithm='sha1', chunk=1 << 20):
