@@ -2,8 +2,6 @@
 import json
 import random
 
-import mxnet as mx
-import numpy as onp
 import pytest
 from mxnet import gluon, npx
 

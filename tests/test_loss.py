@@ -4,7 +4,7 @@ import random
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import autograd, gluon, init, np, npx
+from mxnet import autograd, gluon, init, npx
 
 from gluon_bert import dataset as ds
 from gluon_bert import trainer as T

@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as onp
 import pytest
 from d2l import mxnet as d2l
-from mxnet import gluon, init, np, npx
+from mxnet import gluon, init, npx
 
 from gluon_bert import dataset as ds
 from gluon_bert import trainer as T
