@@ -29,7 +29,8 @@ from .utils import (GluonBertError, atomic_write, file_digest,
 from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
-           'DataIter', 'load_data_wiki', 'load_dataset', 'shard_indices',
+           'DataIter', 'ResampledEpochs', 'load_data_wiki', 'load_dataset',
+           'shard_indices',
            'resolve_data_dir',
            'download_wikitext2', 'default_cache_dir', 'RESERVED_TOKENS',
            'FIELDS', 'DATA_URLS', 'DATA_SHA1']
@@ -168,18 +169,8 @@ def _read_lines(file_name):
     return lines
 
 
-def read_wiki(data_dir, split='train'):
-    """Read one split into shuffled paragraphs, as the book's ``_read_wiki``.
-
-    Lower-cases every line, splits it into sentences on ``' . '``, keeps the
-    lines with at least two sentences, then ``random.shuffle``s them (so seed
-    Python's ``random`` for a reproducible order).
-
-    Returns
-    -------
-    list of list of str
-        Paragraphs, each a list of sentence strings.
-    """
+def _read_paragraphs(data_dir, split):
+    """The paragraphs of one split in file order (see :func:`read_wiki`)."""
     data_dir = _check_data_dir(os.fspath(data_dir), split, 'data folder')
     file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
     lines = _read_lines(file_name)
@@ -193,6 +184,22 @@ def read_wiki(data_dir, split='train'):
             f'{file_name} has no paragraph of two sentences (separated by '
             "' . '): BERT's next-sentence task needs sentence pairs; use the "
             'tokenized WikiText-2 files')
+    return paragraphs
+
+
+def read_wiki(data_dir, split='train'):
+    """Read one split into shuffled paragraphs, as the book's ``_read_wiki``.
+
+    Lower-cases every line, splits it into sentences on ``' . '``, keeps the
+    lines with at least two sentences, then ``random.shuffle``s them (so seed
+    Python's ``random`` for a reproducible order).
+
+    Returns
+    -------
+    list of list of str
+        Paragraphs, each a list of sentence strings.
+    """
+    paragraphs = _read_paragraphs(data_dir, split)
     random.shuffle(paragraphs)
     return paragraphs
 
@@ -215,10 +222,14 @@ def get_tokens_and_segments(tokens_a, tokens_b=None):
     return tokens, segments
 
 
-def _get_nsp_data_from_paragraph(paragraph, paragraphs, max_len):
-    """NSP pairs of one paragraph: 50 % the true next sentence, else random."""
+def _get_nsp_data_from_paragraph(paragraph, paragraphs, max_len, rng=random):
+    """NSP pairs of one paragraph: 50 % the true next sentence, else random.
+
+    ``rng`` is Python's ``random`` module (the book's draws) or a
+    ``random.Random`` of its own (a re-paired epoch).
+    """
     nsp_data = []
-    rand, choice = random.random, random.choice
+    rand, choice = rng.random, rng.choice
     for i in range(len(paragraph) - 1):
         tokens_a, tokens_b = paragraph[i], paragraph[i + 1]
         if rand() < 0.5:
@@ -295,19 +306,25 @@ def _to_ids(paragraphs, vocab):
             for paragraph in paragraphs]
 
 
-def _build_examples(paragraphs, max_len, vocab):
+def _build_examples(paragraphs, max_len, vocab, rng=random):
     """All examples of tokenized ``paragraphs``: a dict of seven NumPy arrays.
 
-    Python's ``random`` is consumed exactly as the book's code consumes it:
-    first the NSP pairs of every paragraph, then the MLM positions of every
-    pair.  Work is done on token ids; that changes no draw.
+    ``rng`` (Python's ``random`` by default) is consumed exactly as the book's
+    code consumes ``random``: first the NSP pairs of every paragraph, then the
+    MLM positions of every pair.  Work is done on token ids; that changes no
+    draw.
     """
+    return _build_examples_from_ids(_to_ids(paragraphs, vocab), max_len,
+                                    vocab, rng)
+
+
+def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random):
+    """:func:`_build_examples` on paragraphs already mapped to token ids."""
     # Get data for the next sentence prediction task
-    paragraphs = _to_ids(paragraphs, vocab)
     examples = []
     for paragraph in paragraphs:
         examples.extend(_get_nsp_data_from_paragraph(paragraph, paragraphs,
-                                                     max_len))
+                                                     max_len, rng))
     if not examples:
         raise GluonBertError(
             f'max_len={max_len} is too small: no sentence pair fits in it '
@@ -325,8 +342,7 @@ def _build_examples(paragraphs, max_len, vocab):
     positions_out, weights_out = arrays['pred_positions'], arrays['mlm_weights']
     labels_out, valid_lens = arrays['mlm_labels'], arrays['valid_lens']
     nsp_out, size = arrays['nsp_labels'], len(vocab)
-    rand, getrandbits, choice = (random.random, random.getrandbits,
-                                 random.choice)
+    rand, getrandbits, choice = rng.random, rng.getrandbits, rng.choice
     specials = {cls, sep}
     # Get data for the masked language model task
     for k, (ids_a, ids_b, is_next) in enumerate(examples):
@@ -451,6 +467,50 @@ class WikiTextDataset:
         return len(self.arrays['tokens'])
 
 
+class ResampledEpochs:
+    """New NSP pairs and MLM masks for every pass over the text.
+
+    The book draws its examples once, when the dataset is built, so every
+    epoch repeats the same sentence pairs and the same masked words, which a
+    model learns by heart after a few passes.  ``ResampledEpochs(...)(epoch)``
+    runs the book's whole recipe again -- shuffle the paragraphs, draw the
+    NSP pairs (50 % true next sentence), draw the MLM positions (15 %: 80 %
+    ``<mask>``, 10 % kept, 10 % random) -- with ``random.Random`` seeded from
+    ``(seed, epoch)`` instead of the global ``random``: the same
+    distributions, different draws, reproducible and independent of the
+    order in which epochs are asked for.
+
+    Parameters
+    ----------
+    data_dir : str
+        The WikiText-2 folder.
+    max_len : int
+    vocab : Vocab
+        The vocabulary of epoch 0 (the book's); it is not rebuilt.
+    seed : int
+    split : str
+    """
+
+    def __init__(self, data_dir, max_len, vocab, seed=0, split='train'):
+        paragraphs = [tokenize(p, token='word')
+                      for p in _read_paragraphs(data_dir, split)]
+        self._paragraphs = _to_ids(paragraphs, vocab)
+        self.vocab, self.max_len, self.seed = vocab, int(max_len), int(seed)
+
+    def rng(self, epoch):
+        """The ``random.Random`` that draws epoch ``epoch``'s examples."""
+        return random.Random(f'gluon_bert:{self.seed}:{int(epoch)}')
+
+    def __call__(self, epoch):
+        """The examples of ``epoch`` as a :class:`WikiTextDataset`."""
+        rng = self.rng(epoch)
+        paragraphs = list(self._paragraphs)
+        rng.shuffle(paragraphs)
+        arrays = _build_examples_from_ids(paragraphs, self.max_len,
+                                          self.vocab, rng)
+        return WikiTextDataset._from_arrays(arrays, self.vocab, self.max_len)
+
+
 class DataIter:
     """Minibatches of a :class:`WikiTextDataset`, like the book's DataLoader.
 
@@ -463,22 +523,47 @@ class DataIter:
     Parameters
     ----------
     dataset : WikiTextDataset
+        The examples of epoch 0.
     batch_size : int
     shuffle : bool
     indices : array of int, optional
         Use only these examples (e.g. one worker's shard).
+    shard : (rank, num_workers), optional
+        Use only this worker's share of every epoch (:func:`shard_indices`).
+    resample : callable, optional
+        ``resample(epoch) -> WikiTextDataset`` gives the examples of epochs
+        1, 2, ... (e.g. :class:`ResampledEpochs`); without it every epoch
+        reuses ``dataset``, as the book does.  :meth:`set_epoch` switches.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=True, indices=None):
+    def __init__(self, dataset, batch_size, shuffle=True, indices=None,
+                 shard=None, resample=None):
         if int(batch_size) != batch_size or batch_size <= 0:
             raise GluonBertError(f'batch_size must be a positive integer, got '
                                  f'{batch_size!r}')
-        self.dataset, self.batch_size, self.shuffle = (dataset,
-                                                       int(batch_size),
-                                                       shuffle)
-        self.indices = (onp.arange(len(dataset)) if indices is None
-                        else onp.asarray(indices))
+        if indices is not None and shard is not None:
+            raise GluonBertError('indices and shard exclude each other')
+        self.batch_size, self.shuffle = int(batch_size), shuffle
+        self.shard, self.resample = shard, resample
+        self._first, self._indices = dataset, indices
+        self.epoch = 0
+        self._use(dataset)
         self.vocab = dataset.vocab
+
+    def _use(self, dataset):
+        self.dataset = dataset
+        if self.shard is not None:
+            self.indices = shard_indices(len(dataset), *self.shard)
+        elif self._indices is not None:
+            self.indices = onp.asarray(self._indices)
+        else:
+            self.indices = onp.arange(len(dataset))
+
+    def set_epoch(self, epoch):
+        """Use the examples of ``epoch`` (epoch 0: the dataset given)."""
+        if epoch != self.epoch and self.resample is not None:
+            self._use(self._first if epoch == 0 else self.resample(epoch))
+        self.epoch = epoch
 
     def __len__(self):
         return -(-len(self.indices) // self.batch_size)

@@ -10,7 +10,7 @@ from .dataset import get_tokens_and_segments
 from .utils import GluonBertError
 
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
-           'get_bert_encodings', 'prepare_input']
+           'get_bert_encodings', 'prepare_input', 'cosine_similarity']
 
 npx.set_np()
 
@@ -97,3 +97,21 @@ def get_bert_encodings(net, vocab, inputs, device=None):
                           np.array(segments, ctx=device, dtype='int32'),
                           np.array(valid_lens, ctx=device, dtype='float32'))
     return [encoded_X[i:i + 1, :n] for i, n in enumerate(valid_lens)]
+
+
+def cosine_similarity(a, b):
+    """Cosine of the angle between two vectors (NumPy or MXNet arrays).
+
+    1.0 for vectors pointing the same way: e.g. a word that gets the same
+    representation in two contexts.
+    """
+    import numpy as onp
+    a, b = (onp.asarray(x.asnumpy() if hasattr(x, 'asnumpy') else x,
+                        dtype='float64').reshape(-1) for x in (a, b))
+    if a.shape != b.shape:
+        raise GluonBertError(f'vectors of different sizes: {a.size} and '
+                             f'{b.size}')
+    norms = onp.linalg.norm(a) * onp.linalg.norm(b)
+    if norms == 0:
+        raise GluonBertError('the cosine of a zero vector is undefined')
+    return float(a @ b / norms)

@@ -79,6 +79,8 @@ class BERTPretrainLoss(nn.HybridBlock):
     -------
     mlm_sum : () sum over slots of weight x cross-entropy
     nsp_sum : () sum over examples of cross-entropy
+    mlm_hits : () sum over slots of weight x (highest score is the label)
+    nsp_hits : () number of examples whose NSP label scores highest
 
     Divide by the batch's MLM weight sum and its size for the book's losses.
     """
@@ -102,7 +104,7 @@ class BERTPretrainLoss(nn.HybridBlock):
         mlm_indices = F.npx.reshape(mlm_indices, (-2, c, -1))
         mlm_weights = F.npx.reshape(mlm_weights, (c, -1))
         mlm_labels = F.npx.reshape(mlm_labels, (c, -1))
-        mlm_sum = 0
+        mlm_sum = mlm_hits = 0
         for i in range(c):
             # (2, K / num_chunks) row and position of each slot
             indices = F.npx.reshape(F.npx.slice(
@@ -116,5 +118,17 @@ class BERTPretrainLoss(nn.HybridBlock):
             mlm_Y_hat = net.mlm.mlp(F.npx.gather_nd(encoded_X, indices))
             mlm_l = self.ce(mlm_Y_hat, labels, F.np.transpose(weights))
             mlm_sum = mlm_sum + F.np.sum(mlm_l)
-        nsp_l = self.ce(net.next_sentence_logits(F, encoded_X), nsp_labels)
-        return mlm_sum, F.np.sum(nsp_l)
+            mlm_hits = mlm_hits + F.np.sum(
+                self._hits(F, mlm_Y_hat, labels) * F.npx.reshape(weights,
+                                                                (-1,)))
+        nsp_Y_hat = net.next_sentence_logits(F, encoded_X)
+        nsp_l = self.ce(nsp_Y_hat, nsp_labels)
+        nsp_hits = F.np.sum(self._hits(F, nsp_Y_hat, nsp_labels))
+        return mlm_sum, F.np.sum(nsp_l), mlm_hits, nsp_hits
+
+    @staticmethod
+    def _hits(F, scores, labels):
+        # 1.0 where the highest score is the label's, else 0.0
+        predicted = F.np.argmax(scores, axis=-1)
+        return (predicted.astype('int32') == labels.astype('int32')).astype(
+            'float32')

@@ -1,12 +1,16 @@
-"""Pretrain BERT on WikiText-2 with the book's settings.
+"""Pretrain BERT on WikiText-2 with the book's settings, or a recipe that learns.
 
     python -m gluon_bert.pretrain --gpus 0,1 --steps 50
+    python -m gluon_bert.pretrain --recipe bert --max-minutes 30 --eval-every 500
 
 Loads WikiText-2 (see --data-dir), builds the book's small BERT, trains it
-for --steps steps on the chosen devices with Adam, prints a progress line
-while it runs and the book's two closing lines at the end, then writes the
-model directory (--save-dir): model.params, vocab.json, config.json, the
-per-step log history.csv and the loss curve loss.png.
+for --steps steps (or --max-minutes) on the chosen devices, prints a progress
+line while it runs and the book's two closing lines at the end, then writes
+the model directory (--save-dir): model.params, vocab.json, config.json, the
+per-step log history.csv and the loss curve loss.png.  ``--recipe book`` (the
+default) is the guide's training; ``--recipe bert`` adds a warm-up/decay
+schedule, AdamW, clipping and new examples every epoch
+(:mod:`gluon_bert.recipe`).
 """
 import argparse
 import json
@@ -16,14 +20,24 @@ import sys
 import time
 
 from .model import PRESETS, estimate_memory
+from .recipe import RECIPE_KEYS, RECIPES, describe_recipe
 from .utils import GluonBertError, atomic_write, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
-#: The guide's settings.
-DEFAULTS = dict(steps=50, batch_size=512, max_len=64, num_hiddens=128,
-                ffn_num_hiddens=256, num_heads=2, num_blks=2, dropout=0.2,
-                lr=0.01, pos_len=1000)
+#: The guide's settings (the book recipe adds batch size, dropout, lr...).
+DEFAULTS = dict(steps=50, max_len=64, num_hiddens=128, ffn_num_hiddens=256,
+                num_heads=2, num_blks=2, pos_len=1000)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show '(default: X)' only where the help does not say it already."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or \
+                'default' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _checked(convert, ok, requirement):
@@ -63,7 +77,7 @@ def build_parser():
         prog='python -m gluon_bert.pretrain',
         description='Pretrain the d2l book\'s small BERT on WikiText-2 '
                     '(masked language modeling + next sentence prediction).',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     g = p.add_argument_group('devices')
     g.add_argument('--gpus', type=_gpus, default=None,
                    help='GPUs to shard each batch across, e.g. 0,1; on a '
@@ -88,9 +102,10 @@ def build_parser():
                         '$GLUON_BERT_CACHE or ~/.cache/gluon_bert)')
     g.add_argument('--no-cache', action='store_true',
                    help='always rebuild the examples')
-    g.add_argument('--batch-size', type=_positive_int, default=d['batch_size'],
+    g.add_argument('--batch-size', type=_positive_int, default=None,
                    help='sentence pairs per batch, over all devices of a '
-                        'process (per worker with --kvstore dist_*)')
+                        'process (per worker with --kvstore dist_*) '
+                        '(default: from --recipe: book 512, bert 128)')
     g.add_argument('--max-len', type=_positive_int, default=d['max_len'],
                    help='tokens per example, <cls> and <sep> included')
     g = p.add_argument_group('model (the book\'s small BERT by default)')
@@ -105,17 +120,69 @@ def build_parser():
     g.add_argument('--num-heads', type=_positive_int, default=d['num_heads'])
     g.add_argument('--num-blks', type=_positive_int, default=d['num_blks'],
                    help='Transformer encoder blocks')
-    g.add_argument('--dropout', type=_dropout, default=d['dropout'])
+    g.add_argument('--dropout', type=_dropout, default=None,
+                   help='dropout in every block (default: from --recipe: '
+                        'book 0.2, bert 0.1)')
     g.add_argument('--pos-len', type=_positive_int, default=d['pos_len'],
                    help='length of the learnable position embedding (the '
                         "book's max_len=1000); --max-len may not exceed it")
-    g = p.add_argument_group('training')
-    g.add_argument('--steps', type=_positive_int, default=d['steps'],
-                   help='optimizer steps')
-    g.add_argument('--lr', type=_positive_float, default=d['lr'],
-                   help="Adam's learning rate")
-    g.add_argument('--optimizer', choices=('adam', 'sgd'), default='adam',
-                   help="the book's Adam, or plain SGD")
+    g = p.add_argument_group(
+        'training', 'A recipe sets the flags of this group marked "from '
+        '--recipe" (and --batch-size, --dropout); a flag given on the command '
+        'line wins.  book: ' + describe_recipe('book') + '.  bert: '
+        + describe_recipe('bert') + '.')
+    g.add_argument('--recipe', choices=sorted(RECIPES), default='book',
+                   help="book: the guide's training, the book's numbers "
+                        '(default); bert: warm-up then linear decay of the '
+                        'learning rate, AdamW with weight decay except on '
+                        'LayerNorm and biases, gradient clipping, new NSP '
+                        'pairs and MLM masks every epoch: a model that keeps '
+                        'learning')
+    g.add_argument('--steps', type=_positive_int, default=None,
+                   help='optimizer steps (default: 50; with --max-minutes, '
+                        'no limit but the clock)')
+    g.add_argument('--max-minutes', type=_positive_float, default=None,
+                   help='train for this wall-clock budget (evaluations '
+                        'included), then save as at the end of a normal run. '
+                        'A decaying schedule ends with the budget: the number '
+                        'of steps is estimated from the speed measured so far '
+                        '(re-estimated every step, kept in history.csv as '
+                        '"total"). With --steps too, whichever comes first')
+    g.add_argument('--lr', type=_positive_float, default=None,
+                   help='(peak) learning rate (default: from --recipe: book '
+                        '0.01, bert 2e-3)')
+    g.add_argument('--optimizer', choices=('adam', 'adamw', 'sgd'),
+                   default=None,
+                   help="adam (the book's), adamw (Adam with decoupled weight "
+                        'decay, none on LayerNorm and biases) or sgd '
+                        '(default: from --recipe)')
+    g.add_argument('--schedule', choices=('constant', 'linear'), default=None,
+                   help='learning rate over the steps: constant (the book), '
+                        'or linear warm-up then linear decay to zero '
+                        '(default: from --recipe)')
+    g.add_argument('--warmup', type=_checked(float, lambda v: 0 <= v < 1,
+                                             'in [0, 1)'), default=None,
+                   help='share of the steps spent warming up, with --schedule '
+                        'linear (default: from --recipe)')
+    g.add_argument('--weight-decay', type=_checked(
+        float, lambda v: 0 <= v < float('inf'), '0 or more'), default=None,
+        help='weight decay (default: from --recipe)')
+    g.add_argument('--clip-norm', type=_checked(
+        float, lambda v: 0 <= v < float('inf'), '0 or more'), default=None,
+        help='clip the gradients to this global norm, 0 for no clipping '
+             '(default: from --recipe)')
+    g.add_argument('--resample', dest='resample', action='store_const',
+                   const=True, default=None,
+                   help='draw new NSP pairs and MLM masks for every epoch '
+                        '(the book draws them once) (default: from --recipe)')
+    g.add_argument('--no-resample', dest='resample', action='store_const',
+                   const=False, help='draw the examples once, as the book')
+    g.add_argument('--eval-every', type=_non_negative_int, default=0,
+                   help='every N steps (and at the end) print MLM/NSP loss '
+                        'and accuracy on the valid split (as python -m '
+                        'gluon_bert.evaluate --split valid computes them), '
+                        'keep them in history.csv and draw them in loss.png '
+                        '(0: never)')
     g.add_argument('--accumulate', type=_positive_int, default=1,
                    help='batches per optimizer step (gradient accumulation): '
                         'a step on K x --batch-size pairs in the memory of '
@@ -146,8 +213,12 @@ def build_parser():
 #: Settings a resumed run takes from the checkpoint's config.json.
 RESUMED = ('batch_size', 'max_len', 'num_hiddens', 'ffn_num_hiddens',
            'num_heads', 'num_blks', 'dropout', 'pos_len', 'lr', 'seed',
-           'data_dir', 'no_hybridize', 'accumulate', 'optimizer')
+           'data_dir', 'no_hybridize', 'accumulate', 'optimizer', 'recipe',
+           'schedule', 'warmup', 'weight_decay', 'clip_norm', 'resample',
+           'max_minutes', 'eval_every')
 _SIZES = ('num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks')
+#: Resumed settings that a resumed run may change: limits, not the recipe.
+_LIMITS = ('max_minutes', 'eval_every')
 
 
 def parse_args(argv=None):
@@ -163,6 +234,7 @@ def parse_args(argv=None):
         for key, value in zip(_SIZES, PRESETS[args.preset]):
             if key not in args.explicit:
                 setattr(args, key, value)
+    _apply_recipe(args)
     if args.gpus is not None and args.cpus is not None:
         parser.error('--gpus and --cpus exclude each other: pick one')
     if args.max_len > args.pos_len:
@@ -188,6 +260,13 @@ def parse_args(argv=None):
     return args
 
 
+def _apply_recipe(args):
+    """Fill the settings not given on the command line from --recipe."""
+    for key in RECIPE_KEYS:
+        if key not in args.explicit:
+            setattr(args, key, RECIPES[args.recipe][key])
+
+
 def seed_everything(seed):
     """Seed Python's, NumPy's and MXNet's random number generators."""
     import mxnet as mx
@@ -204,6 +283,8 @@ def _resume_settings(args):
     for key in RESUMED:
         if key not in saved:
             continue
+        if key in args.explicit and key in _LIMITS:
+            continue  # a new budget may be given
         if key in args.explicit and getattr(args, key) != saved[key]:
             flag = '--' + key.replace('_', '-')
             raise GluonBertError(
@@ -211,6 +292,12 @@ def _resume_settings(args):
                 f'resumed ({saved[key]}): drop {flag}, or start a new run in '
                 'another --save-dir')
         setattr(args, key, saved[key])
+
+
+def _finish_settings(args):
+    """--steps defaults to the guide's 50 unless a time budget is given."""
+    if args.steps is None and args.max_minutes is None:
+        args.steps = DEFAULTS['steps']
 
 
 class _StopOnSignal:
@@ -298,6 +385,30 @@ def _check_memory(args, vocab_size, devices, say):
         '--no-memory-check to try anyway)')
 
 
+def _valid_evaluator(args, vocab):
+    """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does.
+
+    The examples are drawn as the evaluate command draws them (its default
+    seed 0, batches of 256), so the last figures equal its output; Python's
+    and NumPy's RNGs are left as they were, so training is not changed.
+    """
+    import numpy as onp
+
+    from . import dataset, trainer
+    states = random.getstate(), onp.random.get_state()
+    try:
+        random.seed(0)
+        onp.random.seed(0)
+        valid = dataset.load_dataset(args.max_len, args.data_dir, 'valid',
+                                     vocab, cache_dir=args.cache_dir,
+                                     use_cache=not args.no_cache)
+    finally:
+        random.setstate(states[0])
+        onp.random.set_state(states[1])
+    data_iter = dataset.DataIter(valid, 256, shuffle=False)
+    return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
+
+
 def run(args):
     """Everything after argument parsing.
 
@@ -310,6 +421,7 @@ def run(args):
     resume = None
     if args.resume:
         _resume_settings(args)
+    _finish_settings(args)
     kvstore, rank, workers = _kvstore(args)
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
@@ -322,12 +434,19 @@ def run(args):
     say(f'{len(train_iter.dataset)} sentence pairs, vocabulary of '
         f'{len(vocab)}, ready in {time.perf_counter() - start:.1f} s',
         flush=True)
-    if workers > 1:
-        # Each worker reads its own shard of the examples
+    if workers > 1 or args.resample:
+        # Each worker reads its own shard of the examples; with --resample,
+        # epochs 1, 2, ... draw new pairs and masks
+        resample = None
+        if args.resample:
+            resample = dataset.ResampledEpochs(
+                dataset.resolve_data_dir(args.data_dir), args.max_len, vocab,
+                args.seed)
         train_iter = dataset.DataIter(
             train_iter.dataset, args.batch_size,
-            indices=dataset.shard_indices(len(train_iter.dataset), rank,
-                                          workers))
+            shard=(rank, workers) if workers > 1 else None,
+            resample=resample)
+    if workers > 1:
         say(f'{workers} workers, {len(train_iter.indices)} pairs each; a '
             f'step sees {workers} x {args.batch_size} pairs', flush=True)
     _check_memory(args, len(vocab), devices, say)
@@ -336,7 +455,8 @@ def run(args):
                                args.num_blks, args.dropout, args.pos_len)
     trainer.init_bert(net, devices)
     optimizer = trainer.make_trainer(net, args.lr, kvstore or args.kvstore,
-                                     args.optimizer)
+                                     args.optimizer, args.weight_decay)
+    evaluate = _valid_evaluator(args, vocab) if args.eval_every else None
     save_dir = args.save_dir
     if args.resume:
         resume = checkpoint.load_checkpoint(save_dir)
@@ -346,15 +466,20 @@ def run(args):
             optimizer, resume['files']['trainer.states']['path'],
             resume['trainer'])
         checkpoint.restore_random_states(resume)
-        if resume['step'] >= args.steps:
+        if args.steps is not None and resume['step'] >= args.steps:
             raise GluonBertError(f'the run in {save_dir} is at step '
                                  f'{resume["step"]} already: pass a larger '
                                  '--steps to train further')
+        wall = (resume['history'].get('wall') or [None])[-1]
+        if args.max_minutes and wall and wall >= 60 * args.max_minutes:
+            raise GluonBertError(f'the run in {save_dir} has trained '
+                                 f'{wall / 60:.1f} minutes already: pass a '
+                                 'larger --max-minutes to train further')
         say(f'Resuming from step {resume["step"]} of {save_dir}',
             flush=True)
     train_config = {k: getattr(args, k) for k in (
         'steps', 'batch_size', 'max_len', 'lr', 'seed', 'accumulate',
-        'kvstore', 'optimizer')}
+        'kvstore', 'optimizer', 'recipe', 'max_minutes')}
     train_config['workers'] = workers
     train_config['devices'] = [str(d) for d in devices]
     train_config['settings'] = {k: getattr(args, k) for k in RESUMED}
@@ -376,10 +501,15 @@ def run(args):
         try:
             history = trainer.train_bert(
                 train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
-                devices, args.steps, trainer=optimizer,
+                devices, args.steps, lr=args.lr, trainer=optimizer,
                 hybridize=not args.no_hybridize, log_every=args.log_every,
                 on_step=on_step, seed=args.seed, resume=resume,
-                accumulate=args.accumulate, kvstore=kvstore, verbose=chief)
+                accumulate=args.accumulate, kvstore=kvstore, verbose=chief,
+                schedule=args.schedule, warmup=args.warmup,
+                clip_norm=args.clip_norm,
+                max_seconds=(60 * args.max_minutes if args.max_minutes
+                             else None),
+                evaluate=evaluate, eval_every=args.eval_every)
         except trainer.NonFiniteLossError as e:
             kept = (f'the last good checkpoint (step {last["step"]}) is in '
                     f'{save_dir}' if 'step' in last else
@@ -398,7 +528,8 @@ def run(args):
     if signal_state.stop:
         print(f'Stopped at step {history["step"][-1]}; the checkpoint is in '
               f'{save_dir}. Resume with: python -m gluon_bert.pretrain '
-              f'--save-dir {save_dir} --resume --steps {args.steps}',
+              f'--save-dir {save_dir} --resume'
+              + (f' --steps {args.steps}' if args.steps else ''),
               file=sys.stderr)
     else:
         print(f'Saved the model, history.csv and loss.png to {save_dir}')

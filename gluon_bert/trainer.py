@@ -17,6 +17,8 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 
 from .loss import BERTPretrainLoss, pack_mlm_slots
+from .recipe import (clip_global_norm, exclude_from_weight_decay,
+                     learning_rate)
 from .utils import (GluonBertError, numpy_state_from_json,
                     numpy_state_to_json)
 
@@ -24,7 +26,7 @@ __all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'available_memory',
            'init_bert',
            'get_batch_loss_bert', '_get_batch_loss_bert',
            'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
-           'train_bert',
+           'train_bert', 'evaluate_bert',
            'NonFiniteLossError']
 
 npx.set_np()
@@ -172,7 +174,7 @@ def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
                               segments_X_shards, valid_lens_x_shards,
                               pred_positions_X_shards, mlm_weights_X_shards,
                               mlm_Y_shards, nsp_y_shards, num_mlm_slots,
-                              num_pairs):
+                              num_pairs, hits=None):
     """:func:`get_batch_loss_bert` through one fused, hybridized graph.
 
     The same shards, the same per-shard lists and the same numbers (normalized
@@ -186,6 +188,10 @@ def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
         Sum of the whole batch's MLM weights.
     num_pairs : int
         Size of the whole batch.
+    hits : list, optional
+        Given a list, ``(MLM hits, NSP hits)`` of every shard are appended
+        to it: the weighted number of slots whose highest score is the
+        label, and the number of pairs classified right.
     """
     mlm_ls, nsp_ls, ls = [], [], []
     for (tokens_X_shard, segments_X_shard, valid_lens_x_shard,
@@ -198,12 +204,14 @@ def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
         indices, weights, labels = pack_mlm_slots(
             pred_positions_X_shard.asnumpy(), mlm_weights_X_shard.asnumpy(),
             mlm_Y_shard.asnumpy())
-        mlm_sum, nsp_sum = pretrain_loss(
+        mlm_sum, nsp_sum, mlm_hits, nsp_hits = pretrain_loss(
             tokens_X_shard, segments_X_shard, valid_lens_x_shard.reshape(-1),
             np.array(indices, ctx=device), np.array(weights, ctx=device),
             np.array(labels, ctx=device), nsp_y_shard)
         mlm_l = mlm_sum / (num_mlm_slots + 1e-8)
         nsp_l = nsp_sum / num_pairs
+        if hits is not None:
+            hits.append((mlm_hits, nsp_hits))
         mlm_ls.append(mlm_l)
         nsp_ls.append(nsp_l)
         ls.append(mlm_l + nsp_l)
@@ -218,17 +226,25 @@ def _format_seconds(seconds):
     return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam'):
+def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
+                 weight_decay=0.0):
     """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
 
     Updates run on each device (``update_on_kvstore=False``), the gradients
     being summed across devices (and workers) through ``kvstore`` ('device',
     'local', or a KVStore such as ``mx.kv.create('dist_sync')``); so every
     device holds the optimizer state, which checkpoints save and restore.
+    ``optimizer='adamw'`` is Adam with decoupled ``weight_decay``
+    (:class:`~gluon_bert.recipe.AdamW`), which then skips LayerNorm and
+    biases; with 'adam' or 'sgd' a weight decay is the classic L2 term.
     """
-    return gluon.Trainer(net.collect_params(), optimizer,
-                         {'learning_rate': lr}, kvstore=kvstore,
-                         update_on_kvstore=False)
+    params = {'learning_rate': lr}
+    if weight_decay:
+        params['wd'] = weight_decay
+        if optimizer == 'adamw':
+            exclude_from_weight_decay(net)
+    return gluon.Trainer(net.collect_params(), optimizer, params,
+                         kvstore=kvstore, update_on_kvstore=False)
 
 
 def step_seed(seed, step):
@@ -239,17 +255,21 @@ def step_seed(seed, step):
 def _batches(train_iter, position):
     """Yield ``(batch, position after it)`` forever, epoch after epoch.
 
-    For a :class:`~gluon_bert.dataset.DataIter` the position is the NumPy RNG
-    state at the start of the epoch (it decides the order) and the number of
-    batches done in it, so a run can continue exactly where it stopped.
+    For a :class:`~gluon_bert.dataset.DataIter` the position is the epoch,
+    the NumPy RNG state at its start (it decides the order) and the number
+    of batches done in it, so a run can continue exactly where it stopped;
+    a DataIter that resamples gets its epoch's examples by ``set_epoch``.
     Other iterables are iterated as the book does, with position None.
     """
     resumable = hasattr(train_iter, 'batch_order')
+    epoch = 0 if position is None else position.get('epoch', 0)
     while True:
         if not resumable:
             for batch in train_iter:
                 yield batch, None
             continue
+        if hasattr(train_iter, 'set_epoch'):
+            train_iter.set_epoch(epoch)
         if position is None:
             epoch_rng = onp.random.get_state()
             done = 0
@@ -262,7 +282,8 @@ def _batches(train_iter, position):
         state = numpy_state_to_json(epoch_rng)
         for batch in train_iter.batches(order, start=done):
             done += 1
-            yield batch, {'epoch_rng': state, 'batch': done}
+            yield batch, {'epoch': epoch, 'epoch_rng': state, 'batch': done}
+        epoch += 1
 
 
 class _Allreduce:
@@ -293,25 +314,210 @@ class _Allreduce:
         return [float(v) for v in out.asnumpy()]
 
 
+def evaluate_bert(net, data_iter, vocab_size):
+    """MLM and NSP loss and accuracy of ``net`` over a data iterator.
+
+    Runs in prediction mode (no dropout) on the device ``net`` lives on.
+
+    Returns
+    -------
+    dict
+        ``mlm_loss`` and ``mlm_accuracy`` over weighted slots, ``nsp_loss``
+        and ``nsp_accuracy`` over pairs, and the counts ``mlm_slots`` and
+        ``pairs``.
+    """
+    loss = gluon.loss.SoftmaxCELoss()
+    device = next(iter(net.collect_params().values())).list_ctx()[0]
+    sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,
+                nsp_correct=0.0, pairs=0)
+    for batch in data_iter:
+        (tokens, segments, valid_lens, pred_positions, mlm_weights,
+         mlm_labels, nsp_labels) = [x.as_in_context(device) for x in batch]
+        _, mlm_Y_hat, nsp_Y_hat = net(tokens, segments, valid_lens,
+                                      pred_positions)
+        mlm_Y_hat = mlm_Y_hat.reshape((-1, vocab_size))
+        labels, weights = mlm_labels.reshape(-1), mlm_weights.reshape(-1)
+        sums['mlm_loss'] += float((loss(mlm_Y_hat, labels) * weights).sum())
+        hits = (mlm_Y_hat.argmax(axis=-1).astype('int32')
+                == labels.astype('int32'))
+        sums['mlm_correct'] += float((hits.astype('float32') * weights).sum())
+        sums['mlm_slots'] += float(weights.sum())
+        sums['nsp_loss'] += float(loss(nsp_Y_hat, nsp_labels).sum())
+        sums['nsp_correct'] += float(
+            (nsp_Y_hat.argmax(axis=-1).astype('int32')
+             == nsp_labels.astype('int32')).astype('float32').sum())
+        sums['pairs'] += int(tokens.shape[0])
+    return {'mlm_loss': sums['mlm_loss'] / sums['mlm_slots'],
+            'mlm_accuracy': sums['mlm_correct'] / sums['mlm_slots'],
+            'nsp_loss': sums['nsp_loss'] / sums['pairs'],
+            'nsp_accuracy': sums['nsp_correct'] / sums['pairs'],
+            'mlm_slots': int(sums['mlm_slots']), 'pairs': sums['pairs']}
+
+
+def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
+                      allreduce):
+    """Losses and gradients of one optimizer step's batches.
+
+    Every batch of ``group`` is cut into shards with ``split_and_load``; the
+    losses are per-shard lists, normalized by the whole (global,
+    accumulated) batch, so that the gradients summed over shards, batches
+    and workers are those of the whole batch.
+
+    Returns ``(mlm loss, nsp loss, MLM hits, NSP hits, pairs, MLM slots)``;
+    the hits are None on the book's loss path.
+    """
+    num_pairs, num_mlm_slots = allreduce(0, [
+        sum(b[0].shape[0] for b in group),
+        sum(float(b[4].sum()) for b in group)])
+    mlm_l = nsp_l = 0.0
+    hits = [] if fused else None
+    for batch in group:
+        (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
+         pred_positions_X_shards, mlm_weights_X_shards,
+         mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
+             elem, devices, even_split=False) for elem in batch]
+        with autograd.record():
+            if fused:
+                mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
+                    model, tokens_X_shards, segments_X_shards,
+                    valid_lens_x_shards, pred_positions_X_shards,
+                    mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
+                    num_mlm_slots, num_pairs, hits=hits)
+            else:
+                mlm_ls, nsp_ls, ls = get_batch_loss_bert(
+                    net, loss, vocab_size, tokens_X_shards,
+                    segments_X_shards, valid_lens_x_shards,
+                    pred_positions_X_shards, mlm_weights_X_shards,
+                    mlm_Y_shards, nsp_y_shards,
+                    num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
+        for l in ls:
+            l.backward()
+        mlm_l += sum([float(l) for l in mlm_ls])
+        nsp_l += sum([float(l) for l in nsp_ls])
+    mlm_hits = nsp_hits = None
+    if fused:
+        mlm_hits = sum(float(m) for m, _ in hits)
+        nsp_hits = sum(float(n) for _, n in hits)
+        mlm_hits, nsp_hits = allreduce(2, [mlm_hits, nsp_hits])
+    mlm_l, nsp_l = allreduce(1, [mlm_l, nsp_l])
+    return mlm_l, nsp_l, mlm_hits, nsp_hits, num_pairs, num_mlm_slots
+
+
+def _update(trainer, net, devices, clip_norm):
+    """Sum the gradients over devices (and workers), clip them, update.
+
+    Returns the global gradient norm before clipping (None without clipping).
+    """
+    if not clip_norm:
+        trainer.step(1)  # the book's: allreduce and update in one call
+        return None
+    trainer.allreduce_grads()
+    params = [p for p in net.collect_params().values()
+              if p.grad_req != 'null']
+    norm = None
+    for device in devices:  # every device holds the same summed gradients
+        total = clip_global_norm([p.grad(device) for p in params],
+                                 clip_norm)
+        norm = total if norm is None else norm
+    trainer.update(1)
+    return float(norm)
+
+
+class _Budget:
+    """How many steps a wall-clock budget allows, from the measured speed.
+
+    The learning-rate schedule needs the number of steps; with
+    ``--max-minutes`` it is estimated as the steps done plus the time left
+    divided by the mean wall-clock time of the steps this process has run
+    (evaluations and checkpoints included), leaving out the first, which
+    builds the graph.  Until two steps are measured the estimate is
+    ``fallback`` (the last estimate of a resumed run, or a very long run: the
+    first steps of warm-up then run at almost no learning rate).
+    """
+
+    def __init__(self, seconds, fallback=None):
+        self.seconds = seconds
+        self.fallback = fallback or 10 ** 9
+        self._first = None  # (step, wall) after this process's first step
+
+    def total(self, step, wall):
+        if self._first is None or step - self._first[0] < 2:
+            return self.fallback
+        per_step = (wall - self._first[1]) / (step - self._first[0])
+        return step + max(0, int((self.seconds - wall) / per_step))
+
+    def observe(self, step, wall):
+        if self._first is None:
+            self._first = (step, wall)
+
+    def spent(self, wall):
+        return wall >= self.seconds
+
+
+def _new_history(devices):
+    return {'step': [], 'mlm': [], 'nsp': [], 'mlm_step': [], 'nsp_step': [],
+            'mlm_acc_step': [], 'nsp_acc_step': [], 'lr': [], 'total': [],
+            'grad_norm': [], 'seconds': [], 'wall': [], 'pairs': [],
+            'eval': [], 'pairs_per_sec': 0.0,
+            'devices': [str(d) for d in devices]}
+
+
+def _progress_line(history, step, total, log_every, seconds_left):
+    """Means over the last ``log_every`` steps, so long runs show progress."""
+    recent = slice(-log_every, None)
+
+    def mean(key):
+        values = [v for v in history[key][recent] if v is not None]
+        return sum(values) / len(values) if values else None
+
+    parts = [f'step {step:>{len(str(total))}}/{total}',
+             f'mlm {mean("mlm_step"):.3f}', f'nsp {mean("nsp_step"):.3f}']
+    if mean('mlm_acc_step') is not None:
+        parts += [f'mlm acc {mean("mlm_acc_step"):.3f}',
+                  f'nsp acc {mean("nsp_acc_step"):.3f}']
+    parts += [f'lr {history["lr"][-1]:.2e}',
+              f'{history["pairs_per_sec"]:.1f} pairs/sec',
+              f'{_format_seconds(seconds_left)} left']
+    return '  '.join(parts)
+
+
+def _eval_line(result, step):
+    return (f'valid at step {step}: MLM loss {result["mlm_loss"]:.3f}, '
+            f'MLM accuracy {result["mlm_accuracy"]:.3f}; NSP loss '
+            f'{result["nsp_loss"]:.3f}, NSP accuracy '
+            f'{result["nsp_accuracy"]:.3f}')
+
+
 def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
-               lr=0.01, trainer=None, hybridize=True, fused=True,
+               lr=None, trainer=None, hybridize=True, fused=True,
                log_every=10, on_step=None, verbose=True, seed=None,
-               resume=None, accumulate=1, kvstore=None):
+               resume=None, accumulate=1, kvstore=None, schedule='constant',
+               warmup=0.0, clip_norm=0.0, max_seconds=None, evaluate=None,
+               eval_every=0):
     """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
+
+    With the defaults this is the book's loop: Adam at a constant ``lr``,
+    per-shard losses, and the book's two closing lines.  The ``bert``
+    recipe's additions (schedule, clipping, a time budget, held-out
+    evaluation) are arguments that default to off.
 
     Parameters
     ----------
     train_iter : iterable of batches of the seven fields
+        A :class:`~gluon_bert.dataset.DataIter` makes the run resumable and,
+        with ``resample``, draws new examples every epoch.
     net : BERTModel
         Xavier-initialized on ``devices`` here if it is not yet.
     loss : gluon.loss.SoftmaxCELoss
     vocab_size : int
     devices : list of Context
         Each batch is split across them (``even_split=False``).
-    num_steps : int
-        Train until this step (counting the steps of a resumed run).
-    lr : float
-        Adam's learning rate (the book: 0.01).
+    num_steps : int or None
+        Train until this step (counting the steps of a resumed run); None
+        with ``max_seconds``: until the budget is spent.
+    lr : float, optional
+        The (peak) learning rate; by default ``trainer``'s, or the book's
+        0.01 when no trainer is given.
     trainer : gluon.Trainer, optional
         Made by :func:`make_trainer` when not given.
     hybridize : bool
@@ -340,16 +546,37 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         A distributed kvstore (``dist_sync``): the batch totals and losses
         are summed over its workers, so that the workers' gradients add up
         to the gradient of the global batch.
+    schedule, warmup : str, float
+        The learning rate of every step: :func:`~gluon_bert.recipe.
+        learning_rate` (``'constant'``, the book's, or ``'linear'`` warm-up
+        over the ``warmup`` share of the steps, then linear decay).
+    clip_norm : float
+        Clip the summed gradients to this global norm (0: no clipping).
+    max_seconds : float, optional
+        Stop once the wall-clock time of training (evaluations included,
+        summed over resumed runs) reaches this; the schedule then runs on
+        an estimate of the steps that fit (see :class:`_Budget`).
+    evaluate : callable, optional
+        ``evaluate(net) -> dict`` of held-out metrics (see
+        :func:`evaluate_bert`), called every ``eval_every`` steps and after
+        the last step; results go to ``history['eval']``.
+    eval_every : int
 
     Returns
     -------
     dict
-        ``step``, ``mlm`` and ``nsp`` (running means, as the book plots them),
-        ``mlm_step`` and ``nsp_step`` (each step's own loss), ``seconds`` and
-        ``pairs`` (training time and sentence pairs so far, all workers) and
-        the final ``pairs_per_sec``.
+        Lists with one entry per step: ``step``, ``mlm`` and ``nsp``
+        (running means, as the book plots them), ``mlm_step`` and
+        ``nsp_step`` (each step's own loss), ``mlm_acc_step`` and
+        ``nsp_acc_step`` (training accuracy; None on the book's loss path),
+        ``lr``, ``total`` (the planned number of steps), ``grad_norm`` (None
+        without clipping), ``seconds`` (training time), ``wall`` (wall-clock
+        time, evaluations included) and ``pairs``; ``eval``, the held-out
+        results; and the final ``pairs_per_sec``.
     """
-    if num_steps < 1:
+    if num_steps is None and max_seconds is None:
+        raise GluonBertError('give num_steps, max_seconds or both')
+    if num_steps is not None and num_steps < 1:
         raise GluonBertError(f'num_steps must be at least 1, got {num_steps}')
     if accumulate < 1:
         raise GluonBertError(f'accumulate must be at least 1, got '
@@ -363,62 +590,58 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     if hybridize:
         model.hybridize(static_alloc=True, static_shape=True)
     if trainer is None:
-        trainer = make_trainer(net, lr)
+        trainer = make_trainer(net, 0.01 if lr is None else lr)
+    if lr is None:
+        lr = trainer.learning_rate
     allreduce = _Allreduce(kvstore)
-    history = {'step': [], 'mlm': [], 'nsp': [], 'mlm_step': [],
-               'nsp_step': [], 'seconds': [], 'pairs': [],
-               'pairs_per_sec': 0.0, 'devices': [str(d) for d in devices]}
+    history = _new_history(devices)
     position = None
     if resume is not None:
-        history.update({k: list(v) if isinstance(v, list) else v
-                        for k, v in resume['history'].items()})
+        for key, value in resume['history'].items():
+            history[key] = list(value) if isinstance(value, list) else value
         history['devices'] = [str(d) for d in devices]
+        steps_done = len(history['step'])
+        for key in ('mlm_acc_step', 'nsp_acc_step', 'lr', 'total',
+                    'grad_norm', 'wall'):  # checkpoints of older versions
+            if len(history.get(key, [])) != steps_done:
+                history[key] = [None] * steps_done
         position = resume.get('position')
     step = len(history['step'])
+    budget = None
+    if max_seconds is not None:
+        budget = _Budget(max_seconds, history['total'][-1]
+                         if history['total'] else None)
     # Sum of MLM losses, sum of NSP losses, no. of sentence pairs, no. of steps
     metric = [sum(history['mlm_step']), sum(history['nsp_step']),
               history['pairs'][-1] if history['pairs'] else 0, step]
     train_seconds = history['seconds'][-1] if history['seconds'] else 0.0
+    wall_before = (history['wall'][-1] if history['wall']
+                   and history['wall'][-1] is not None else train_seconds)
+    wall_start = time.perf_counter()
     batches = _batches(train_iter, position)
-    while step < num_steps:
+    while True:
+        wall = wall_before + time.perf_counter() - wall_start
+        if num_steps is not None and step >= num_steps:
+            break
+        if budget is not None and budget.spent(wall):
+            break
+        total = num_steps
+        if budget is not None:
+            total = budget.total(step, wall)
+            total = total if num_steps is None else min(total, num_steps)
+        rate = learning_rate(step + 1, total, lr, schedule, warmup)
+        trainer.set_learning_rate(rate)
         group = [next(batches) for _ in range(accumulate)]
         position = group[-1][1]
         if seed is not None:
             mx.random.seed(step_seed(seed, step + 1))
         start = time.perf_counter()
-        # Normalize by the whole (global, accumulated) batch, so that the
-        # shard losses add up to its loss on any number of devices
-        num_pairs, num_mlm_slots = allreduce(0, [
-            sum(b[0].shape[0] for b, _ in group),
-            sum(float(b[4].sum()) for b, _ in group)])
-        mlm_l = nsp_l = 0.0
-        for batch, _ in group:
-            (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-             pred_positions_X_shards, mlm_weights_X_shards,
-             mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
-                 elem, devices, even_split=False) for elem in batch]
-            with autograd.record():
-                if fused:
-                    mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
-                        model, tokens_X_shards, segments_X_shards,
-                        valid_lens_x_shards, pred_positions_X_shards,
-                        mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
-                        num_mlm_slots, num_pairs)
-                else:
-                    mlm_ls, nsp_ls, ls = get_batch_loss_bert(
-                        net, loss, vocab_size, tokens_X_shards,
-                        segments_X_shards, valid_lens_x_shards,
-                        pred_positions_X_shards, mlm_weights_X_shards,
-                        mlm_Y_shards, nsp_y_shards,
-                        num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
-            for l in ls:
-                l.backward()
-            mlm_l += sum([float(l) for l in mlm_ls])
-            nsp_l += sum([float(l) for l in nsp_ls])
-        trainer.step(1)
+        mlm_l, nsp_l, mlm_hits, nsp_hits, num_pairs, num_slots = \
+            _forward_backward(model, net, loss, vocab_size, devices,
+                              [b for b, _ in group], fused, allreduce)
+        norm = _update(trainer, net, devices, clip_norm)
         if accumulate > 1:
             net.collect_params().zero_grad()
-        mlm_l, nsp_l = allreduce(1, [mlm_l, nsp_l])
         metric[0] += mlm_l
         metric[1] += nsp_l
         metric[2] += int(num_pairs)
@@ -436,17 +659,36 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         history['nsp'].append(metric[1] / metric[3])
         history['mlm_step'].append(mlm_l)
         history['nsp_step'].append(nsp_l)
+        history['mlm_acc_step'].append(
+            None if mlm_hits is None else mlm_hits / max(num_slots, 1e-8))
+        history['nsp_acc_step'].append(
+            None if nsp_hits is None else nsp_hits / num_pairs)
+        history['lr'].append(rate)
+        history['total'].append(total)
+        history['grad_norm'].append(norm)
         history['seconds'].append(train_seconds)
         history['pairs'].append(metric[2])
         history['pairs_per_sec'] = metric[2] / train_seconds
-        if verbose and log_every and (step % log_every == 0
-                                      or step == num_steps):
-            left = train_seconds / len(history['step']) * (num_steps - step)
-            print(f'step {step:>{len(str(num_steps))}}/{num_steps}  '
-                  f'mlm {history["mlm"][-1]:.3f}  '
-                  f'nsp {history["nsp"][-1]:.3f}  '
-                  f'{history["pairs_per_sec"]:.1f} pairs/sec  '
-                  f'{_format_seconds(left)} left', flush=True)
+        wall = wall_before + time.perf_counter() - wall_start
+        if budget is not None:
+            budget.observe(step, wall)
+        last = ((num_steps is not None and step >= num_steps)
+                or (budget is not None and budget.spent(wall)))
+        if evaluate is not None and eval_every and (
+                step % eval_every == 0 or last):
+            result = evaluate(net)
+            result['step'] = step
+            history['eval'].append(result)
+            if verbose:
+                print(_eval_line(result, step), flush=True)
+            wall = wall_before + time.perf_counter() - wall_start
+        history['wall'].append(wall)
+        if verbose and log_every and (step % log_every == 0 or last):
+            shown = max(total, step) if total < 10 ** 9 else '?'
+            left = (max(0.0, max_seconds - wall) if budget is not None
+                    else train_seconds / step * (num_steps - step))
+            print(_progress_line(history, step, shown, log_every, left),
+                  flush=True)
         if on_step is not None and on_step(step, history, position):
             break
     if verbose:

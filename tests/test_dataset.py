@@ -124,7 +124,11 @@ def test_masking_statistics(tmp_path):
                          splits=('train',))
     random.seed(0)
     dataset = ds.WikiTextDataset(ds.read_wiki(folder), 32, min_freq=1)
-    a, vocab = dataset.arrays, dataset.vocab
+    check_masking_statistics(dataset.arrays, dataset.vocab)
+
+
+def check_masking_statistics(a, vocab):
+    """The book's distributions: 80/10/10 masking, 50/50 NSP, 15 % slots."""
     w = a['mlm_weights'] > 0
     predicted = onp.take_along_axis(a['tokens'], a['pred_positions'], 1)[w]
     labels = a['mlm_labels'][w]

@@ -110,3 +110,16 @@ def test_encode_command(model, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         encode.main(['--model-dir', 'x', 'a', 'b', 'c'])
     assert e.value.code == 2
+
+
+def test_cosine_similarity():
+    from gluon_bert.encoder import cosine_similarity
+    assert cosine_similarity([1, 0], [2, 0]) == pytest.approx(1.0)
+    assert cosine_similarity([1, 0], [0, 3]) == pytest.approx(0.0)
+    assert cosine_similarity(onp.array([1.0, 1.0]), [-1, -1]) == \
+        pytest.approx(-1.0)
+    assert cosine_similarity([3, 4], [4, 3]) == pytest.approx(24 / 25)
+    with pytest.raises(GluonBertError, match='different sizes'):
+        cosine_similarity([1, 2], [1, 2, 3])
+    with pytest.raises(GluonBertError, match='zero vector'):
+        cosine_similarity([0, 0], [1, 2])

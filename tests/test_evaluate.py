@@ -9,6 +9,7 @@ from gluon_bert import evaluate, pretrain
 from gluon_bert import trainer as T
 from gluon_bert.checkpoint import load_pretrained
 from gluon_bert.dataset import DataIter, load_dataset
+from gluon_bert.trainer import evaluate_bert
 
 npx.set_np()
 TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
@@ -30,7 +31,7 @@ def test_evaluate_bert_matches_the_books_loss(trained, corpus_dir):
     one_batch = next(iter(DataIter(dataset, len(dataset), shuffle=False)))
     mlm_ls, nsp_ls, _ = T.get_batch_loss_bert(
         net, gluon.loss.SoftmaxCELoss(), len(vocab), *[[x] for x in one_batch])
-    result = evaluate.evaluate_bert(net, DataIter(dataset, 7, shuffle=False),
+    result = evaluate_bert(net, DataIter(dataset, 7, shuffle=False),
                                     len(vocab))
     assert result['pairs'] == len(dataset)
     assert result['mlm_slots'] == int(dataset.arrays['mlm_weights'].sum())

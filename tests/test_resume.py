@@ -40,14 +40,18 @@ def _history(save):
     return json.loads((save / 'history.json').read_text())
 
 
+@pytest.mark.parametrize('recipe', [
+    [],
+    # schedule, AdamW, clipping, new examples every epoch, evaluation
+    ['--recipe', 'bert', '--eval-every', '25']])
 def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
-                                                           tmp_path):
+                                                           tmp_path, recipe):
     steps = 120  # 15 epochs of the tiny corpus, with dropout
     reference = tmp_path / 'reference'
-    subprocess.run(_command(corpus_dir, reference, steps), check=True,
-                   capture_output=True)
+    subprocess.run(_command(corpus_dir, reference, steps, *recipe),
+                   check=True, capture_output=True)
     killed = tmp_path / 'killed'
-    proc = subprocess.Popen(_command(corpus_dir, killed, steps,
+    proc = subprocess.Popen(_command(corpus_dir, killed, steps, *recipe,
                                      '--checkpoint-every', '7'),
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -57,6 +61,7 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
     assert proc.returncode == -signal.SIGKILL
     saved_step = load_checkpoint(str(killed))['step']
     assert 14 <= saved_step < steps and saved_step % 7 == 0
+    # the settings of the run (its recipe too) come from the checkpoint
     done = subprocess.run(_command(corpus_dir, killed, steps, '--resume'),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -68,6 +73,15 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
     onp.testing.assert_allclose(b['nsp_step'][saved_step:],
                                 a['nsp_step'][saved_step:], rtol=1e-6)
     onp.testing.assert_allclose(b['mlm'], a['mlm'], rtol=1e-6)
+    assert b['lr'][saved_step:] == a['lr'][saved_step:]
+    assert [e['step'] for e in b['eval']] == [e['step'] for e in a['eval']]
+    for x, y in zip(a['eval'], b['eval']):
+        assert y['mlm_loss'] == pytest.approx(x['mlm_loss'], rel=1e-5)
+        assert y['nsp_accuracy'] == pytest.approx(x['nsp_accuracy'],
+                                                  abs=1e-6)
+    if recipe:
+        assert len(set(b['lr'])) > 100  # the schedule did run
+        assert len(b['eval']) == 5
     net_a, _, _ = load_pretrained(str(reference))
     net_b, _, _ = load_pretrained(str(killed))
     for p, q in zip(net_a.collect_params().values(),

@@ -153,8 +153,16 @@ def test_train_bert_history_and_printed_lines(corpus_dir, capsys):
                        f'NSP loss {history["nsp"][-1]:.3f}')
     assert out[-1] == f'{history["pairs_per_sec"]:.1f} sentence pairs/sec ' \
                       'on [cpu(0)]'
-    assert re.fullmatch(rf'step +2/{steps}  mlm \d\.\d{{3}}  nsp \d\.\d{{3}}  '
-                        r'\d+\.\d pairs/sec  \dm\d\ds left', out[0])
+    # Progress lines show the means of the steps since the previous line
+    line = re.fullmatch(
+        rf'step +4/{steps}  mlm (\d\.\d{{3}})  nsp (\d\.\d{{3}})  '
+        r'mlm acc (\d\.\d{3})  nsp acc (\d\.\d{3})  lr 1\.00e-02  '
+        r'\d+\.\d pairs/sec  \dm\d\ds left', out[1])
+    assert line, out[1]
+    for value, key in zip(line.groups(), ('mlm_step', 'nsp_step',
+                                          'mlm_acc_step', 'nsp_acc_step')):
+        assert value == f'{onp.mean(history[key][2:4]):.3f}'
+    assert all(0 <= a <= 1 for a in history['mlm_acc_step'])
     assert history['mlm'][-1] < onp.log(len(dataset.vocab)) + 1
 
 

@@ -9,10 +9,11 @@ TUTORIALS = os.path.join(os.path.dirname(__file__), os.pardir, 'tutorials')
 NOTEBOOKS = sorted(n for n in os.listdir(TUTORIALS) if n.endswith('.ipynb'))
 
 
-def test_the_six_steps_are_there():
+def test_the_seven_steps_are_there():
     assert NOTEBOOKS == ['01_data.ipynb', '02_model.ipynb',
                          '03_loss_and_loop.ipynb', '04_pretraining.ipynb',
-                         '05_representations.ipynb', '06_exercises.ipynb']
+                         '05_representations.ipynb', '06_exercises.ipynb',
+                         '07_a_recipe_that_learns.ipynb']
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
@@ -23,8 +24,20 @@ def test_notebooks_define_no_library_code(name):
     for src in code:
         for line in src.splitlines():
             assert not line.lstrip().startswith(('def ', 'class ')), line
-    assert all(not c.get('outputs') for c in book.cells
-               if c.cell_type == 'code'), 'commit notebooks without outputs'
+
+
+
+@pytest.mark.parametrize('name', NOTEBOOKS)
+def test_notebooks_are_committed_with_a_full_runs_outputs(name):
+    """They read like the book's pages where they are viewed unrun."""
+    book = nbformat.read(os.path.join(TUTORIALS, name), as_version=4)
+    code = [c for c in book.cells if c.cell_type == 'code']
+    assert all(c.get('execution_count') for c in code), 'run every cell'
+    text = json.dumps([c.get('outputs', []) for c in code])
+    assert '"output_type": "error"' not in text
+    assert 'small-run mode' not in text
+    for expected in EXPECTED[name]:
+        assert expected in text, expected
 
 
 EXPECTED = {
@@ -38,6 +51,9 @@ EXPECTED = {
                                  'cosine similarity:'],
     '06_exercises.ipynb': ['ln 20256 = 9.92', 'M parameters',
                            'try --batch-size', 'exit code 1'],
+    '07_a_recipe_that_learns.ipynb': [
+        'valid MLM loss', "cosine of the two 'crane' vectors",
+        'released in <mask> ->'],
 }
 
 
