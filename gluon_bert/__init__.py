@@ -18,4 +18,9 @@ if hasattr(os, 'sched_getaffinity'):
     os.environ.setdefault('OMP_NUM_THREADS',
                           str(len(os.sched_getaffinity(0))))
 
+# A clear error without MXNet, a warning with two builds of it (see setup.cfg)
+from .utils import check_mxnet_install as _check_mxnet_install  # noqa: E402
+
+_check_mxnet_install()
+
 __all__ = ['__version__']

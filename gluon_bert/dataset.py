@@ -29,7 +29,8 @@ from .utils import (GluonBertError, atomic_write, file_digest,
 from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
-           'DataIter', 'ResampledEpochs', 'load_data_wiki', 'load_dataset',
+           'DataIter', 'Batch', 'ResampledEpochs', 'load_data_wiki',
+           'load_dataset',
            'shard_indices',
            'resolve_data_dir',
            'download_wikitext2', 'default_cache_dir', 'RESERVED_TOKENS',
@@ -467,6 +468,19 @@ class WikiTextDataset:
         return len(self.arrays['tokens'])
 
 
+class Batch(tuple):
+    """A batch: the book's seven fields as ``mxnet.np`` arrays.
+
+    ``host`` holds the same fields as NumPy arrays, so that work done on the
+    host (packing the MLM slots) needs no copy back from a device.
+    """
+
+    def __new__(cls, fields, host):
+        self = super().__new__(cls, fields)
+        self.host = host
+        return self
+
+
 class ResampledEpochs:
     """New NSP pairs and MLM masks for every pass over the text.
 
@@ -576,12 +590,17 @@ class DataIter:
         return self.indices[order]
 
     def batches(self, order, start=0):
-        """Yield the batches of ``order``, starting at batch ``start``."""
+        """Yield the batches of ``order``, starting at batch ``start``.
+
+        Each is a :class:`Batch`: the seven fields as ``mxnet.np`` arrays,
+        and the same as NumPy arrays in ``.host``.
+        """
         from mxnet import np
         arrays = [self.dataset.arrays[name] for name in FIELDS]
         for i in range(start * self.batch_size, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
-            yield tuple(np.array(a[idx], dtype=a.dtype) for a in arrays)
+            host = tuple(a[idx] for a in arrays)
+            yield Batch(tuple(np.array(a, dtype=a.dtype) for a in host), host)
 
     def __iter__(self):
         return self.batches(self.batch_order())

@@ -16,7 +16,45 @@ import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-__all__ = ['BERTPretrainLoss', 'pack_mlm_slots']
+__all__ = ['BERTPretrainLoss', 'pack_mlm_slots', 'pack_mlm_shards',
+           'host_fields']
+
+
+def host_fields(batch):
+    """The seven fields of ``batch`` as NumPy arrays.
+
+    A :class:`~gluon_bert.dataset.Batch` has them already (``.host``); other
+    batches (e.g. from a Gluon DataLoader) are copied once.
+    """
+    host = getattr(batch, 'host', None)
+    if host is None:
+        host = tuple(x.asnumpy() for x in batch)
+    return host
+
+
+def pack_mlm_shards(pred_positions, mlm_weights, mlm_labels, devices):
+    """The packed MLM slots of every shard, made on the host, then loaded.
+
+    The batch is cut as ``split_and_load(even_split=False)`` cuts it (the
+    first ``size % len(devices)`` shards one example longer), and each
+    shard's slots are packed by :func:`pack_mlm_slots`, row indices
+    counted within the shard.
+
+    Returns
+    -------
+    list of (indices, weights, labels)
+        One tuple of ``mxnet.np`` arrays per device, on that device.
+    """
+    from mxnet import np
+    bounds = onp.cumsum([0] + [len(p) for p in onp.array_split(
+        onp.arange(len(pred_positions)), len(devices))])
+    shards = []
+    for device, lo, hi in zip(devices, bounds[:-1], bounds[1:]):
+        packed = pack_mlm_slots(pred_positions[lo:hi], mlm_weights[lo:hi],
+                                mlm_labels[lo:hi])
+        shards.append(tuple(np.array(a, ctx=device, dtype=a.dtype)
+                            for a in packed))
+    return shards
 
 
 def pack_mlm_slots(pred_positions, mlm_weights, mlm_labels, multiple=128):

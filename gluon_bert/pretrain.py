@@ -71,6 +71,11 @@ def _gpus(text):
     return text
 
 
+def _from_recipe(key):
+    return (f"(default: from --recipe: book {RECIPES['book'][key]}, bert "
+            f"{RECIPES['bert'][key]})")
+
+
 def build_parser():
     d = DEFAULTS
     p = argparse.ArgumentParser(
@@ -105,7 +110,7 @@ def build_parser():
     g.add_argument('--batch-size', type=_positive_int, default=None,
                    help='sentence pairs per batch, over all devices of a '
                         'process (per worker with --kvstore dist_*) '
-                        '(default: from --recipe: book 512, bert 128)')
+                        + _from_recipe('batch_size'))
     g.add_argument('--max-len', type=_positive_int, default=d['max_len'],
                    help='tokens per example, <cls> and <sep> included')
     g = p.add_argument_group('model (the book\'s small BERT by default)')
@@ -121,8 +126,7 @@ def build_parser():
     g.add_argument('--num-blks', type=_positive_int, default=d['num_blks'],
                    help='Transformer encoder blocks')
     g.add_argument('--dropout', type=_dropout, default=None,
-                   help='dropout in every block (default: from --recipe: '
-                        'book 0.2, bert 0.1)')
+                   help='dropout in every block ' + _from_recipe('dropout'))
     g.add_argument('--pos-len', type=_positive_int, default=d['pos_len'],
                    help='length of the learnable position embedding (the '
                         "book's max_len=1000); --max-len may not exceed it")
@@ -149,34 +153,36 @@ def build_parser():
                         '(re-estimated every step, kept in history.csv as '
                         '"total"). With --steps too, whichever comes first')
     g.add_argument('--lr', type=_positive_float, default=None,
-                   help='(peak) learning rate (default: from --recipe: book '
-                        '0.01, bert 2e-3)')
+                   help='(peak) learning rate ' + _from_recipe('lr'))
     g.add_argument('--optimizer', choices=('adam', 'adamw', 'sgd'),
                    default=None,
                    help="adam (the book's), adamw (Adam with decoupled weight "
                         'decay, none on LayerNorm and biases) or sgd '
-                        '(default: from --recipe)')
+                        + _from_recipe('optimizer'))
     g.add_argument('--schedule', choices=('constant', 'linear'), default=None,
                    help='learning rate over the steps: constant (the book), '
                         'or linear warm-up then linear decay to zero '
-                        '(default: from --recipe)')
+                        + _from_recipe('schedule'))
     g.add_argument('--warmup', type=_checked(float, lambda v: 0 <= v < 1,
                                              'in [0, 1)'), default=None,
                    help='share of the steps spent warming up, with --schedule '
-                        'linear (default: from --recipe)')
+                        'linear ' + _from_recipe('warmup'))
     g.add_argument('--weight-decay', type=_checked(
         float, lambda v: 0 <= v < float('inf'), '0 or more'), default=None,
-        help='weight decay (default: from --recipe)')
+        help='weight decay ' + _from_recipe('weight_decay'))
     g.add_argument('--clip-norm', type=_checked(
         float, lambda v: 0 <= v < float('inf'), '0 or more'), default=None,
         help='clip the gradients to this global norm, 0 for no clipping '
-             '(default: from --recipe)')
+             + _from_recipe('clip_norm'))
     g.add_argument('--resample', dest='resample', action='store_const',
                    const=True, default=None,
                    help='draw new NSP pairs and MLM masks for every epoch '
-                        '(the book draws them once) (default: from --recipe)')
+                        '(the book draws them once) ' + _from_recipe('resample'))
     g.add_argument('--no-resample', dest='resample', action='store_const',
                    const=False, help='draw the examples once, as the book')
+    g.add_argument('--init', choices=('xavier', 'normal'), default=None,
+                   help="initial weights: xavier (the book's) or normal "
+                        "(BERT's N(0, 0.02^2)) " + _from_recipe('init'))
     g.add_argument('--eval-every', type=_non_negative_int, default=0,
                    help='every N steps (and at the end) print MLM/NSP loss '
                         'and accuracy on the valid split (as python -m '
@@ -215,7 +221,7 @@ RESUMED = ('batch_size', 'max_len', 'num_hiddens', 'ffn_num_hiddens',
            'num_heads', 'num_blks', 'dropout', 'pos_len', 'lr', 'seed',
            'data_dir', 'no_hybridize', 'accumulate', 'optimizer', 'recipe',
            'schedule', 'warmup', 'weight_decay', 'clip_norm', 'resample',
-           'max_minutes', 'eval_every')
+           'max_minutes', 'eval_every', 'init')
 _SIZES = ('num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks')
 #: Resumed settings that a resumed run may change: limits, not the recipe.
 _LIMITS = ('max_minutes', 'eval_every')
@@ -235,6 +241,8 @@ def parse_args(argv=None):
             if key not in args.explicit:
                 setattr(args, key, value)
     _apply_recipe(args)
+    if not args.resume:  # a resumed run may bring its own --max-minutes
+        _finish_settings(args)
     if args.gpus is not None and args.cpus is not None:
         parser.error('--gpus and --cpus exclude each other: pick one')
     if args.max_len > args.pos_len:
@@ -453,7 +461,7 @@ def run(args):
     net = model.get_bert_model(len(vocab), args.num_hiddens,
                                args.ffn_num_hiddens, args.num_heads,
                                args.num_blks, args.dropout, args.pos_len)
-    trainer.init_bert(net, devices)
+    trainer.init_bert(net, devices, args.init)
     optimizer = trainer.make_trainer(net, args.lr, kvstore or args.kvstore,
                                      args.optimizer, args.weight_decay)
     evaluate = _valid_evaluator(args, vocab) if args.eval_every else None

@@ -16,13 +16,14 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 
-from .loss import BERTPretrainLoss, pack_mlm_slots
+from .loss import BERTPretrainLoss, host_fields, pack_mlm_shards
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
 from .utils import (GluonBertError, numpy_state_from_json,
                     numpy_state_to_json)
 
-__all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'available_memory',
+__all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'no_gpu_reason',
+           'available_memory',
            'init_bert',
            'get_batch_loss_bert', '_get_batch_loss_bert',
            'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
@@ -51,6 +52,19 @@ def try_all_gpus():
     return [mx.gpu(i) for i in range(npx.num_gpus())] or [mx.cpu(0)]
 
 
+def no_gpu_reason(cuda=None):
+    """Why MXNet sees no GPU, and what to do about it, in one sentence."""
+    if cuda is None:
+        cuda = mx.runtime.Features().is_enabled('CUDA')
+    if not cuda:
+        return ('No GPU: this MXNet is a CPU build without CUDA; for GPUs '
+                'install a CUDA build instead (pip uninstall -y mxnet, then '
+                "pip install -e '.[cu112]' or '.[cu117]', i.e. "
+                'mxnet-cu112/-cu117==1.9.1, matching your CUDA)')
+    return ('No GPU: this MXNet has CUDA but sees no GPU; check nvidia-smi '
+            'and CUDA_VISIBLE_DEVICES')
+
+
 def parse_devices(gpus=None, cpus=None, log=print):
     """Devices from the command line's ``--gpus 0,1`` or ``--cpus N``.
 
@@ -77,7 +91,8 @@ def parse_devices(gpus=None, cpus=None, log=print):
                              f'got {gpus!r}')
     available = npx.num_gpus()
     if available == 0:
-        log(f'No GPU found (asked for --gpus {gpus}); training on cpu(0).')
+        log(f'{no_gpu_reason()} (asked for --gpus {gpus}); training on '
+            'cpu(0).')
         return [mx.cpu(0)]
     missing = [i for i in ids if i >= available]
     if missing:
@@ -102,8 +117,15 @@ def available_memory(device):
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
-def init_bert(net, devices):
-    """Xavier-initialize ``net`` on ``devices`` unless already initialized."""
+def init_bert(net, devices, method='xavier'):
+    """Initialize ``net`` on ``devices`` unless already initialized.
+
+    ``method`` 'xavier' is the book's (``init.Xavier()`` for every weight);
+    'normal' is BERT's own, N(0, 0.02^2) for every weight and embedding.
+    Biases start at 0 and LayerNorms at (1, 0) with either.
+    """
+    if method not in ('xavier', 'normal'):
+        raise GluonBertError(f'unknown init {method!r}: use xavier or normal')
     params = net.collect_params()
     fresh = []
     for param in params.values():
@@ -111,8 +133,9 @@ def init_bert(net, devices):
             param.list_ctx()
         except RuntimeError:
             fresh.append(param)
+    default = init.Xavier() if method == 'xavier' else init.Normal(0.02)
     for param in fresh:
-        param.initialize(default_init=init.Xavier(), ctx=devices)
+        param.initialize(default_init=default, ctx=devices)
     return net
 
 
@@ -172,18 +195,21 @@ _get_batch_loss_bert = get_batch_loss_bert
 
 def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
                               segments_X_shards, valid_lens_x_shards,
-                              pred_positions_X_shards, mlm_weights_X_shards,
-                              mlm_Y_shards, nsp_y_shards, num_mlm_slots,
+                              mlm_shards, nsp_y_shards, num_mlm_slots,
                               num_pairs, hits=None):
     """:func:`get_batch_loss_bert` through one fused, hybridized graph.
 
     The same shards, the same per-shard lists and the same numbers (normalized
     by the whole batch); the MLM head scores only the weighted slots, packed
-    on the host by :func:`~gluon_bert.loss.pack_mlm_slots`.
+    on the host by :func:`~gluon_bert.loss.pack_mlm_shards`.  Nothing is
+    copied back from the devices and nothing waits: the devices' forward
+    passes can overlap, and the caller synchronizes once per step.
 
     Parameters
     ----------
     pretrain_loss : BERTPretrainLoss
+    mlm_shards : list of (indices, weights, labels)
+        The packed MLM slots of every shard, on its device.
     num_mlm_slots : float
         Sum of the whole batch's MLM weights.
     num_pairs : int
@@ -195,19 +221,12 @@ def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
     """
     mlm_ls, nsp_ls, ls = [], [], []
     for (tokens_X_shard, segments_X_shard, valid_lens_x_shard,
-         pred_positions_X_shard, mlm_weights_X_shard, mlm_Y_shard,
-         nsp_y_shard) in zip(
+         (indices, weights, labels), nsp_y_shard) in zip(
             tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-            pred_positions_X_shards, mlm_weights_X_shards, mlm_Y_shards,
-            nsp_y_shards):
-        device = tokens_X_shard.ctx
-        indices, weights, labels = pack_mlm_slots(
-            pred_positions_X_shard.asnumpy(), mlm_weights_X_shard.asnumpy(),
-            mlm_Y_shard.asnumpy())
+            mlm_shards, nsp_y_shards):
         mlm_sum, nsp_sum, mlm_hits, nsp_hits = pretrain_loss(
             tokens_X_shard, segments_X_shard, valid_lens_x_shard.reshape(-1),
-            np.array(indices, ctx=device), np.array(weights, ctx=device),
-            np.array(labels, ctx=device), nsp_y_shard)
+            indices, weights, labels, nsp_y_shard)
         mlm_l = mlm_sum / (num_mlm_slots + 1e-8)
         nsp_l = nsp_sum / num_pairs
         if hits is not None:
@@ -215,7 +234,6 @@ def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
         mlm_ls.append(mlm_l)
         nsp_ls.append(nsp_l)
         ls.append(mlm_l + nsp_l)
-        npx.waitall()
     return mlm_ls, nsp_ls, ls
 
 
@@ -366,24 +384,30 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
     Returns ``(mlm loss, nsp loss, MLM hits, NSP hits, pairs, MLM slots)``;
     the hits are None on the book's loss path.
     """
+    hosts = [host_fields(b) for b in group]
     num_pairs, num_mlm_slots = allreduce(0, [
-        sum(b[0].shape[0] for b in group),
-        sum(float(b[4].sum()) for b in group)])
-    mlm_l = nsp_l = 0.0
+        sum(len(h[0]) for h in hosts), sum(float(h[4].sum()) for h in hosts)])
+    mlm_all, nsp_all = [], []
     hits = [] if fused else None
-    for batch in group:
-        (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-         pred_positions_X_shards, mlm_weights_X_shards,
-         mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
-             elem, devices, even_split=False) for elem in batch]
-        with autograd.record():
-            if fused:
+    for batch, host in zip(group, hosts):
+        if fused:
+            # The MLM slots are packed from the host copy of the batch, so
+            # nothing comes back from the devices before the backward pass
+            tokens_X_shards, segments_X_shards, valid_lens_x_shards, \
+                nsp_y_shards = [gluon.utils.split_and_load(
+                    batch[i], devices, even_split=False) for i in (0, 1, 2, 6)]
+            mlm_shards = pack_mlm_shards(host[3], host[4], host[5], devices)
+            with autograd.record():
                 mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
                     model, tokens_X_shards, segments_X_shards,
-                    valid_lens_x_shards, pred_positions_X_shards,
-                    mlm_weights_X_shards, mlm_Y_shards, nsp_y_shards,
+                    valid_lens_x_shards, mlm_shards, nsp_y_shards,
                     num_mlm_slots, num_pairs, hits=hits)
-            else:
+        else:
+            (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
+             pred_positions_X_shards, mlm_weights_X_shards,
+             mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
+                 elem, devices, even_split=False) for elem in batch]
+            with autograd.record():
                 mlm_ls, nsp_ls, ls = get_batch_loss_bert(
                     net, loss, vocab_size, tokens_X_shards,
                     segments_X_shards, valid_lens_x_shards,
@@ -392,8 +416,12 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
                     num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
         for l in ls:
             l.backward()
-        mlm_l += sum([float(l) for l in mlm_ls])
-        nsp_l += sum([float(l) for l in nsp_ls])
+        mlm_all += mlm_ls
+        nsp_all += nsp_ls
+    # The first copies back from the devices, once every backward pass is
+    # queued
+    mlm_l = sum([float(l) for l in mlm_all])
+    nsp_l = sum([float(l) for l in nsp_all])
     mlm_hits = nsp_hits = None
     if fused:
         mlm_hits = sum(float(m) for m, _ in hits)

@@ -5,9 +5,51 @@ import os
 import sys
 import tempfile
 
-__all__ = ['atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
+__all__ = ['check_mxnet_install', 'MXNET_FLAVOURS',
+           'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
            'run_command', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
+
+
+#: The MXNet 1.9.1 builds this package is tested with, and how to get them.
+MXNET_FLAVOURS = {'mxnet': 'CPU', 'mxnet-cu112': 'CUDA 11.2',
+                  'mxnet-cu117': 'CUDA 11.7'}
+_INSTALL_HINT = ("pip install -e '.[cpu]' (mxnet==1.9.1), or for GPUs "
+                 "'.[cu112]' or '.[cu117]' (mxnet-cu112/-cu117==1.9.1)")
+
+
+def _mxnet_distributions():
+    """Names of the installed distributions that provide the mxnet package."""
+    from importlib import metadata
+    names = set()
+    for dist in metadata.distributions():
+        name = (dist.metadata['Name'] or '').lower().replace('_', '-')
+        if name == 'mxnet' or name.startswith('mxnet-'):
+            names.add(name)
+    return sorted(names)
+
+
+def check_mxnet_install(find_spec=None, distributions=None, warn=None):
+    """Fail clearly without MXNet; warn when several builds are installed.
+
+    MXNet's CPU and CUDA builds are separate distributions that install the
+    same ``mxnet`` package: with two of them, the files of the one installed
+    last win, which is rarely what the user meant.  Called on import.
+    """
+    import importlib.util
+    import warnings
+    find_spec = find_spec or importlib.util.find_spec
+    if find_spec('mxnet') is None:
+        raise ImportError(f'gluon_bert needs MXNet 1.9.1, which is not '
+                          f'installed: {_INSTALL_HINT}')
+    names = (distributions or _mxnet_distributions)()
+    if len(names) > 1:
+        (warn or warnings.warn)(
+            f'several MXNet builds are installed ({", ".join(names)}); they '
+            'share one mxnet package, so whichever was installed last is the '
+            f'one that runs: keep one, e.g. pip uninstall -y '
+            f'{" ".join(n for n in names if n != names[-1])}')
+    return names
 
 
 class GluonBertError(Exception):

@@ -8,7 +8,8 @@ from mxnet import autograd, gluon, init, npx
 
 from gluon_bert import dataset as ds
 from gluon_bert import trainer as T
-from gluon_bert.loss import BERTPretrainLoss, pack_mlm_slots
+from gluon_bert.loss import (BERTPretrainLoss, pack_mlm_shards,
+                             pack_mlm_slots)
 from gluon_bert.model import BERTModel
 
 npx.set_np()
@@ -64,7 +65,11 @@ def test_fused_equals_the_books_loss_and_gradients(setup, num_devices,
                 fn.hybridize(static_alloc=True, static_shape=True)
         with autograd.record():
             if fused:
-                out = T.get_batch_loss_bert_fused(fn, *shards, **totals)
+                host = [x.asnumpy() for x in batch]
+                out = T.get_batch_loss_bert_fused(
+                    fn, shards[0], shards[1], shards[2],
+                    pack_mlm_shards(host[3], host[4], host[5], devices),
+                    shards[6], **totals)
             else:
                 out = T.get_batch_loss_bert(net, loss, len(vocab), *shards,
                                             **totals)

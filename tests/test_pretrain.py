@@ -5,6 +5,7 @@ import re
 
 import numpy as onp
 import pytest
+from mxnet import npx
 
 from gluon_bert import pretrain
 from gluon_bert.checkpoint import load_pretrained
@@ -13,13 +14,17 @@ TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
         '16', '--max-len', '24', '--log-every', '1']
 
 
+@pytest.mark.skipif(npx.num_gpus() > 0, reason='for machines without GPUs')
 def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
     save = tmp_path / 'run'
     code = pretrain.main(['--data-dir', corpus_dir, '--steps', '3',
                           '--gpus', '0,1', '--save-dir', str(save)] + TINY)
     assert code == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == 'No GPU found (asked for --gpus 0,1); training on cpu(0).'
+    # this MXNet is a CPU build: the line says so, and how to get CUDA
+    assert out[0].startswith('No GPU: this MXNet is a CPU build without '
+                             'CUDA; for GPUs install a CUDA build')
+    assert out[0].endswith('(asked for --gpus 0,1); training on cpu(0).')
     assert re.fullmatch(r'\d+ sentence pairs, vocabulary of \d+, ready in '
                         r'[\d.]+ s', out[1])
     assert re.fullmatch(r'Model: 0\.0M parameters; estimated memory per '
@@ -36,7 +41,8 @@ def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
         'loss.png', 'model.params', 'state.json', 'trainer.states',
         'vocab.json']
     rows = (save / 'history.csv').read_text().strip().splitlines()
-    assert rows[0] == 'step,mlm,nsp,mlm_step,nsp_step,seconds'
+    assert rows[0] == ('step,mlm,nsp,mlm_step,nsp_step,mlm_acc_step,'
+                       'nsp_acc_step,lr,total,grad_norm,seconds,wall')
     assert [r.split(',')[0] for r in rows[1:]] == ['1', '2', '3']
     assert (save / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     config = json.loads((save / 'config.json').read_text())
@@ -66,7 +72,13 @@ def test_help_explains(capsys):
                  '--num-blks', '--dropout', '--lr', '--data-dir', '--seed',
                  '--no-hybridize', '--save-dir'):
         assert flag in out
-    assert '(default: 512)' in out and '(default: 0.01)' in out
+    assert 'book 512, bert 128' in out and 'book 0.01, bert 0.003' in out
+    assert '(default: None)' not in out
+    for flag in ('--recipe', '--max-minutes', '--eval-every', '--schedule',
+                 '--warmup', '--weight-decay', '--clip-norm', '--resample'):
+        assert flag in out
+    # what each recipe sets, in the help
+    assert 'bert: optimizer=adamw, lr=0.003, batch_size=128' in out
 
 
 def test_defaults_are_the_guides():
@@ -124,3 +136,37 @@ def test_runs_outside_the_main_thread(corpus_dir, tmp_path):
     thread.start()
     thread.join(120)
     assert (codes, errors) == ([0], [])
+
+
+def test_mxnet_install_check():
+    from gluon_bert.utils import check_mxnet_install
+    with pytest.raises(ImportError) as e:
+        check_mxnet_install(find_spec=lambda name: None)
+    message = str(e.value)
+    assert '\n' not in message
+    assert 'needs MXNet 1.9.1' in message and "'.[cpu]'" in message
+    warned = []
+    names = check_mxnet_install(
+        distributions=lambda: ['mxnet', 'mxnet-cu112'], warn=warned.append)
+    assert names == ['mxnet', 'mxnet-cu112']
+    assert len(warned) == 1 and 'pip uninstall -y mxnet' in warned[0]
+    warned.clear()
+    check_mxnet_install(distributions=lambda: ['mxnet-cu117'],
+                        warn=warned.append)
+    assert warned == []
+    # and this machine has exactly one build
+    assert len(check_mxnet_install(warn=warned.append)) == 1
+
+
+def test_setup_requires_no_particular_mxnet_build():
+    """Requiring `mxnet` made pip put the CPU wheel over a CUDA build."""
+    import configparser
+    import os
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(os.path.dirname(__file__), os.pardir, 'setup.cfg'))
+    required = cfg['options']['install_requires'].split()
+    assert not [r for r in required if r.lower().startswith('mxnet')]
+    extras = cfg['options.extras_require']
+    assert extras['cpu'].split() == ['mxnet==1.9.1']
+    assert extras['cu112'].split() == ['mxnet-cu112==1.9.1']
+    assert extras['cu117'].split() == ['mxnet-cu117==1.9.1']

@@ -16,18 +16,39 @@ from gluon_bert.utils import GluonBertError
 npx.set_np()
 
 
+NO_GPU = pytest.mark.skipif(npx.num_gpus() > 0,
+                            reason='for machines without GPUs')
+
+
+@NO_GPU
 def test_try_all_gpus_falls_back_to_cpu():
     assert d2l.try_all_gpus() == []  # the book's code, on this machine
     assert T.try_all_gpus() == [mx.cpu(0)]
     assert T.try_gpu(3) == mx.cpu()
 
 
-def test_parse_devices():
+@NO_GPU
+def test_parse_devices_without_gpus():
     said = []
-    assert T.parse_devices(cpus=2) == [mx.cpu(0), mx.cpu(1)]
     assert T.parse_devices(gpus='0,1', log=said.append) == [mx.cpu(0)]
-    assert said == ['No GPU found (asked for --gpus 0,1); training on cpu(0).']
+    assert said == [T.no_gpu_reason() + ' (asked for --gpus 0,1); training '
+                    'on cpu(0).']
     assert T.parse_devices() == [mx.cpu(0)]
+
+
+def test_no_gpu_reason_names_the_cause_and_the_fix():
+    cpu_build = T.no_gpu_reason(cuda=False)
+    assert 'CPU build without CUDA' in cpu_build
+    assert 'mxnet-cu112' in cpu_build and "'.[cu117]'" in cpu_build
+    assert 'sees no GPU' in T.no_gpu_reason(cuda=True)
+    assert 'nvidia-smi' in T.no_gpu_reason(cuda=True)
+    # this machine's MXNet decides which one is said
+    cuda = mx.runtime.Features().is_enabled('CUDA')
+    assert T.no_gpu_reason() == T.no_gpu_reason(cuda=cuda)
+
+
+def test_parse_devices():
+    assert T.parse_devices(cpus=2) == [mx.cpu(0), mx.cpu(1)]
     for bad in ('x', '0,0', '-1', ''):
         with pytest.raises(GluonBertError, match='--gpus takes'):
             T.parse_devices(gpus=bad)
@@ -183,3 +204,38 @@ def test_non_finite_loss_stops_with_the_step(corpus_dir):
     dataset = ds.load_dataset(24, corpus_dir)
     with pytest.raises(T.NonFiniteLossError, match='not finite at step'):
         _train(dataset.vocab, dataset, [mx.cpu(0)], 20, lr=1e30)
+
+
+@pytest.mark.parametrize('accumulate', [1, 2])
+def test_fused_step_copies_nothing_back_before_the_backward_pass(
+        corpus_dir, monkeypatch, accumulate):
+    """Two devices: every shard's work is queued before anything waits."""
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    one = _train(dataset.vocab, dataset, [mx.cpu(0)], 3,
+                 accumulate=accumulate)[1]
+    events = []
+    for name in ('asnumpy', 'backward', 'wait_to_read'):
+        original = getattr(mx.np.ndarray, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            events.append(_name)
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(mx.np.ndarray, name, spy)
+    monkeypatch.setattr(T.npx, 'waitall',
+                        lambda _w=T.npx.waitall: (events.append('waitall'),
+                                                  _w())[1])
+    two = _train(dataset.vocab, dataset, [mx.cpu(0), mx.cpu(1)], 3,
+                 accumulate=accumulate,
+                 on_step=lambda *a: events.append('step'))[1]
+    steps = ' '.join(events).split('step')[:3]
+    assert len(steps) == 3
+    for step in steps:
+        words = step.split()
+        backward = [i for i, w in enumerate(words) if w == 'backward']
+        # one backward per shard and batch, all before any copy or wait
+        assert len(backward) == 2 * accumulate
+        assert all(w == 'backward' for w in words[:len(backward)]), words
+        assert words.count('waitall') == 1
+    onp.testing.assert_allclose(two['mlm_step'], one['mlm_step'], rtol=1e-5)
+    onp.testing.assert_allclose(two['nsp_step'], one['nsp_step'], rtol=1e-5)
