@@ -2,7 +2,8 @@
 
 The modules follow the data flow, and none imports one downstream of it::
 
-    vocab -> dataset -> model -> trainer -> checkpoint -> encoder
+    vocab -> dataset -> model -> loss -> recipe -> trainer -> checkpoint
+        -> encoder
 
 Importing the package is cheap; MXNet is loaded by the modules that need it.
 """
@@ -11,9 +12,9 @@ import os
 __version__ = '0.1.0'
 
 # MXNet's CPU operators run on OpenMP threads; unless told otherwise it uses
-# fewer threads than there are cores.  One per core (measured: 1.5x faster
-# training on a 2-core machine).  Takes effect only if MXNet is imported after
-# gluon_bert; a value the user set is kept.
+# fewer threads than there are cores.  One per core (the README, "Training,
+# measured", has what that gains).  Takes effect only if MXNet is imported
+# after gluon_bert; a value the user set is kept.
 if hasattr(os, 'sched_getaffinity'):
     os.environ.setdefault('OMP_NUM_THREADS',
                           str(len(os.sched_getaffinity(0))))

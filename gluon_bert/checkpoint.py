@@ -27,7 +27,7 @@ import random
 
 import mxnet as mx
 
-from .model import BERTModel
+from .model import BERTModel, net_device
 from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
                     numpy_state_from_json, numpy_state_to_json,
                     random_state_from_json, random_state_to_json)
@@ -59,6 +59,8 @@ def save_model_dir(model_dir, net, vocab, train_config=None, params=True):
     if params:
         with atomic_path(os.path.join(model_dir, PARAMS)) as tmp:
             net.save_parameters(tmp)
+        config['files'] = {PARAMS: file_digest(os.path.join(model_dir,
+                                                            PARAMS))}
     vocab.save(os.path.join(model_dir, VOCAB))
     with atomic_write(os.path.join(model_dir, CONFIG), 'w') as f:
         json.dump(config, f, indent=2, sort_keys=True)
@@ -127,19 +129,44 @@ def load_pretrained(model_dir, device=None, hybridize=True):
     params_path = os.path.join(model_dir, PARAMS)
     if not os.path.isfile(params_path):
         raise GluonBertError(f'{params_path} is missing: save the model again')
+    expected, recorded_in = _recorded_params_sha1(model_dir, config)
+    if expected is not None and file_digest(params_path) != expected:
+        raise GluonBertError(f'{params_path} does not match the SHA-1 '
+                             f'recorded in {recorded_in}: the file is '
+                             'damaged or was replaced; copy the model '
+                             'directory again (or resume the run)')
     device = device or mx.cpu(0)
     net = BERTModel(**{k: model[k] for k in MODEL_KEYS})
     try:
         net.load_parameters(params_path, ctx=device, allow_missing=False,
                             ignore_extra=False)
-    except (mx.MXNetError, AssertionError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0][:200]
+    except (mx.MXNetError, AssertionError, ValueError, RuntimeError):
+        # MXNet's own message is a C++ stack trace: not for the user
         raise GluonBertError(f'{params_path} cannot be loaded into the model '
-                             f'of {CONFIG} ({first}): the file is truncated, '
-                             'damaged or from another model') from None
+                             f'of {CONFIG}: the file is truncated, damaged '
+                             'or from another model') from None
     if hybridize:
         net.hybridize(static_alloc=True)
     return net, vocab, config
+
+
+def _recorded_params_sha1(model_dir, config):
+    """(SHA-1 of model.params as saved, the file that records it) or None.
+
+    ``save_model_dir`` records it in config.json; a training run's
+    checkpoints record it in state.json.
+    """
+    recorded = config.get('files', {}).get(PARAMS)
+    if recorded:
+        return recorded, os.path.join(model_dir, CONFIG)
+    state_path = os.path.join(model_dir, STATE)
+    if os.path.isfile(state_path):
+        try:
+            state = _read_json(state_path)
+            return (state['files'][PARAMS]['sha1'], state_path)
+        except (GluonBertError, KeyError, TypeError):
+            pass  # an unreadable state.json matters to --resume, not here
+    return None, None
 
 
 # --------------------------------------------------------------------------
@@ -312,7 +339,7 @@ def export_encoder(net, prefix, max_len=8):
     the outputs ``encoded_X`` and ``nsp_Y_hat``.  Returns the two paths.
     """
     from mxnet import np
-    device = next(iter(net.collect_params().values())).list_ctx()[0]
+    device = net_device(net)
     net.hybridize(static_alloc=True)
     tokens = np.zeros((1, max_len), dtype='int32', ctx=device)
     net(tokens, tokens, np.array([max_len], dtype='float32', ctx=device))

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 
-from .utils import GluonBertError, atomic_write, run_command
+from .utils import GluonBertError, atomic_write, check_max_len, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser', 'BOOK', 'run_d2l',
            'run_gluon_bert']
@@ -156,8 +156,10 @@ def parse_args(argv=None):
         parser.error('--steps must be at least 1')
     if args.batch_size < 1:
         parser.error('--batch-size must be at least 1')
-    if args.max_len < 5:
-        parser.error('--max-len must be at least 5')
+    try:
+        check_max_len(args.max_len)
+    except GluonBertError as e:
+        parser.error(str(e))
     return args
 
 

@@ -24,8 +24,9 @@ import zipfile
 
 import numpy as onp
 
-from .utils import (GluonBertError, atomic_write, file_digest,
-                    random_state_from_json, random_state_to_json)
+from .utils import (GluonBertError, atomic_write, check_batch_size,
+                    file_digest, random_state_from_json,
+                    random_state_to_json)
 from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
@@ -552,9 +553,7 @@ class DataIter:
 
     def __init__(self, dataset, batch_size, shuffle=True, indices=None,
                  shard=None, resample=None):
-        if int(batch_size) != batch_size or batch_size <= 0:
-            raise GluonBertError(f'batch_size must be a positive integer, got '
-                                 f'{batch_size!r}')
+        check_batch_size(batch_size)
         if indices is not None and shard is not None:
             raise GluonBertError('indices and shard exclude each other')
         self.batch_size, self.shuffle = int(batch_size), shuffle
@@ -671,9 +670,7 @@ def load_data_wiki(batch_size, max_len, data_dir=None, split='train',
     (DataIter, Vocab)
         Shuffled minibatches of the seven fields and the vocabulary.
     """
-    if int(batch_size) != batch_size or batch_size <= 0:
-        raise GluonBertError(f'batch_size must be a positive integer, got '
-                             f'{batch_size!r}')
+    check_batch_size(batch_size)  # before the (slow) examples are built
     dataset = load_dataset(max_len, data_dir, split, vocab,
                            cache_dir=cache_dir, use_cache=use_cache,
                            download=download)

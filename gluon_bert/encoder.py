@@ -7,16 +7,13 @@ inputs in one padded batch and returns the same vectors.
 from mxnet import np, npx
 
 from .dataset import get_tokens_and_segments
+from .model import net_device
 from .utils import GluonBertError
 
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
            'get_bert_encodings', 'prepare_input', 'cosine_similarity']
 
 npx.set_np()
-
-
-def _net_device(net):
-    return next(iter(net.collect_params().values())).list_ctx()[0]
 
 
 def prepare_input(net, tokens_a, tokens_b=None):
@@ -57,7 +54,7 @@ def get_bert_encoding(net, vocab, tokens_a, tokens_b=None, device=None):
         Tokens are ``<cls>``, tokens_a, ``<sep>`` (, tokens_b, ``<sep>``).
     """
     tokens, segments = prepare_input(net, tokens_a, tokens_b)
-    device = device or _net_device(net)
+    device = device or net_device(net)
     token_ids = np.expand_dims(np.array(vocab[tokens], ctx=device,
                                         dtype='int32'), axis=0)
     segments = np.expand_dims(np.array(segments, ctx=device, dtype='int32'),
@@ -85,7 +82,7 @@ def get_bert_encodings(net, vocab, inputs, device=None):
     if not pairs:
         raise GluonBertError('no input to encode')
     prepared = [prepare_input(net, a, b) for a, b in pairs]
-    device = device or _net_device(net)
+    device = device or net_device(net)
     length = max(len(tokens) for tokens, _ in prepared)
     pad = vocab['<pad>']
     token_ids = [vocab[tokens] + [pad] * (length - len(tokens))

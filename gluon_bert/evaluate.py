@@ -15,7 +15,7 @@ import os
 import random
 import sys
 
-from .utils import GluonBertError, atomic_write, run_command
+from .utils import GluonBertError, atomic_write, check_max_len, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -48,8 +48,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error('--batch-size must be at least 1')
-    if args.max_len is not None and args.max_len < 5:
-        parser.error('--max-len must be at least 5')
+    try:
+        if args.max_len is not None:
+            check_max_len(args.max_len)
+    except GluonBertError as e:
+        parser.error(str(e))
     return args
 
 

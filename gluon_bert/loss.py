@@ -5,9 +5,10 @@ the book's two losses in one hybridized graph, so that the whole training
 step (model, both losses, their gradients) runs from statically allocated
 memory.  Its MLM head only scores the prediction slots that carry weight:
 the book's padded slots have weight 0 and add nothing to the loss or the
-gradients, so leaving them out (about 31 % of the slots with max_len 64)
-changes no number and saves a third of the most expensive work, the
-(slots x vocab_size) output layer and its log-softmax.
+gradients, so leaving them out changes no number and saves part of the most
+expensive work, the (slots x vocab_size) output layer and its log-softmax.
+(What each of these choices measured is in the README, "Training,
+measured".)
 
 :func:`pack_mlm_slots` turns a batch's ``(pred_positions, mlm_weights,
 mlm_labels)`` into that compact form on the host.
@@ -99,9 +100,9 @@ class BERTPretrainLoss(nn.HybridBlock):
     num_chunks : int
         The MLM head runs on this many equal chunks of the slots (K must be
         divisible by it; :func:`pack_mlm_slots` pads to a multiple of 128):
-        the same numbers with less memory, and faster (measured with the
-        guide's settings: 8 chunks, 1.6 GB and 310 pairs/sec against 2.1 GB
-        and 250 pairs/sec in one piece).
+        the same numbers with less memory, since only one chunk's
+        (slots x vocab_size) buffers are alive at a time in the backward
+        pass.
 
     Inputs
     ------
@@ -134,7 +135,7 @@ class BERTPretrainLoss(nn.HybridBlock):
                        mlm_weights, mlm_labels, nsp_labels):
         net = self.net
         # (batch size, max_len, num_hiddens)
-        encoded_X = net.encoder(tokens, segments, valid_lens)
+        encoded_X = net.encode(tokens, segments, valid_lens)
         # The weighted slots in `num_chunks` chunks of K / num_chunks: the
         # (K, vocab_size) scores, their log-softmax and gradients then live
         # one chunk at a time in the backward pass
@@ -153,7 +154,7 @@ class BERTPretrainLoss(nn.HybridBlock):
             labels = F.npx.reshape(F.npx.slice(
                 mlm_labels, begin=(i, None), end=(i + 1, None)), (-1,))
             # (K / num_chunks, num_hiddens) -> (K / num_chunks, vocab_size)
-            mlm_Y_hat = net.mlm.mlp(F.npx.gather_nd(encoded_X, indices))
+            mlm_Y_hat = net.mlm_scores(F, encoded_X, indices)
             mlm_l = self.ce(mlm_Y_hat, labels, F.np.transpose(weights))
             mlm_sum = mlm_sum + F.np.sum(mlm_l)
             mlm_hits = mlm_hits + F.np.sum(

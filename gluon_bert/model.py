@@ -5,8 +5,10 @@ Components first, then the full model, then a factory::
     MultiHeadAttention, PositionWiseFFN, AddNorm -> TransformerEncoderBlock
     -> BERTEncoder, MaskLM, NextSentencePred -> BERTModel -> get_bert_model
 
-The math is d2l's (``d2l.BERTModel``): a softmax whose padded keys are filled
-with -1e6, dropout on the attention weights, LayerNorm after residual +
+The math is d2l's (``d2l.BERTModel``): attention over the valid keys only
+(the book fills the padded keys' scores with -1e6 before its softmax; a
+softmax with ``length=`` gives the same weights), dropout on the attention
+weights, LayerNorm after residual +
 dropout, a ReLU feed-forward network, learnable position embeddings and a tanh
 hidden layer on ``<cls>`` before next-sentence prediction.  Unlike the book's
 Blocks, nothing here reads ``.shape`` or branches on data, so every Block
@@ -25,7 +27,7 @@ __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'AddNorm',
            'TransformerEncoderBlock', 'BERTEncoder', 'MaskLM',
            'NextSentencePred', 'BERTModel', 'PRESETS', 'get_bert_model',
            'count_parameters', 'parameter_count', 'estimate_memory',
-           'copy_d2l_parameters']
+           'copy_d2l_parameters', 'net_device']
 
 npx.set_np()
 
@@ -290,6 +292,15 @@ class MaskLM(nn.HybridBlock):
     def hybrid_forward(self, F, X, pred_positions):
         return self.mlp(self.gather(F, X, pred_positions))
 
+    def score_slots(self, F, X, indices):
+        """Scores of the slots named by ``gather_nd`` indices.
+
+        ``indices`` (2, K): the example and the position of each slot (see
+        :func:`gluon_bert.loss.pack_mlm_slots`).  Returns (K, vocab_size):
+        the same scores as the forward pass gives for those slots.
+        """
+        return self.mlp(F.npx.gather_nd(X, indices))
+
 
 class NextSentencePred(nn.HybridBlock):
     """The next sentence prediction head: two classes.
@@ -386,6 +397,14 @@ class BERTModel(nn.HybridBlock):
         mlm_Y_hat = self.mlm(encoded_X, pred_positions)
         return encoded_X, mlm_Y_hat, nsp_Y_hat
 
+
+    def encode(self, tokens, segments, valid_lens=None):
+        """The encoder's output, (batch size, no. of tokens, num_hiddens)."""
+        return self.encoder(tokens, segments, valid_lens)
+
+    def mlm_scores(self, F, encoded_X, indices):
+        """MLM scores of packed slots: see :meth:`MaskLM.score_slots`."""
+        return self.mlm.score_slots(F, encoded_X, indices)
 
     def next_sentence_logits(self, F, encoded_X):
         """NSP scores from the encoding of ``<cls>``: (batch size, 2)."""
@@ -487,3 +506,8 @@ def copy_d2l_parameters(d2l_net, net):
                              f'{q.shape}: build both with the same settings')
         q.set_data(p.data())
     return net
+
+
+def net_device(net):
+    """The device of ``net``'s first parameter (where it was loaded)."""
+    return next(iter(net.collect_params().values())).list_ctx()[0]

@@ -81,18 +81,19 @@ def plot_history(history, path, title=None):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
         window = max(1, len(steps) // 50)
         ax = axes[0]
-        ax.plot(steps, _smooth(history['mlm_step'], window), label='mlm')
+        ax.plot(steps, _smooth(history['mlm_step'], window),
+                label='train mlm')
         ax.plot(steps, _smooth(history['nsp_step'], window), 'm--',
-                label='nsp')
+                label='train nsp')
         at = [e['step'] for e in evals]
         ax.plot(at, [e['mlm_loss'] for e in evals], 'bo', label='valid mlm')
         ax.plot(at, [e['nsp_loss'] for e in evals], 'ms', label='valid nsp')
         acc = axes[1]
         if any(a is not None for a in history.get('mlm_acc_step', [])):
             acc.plot(steps, _smooth(history['mlm_acc_step'], window),
-                     label='mlm')
+                     label='train mlm')
             acc.plot(steps, _smooth(history['nsp_acc_step'], window), 'm--',
-                     label='nsp')
+                     label='train nsp')
         acc.plot(at, [e['mlm_accuracy'] for e in evals], 'bo',
                  label='valid mlm')
         acc.plot(at, [e['nsp_accuracy'] for e in evals], 'ms',

@@ -21,7 +21,8 @@ import time
 
 from .model import PRESETS, estimate_memory
 from .recipe import RECIPE_KEYS, RECIPES, describe_recipe
-from .utils import GluonBertError, atomic_write, run_command
+from .utils import (GluonBertError, atomic_write, check_max_len,
+                    parse_gpu_ids, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -64,10 +65,10 @@ _dropout = _checked(float, lambda v: 0 <= v < 1, 'in [0, 1)')
 
 
 def _gpus(text):
-    parts = [p.strip() for p in text.split(',')]
-    if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
-        raise argparse.ArgumentTypeError(
-            f'{text!r} is not a list of distinct GPU numbers like 0,1')
+    try:
+        parse_gpu_ids(text)
+    except GluonBertError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
@@ -119,10 +120,14 @@ def build_parser():
                         '(d2l\'s bert.small), base (BERT_BASE), large '
                         '(BERT_LARGE); the four size flags below override it')
     g.add_argument('--num-hiddens', type=_positive_int,
-                   default=d['num_hiddens'])
+                   default=d['num_hiddens'],
+                   help='size of every token representation')
     g.add_argument('--ffn-num-hiddens', type=_positive_int,
-                   default=d['ffn_num_hiddens'])
-    g.add_argument('--num-heads', type=_positive_int, default=d['num_heads'])
+                   default=d['ffn_num_hiddens'],
+                   help='hidden size of the position-wise feed-forward '
+                        'networks')
+    g.add_argument('--num-heads', type=_positive_int, default=d['num_heads'],
+                   help='attention heads; must divide --num-hiddens')
     g.add_argument('--num-blks', type=_positive_int, default=d['num_blks'],
                    help='Transformer encoder blocks')
     g.add_argument('--dropout', type=_dropout, default=None,
@@ -198,6 +203,12 @@ def build_parser():
                         'not fit')
     g.add_argument('--seed', type=int, default=0,
                    help='seeds Python, NumPy and MXNet for a reproducible run')
+    g.add_argument('--loss', choices=('fused', 'book'), default='fused',
+                   help="fused: model and both losses in one hybridized "
+                        "graph, the MLM head on the weighted slots only "
+                        "(faster); book: the book's get_batch_loss_bert on "
+                        "the model's outputs. The same losses (with --dropout "
+                        "0 equal to 1e-4; dropout draws differ)")
     g.add_argument('--no-hybridize', action='store_true',
                    help='run the model imperatively (slower; for debugging)')
     g.add_argument('--log-every', type=_non_negative_int, default=10,
@@ -221,7 +232,7 @@ RESUMED = ('batch_size', 'max_len', 'num_hiddens', 'ffn_num_hiddens',
            'num_heads', 'num_blks', 'dropout', 'pos_len', 'lr', 'seed',
            'data_dir', 'no_hybridize', 'accumulate', 'optimizer', 'recipe',
            'schedule', 'warmup', 'weight_decay', 'clip_norm', 'resample',
-           'max_minutes', 'eval_every', 'init')
+           'max_minutes', 'eval_every', 'init', 'loss')
 _SIZES = ('num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks')
 #: Resumed settings that a resumed run may change: limits, not the recipe.
 _LIMITS = ('max_minutes', 'eval_every')
@@ -249,14 +260,15 @@ def parse_args(argv=None):
         parser.error(f'--max-len {args.max_len} is longer than the position '
                      f'embedding (--pos-len {args.pos_len}): raise --pos-len '
                      'or lower --max-len')
-    if args.max_len < 5:
-        parser.error(f'--max-len {args.max_len} leaves no room for a sentence '
-                     'pair with <cls> and two <sep>: use at least 5 (the '
-                     'book uses 64)')
+    try:
+        check_max_len(args.max_len)
+    except GluonBertError as e:
+        parser.error(str(e))
     if args.num_hiddens % args.num_heads:
         parser.error(f'--num-hiddens {args.num_hiddens} is not divisible by '
                      f'--num-heads {args.num_heads}')
-    n_devices = args.cpus or (len(args.gpus.split(',')) if args.gpus else 1)
+    n_devices = args.cpus or (len(parse_gpu_ids(args.gpus)) if args.gpus
+                              else 1)
     if args.batch_size < n_devices:
         parser.error(f'--batch-size {args.batch_size} is smaller than the '
                      f'{n_devices} devices: each needs at least one example')
@@ -361,36 +373,73 @@ def _gb(n):
     return f'{n / 2 ** 30:.2f} GB'
 
 
-def _check_memory(args, vocab_size, devices, say):
-    """Print the size estimate; a configuration that cannot fit is an error."""
+#: Extra room on a GPU for what the estimate leaves out (cuDNN/cuBLAS
+#: workspaces, the CUDA context); its constants were fitted on a CPU.
+GPU_MARGIN = 1.1
+#: On a GPU, only refuse when the estimate exceeds what is free this much.
+GPU_REFUSE = 1.5
+
+
+def _memory_pools(devices):
+    """Devices grouped by the memory they draw on: all CPU contexts share
+    the machine's RAM, every GPU has its own."""
+    pools = {}
+    for device in devices:
+        key = 'cpu' if device.device_type == 'cpu' else str(device)
+        pools.setdefault(key, []).append(device)
+    return list(pools.values())
+
+
+def _check_memory(args, vocab_size, devices, say, free_memory=None):
+    """Print the size estimate; a configuration that cannot fit is an error.
+
+    Every device is checked (CPU contexts together: they share RAM).  On a
+    CPU the estimate must fit in 90 % of the available memory; on a GPU,
+    with a margin for workspaces, a tight fit is only a warning, and the
+    run is refused when the estimate clearly exceeds the free memory.
+    """
     from .trainer import available_memory
+    free_memory = free_memory or available_memory
     est = estimate_memory(vocab_size, args.num_hiddens, args.ffn_num_hiddens,
                           args.num_heads, args.num_blks, args.max_len,
                           args.batch_size, len(devices), args.pos_len)
-    free = available_memory(devices[0])
     need = est['state'] + est['activations']
+    pools = [(pool, free_memory(pool[0])) for pool in _memory_pools(devices)]
+    free_text = ', '.join(f'{_gb(free)} available on '
+                          + ('/'.join(str(d) for d in pool))
+                          for pool, free in pools)
     say(f'Model: {est["parameters"] / 1e6:.1f}M parameters; estimated memory '
         f'per device: {_gb(est["state"])} for weights, gradients and Adam, '
         f'{_gb(est["activations"])} of activations for '
         f'{-(-args.batch_size // len(devices))} pairs of {args.max_len} '
-        f'tokens; {_gb(free)} available on {devices[0]}', flush=True)
-    if need <= 0.9 * free or args.no_memory_check:
-        return
-    budget = 0.9 * free - est['state']
-    fits = int(budget // est['per_example']) if budget > 0 else 0
-    if fits < 1:
-        hint = ('not even one example fits: lower --max-len, use a smaller '
-                '--preset, or a device with more memory')
-    else:
-        per_batch = fits * len(devices)
-        steps = -(-args.batch_size * args.accumulate // per_batch)
-        hint = (f'about {per_batch} pairs fit per batch: try --batch-size '
-                f'{per_batch} --accumulate {steps} for the same '
-                f'{per_batch * steps}-pair steps, or lower --max-len')
-    raise GluonBertError(
-        f'this configuration needs about {_gb(need)} per device but '
-        f'{devices[0]} has {_gb(free)} available: {hint} (or pass '
-        '--no-memory-check to try anyway)')
+        f'tokens; {free_text}', flush=True)
+    for pool, free in pools:
+        gpu = pool[0].device_type == 'gpu'
+        wanted = need * len(pool) * (GPU_MARGIN if gpu else 1.0)
+        if wanted <= 0.9 * free or args.no_memory_check:
+            continue
+        if gpu and wanted <= GPU_REFUSE * free:
+            say(f'warning: {pool[0]} may run out of memory: about '
+                f'{_gb(wanted)} needed, {_gb(free)} free (the estimate is '
+                'rough on GPUs); lower --batch-size if it does', flush=True)
+            continue
+        budget = 0.9 * free / len(pool) - est['state']
+        fits = int(budget // est['per_example']) if budget > 0 else 0
+        if fits < 1:
+            hint = ('not even one example fits: lower --max-len, use a '
+                    'smaller --preset, or a device with more memory')
+        else:
+            per_batch = fits * len(devices)
+            steps = -(-args.batch_size * args.accumulate // per_batch)
+            hint = (f'about {per_batch} pairs fit per batch: try --batch-size '
+                    f'{per_batch} --accumulate {steps} for the same '
+                    f'{per_batch * steps}-pair steps, or lower --max-len')
+        where = ('/'.join(str(d) for d in pool) + ' (they share the RAM)'
+                 if len(pool) > 1 else str(pool[0]))
+        raise GluonBertError(
+            f'this configuration needs about {_gb(wanted)} but {where} has '
+            f'{_gb(free)} available: {hint} (or pass --no-memory-check to '
+            'try anyway)')
 
 
 def _valid_evaluator(args, vocab):
@@ -510,6 +559,7 @@ def run(args):
             history = trainer.train_bert(
                 train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
                 devices, args.steps, lr=args.lr, trainer=optimizer,
+                fused=args.loss == 'fused',
                 hybridize=not args.no_hybridize, log_every=args.log_every,
                 on_step=on_step, seed=args.seed, resume=resume,
                 accumulate=args.accumulate, kvstore=kvstore, verbose=chief,

@@ -14,13 +14,14 @@ import time
 
 import mxnet as mx
 import numpy as onp
-from mxnet import autograd, gluon, init, np, npx
+from mxnet import autograd, gluon, init, npx
 
 from .loss import BERTPretrainLoss, host_fields, pack_mlm_shards
+from .model import net_device
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
 from .utils import (GluonBertError, numpy_state_from_json,
-                    numpy_state_to_json)
+                    numpy_state_to_json, parse_gpu_ids)
 
 __all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'no_gpu_reason',
            'available_memory',
@@ -81,14 +82,7 @@ def parse_devices(gpus=None, cpus=None, log=print):
         return [mx.cpu(i) for i in range(int(cpus))]
     if gpus is None:
         return try_all_gpus()
-    try:
-        ids = [int(i) for i in str(gpus).split(',') if i.strip() != '']
-    except ValueError:
-        raise GluonBertError(f'--gpus takes GPU numbers like 0,1, got '
-                             f'{gpus!r}') from None
-    if not ids or any(i < 0 for i in ids) or len(set(ids)) != len(ids):
-        raise GluonBertError(f'--gpus takes distinct GPU numbers like 0,1, '
-                             f'got {gpus!r}')
+    ids = parse_gpu_ids(gpus)
     available = npx.num_gpus()
     if available == 0:
         log(f'{no_gpu_reason()} (asked for --gpus {gpus}); training on '
@@ -345,7 +339,7 @@ def evaluate_bert(net, data_iter, vocab_size):
         ``pairs``.
     """
     loss = gluon.loss.SoftmaxCELoss()
-    device = next(iter(net.collect_params().values())).list_ctx()[0]
+    device = net_device(net)
     sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,
                 nsp_correct=0.0, pairs=0)
     for batch in data_iter:

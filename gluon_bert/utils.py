@@ -5,7 +5,8 @@ import os
 import sys
 import tempfile
 
-__all__ = ['check_mxnet_install', 'MXNET_FLAVOURS',
+__all__ = ['check_mxnet_install', 'MXNET_FLAVOURS', 'parse_gpu_ids',
+           'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
            'run_command', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
@@ -57,6 +58,38 @@ class GluonBertError(Exception):
 
     Commands print it as one line and exit non-zero instead of a traceback.
     """
+
+
+#: The shortest example: <cls>, a token, <sep>, a token, <sep>.
+MIN_MAX_LEN = 5
+
+
+def parse_gpu_ids(gpus):
+    """``'0,1'`` -> ``[0, 1]``; anything else is a one-line error."""
+    parts = [p.strip() for p in str(gpus).split(',')]
+    if (not all(p.isdigit() for p in parts)
+            or len(set(map(int, parts))) != len(parts)):
+        raise GluonBertError(f'--gpus takes distinct GPU numbers like 0,1, '
+                             f'got {gpus!r}')
+    return [int(p) for p in parts]
+
+
+def check_max_len(max_len):
+    """Every command's rule for ``--max-len``."""
+    if max_len < MIN_MAX_LEN:
+        raise GluonBertError(
+            f'--max-len {max_len} leaves no room for a sentence pair with '
+            f'<cls> and two <sep>: use at least {MIN_MAX_LEN} (the book uses '
+            '64)')
+    return max_len
+
+
+def check_batch_size(batch_size):
+    """A batch size must be a positive integer."""
+    if int(batch_size) != batch_size or batch_size <= 0:
+        raise GluonBertError(f'batch_size must be a positive integer, got '
+                             f'{batch_size!r}')
+    return int(batch_size)
 
 
 def _umask():

@@ -67,7 +67,16 @@ def test_truncated_params(model_dir, cut):
     data = open(params, 'rb').read()
     open(params, 'wb').write(data[:int(len(data) * cut)])
     msg = _one_line_naming('model.params', lambda: load_pretrained(path))
+    assert 'does not match the SHA-1 recorded in' in msg
+    assert 'config.json' in msg and 'Traceback' not in msg
+    # without a recorded SHA-1, MXNet's refusal becomes the same one line
+    config_path = os.path.join(path, 'config.json')
+    config = json.load(open(config_path))
+    del config['files']
+    json.dump(config, open(config_path, 'w'))
+    msg = _one_line_naming('model.params', lambda: load_pretrained(path))
     assert 'truncated, damaged or from another model' in msg
+    assert 'Traceback' not in msg and 'Stack trace' not in msg
 
 
 def test_params_of_another_model(model_dir, tmp_path):
@@ -125,3 +134,30 @@ def test_export_and_import_give_the_same_encodings(model_dir, tmp_path):
         onp.testing.assert_allclose(b.asnumpy(), a.asnumpy(), atol=1e-6)
     with pytest.raises(GluonBertError, match='is missing'):
         import_encoder(str(tmp_path / 'nothing'))
+
+
+@pytest.mark.parametrize('command', ['encode', 'evaluate'])
+def test_commands_on_damaged_params_of_a_run(corpus_dir, tmp_path, command):
+    """One line naming the file, a non-zero exit, no traceback anywhere."""
+    import subprocess
+    import sys
+    save = tmp_path / 'run'
+    tiny = ['--num-hiddens', '16', '--ffn-num-hiddens', '32',
+            '--batch-size', '16', '--max-len', '24', '--log-every', '0']
+    subprocess.run([sys.executable, '-m', 'gluon_bert.pretrain', '--steps',
+                    '2', '--data-dir', corpus_dir, '--save-dir', str(save)]
+                   + tiny, check=True, capture_output=True)
+    params = save / 'model.params'
+    data = bytearray(params.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: still loadable by MXNet
+    params.write_bytes(bytes(data))
+    argv = {'encode': ['a', 'b'], 'evaluate': ['--data-dir', corpus_dir]}
+    done = subprocess.run([sys.executable, '-m', f'gluon_bert.{command}',
+                           '--model-dir', str(save)] + argv[command],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1, done.stderr
+    assert 'model.params does not match the SHA-1 recorded in' in err[0]
+    assert 'state.json' in err[0]
+    assert 'Traceback' not in done.stdout + done.stderr

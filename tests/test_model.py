@@ -160,3 +160,49 @@ def test_the_books_small_bert_size():
     ref.initialize(init.Xavier())
     ref(*inputs())
     assert M.count_parameters(net) == M.count_parameters(ref)
+
+
+def test_dropout_in_training_mode_is_the_books():
+    """With autograd recording, dropout zeroes ~p of the units and scales
+    the rest by 1 / (1 - p), in d2l's model and in ours alike."""
+    p = 0.2
+    for net in d2l_and_ours(dropout=p):
+        dropout = net.encoder.blks[0].addnorm1.dropout
+        x = np.ones((200, 500))
+        mx.random.seed(0)
+        with autograd.record():
+            y = dropout(x).asnumpy()
+        kept = y != 0
+        assert abs(1 - kept.mean() - p) < 0.005
+        onp.testing.assert_allclose(y[kept], 1 / (1 - p), rtol=1e-6)
+        # and outside training, nothing is dropped
+        onp.testing.assert_array_equal(dropout(x).asnumpy(), x.asnumpy())
+    # the whole model: training-mode outputs vary with the seed, the
+    # prediction-mode ones do not
+    _, ours = d2l_and_ours(dropout=p)
+    batch = inputs(seed=3)
+    runs = []
+    for seed in (1, 2):
+        mx.random.seed(seed)
+        with autograd.record():
+            runs.append(ours(*batch)[0].asnumpy())
+    assert not onp.allclose(runs[0], runs[1])
+    onp.testing.assert_allclose(ours(*batch)[0].asnumpy(),
+                                ours(*batch)[0].asnumpy())
+
+
+def test_mlm_scores_of_packed_slots_equal_the_forward_pass():
+    from gluon_bert.loss import pack_mlm_slots
+    _, ours = d2l_and_ours()
+    tokens, segments, valid_lens, pred_positions = inputs(seed=4)
+    _, mlm_Y_hat, _ = ours(tokens, segments, valid_lens, pred_positions)
+    weights = onp.ones(pred_positions.shape, dtype='float32')
+    weights[0, 2:] = 0  # padded slots are left out
+    indices, w, _ = pack_mlm_slots(pred_positions.asnumpy(), weights,
+                                   onp.zeros(pred_positions.shape, 'int32'),
+                                   multiple=1)
+    encoded_X = ours.encode(tokens, segments, valid_lens)
+    packed = ours.mlm_scores(mx.nd, encoded_X, np.array(indices))
+    expected = mlm_Y_hat.asnumpy()[weights > 0]
+    assert packed.shape == expected.shape
+    onp.testing.assert_allclose(packed.asnumpy(), expected, atol=1e-5)

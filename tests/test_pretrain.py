@@ -92,7 +92,7 @@ def test_defaults_are_the_guides():
     (['--bogus'], 'unrecognized arguments: --bogus'),
     (['--steps', '0'], 'must be at least 1'),
     (['--lr', '-0.1'], 'must be a positive number'),
-    (['--gpus', 'x'], "'x' is not a list of distinct GPU numbers"),
+    (['--gpus', 'x'], "--gpus takes distinct GPU numbers like 0,1, got 'x'"),
     (['--cpus', '4', '--batch-size', '3'], 'smaller than the 4 devices'),
     (['--max-len', '2000'], 'longer than the position embedding'),
     (['--dropout', '1.5'], r'must be in \[0, 1\)'),
@@ -170,3 +170,61 @@ def test_setup_requires_no_particular_mxnet_build():
     assert extras['cpu'].split() == ['mxnet==1.9.1']
     assert extras['cu112'].split() == ['mxnet-cu112==1.9.1']
     assert extras['cu117'].split() == ['mxnet-cu117==1.9.1']
+
+
+def _memory_args(batch_size):
+    return pretrain.parse_args(['--batch-size', str(batch_size)])
+
+
+def test_memory_check_covers_every_device():
+    import mxnet as mx
+    from gluon_bert.model import estimate_memory
+    from gluon_bert.utils import GluonBertError
+    args = _memory_args(512)
+    est = estimate_memory(20256, 128, 256, 2, 2, 64, 512, 2)
+    need = est['state'] + est['activations']  # per device, 256 pairs each
+    said = []
+    say = lambda line, **kw: said.append(line)  # noqa: E731
+    # CPU contexts share the RAM: two of them need twice as much
+    free = {'cpu': 1.5 * need}
+    cpus = [mx.cpu(0), mx.cpu(1)]
+    with pytest.raises(GluonBertError, match=r'cpu\(0\)/cpu\(1\) \(they '
+                                             r'share the RAM\)'):
+        pretrain._check_memory(args, 20256, cpus, say,
+                               lambda d: free[d.device_type])
+    free['cpu'] = 2.5 * need
+    pretrain._check_memory(args, 20256, cpus, say,
+                           lambda d: free[d.device_type])
+    # each GPU has its own: a tight one is a warning, a short one an error
+    gpus = [mx.gpu(0), mx.gpu(1)]
+    room = {0: 10 * need, 1: need}
+    said.clear()
+    pretrain._check_memory(args, 20256, gpus, say,
+                           lambda d: room[d.device_id])
+    assert 'available on gpu(0), ' in said[0]
+    assert said[1].startswith('warning: gpu(1) may run out of memory')
+    room[1] = 0.5 * need
+    with pytest.raises(GluonBertError, match=r'but gpu\(1\) has'):
+        pretrain._check_memory(args, 20256, gpus, say,
+                               lambda d: room[d.device_id])
+    args.no_memory_check = True
+    pretrain._check_memory(args, 20256, gpus, say,
+                           lambda d: room[d.device_id])
+
+
+def test_book_loss_path_equals_the_fused_one(corpus_dir, tmp_path):
+    histories = []
+    for loss in ('book', 'fused'):
+        save = tmp_path / loss
+        assert pretrain.main(['--loss', loss, '--dropout', '0', '--steps',
+                              '6', '--data-dir', corpus_dir, '--save-dir',
+                              str(save)] + TINY) == 0
+        histories.append(json.loads((save / 'history.json').read_text()))
+    book, fused = histories
+    onp.testing.assert_allclose(book['mlm_step'], fused['mlm_step'],
+                                rtol=1e-4)
+    onp.testing.assert_allclose(book['nsp_step'], fused['nsp_step'],
+                                rtol=1e-4)
+    assert book['mlm_acc_step'] == [None] * 6  # the book's path has none
+    config = json.loads((tmp_path / 'book' / 'config.json').read_text())
+    assert config['train']['settings']['loss'] == 'book'

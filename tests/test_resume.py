@@ -8,6 +8,7 @@ import time
 
 import numpy as onp
 import pytest
+from mxnet import npx
 
 from gluon_bert import pretrain
 from gluon_bert.checkpoint import load_checkpoint, load_pretrained
@@ -43,7 +44,9 @@ def _history(save):
 @pytest.mark.parametrize('recipe', [
     [],
     # schedule, AdamW, clipping, new examples every epoch, evaluation
-    ['--recipe', 'bert', '--eval-every', '25']])
+    ['--recipe', 'bert', '--eval-every', '25'],
+    pytest.param(['--gpus', '0,1'], marks=[pytest.mark.gpu, pytest.mark.skipif(
+        npx.num_gpus() < 2, reason='needs 2 GPUs')])])
 def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
                                                            tmp_path, recipe):
     steps = 120  # 15 epochs of the tiny corpus, with dropout
