@@ -30,12 +30,32 @@ BOOK = {'vocab': 20256, 'examples': None, 'mlm': 7.292, 'nsp': 0.822,
         'devices': '[gpu(0), gpu(1)]'}
 
 
+def book_step(net, loss, vocab_size, trainer, batch, devices):
+    """One step of the book's ``train_bert`` loop with d2l's own code.
+
+    Shards the batch with ``split_and_load``, computes the per-shard losses
+    with ``d2l._get_batch_loss_bert``, runs the backward passes and
+    ``trainer.step(1)``.  Returns the per-shard MLM and NSP losses.
+    """
+    from d2l import mxnet as d2l
+    from mxnet import autograd, gluon
+    shards = [gluon.utils.split_and_load(x, devices, even_split=False)
+              for x in batch]
+    with autograd.record():
+        mlm_ls, nsp_ls, ls = d2l._get_batch_loss_bert(net, loss, vocab_size,
+                                                      *shards)
+    for l in ls:
+        l.backward()
+    trainer.step(1)
+    return mlm_ls, nsp_ls
+
+
 def run_d2l(data_dir, batch_size, max_len, steps, seed):
     """The reference: the book's functions from the installed d2l."""
     import mxnet as mx
     import numpy as onp
     from d2l import mxnet as d2l
-    from mxnet import autograd, gluon, init, npx
+    from mxnet import gluon, init, npx
 
     npx.set_np()  # the book's code runs in MXNet's NumPy mode
     random.seed(seed)
@@ -57,14 +77,8 @@ def run_d2l(data_dir, batch_size, max_len, steps, seed):
     while step < steps:
         for batch in train_iter:
             t = time.perf_counter()
-            shards = [gluon.utils.split_and_load(x, devices, even_split=False)
-                      for x in batch]
-            with autograd.record():
-                mlm_ls, nsp_ls, ls = d2l._get_batch_loss_bert(
-                    net, loss, len(vocab), *shards)
-            for l in ls:
-                l.backward()
-            trainer.step(1)
+            mlm_ls, nsp_ls = book_step(net, loss, len(vocab), trainer, batch,
+                                       devices)
             sums[0] += sum(float(l) for l in mlm_ls) / len(mlm_ls)
             sums[1] += sum(float(l) for l in nsp_ls) / len(nsp_ls)
             npx.waitall()

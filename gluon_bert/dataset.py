@@ -549,14 +549,19 @@ class DataIter:
         ``resample(epoch) -> WikiTextDataset`` gives the examples of epochs
         1, 2, ... (e.g. :class:`ResampledEpochs`); without it every epoch
         reuses ``dataset``, as the book does.  :meth:`set_epoch` switches.
+    drop_last : bool
+        Leave out the last, smaller batch of every pass (the book keeps it).
+        Resampled epochs differ in size, so their last batches would give
+        the hybridized graph a new input shape every epoch.
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, indices=None,
-                 shard=None, resample=None):
+                 shard=None, resample=None, drop_last=False):
         check_batch_size(batch_size)
         if indices is not None and shard is not None:
             raise GluonBertError('indices and shard exclude each other')
         self.batch_size, self.shuffle = int(batch_size), shuffle
+        self.drop_last = drop_last
         self.shard, self.resample = shard, resample
         self._first, self._indices = dataset, indices
         self.epoch = 0
@@ -579,6 +584,8 @@ class DataIter:
         self.epoch = epoch
 
     def __len__(self):
+        if self.drop_last:
+            return len(self.indices) // self.batch_size
         return -(-len(self.indices) // self.batch_size)
 
     def batch_order(self):
@@ -596,7 +603,9 @@ class DataIter:
         """
         from mxnet import np
         arrays = [self.dataset.arrays[name] for name in FIELDS]
-        for i in range(start * self.batch_size, len(order), self.batch_size):
+        end = (len(order) // self.batch_size * self.batch_size
+               if self.drop_last else len(order))
+        for i in range(start * self.batch_size, end, self.batch_size):
             idx = order[i:i + self.batch_size]
             host = tuple(a[idx] for a in arrays)
             yield Batch(tuple(np.array(a, dtype=a.dtype) for a in host), host)

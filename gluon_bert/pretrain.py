@@ -182,7 +182,9 @@ def build_parser():
     g.add_argument('--resample', dest='resample', action='store_const',
                    const=True, default=None,
                    help='draw new NSP pairs and MLM masks for every epoch '
-                        '(the book draws them once) ' + _from_recipe('resample'))
+                        '(the book draws them once); the last, smaller batch '
+                        'of each epoch is then left out, so that the graph '
+                        'sees few input shapes ' + _from_recipe('resample'))
     g.add_argument('--no-resample', dest='resample', action='store_const',
                    const=False, help='draw the examples once, as the book')
     g.add_argument('--init', choices=('xavier', 'normal'), default=None,
@@ -502,7 +504,7 @@ def run(args):
         train_iter = dataset.DataIter(
             train_iter.dataset, args.batch_size,
             shard=(rank, workers) if workers > 1 else None,
-            resample=resample)
+            resample=resample, drop_last=args.resample)
     if workers > 1:
         say(f'{workers} workers, {len(train_iter.indices)} pairs each; a '
             f'step sees {workers} x {args.batch_size} pairs', flush=True)

@@ -243,7 +243,7 @@ def test_presets_and_memory_check(corpus_dir, tmp_path, capsys):
     assert 'Model: ' in captured.out
     err = captured.err.strip()
     assert '\n' not in err
-    assert re.search(r'needs about [\d.]+ GB per device but cpu\(0\) has '
+    assert re.search(r'needs about [\d.]+ GB but cpu\(0\) has '
                      r'[\d.]+ GB available: about \d+ pairs fit per batch: '
                      r'try --batch-size \d+ --accumulate \d+', err)
     assert not (tmp_path / 'large').exists()

@@ -297,3 +297,15 @@ def test_eval_every_matches_the_evaluate_command(corpus_dir, tmp_path,
     filled = [r.split(',')[0] for r in rows if r.split(',')[-1]]
     assert filled == ['3', '6', '7']
     assert (save / 'loss.png').stat().st_size > 0
+
+
+def test_drop_last_leaves_out_the_smaller_batch(corpus_dir):
+    random.seed(0)
+    first = ds.load_dataset(24, corpus_dir)
+    keep, drop = ds.DataIter(first, 16), ds.DataIter(first, 16,
+                                                     drop_last=True)
+    assert len(first) % 16  # this corpus has a smaller last batch
+    assert len(drop) == len(keep) - 1 == len(first) // 16
+    onp.random.seed(0)
+    sizes = [b[0].shape[0] for b in drop]
+    assert sizes == [16] * len(drop)

@@ -6,9 +6,10 @@ import mxnet as mx
 import numpy as onp
 import pytest
 from d2l import mxnet as d2l
-from mxnet import autograd, gluon, init, npx
+from mxnet import gluon, init, npx
 
 from gluon_bert import dataset as ds
+from gluon_bert.compare import book_step
 from gluon_bert import trainer as T
 from gluon_bert.model import BERTModel, copy_d2l_parameters
 from gluon_bert.utils import GluonBertError
@@ -264,14 +265,8 @@ def test_train_bert_equals_the_books_loop(corpus_dir, fused, hybridize):
                             {'learning_rate': 0.01})
     book = []
     for batch in batches:
-        shards = [gluon.utils.split_and_load(x, devices, even_split=False)
-                  for x in batch]
-        with autograd.record():
-            mlm_ls, nsp_ls, ls = d2l._get_batch_loss_bert(
-                ref, loss, len(vocab), *shards)
-        for l in ls:
-            l.backward()
-        trainer.step(1)
+        mlm_ls, nsp_ls = book_step(ref, loss, len(vocab), trainer, batch,
+                                   devices)
         book.append((float(mlm_ls[0]), float(nsp_ls[0])))
     history = T.train_bert(batches, net, gluon.loss.SoftmaxCELoss(),
                            len(vocab), devices, len(batches),
