@@ -67,18 +67,20 @@ def plot_history(history, path, title=None):
     of 2 % of the steps, the valid losses as points, and a second panel of
     training and valid accuracy.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
+    # A Figure of its own, without pyplot: no global backend is switched,
+    # so this works inside a notebook kernel too
+    from matplotlib.figure import Figure
     evals = history.get('eval') or []
     steps = history['step']
     if not evals:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         ax.plot(steps, history['mlm'], label='mlm')
         ax.plot(steps, history['nsp'], 'm--', label='nsp')
         axes = [ax]
     else:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        fig = Figure(figsize=(10, 3.5))
+        axes = fig.subplots(1, 2)
         window = max(1, len(steps) // 50)
         ax = axes[0]
         ax.plot(steps, _smooth(history['mlm_step'], window),
@@ -111,4 +113,3 @@ def plot_history(history, path, title=None):
     fig.tight_layout()
     with atomic_write(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100)
-    plt.close(fig)
