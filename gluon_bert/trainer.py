@@ -436,13 +436,11 @@ def _update(trainer, net, devices, clip_norm):
     trainer.allreduce_grads()
     params = [p for p in net.collect_params().values()
               if p.grad_req != 'null']
-    norm = None
-    for device in devices:  # every device holds the same summed gradients
-        total = clip_global_norm([p.grad(device) for p in params],
-                                 clip_norm)
-        norm = total if norm is None else norm
+    # Every device holds the same summed gradients, so the same norm
+    norms = [clip_global_norm([p.grad(device) for p in params], clip_norm)
+             for device in devices]
     trainer.update(1)
-    return float(norm)
+    return float(norms[0])
 
 
 class _Budget:
@@ -457,9 +455,12 @@ class _Budget:
     first steps of warm-up then run at almost no learning rate).
     """
 
+    #: The estimate before anything is measured: a run of unknown length.
+    UNKNOWN = 10 ** 9
+
     def __init__(self, seconds, fallback=None):
         self.seconds = seconds
-        self.fallback = fallback or 10 ** 9
+        self.fallback = fallback or self.UNKNOWN
         self._first = None  # (step, wall) after this process's first step
 
     def total(self, step, wall):
@@ -640,12 +641,18 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     wall_before = (history['wall'][-1] if history['wall']
                    and history['wall'][-1] is not None else train_seconds)
     wall_start = time.perf_counter()
+
+    def elapsed():
+        return wall_before + time.perf_counter() - wall_start
+
+    def finished(step, wall):
+        return ((num_steps is not None and step >= num_steps)
+                or (budget is not None and budget.spent(wall)))
+
     batches = _batches(train_iter, position)
     while True:
-        wall = wall_before + time.perf_counter() - wall_start
-        if num_steps is not None and step >= num_steps:
-            break
-        if budget is not None and budget.spent(wall):
+        wall = elapsed()
+        if finished(step, wall):
             break
         total = num_steps
         if budget is not None:
@@ -691,11 +698,10 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         history['seconds'].append(train_seconds)
         history['pairs'].append(metric[2])
         history['pairs_per_sec'] = metric[2] / train_seconds
-        wall = wall_before + time.perf_counter() - wall_start
+        wall = elapsed()
         if budget is not None:
             budget.observe(step, wall)
-        last = ((num_steps is not None and step >= num_steps)
-                or (budget is not None and budget.spent(wall)))
+        last = finished(step, wall)
         if evaluate is not None and eval_every and (
                 step % eval_every == 0 or last):
             result = evaluate(net)
@@ -703,10 +709,10 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
             history['eval'].append(result)
             if verbose:
                 print(_eval_line(result, step), flush=True)
-            wall = wall_before + time.perf_counter() - wall_start
+            wall = elapsed()
         history['wall'].append(wall)
         if verbose and log_every and (step % log_every == 0 or last):
-            shown = max(total, step) if total < 10 ** 9 else '?'
+            shown = max(total, step) if total < _Budget.UNKNOWN else '?'
             left = (max(0.0, max_seconds - wall) if budget is not None
                     else train_seconds / step * (num_steps - step))
             print(_progress_line(history, step, shown, log_every, left),
