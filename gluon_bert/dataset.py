@@ -541,8 +541,6 @@ class DataIter:
         The examples of epoch 0.
     batch_size : int
     shuffle : bool
-    indices : array of int, optional
-        Use only these examples (e.g. one worker's shard).
     shard : (rank, num_workers), optional
         Use only this worker's share of every epoch (:func:`shard_indices`).
     resample : callable, optional
@@ -555,27 +553,22 @@ class DataIter:
         the hybridized graph a new input shape every epoch.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=True, indices=None,
-                 shard=None, resample=None, drop_last=False):
+    def __init__(self, dataset, batch_size, shuffle=True, shard=None,
+                 resample=None, drop_last=False):
         check_batch_size(batch_size)
-        if indices is not None and shard is not None:
-            raise GluonBertError('indices and shard exclude each other')
         self.batch_size, self.shuffle = int(batch_size), shuffle
         self.drop_last = drop_last
         self.shard, self.resample = shard, resample
-        self._first, self._indices = dataset, indices
+        self._first = dataset
         self.epoch = 0
         self._use(dataset)
         self.vocab = dataset.vocab
 
     def _use(self, dataset):
         self.dataset = dataset
-        if self.shard is not None:
-            self.indices = shard_indices(len(dataset), *self.shard)
-        elif self._indices is not None:
-            self.indices = onp.asarray(self._indices)
-        else:
-            self.indices = onp.arange(len(dataset))
+        # The examples this iterator reads: all, or one worker's share
+        self.indices = (onp.arange(len(dataset)) if self.shard is None
+                        else shard_indices(len(dataset), *self.shard))
 
     def set_epoch(self, epoch):
         """Use the examples of ``epoch`` (epoch 0: the dataset given)."""
