@@ -31,7 +31,7 @@ from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
            'DataIter', 'Batch', 'ResampledEpochs', 'load_data_wiki',
-           'load_dataset',
+           'load_dataset', 'load_heldout', 'EVAL_SEED', 'EVAL_BATCH_SIZE',
            'shard_indices',
            'resolve_data_dir',
            'download_wikitext2', 'default_cache_dir', 'RESERVED_TOKENS',
@@ -661,6 +661,31 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
         except OSError as e:  # a read-only cache must not stop training
             print(f'warning: could not write the example cache {path}: {e}')
     return dataset
+
+
+#: How held-out examples are drawn and batched for evaluation, by the
+#: evaluate command and by pretrain --eval-every alike.
+EVAL_SEED, EVAL_BATCH_SIZE = 0, 256
+
+
+def load_heldout(max_len, vocab, split='valid', data_dir=None,
+                 seed=EVAL_SEED, batch_size=EVAL_BATCH_SIZE, cache_dir=None,
+                 use_cache=True):
+    """Batches of a held-out split, for evaluation.
+
+    The book's examples of ``split`` with the training ``vocab``, pairs and
+    masks drawn after ``random.seed(seed)``, in order (not shuffled).
+    Python's ``random`` is left as it was, so a training run that evaluates
+    draws nothing differently.
+    """
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        dataset = load_dataset(max_len, data_dir, split, vocab,
+                               cache_dir=cache_dir, use_cache=use_cache)
+    finally:
+        random.setstate(state)
+    return DataIter(dataset, batch_size, shuffle=False)
 
 
 def load_data_wiki(batch_size, max_len, data_dir=None, split='train',

@@ -12,9 +12,9 @@ and written as JSON (--output, default MODEL_DIR/eval-SPLIT.json).
 import argparse
 import json
 import os
-import random
 import sys
 
+from .dataset import EVAL_BATCH_SIZE, EVAL_SEED
 from .utils import GluonBertError, atomic_write, check_max_len, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
@@ -34,8 +34,8 @@ def build_parser():
                    help='folder with wiki.*.tokens (default: as pretrain)')
     p.add_argument('--max-len', type=int, default=None,
                    help="example length (default: the run's --max-len)")
-    p.add_argument('--batch-size', type=int, default=256)
-    p.add_argument('--seed', type=int, default=0,
+    p.add_argument('--batch-size', type=int, default=EVAL_BATCH_SIZE)
+    p.add_argument('--seed', type=int, default=EVAL_SEED,
                    help='seeds the random masking and NSP pairs')
     p.add_argument('--output', default=None,
                    help='JSON file to write (default: '
@@ -57,10 +57,8 @@ def parse_args(argv=None):
 
 
 def run(args):
-    import numpy as onp
-
     from .checkpoint import load_pretrained
-    from .dataset import DataIter, load_dataset
+    from .dataset import load_heldout
     from .trainer import evaluate_bert
 
     net, vocab, config = load_pretrained(args.model_dir)
@@ -69,12 +67,9 @@ def run(args):
         raise GluonBertError(f'--max-len {max_len} is longer than the '
                              f'model\'s position embedding '
                              f'({config["model"]["max_len"]})')
-    random.seed(args.seed)
-    onp.random.seed(args.seed)
-    dataset = load_dataset(max_len, args.data_dir, split=args.split,
-                           vocab=vocab)
-    result = evaluate_bert(net, DataIter(dataset, args.batch_size,
-                                         shuffle=False), len(vocab))
+    data_iter = load_heldout(max_len, vocab, args.split, args.data_dir,
+                             args.seed, args.batch_size)
+    result = evaluate_bert(net, data_iter, len(vocab))
     result.update(split=args.split, max_len=max_len, seed=args.seed,
                   model_dir=args.model_dir)
     print(f'{args.split}: MLM loss {result["mlm_loss"]:.3f}, MLM accuracy '

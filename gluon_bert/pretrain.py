@@ -445,26 +445,13 @@ def _check_memory(args, vocab_size, devices, say, free_memory=None):
 
 
 def _valid_evaluator(args, vocab):
-    """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does.
-
-    The examples are drawn as the evaluate command draws them (its default
-    seed 0, batches of 256), so the last figures equal its output; Python's
-    and NumPy's RNGs are left as they were, so training is not changed.
-    """
-    import numpy as onp
-
+    """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does
+    with its defaults (:func:`~gluon_bert.dataset.load_heldout`), so the
+    last figures equal its output."""
     from . import dataset, trainer
-    states = random.getstate(), onp.random.get_state()
-    try:
-        random.seed(0)
-        onp.random.seed(0)
-        valid = dataset.load_dataset(args.max_len, args.data_dir, 'valid',
-                                     vocab, cache_dir=args.cache_dir,
+    data_iter = dataset.load_heldout(args.max_len, vocab, 'valid',
+                                     args.data_dir, cache_dir=args.cache_dir,
                                      use_cache=not args.no_cache)
-    finally:
-        random.setstate(states[0])
-        onp.random.set_state(states[1])
-    data_iter = dataset.DataIter(valid, 256, shuffle=False)
     return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
 
 
@@ -493,18 +480,15 @@ def run(args):
     say(f'{len(train_iter.dataset)} sentence pairs, vocabulary of '
         f'{len(vocab)}, ready in {time.perf_counter() - start:.1f} s',
         flush=True)
-    if workers > 1 or args.resample:
-        # Each worker reads its own shard of the examples; with --resample,
-        # epochs 1, 2, ... draw new pairs and masks
-        resample = None
-        if args.resample:
-            resample = dataset.ResampledEpochs(
-                dataset.resolve_data_dir(args.data_dir), args.max_len, vocab,
-                args.seed)
-        train_iter = dataset.DataIter(
-            train_iter.dataset, args.batch_size,
-            shard=(rank, workers) if workers > 1 else None,
-            resample=resample, drop_last=args.resample)
+    # Each worker reads its own share of the examples; with --resample,
+    # epochs 1, 2, ... draw new pairs and masks
+    resample = dataset.ResampledEpochs(
+        dataset.resolve_data_dir(args.data_dir), args.max_len, vocab,
+        args.seed) if args.resample else None
+    train_iter = dataset.DataIter(
+        train_iter.dataset, args.batch_size,
+        shard=(rank, workers) if workers > 1 else None, resample=resample,
+        drop_last=args.resample)
     if workers > 1:
         say(f'{workers} workers, {len(train_iter.indices)} pairs each; a '
             f'step sees {workers} x {args.batch_size} pairs', flush=True)
