@@ -47,15 +47,12 @@ def pack_mlm_shards(pred_positions, mlm_weights, mlm_labels, devices):
         One tuple of ``mxnet.np`` arrays per device, on that device.
     """
     from mxnet import np
-    bounds = onp.cumsum([0] + [len(p) for p in onp.array_split(
-        onp.arange(len(pred_positions)), len(devices))])
-    shards = []
-    for device, lo, hi in zip(devices, bounds[:-1], bounds[1:]):
-        packed = pack_mlm_slots(pred_positions[lo:hi], mlm_weights[lo:hi],
-                                mlm_labels[lo:hi])
-        shards.append(tuple(np.array(a, ctx=device, dtype=a.dtype)
-                            for a in packed))
-    return shards
+    # array_split cuts as split_and_load does: the first shards are longer
+    fields = [onp.array_split(a, len(devices))
+              for a in (pred_positions, mlm_weights, mlm_labels)]
+    return [tuple(np.array(a, ctx=device, dtype=a.dtype)
+                  for a in pack_mlm_slots(*shard))
+            for device, *shard in zip(devices, *fields)]
 
 
 def pack_mlm_slots(pred_positions, mlm_weights, mlm_labels, multiple=128):

@@ -111,3 +111,21 @@ def test_fused_training_equals_the_books(corpus_dir):
                                 histories[1]['nsp_step'], rtol=1e-5)
     for a, b in zip(*params):
         onp.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_pack_mlm_shards_cuts_as_split_and_load_does():
+    rng = onp.random.RandomState(0)
+    positions = rng.randint(0, 20, (7, 3)).astype('int32')
+    weights = (rng.rand(7, 3) > 0.3).astype('float32')
+    labels = rng.randint(0, 50, (7, 3)).astype('int32')
+    devices = [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
+    loaded = gluon.utils.split_and_load(mx.np.array(weights), devices,
+                                        even_split=False)
+    shards = pack_mlm_shards(positions, weights, labels, devices)
+    for (indices, w, lab), part, device in zip(shards, loaded, devices):
+        expected = part.asnumpy()
+        assert indices.ctx == device
+        # the shard's own weighted slots, rows counted within the shard
+        assert float(w.sum()) == expected.sum()
+        rows = indices.asnumpy()[0][w.asnumpy() > 0]
+        assert rows.max() < len(expected)
