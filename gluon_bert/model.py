@@ -18,9 +18,8 @@ hybridizes: masks and indices are built with ``F`` operators
 All Blocks run in MXNet's NumPy mode (``npx.set_np()``).
 """
 import math
-import warnings
 
-from mxnet import npx
+from mxnet import ndarray, npx, symbol
 from mxnet.gluon import nn
 
 __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'AddNorm',
@@ -369,34 +368,26 @@ class BERTModel(nn.HybridBlock):
             self.nsp = NextSentencePred(num_hiddens)
 
     def forward(self, tokens, segments, valid_lens=None, pred_positions=None):
-        # A hybridized Gluon 1.x block is traced for one argument structure;
-        # which of the optional inputs are given is a choice of the caller,
-        # not data, so a new structure simply gets a new trace.
-        args = [tokens, segments, valid_lens, pred_positions]
-        while args[-1] is None:
-            args.pop()
-        structure = tuple(a is None for a in args)
-        if structure != getattr(self, '_structure', structure):
-            self._clear_cached_op()
-        self._structure = structure
-        with warnings.catch_warnings():
-            # Without pred_positions the MLM head is not used, by design
-            warnings.filterwarnings('ignore', 'Parameter .* is not used')
-            outputs = super().forward(*args)
-        if pred_positions is None:  # a graph cannot output None
-            encoded_X, nsp_Y_hat = outputs
-            return encoded_X, None, nsp_Y_hat
-        return outputs
+        # A hybridized Gluon 1.x Block keeps one trace for one structure of
+        # its arguments and refuses another, so the optional inputs are
+        # settled here.  Without valid_lens every token is valid: lengths
+        # equal to the sequence length give the same attention.  The book
+        # calls the model with pred_positions to train and without them for
+        # encodings; the second call runs the encoder and the NSP head
+        # instead, Blocks with traces of their own, leaving the MLM head out.
+        F = symbol if isinstance(tokens, symbol.Symbol) else ndarray
+        if valid_lens is None:
+            valid_lens = F.np.ones_like(tokens).sum(axis=1).astype('float32')
+        if pred_positions is None:
+            encoded_X = self.encoder(tokens, segments, valid_lens)
+            return encoded_X, None, self.next_sentence_logits(F, encoded_X)
+        return super().forward(tokens, segments, valid_lens, pred_positions)
 
-    def hybrid_forward(self, F, tokens, segments, valid_lens=None,
-                       pred_positions=None):
+    def hybrid_forward(self, F, tokens, segments, valid_lens, pred_positions):
         encoded_X = self.encoder(tokens, segments, valid_lens)
-        nsp_Y_hat = self.next_sentence_logits(F, encoded_X)
-        if pred_positions is None:  # `forward` puts None in mlm_Y_hat's place
-            return encoded_X, nsp_Y_hat
         mlm_Y_hat = self.mlm(encoded_X, pred_positions)
+        nsp_Y_hat = self.next_sentence_logits(F, encoded_X)
         return encoded_X, mlm_Y_hat, nsp_Y_hat
-
 
     def encode(self, tokens, segments, valid_lens=None):
         """The encoder's output, (batch size, no. of tokens, num_hiddens)."""
