@@ -5,22 +5,17 @@ The modules follow the data flow, and none imports one downstream of it::
     vocab -> dataset -> model -> loss -> recipe -> trainer -> checkpoint
         -> encoder
 
-Importing the package is cheap; MXNet is loaded by the modules that need it.
+Importing the package is cheap and changes nothing in the process; MXNet is
+loaded by the modules that need it.  Two settings are made where they are
+needed, on purpose: ``gluon_bert.model`` switches MXNet to NumPy mode
+(``npx.set_np()``, as the book does), and ``train_bert``/``evaluate_bert``
+give MXNet's CPU operators one thread per core (``gluon_bert.threads``,
+whatever was imported first).
 """
-import os
-
 __version__ = '0.1.0'
 
-# MXNet's CPU operators run on OpenMP threads; unless told otherwise it uses
-# fewer threads than there are cores.  One per core (the README, "Training,
-# measured", has what that gains).  Takes effect only if MXNet is imported
-# after gluon_bert; a value the user set is kept.
-if hasattr(os, 'sched_getaffinity'):
-    os.environ.setdefault('OMP_NUM_THREADS',
-                          str(len(os.sched_getaffinity(0))))
-
 # A clear error without MXNet, a warning with two builds of it (see setup.cfg)
-from .utils import check_mxnet_install as _check_mxnet_install  # noqa: E402
+from .utils import check_mxnet_install as _check_mxnet_install
 
 _check_mxnet_install()
 

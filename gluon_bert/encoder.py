@@ -4,7 +4,7 @@
 passed in rather than read from globals; ``get_bert_encodings`` does many
 inputs in one padded batch and returns the same vectors.
 """
-from mxnet import np, npx
+from mxnet import np
 
 from .dataset import get_tokens_and_segments
 from .model import net_device
@@ -13,7 +13,6 @@ from .utils import GluonBertError
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
            'get_bert_encodings', 'prepare_input', 'cosine_similarity']
 
-npx.set_np()
 
 
 def prepare_input(net, tokens_a, tokens_b=None):

@@ -8,6 +8,8 @@ weights, and ``npx.waitall()`` synchronises.  What differs from d2l 1.0.3:
 machine without GPUs and then crashes), the model is hybridized by default,
 and ``train_bert`` returns its history instead of only drawing it.
 """
+import collections
+import dataclasses
 import math
 import os
 import time
@@ -20,6 +22,7 @@ from .loss import BERTPretrainLoss, host_fields, pack_mlm_shards
 from .model import net_device
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
+from .threads import set_cpu_threads
 from .utils import (GluonBertError, numpy_state_from_json,
                     numpy_state_to_json, parse_gpu_ids)
 
@@ -28,10 +31,9 @@ __all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'no_gpu_reason',
            'init_bert',
            'get_batch_loss_bert', '_get_batch_loss_bert',
            'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
-           'train_bert', 'evaluate_bert',
+           'train_bert', 'TrainOptions', 'train_step', 'StepResult',
+           'evaluate_bert',
            'NonFiniteLossError']
-
-npx.set_np()
 
 
 class NonFiniteLossError(GluonBertError):
@@ -340,6 +342,8 @@ def evaluate_bert(net, data_iter, vocab_size):
     """
     loss = gluon.loss.SoftmaxCELoss()
     device = net_device(net)
+    if device.device_type == 'cpu':
+        set_cpu_threads()
     sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,
                 nsp_correct=0.0, pairs=0)
     for batch in data_iter:
@@ -443,46 +447,198 @@ def _update(trainer, net, devices, clip_norm):
     return float(norms[0])
 
 
-class _Budget:
-    """How many steps a wall-clock budget allows, from the measured speed.
+@dataclasses.dataclass
+class TrainOptions:
+    """How :func:`train_bert` trains; the defaults are the book's loop.
 
-    The learning-rate schedule needs the number of steps; with
-    ``--max-minutes`` it is estimated as the steps done plus the time left
+    Attributes
+    ----------
+    lr : float, optional
+        The (peak) learning rate; by default the trainer's, or the book's
+        0.01 when no trainer is given.
+    schedule, warmup : str, float
+        The learning rate of every step: :func:`~gluon_bert.recipe.
+        learning_rate` (``'constant'``, the book's, or ``'linear'`` warm-up
+        over the ``warmup`` share of the steps, then linear decay).
+    clip_norm : float
+        Clip the summed gradients to this global norm (0: no clipping).
+    accumulate : int
+        Batches per optimizer step: their gradients are summed, and the loss
+        normalized by all of them, so a step equals one on the big batch.
+    fused : bool
+        Compute model and losses in one graph
+        (:class:`~gluon_bert.loss.BERTPretrainLoss`, MLM head on the weighted
+        slots only): the same numbers, about twice as fast.  False runs the
+        book's :func:`get_batch_loss_bert` on ``net``'s outputs.
+    hybridize : bool
+        Hybridize with ``static_alloc`` and ``static_shape`` first.
+    seed : int, optional
+        Reseed MXNet with :func:`step_seed` before every step, so dropout
+        depends only on (seed, step) and a resumed run repeats it exactly.
+    max_seconds : float, optional
+        Stop once the wall-clock time of training (evaluations included,
+        summed over resumed runs) reaches this; the schedule then runs on
+        an estimate of the steps that fit (see :class:`_Clock`).
+    eval_every : int
+        Call ``evaluate`` every so many steps and after the last (0: never).
+    log_every : int
+        Print a progress line every so many steps (0: never).
+    verbose : bool
+        Print progress, evaluations and the book's two closing lines.
+    """
+    lr: float = None
+    schedule: str = 'constant'
+    warmup: float = 0.0
+    clip_norm: float = 0.0
+    accumulate: int = 1
+    fused: bool = True
+    hybridize: bool = True
+    seed: int = None
+    max_seconds: float = None
+    eval_every: int = 0
+    log_every: int = 10
+    verbose: bool = True
+
+
+class _Clock:
+    """Wall-clock time of a run, when to stop, and the steps to plan for.
+
+    The learning-rate schedule needs the number of steps; with a time budget
+    (``max_seconds``) it is estimated as the steps done plus the time left
     divided by the mean wall-clock time of the steps this process has run
     (evaluations and checkpoints included), leaving out the first, which
-    builds the graph.  Until two steps are measured the estimate is
-    ``fallback`` (the last estimate of a resumed run, or a very long run: the
-    first steps of warm-up then run at almost no learning rate).
+    builds the graph.  Until two steps are measured the estimate is the last
+    one of a resumed run, or :attr:`UNKNOWN` (the first steps of warm-up then
+    run at almost no learning rate).  Time counts on across resumed runs.
     """
 
     #: The estimate before anything is measured: a run of unknown length.
     UNKNOWN = 10 ** 9
 
-    def __init__(self, seconds, fallback=None):
-        self.seconds = seconds
-        self.fallback = fallback or self.UNKNOWN
+    def __init__(self, num_steps, max_seconds, history):
+        self.num_steps, self.max_seconds = num_steps, max_seconds
+        self.fallback = (history['total'][-1] if history['total']
+                         else None) or self.UNKNOWN
+        walls = [w for w in history['wall'] if w is not None]
+        self._before = walls[-1] if walls else (
+            history['seconds'][-1] if history['seconds'] else 0.0)
+        self._start = time.perf_counter()
         self._first = None  # (step, wall) after this process's first step
 
-    def total(self, step, wall):
+    def wall(self):
+        return self._before + time.perf_counter() - self._start
+
+    def finished(self, step):
+        return ((self.num_steps is not None and step >= self.num_steps)
+                or (self.max_seconds is not None
+                    and self.wall() >= self.max_seconds))
+
+    def total(self, step):
+        """The number of steps the schedule plans for, before ``step + 1``."""
+        if self.max_seconds is None:
+            return self.num_steps
         if self._first is None or step - self._first[0] < 2:
-            return self.fallback
-        per_step = (wall - self._first[1]) / (step - self._first[0])
-        return step + max(0, int((self.seconds - wall) / per_step))
+            total = self.fallback
+        else:
+            per_step = (self.wall() - self._first[1]) / (step - self._first[0])
+            total = step + max(0, int((self.max_seconds - self.wall())
+                                      / per_step))
+        return total if self.num_steps is None else min(total, self.num_steps)
 
-    def observe(self, step, wall):
+    def observe(self, step):
         if self._first is None:
-            self._first = (step, wall)
+            self._first = (step, self.wall())
 
-    def spent(self, wall):
-        return wall >= self.seconds
+    def seconds_left(self, step, train_seconds):
+        if self.max_seconds is not None:
+            return max(0.0, self.max_seconds - self.wall())
+        return train_seconds / step * (self.num_steps - step)
 
 
-def _new_history(devices):
-    return {'step': [], 'mlm': [], 'nsp': [], 'mlm_step': [], 'nsp_step': [],
-            'mlm_acc_step': [], 'nsp_acc_step': [], 'lr': [], 'total': [],
-            'grad_norm': [], 'seconds': [], 'wall': [], 'pairs': [],
-            'eval': [], 'pairs_per_sec': 0.0,
-            'devices': [str(d) for d in devices]}
+_HISTORY_LISTS = ('step', 'mlm', 'nsp', 'mlm_step', 'nsp_step',
+                  'mlm_acc_step', 'nsp_acc_step', 'lr', 'total', 'grad_norm',
+                  'seconds', 'wall', 'pairs')
+
+
+class _Log:
+    """The run's history, running means and printed lines (bookkeeping).
+
+    ``history`` is what :func:`train_bert` returns and checkpoints keep; a
+    resumed run's history is continued.
+    """
+
+    def __init__(self, devices, resume, options):
+        self.options = options
+        history = {key: [] for key in _HISTORY_LISTS}
+        history.update(eval=[], pairs_per_sec=0.0)
+        if resume is not None:
+            for key, value in resume['history'].items():
+                history[key] = list(value) if isinstance(value, list) \
+                    else value
+            done = len(history['step'])
+            for key in _HISTORY_LISTS:  # checkpoints of older versions
+                if len(history.get(key, [])) != done:
+                    history[key] = [None] * done
+        history['devices'] = [str(d) for d in devices]
+        self.history = history
+        # Sum of MLM losses, sum of NSP losses, no. of sentence pairs,
+        # no. of steps
+        self.metric = [sum(history['mlm_step']), sum(history['nsp_step']),
+                       history['pairs'][-1] if history['pairs'] else 0,
+                       len(history['step'])]
+        self.train_seconds = (history['seconds'][-1] if history['seconds']
+                              else 0.0)
+
+    @property
+    def steps_done(self):
+        return len(self.history['step'])
+
+    def record_step(self, step, out, rate, total, seconds):
+        h, metric = self.history, self.metric
+        metric[0] += out.mlm
+        metric[1] += out.nsp
+        metric[2] += int(out.pairs)
+        metric[3] += 1
+        self.train_seconds += seconds
+        h['step'].append(step)
+        h['mlm'].append(metric[0] / metric[3])
+        h['nsp'].append(metric[1] / metric[3])
+        h['mlm_step'].append(out.mlm)
+        h['nsp_step'].append(out.nsp)
+        h['mlm_acc_step'].append(None if out.mlm_hits is None
+                                 else out.mlm_hits / max(out.slots, 1e-8))
+        h['nsp_acc_step'].append(None if out.nsp_hits is None
+                                 else out.nsp_hits / out.pairs)
+        h['lr'].append(rate)
+        h['total'].append(total)
+        h['grad_norm'].append(out.grad_norm)
+        h['seconds'].append(self.train_seconds)
+        h['pairs'].append(metric[2])
+        h['pairs_per_sec'] = metric[2] / self.train_seconds
+
+    def record_eval(self, step, result):
+        result['step'] = step
+        self.history['eval'].append(result)
+        if self.options.verbose:
+            print(_eval_line(result, step), flush=True)
+
+    def end_step(self, step, total, last, clock):
+        self.history['wall'].append(clock.wall())
+        every = self.options.log_every
+        if self.options.verbose and every and (step % every == 0 or last):
+            shown = max(total, step) if total < _Clock.UNKNOWN else '?'
+            left = clock.seconds_left(step, self.train_seconds)
+            print(_progress_line(self.history, step, shown, every, left),
+                  flush=True)
+
+    def close(self, devices):
+        """The book's two closing lines."""
+        if self.options.verbose:
+            metric = self.metric
+            print(f'MLM loss {metric[0] / metric[3]:.3f}, '
+                  f'NSP loss {metric[1] / metric[3]:.3f}')
+            print(f'{metric[2] / self.train_seconds:.1f} sentence pairs/sec '
+                  f'on {str(devices)}')
 
 
 def _progress_line(history, step, total, log_every, seconds_left):
@@ -511,18 +667,63 @@ def _eval_line(result, step):
             f'{result["nsp_accuracy"]:.3f}')
 
 
+#: What one optimizer step measured: losses and hits summed over the batch's
+#: shards (hits None on the book's loss path), the batch's pairs and MLM
+#: slots, and the gradient norm before clipping (None without clipping).
+StepResult = collections.namedtuple(
+    'StepResult', 'mlm nsp mlm_hits nsp_hits pairs slots grad_norm')
+
+
+def train_step(model, net, loss, vocab_size, devices, trainer, group,
+               options, allreduce=None):
+    """One optimizer step on the batches of ``group``; waits for it to end.
+
+    Forward and backward on every shard of every batch, then the gradients
+    summed over devices (and workers), clipped, and applied.  Returns a
+    :data:`StepResult`.
+    """
+    allreduce = allreduce or _Allreduce(None)
+    mlm, nsp, mlm_hits, nsp_hits, pairs, slots = _forward_backward(
+        model, net, loss, vocab_size, devices, group, options.fused,
+        allreduce)
+    norm = _update(trainer, net, devices, options.clip_norm)
+    if options.accumulate > 1:
+        net.collect_params().zero_grad()
+    # The backward pass and the update run asynchronously; wait for them so
+    # that pairs/sec counts the whole step (the book's timer stops before
+    # they finish and overstates its speed)
+    npx.waitall()
+    return StepResult(mlm, nsp, mlm_hits, nsp_hits, pairs, slots, norm)
+
+
+def _prepare(net, loss, devices, trainer, options):
+    """Initialize, hybridize and make the trainer: ``(model, trainer, lr)``."""
+    cpu_ids = [d.device_id for d in devices if d.device_type == 'cpu']
+    if cpu_ids:
+        set_cpu_threads(num_cpu_devices=max(cpu_ids) + 1)
+    init_bert(net, devices)
+    if options.accumulate > 1:
+        for param in net.collect_params().values():
+            if param.grad_req != 'null':
+                param.grad_req = 'add'
+    model = BERTPretrainLoss(net, loss) if options.fused else net
+    if options.hybridize:
+        model.hybridize(static_alloc=True, static_shape=True)
+    lr = options.lr
+    if trainer is None:
+        trainer = make_trainer(net, 0.01 if lr is None else lr)
+    return model, trainer, trainer.learning_rate if lr is None else lr
+
+
 def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
-               lr=None, trainer=None, hybridize=True, fused=True,
-               log_every=10, on_step=None, verbose=True, seed=None,
-               resume=None, accumulate=1, kvstore=None, schedule='constant',
-               warmup=0.0, clip_norm=0.0, max_seconds=None, evaluate=None,
-               eval_every=0):
+               trainer=None, options=None, *, evaluate=None, on_step=None,
+               resume=None, kvstore=None, **settings):
     """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
 
-    With the defaults this is the book's loop: Adam at a constant ``lr``,
-    per-shard losses, and the book's two closing lines.  The ``bert``
-    recipe's additions (schedule, clipping, a time budget, held-out
-    evaluation) are arguments that default to off.
+    With the default :class:`TrainOptions` this is the book's loop: Adam at
+    a constant learning rate, per-shard losses, and the book's two closing
+    lines.  The ``bert`` recipe's additions (schedule, clipping, a time
+    budget, held-out evaluation) are options that default to off.
 
     Parameters
     ----------
@@ -537,53 +738,27 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         Each batch is split across them (``even_split=False``).
     num_steps : int or None
         Train until this step (counting the steps of a resumed run); None
-        with ``max_seconds``: until the budget is spent.
-    lr : float, optional
-        The (peak) learning rate; by default ``trainer``'s, or the book's
-        0.01 when no trainer is given.
+        with ``max_seconds``: until the time budget is spent.
     trainer : gluon.Trainer, optional
         Made by :func:`make_trainer` when not given.
-    hybridize : bool
-        Hybridize with ``static_alloc`` and ``static_shape`` first.
-    fused : bool
-        Compute model and losses in one graph
-        (:class:`~gluon_bert.loss.BERTPretrainLoss`, MLM head on the weighted
-        slots only): the same numbers, about twice as fast.  False runs the
-        book's :func:`get_batch_loss_bert` on ``net``'s outputs.
-    log_every : int
-        Print a progress line every so many steps (0: never).
-    on_step : callable, optional
-        Called as ``on_step(step, history, position)`` after every step;
-        ``position`` locates the next batch (see ``resume``).  Returning True
-        stops training after that step.
-    seed : int, optional
-        Reseed MXNet with :func:`step_seed` before every step, so dropout
-        depends only on (seed, step) and a resumed run repeats it exactly.
-    resume : dict, optional
-        ``{'history': ..., 'position': ...}`` of an earlier run: training goes
-        on from its last step and batch.
-    accumulate : int
-        Batches per optimizer step: their gradients are summed, and the loss
-        normalized by all of them, so a step equals one on the big batch.
-    kvstore : KVStore, optional
-        A distributed kvstore (``dist_sync``): the batch totals and losses
-        are summed over its workers, so that the workers' gradients add up
-        to the gradient of the global batch.
-    schedule, warmup : str, float
-        The learning rate of every step: :func:`~gluon_bert.recipe.
-        learning_rate` (``'constant'``, the book's, or ``'linear'`` warm-up
-        over the ``warmup`` share of the steps, then linear decay).
-    clip_norm : float
-        Clip the summed gradients to this global norm (0: no clipping).
-    max_seconds : float, optional
-        Stop once the wall-clock time of training (evaluations included,
-        summed over resumed runs) reaches this; the schedule then runs on
-        an estimate of the steps that fit (see :class:`_Budget`).
+    options : TrainOptions, optional
+        ``settings`` given as keywords (``lr=0.01, fused=False``) replace
+        its fields.
     evaluate : callable, optional
         ``evaluate(net) -> dict`` of held-out metrics (see
         :func:`evaluate_bert`), called every ``eval_every`` steps and after
         the last step; results go to ``history['eval']``.
-    eval_every : int
+    on_step : callable, optional
+        Called as ``on_step(step, history, position)`` after every step;
+        ``position`` locates the next batch (see ``resume``).  Returning True
+        stops training after that step.
+    resume : dict, optional
+        ``{'history': ..., 'position': ...}`` of an earlier run: training goes
+        on from its last step and batch.
+    kvstore : KVStore, optional
+        A distributed kvstore (``dist_sync``): the batch totals and losses
+        are summed over its workers, so that the workers' gradients add up
+        to the gradient of the global batch.
 
     Returns
     -------
@@ -597,131 +772,42 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         time, evaluations included) and ``pairs``; ``eval``, the held-out
         results; and the final ``pairs_per_sec``.
     """
-    if num_steps is None and max_seconds is None:
+    o = dataclasses.replace(options or TrainOptions(), **settings)
+    if num_steps is None and o.max_seconds is None:
         raise GluonBertError('give num_steps, max_seconds or both')
     if num_steps is not None and num_steps < 1:
         raise GluonBertError(f'num_steps must be at least 1, got {num_steps}')
-    if accumulate < 1:
+    if o.accumulate < 1:
         raise GluonBertError(f'accumulate must be at least 1, got '
-                             f'{accumulate}')
-    init_bert(net, devices)
-    if accumulate > 1:
-        for param in net.collect_params().values():
-            if param.grad_req != 'null':
-                param.grad_req = 'add'
-    model = BERTPretrainLoss(net, loss) if fused else net
-    if hybridize:
-        model.hybridize(static_alloc=True, static_shape=True)
-    if trainer is None:
-        trainer = make_trainer(net, 0.01 if lr is None else lr)
-    if lr is None:
-        lr = trainer.learning_rate
+                             f'{o.accumulate}')
+    model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = _Allreduce(kvstore)
-    history = _new_history(devices)
-    position = None
-    if resume is not None:
-        for key, value in resume['history'].items():
-            history[key] = list(value) if isinstance(value, list) else value
-        history['devices'] = [str(d) for d in devices]
-        steps_done = len(history['step'])
-        for key in ('mlm_acc_step', 'nsp_acc_step', 'lr', 'total',
-                    'grad_norm', 'wall'):  # checkpoints of older versions
-            if len(history.get(key, [])) != steps_done:
-                history[key] = [None] * steps_done
-        position = resume.get('position')
-    step = len(history['step'])
-    budget = None
-    if max_seconds is not None:
-        budget = _Budget(max_seconds, history['total'][-1]
-                         if history['total'] else None)
-    # Sum of MLM losses, sum of NSP losses, no. of sentence pairs, no. of steps
-    metric = [sum(history['mlm_step']), sum(history['nsp_step']),
-              history['pairs'][-1] if history['pairs'] else 0, step]
-    train_seconds = history['seconds'][-1] if history['seconds'] else 0.0
-    wall_before = (history['wall'][-1] if history['wall']
-                   and history['wall'][-1] is not None else train_seconds)
-    wall_start = time.perf_counter()
-
-    def elapsed():
-        return wall_before + time.perf_counter() - wall_start
-
-    def finished(step, wall):
-        return ((num_steps is not None and step >= num_steps)
-                or (budget is not None and budget.spent(wall)))
-
-    batches = _batches(train_iter, position)
-    while True:
-        wall = elapsed()
-        if finished(step, wall):
-            break
-        total = num_steps
-        if budget is not None:
-            total = budget.total(step, wall)
-            total = total if num_steps is None else min(total, num_steps)
-        rate = learning_rate(step + 1, total, lr, schedule, warmup)
+    log = _Log(devices, resume, o)
+    clock = _Clock(num_steps, o.max_seconds, log.history)
+    batches = _batches(train_iter, resume and resume.get('position'))
+    step = log.steps_done
+    while not clock.finished(step):
+        total = clock.total(step)
+        rate = learning_rate(step + 1, total, lr, o.schedule, o.warmup)
         trainer.set_learning_rate(rate)
-        group = [next(batches) for _ in range(accumulate)]
+        group = [next(batches) for _ in range(o.accumulate)]
         position = group[-1][1]
-        if seed is not None:
-            mx.random.seed(step_seed(seed, step + 1))
+        if o.seed is not None:
+            mx.random.seed(step_seed(o.seed, step + 1))
         start = time.perf_counter()
-        mlm_l, nsp_l, mlm_hits, nsp_hits, num_pairs, num_slots = \
-            _forward_backward(model, net, loss, vocab_size, devices,
-                              [b for b, _ in group], fused, allreduce)
-        norm = _update(trainer, net, devices, clip_norm)
-        if accumulate > 1:
-            net.collect_params().zero_grad()
-        metric[0] += mlm_l
-        metric[1] += nsp_l
-        metric[2] += int(num_pairs)
-        metric[3] += 1
-        # The backward pass and the update run asynchronously; wait for
-        # them so that pairs/sec counts the whole step (the book's timer
-        # stops before they finish and overstates its speed)
-        npx.waitall()
-        train_seconds += time.perf_counter() - start
+        out = train_step(model, net, loss, vocab_size, devices, trainer,
+                         [batch for batch, _ in group], o, allreduce)
         step += 1
-        if not (math.isfinite(mlm_l) and math.isfinite(nsp_l)):
-            raise NonFiniteLossError(step, mlm_l, nsp_l)
-        history['step'].append(step)
-        history['mlm'].append(metric[0] / metric[3])
-        history['nsp'].append(metric[1] / metric[3])
-        history['mlm_step'].append(mlm_l)
-        history['nsp_step'].append(nsp_l)
-        history['mlm_acc_step'].append(
-            None if mlm_hits is None else mlm_hits / max(num_slots, 1e-8))
-        history['nsp_acc_step'].append(
-            None if nsp_hits is None else nsp_hits / num_pairs)
-        history['lr'].append(rate)
-        history['total'].append(total)
-        history['grad_norm'].append(norm)
-        history['seconds'].append(train_seconds)
-        history['pairs'].append(metric[2])
-        history['pairs_per_sec'] = metric[2] / train_seconds
-        wall = elapsed()
-        if budget is not None:
-            budget.observe(step, wall)
-        last = finished(step, wall)
-        if evaluate is not None and eval_every and (
-                step % eval_every == 0 or last):
-            result = evaluate(net)
-            result['step'] = step
-            history['eval'].append(result)
-            if verbose:
-                print(_eval_line(result, step), flush=True)
-            wall = elapsed()
-        history['wall'].append(wall)
-        if verbose and log_every and (step % log_every == 0 or last):
-            shown = max(total, step) if total < _Budget.UNKNOWN else '?'
-            left = (max(0.0, max_seconds - wall) if budget is not None
-                    else train_seconds / step * (num_steps - step))
-            print(_progress_line(history, step, shown, log_every, left),
-                  flush=True)
-        if on_step is not None and on_step(step, history, position):
+        if not (math.isfinite(out.mlm) and math.isfinite(out.nsp)):
+            raise NonFiniteLossError(step, out.mlm, out.nsp)
+        log.record_step(step, out, rate, total, time.perf_counter() - start)
+        clock.observe(step)
+        last = clock.finished(step)
+        if evaluate is not None and o.eval_every and (
+                step % o.eval_every == 0 or last):
+            log.record_eval(step, evaluate(net))
+        log.end_step(step, total, last, clock)
+        if on_step is not None and on_step(step, log.history, position):
             break
-    if verbose:
-        print(f'MLM loss {metric[0] / metric[3]:.3f}, '
-              f'NSP loss {metric[1] / metric[3]:.3f}')
-        print(f'{metric[2] / train_seconds:.1f} sentence pairs/sec on '
-              f'{str(devices)}')
-    return history
+    log.close(devices)
+    return log.history

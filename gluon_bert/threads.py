@@ -1,0 +1,193 @@
+"""One OpenMP thread per core for MXNet's CPU operators, whenever MXNet loaded.
+
+MXNet 1.9 decides its operator threads once, when ``libmxnet`` loads: unless
+``OMP_NUM_THREADS`` is set, it takes half the processors on x86 (one of two
+cores here) and gives every engine worker thread that many.  Setting the
+variable afterwards changes nothing, and MXNet's ``MXSetNumOMPThreads`` only
+sets the calling thread, not the engine's workers where the operators run.
+
+:func:`set_cpu_threads` changes it after the fact, in the two places MXNet
+keeps it:
+
+1. the limit of MXNet's own kernels (``engine::OpenMP::omp_thread_max_``, read
+   through the exported ``OpenMP::Get``; the new value is checked by reading it
+   back through ``GetRecommendedOMPThreadCount`` and undone if it disagrees);
+2. each CPU engine worker's OpenMP thread count, which oneDNN uses: a small
+   function pushed to every worker (``MXEnginePushSync``) calls
+   ``MXSetNumOMPThreads`` there.  Workers started later take the new limit.
+
+Nothing is changed when the user chose: ``OMP_NUM_THREADS`` or
+``MXNET_OMP_MAX_THREADS`` set in the environment.  If the mechanism does not
+fit the MXNet build, one warning says how to set the threads instead.
+"""
+import ctypes
+import os
+import threading
+import warnings
+
+__all__ = ['set_cpu_threads', 'cpu_thread_counts', 'usable_cores']
+
+# engine::FnProperty values (include/mxnet/engine.h of MXNet 1.9)
+_NORMAL, _CPU_PRIORITIZED = 0, 3
+_CPU = 1  # Context::kCPU
+_FIELDS = 4  # OpenMP's layout: bool enabled_; int max, reserve; bool env_set
+_PUSH_TIMEOUT = 10.0
+
+_SYNC_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+_state = {'done': None, 'warned': False}
+_stranded = []
+
+
+class _Context(ctypes.Structure):
+    _fields_ = [('dev_type', ctypes.c_int), ('dev_id', ctypes.c_int)]
+
+
+def usable_cores():
+    """Cores this process may run on (its CPU affinity)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _lib():
+    from mxnet.base import _LIB
+    return _LIB
+
+
+def _openmp():
+    """``(address of MXNet's OpenMP object, GetRecommendedOMPThreadCount)``."""
+    lib = _lib()
+    get = lib._ZN5mxnet6engine6OpenMP3GetEv
+    get.restype, get.argtypes = ctypes.c_void_p, []
+    rec = lib._ZNK5mxnet6engine6OpenMP28GetRecommendedOMPThreadCountEb
+    rec.restype, rec.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_bool]
+    return get(), rec
+
+
+def _run_on_workers(fn, devices, priority_threads):
+    """Run ``fn()`` once on each CPU engine worker thread; returns results.
+
+    One push per CPU device's worker (one thread each, MXNet's default
+    ``MXNET_CPU_WORKER_NTHREADS``) and one per thread of the prioritized pool;
+    the pool's pushes wait for each other at a barrier, so each lands on a
+    different thread.  Waits for these functions only, not for other work.
+    """
+    lib = _lib()
+    results, keep, done = [], [], threading.Semaphore(0)
+    barrier = threading.Barrier(priority_threads) if priority_threads else None
+
+    def call(with_barrier):
+        def run(_rctx, _param):
+            try:
+                if with_barrier:
+                    barrier.wait(_PUSH_TIMEOUT)
+                results.append(fn())
+            except threading.BrokenBarrierError:
+                pass
+            finally:
+                done.release()
+        return _SYNC_FN(run)
+
+    jobs = [(d, _NORMAL, False) for d in devices]
+    jobs += [(0, _CPU_PRIORITIZED, True)] * priority_threads
+    for dev_id, prop, with_barrier in jobs:
+        cb, ctx = call(with_barrier), _Context(_CPU, dev_id)
+        prop_c = ctypes.c_int(prop)
+        keep.append((cb, ctx, prop_c))  # alive until the engine ran them
+        rc = lib.MXEnginePushSync(cb, None, None, ctypes.byref(ctx), None, 0,
+                                  None, 0, ctypes.byref(prop_c), 0,
+                                  b'gluon_bert_set_threads')
+        if rc != 0:
+            raise RuntimeError('MXEnginePushSync failed')
+    for _ in jobs:
+        if not done.acquire(timeout=2 * _PUSH_TIMEOUT):
+            _stranded.extend(keep)  # the engine may still call them
+            raise RuntimeError('an engine worker did not run the function')
+    if len(results) != len(jobs):
+        raise RuntimeError('the prioritized pool has fewer threads than '
+                           'MXNET_CPU_PRIORITY_NTHREADS says')
+    return results
+
+
+def _warn_once(reason, n):
+    if not _state['warned']:
+        _state['warned'] = True
+        warnings.warn(
+            f'gluon_bert could not set MXNet to {n} CPU threads ({reason}); '
+            'training may run about 1.5x slower: start Python with '
+            f'OMP_NUM_THREADS={n} set, or import gluon_bert before mxnet',
+            RuntimeWarning, stacklevel=3)
+
+
+def _engine_type():
+    return os.environ.get('MXNET_ENGINE_TYPE', 'ThreadedEnginePerDevice')
+
+
+def set_cpu_threads(n=None, num_cpu_devices=1):
+    """Give MXNet's CPU operators ``n`` OpenMP threads (default: one per core).
+
+    Works whether or not MXNet was imported before gluon_bert.  Called by
+    ``train_bert`` and ``evaluate_bert`` when they run on CPUs; idempotent.
+
+    Parameters
+    ----------
+    n : int, optional
+        Threads per operator; default :func:`usable_cores`.
+    num_cpu_devices : int
+        CPU contexts in use (``cpu(0)`` .. ``cpu(k-1)``): each has its own
+        engine worker.
+
+    Returns
+    -------
+    int or None
+        The thread count now in effect, or None when the environment decides
+        (``OMP_NUM_THREADS``/``MXNET_OMP_MAX_THREADS`` set) or the mechanism
+        did not fit this MXNet build (then a warning says what to do).
+    """
+    if os.environ.get('OMP_NUM_THREADS') or \
+            os.environ.get('MXNET_OMP_MAX_THREADS'):
+        return None
+    n = int(n or usable_cores())
+    key = (n, num_cpu_devices)
+    if _state['done'] == key:
+        return n
+    try:
+        address, recommended = _openmp()
+        enabled, limit, reserve, env_set = (
+            ctypes.c_bool.from_address(address).value,
+            ctypes.c_int.from_address(address + 4),
+            ctypes.c_int.from_address(address + 8).value,
+            ctypes.c_bool.from_address(address + 12).value)
+        if not enabled or env_set or not 0 < limit.value <= 4096 \
+                or not 0 <= reserve <= 4096:
+            raise RuntimeError('unexpected layout of engine::OpenMP')
+        old = limit.value
+        limit.value = n
+        lib = _lib()
+        lib.MXSetNumOMPThreads(n)  # this thread (NaiveEngine runs ops here)
+        if recommended(address, False) != n:
+            limit.value = old
+            raise RuntimeError('engine::OpenMP did not take the new limit')
+        if _engine_type() != 'NaiveEngine':
+            prio = int(os.environ.get('MXNET_CPU_PRIORITY_NTHREADS', '4'))
+            _run_on_workers(lambda: lib.MXSetNumOMPThreads(n),
+                            range(num_cpu_devices), prio)
+    except (AttributeError, OSError, RuntimeError) as e:
+        _warn_once(e, n)
+        return None
+    _state['done'] = key
+    return n
+
+
+def cpu_thread_counts(num_cpu_devices=1):
+    """OpenMP threads each CPU engine worker would give an operator.
+
+    Returns a sorted list, one entry per worker thread reached (see
+    ``_run_on_workers``); for tests and diagnostics.
+    """
+    address, recommended = _openmp()
+    if _engine_type() == 'NaiveEngine':
+        return [recommended(address, True)]
+    prio = int(os.environ.get('MXNET_CPU_PRIORITY_NTHREADS', '4'))
+    return sorted(_run_on_workers(lambda: recommended(address, True),
+                                  range(num_cpu_devices), prio))

@@ -1,0 +1,94 @@
+"""MXNet's CPU operator threads, set after MXNet has loaded (issue: speed)."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import mxnet as mx
+import pytest
+
+from gluon_bert import threads
+from gluon_bert import trainer as T
+
+# Runs in a fresh interpreter: MXNet fixes its threads when it loads
+CHILD = r'''
+import json, sys
+order, n = sys.argv[1], int(sys.argv[2])
+if order == 'mxnet first':
+    import mxnet
+    import gluon_bert
+else:
+    import gluon_bert
+    import mxnet
+from gluon_bert import threads
+before = threads.cpu_thread_counts(2)
+result = threads.set_cpu_threads(n, num_cpu_devices=2)
+print(json.dumps({'before': before, 'result': result,
+                  'after': threads.cpu_thread_counts(2)}))
+'''
+
+
+def _child(order, n, **env):
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS')}
+    environ.update(env)
+    out = subprocess.run([sys.executable, '-c', CHILD, order, str(n)],
+                         env=environ, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('order', ['mxnet first', 'gluon_bert first'])
+def test_every_engine_worker_gets_the_threads_whatever_loaded_first(order):
+    # cpu(0)'s and cpu(1)'s workers and the 4 threads of the prioritized
+    # pool; 3 threads is neither MXNet's default nor the core count here
+    got = _child(order, 3)
+    assert got['result'] == 3
+    assert len(got['before']) == 6 and 3 not in got['before']
+    assert got['after'] == [3] * 6
+
+
+def test_one_thread_count_for_the_naive_engine():
+    got = _child('mxnet first', 3, MXNET_ENGINE_TYPE='NaiveEngine')
+    assert got['after'] == [3] and got['result'] == 3
+
+
+def test_the_users_omp_num_threads_is_kept():
+    got = _child('mxnet first', 3, OMP_NUM_THREADS='1')
+    assert got['result'] is None
+    assert got['after'] == got['before'] == [1] * 6
+
+
+def test_a_build_it_does_not_fit_gets_one_warning(monkeypatch):
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.delenv('MXNET_OMP_MAX_THREADS', raising=False)
+    monkeypatch.setattr(threads, '_state', {'done': None, 'warned': False})
+
+    def missing():
+        raise AttributeError('undefined symbol: _ZN5mxnet6engine6OpenMP3GetEv')
+    monkeypatch.setattr(threads, '_openmp', missing)
+    with pytest.warns(RuntimeWarning, match='OMP_NUM_THREADS=3'):
+        assert threads.set_cpu_threads(3) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # the second time: silent
+        assert threads.set_cpu_threads(3) is None
+
+
+def test_train_and_evaluate_set_the_threads_for_their_cpus(monkeypatch,
+                                                           corpus_dir):
+    import random
+    from gluon_bert import dataset as ds
+    from gluon_bert.model import get_bert_model
+    calls = []
+    monkeypatch.setattr(T, 'set_cpu_threads',
+                        lambda n=None, num_cpu_devices=1:
+                        calls.append(num_cpu_devices))
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    net = get_bert_model(len(dataset.vocab), 16, 32, 2, 1, 0.0, 24)
+    T.train_bert(ds.DataIter(dataset, 8), net, mx.gluon.loss.SoftmaxCELoss(),
+                 len(dataset.vocab), [mx.cpu(0), mx.cpu(1)], 1,
+                 verbose=False)
+    T.evaluate_bert(net, ds.DataIter(dataset, 8), len(dataset.vocab))
+    assert calls == [2, 1]
