@@ -338,14 +338,27 @@ def export_encoder(net, prefix, max_len=8):
     (``HybridBlock.export``); inputs are tokens, segments and valid_lens, and
     the outputs ``encoded_X`` and ``nsp_Y_hat``.  Returns the two paths.
     """
-    from mxnet import np
+    from mxnet import gluon, np
+
+    class EncodingGraph(gluon.HybridBlock):  # net's encoder and NSP head
+        def __init__(self):
+            super().__init__(prefix='')
+            # Only the parts used: the MLM head is left out of the graph
+            self.encoder, self.hidden, self.nsp = (net.encoder, net.hidden,
+                                                   net.nsp)
+
+        def hybrid_forward(self, F, tokens, segments, valid_lens):
+            encoded_X = net.encode(tokens, segments, valid_lens)
+            return encoded_X, net.next_sentence_logits(F, encoded_X)
+
+    graph = EncodingGraph()
     device = net_device(net)
-    net.hybridize(static_alloc=True)
+    graph.hybridize(static_alloc=True)
     tokens = np.zeros((1, max_len), dtype='int32', ctx=device)
-    net(tokens, tokens, np.array([max_len], dtype='float32', ctx=device))
+    graph(tokens, tokens, np.array([max_len], dtype='float32', ctx=device))
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
-    net.export(prefix)
+    graph.export(prefix)
     return f'{prefix}-symbol.json', f'{prefix}-0000.params'
 
 

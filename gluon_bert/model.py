@@ -22,7 +22,7 @@ import math
 from mxnet import ndarray, npx, symbol
 from mxnet.gluon import nn
 
-__all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'AddNorm',
+__all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'LayerNorm', 'AddNorm',
            'TransformerEncoderBlock', 'BERTEncoder', 'MaskLM',
            'NextSentencePred', 'BERTModel', 'PRESETS', 'get_bert_model',
            'count_parameters', 'parameter_count', 'estimate_memory',
@@ -143,6 +143,58 @@ class PositionWiseFFN(nn.HybridBlock):
         return self.dense2(self.dense1(X))
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last axis, with matrix products on CPUs.
+
+    The same parameters (``gamma``, ``beta``) and the same numbers, to float
+    rounding, as MXNet's LayerNorm.  On CPUs every reduction -- the mean and
+    variance over the features, and in the backward pass gamma's and beta's
+    gradients over all positions -- is a matrix product (``FullyConnected``),
+    which oneDNN runs much faster than MXNet's generic reduction kernels
+    (README, "Training, measured").  On GPUs MXNet's own kernel runs.
+
+    Parameters
+    ----------
+    num_hiddens : int
+        Size of the last axis (0: inferred from the first input).
+
+    Inputs
+    ------
+    data : (..., num_hiddens)
+
+    Outputs
+    -------
+    (..., num_hiddens)
+    """
+
+    def __init__(self, num_hiddens=0, **kwargs):
+        super().__init__(in_channels=num_hiddens, **kwargs)
+
+    def hybrid_forward(self, F, data, gamma, beta):
+        n = self.gamma.shape[0]  # unknown (0 or -1) while deferred
+        if n <= 0 or not self._on_cpu():
+            return super().hybrid_forward(F, data, gamma, beta)
+
+        def dense(x, weight, bias=None, units=n):  # x weight^T + bias
+            return F.npx.fully_connected(x, weight, bias, num_hidden=units,
+                                         no_bias=bias is None, flatten=False)
+        eye = F.np.eye(n)
+        # x - mean(x) = x (I - 1/n): (..., n)
+        centered = dense(data, eye - 1.0 / n)
+        # The variance, mean((x - mean(x))^2): (..., 1)
+        var = dense(centered * centered, F.np.ones((1, n)) / n, units=1)
+        # 1 / sqrt(variance + eps), repeated over the features: (..., n)
+        scale = dense(F.np.power(var + self._epsilon, -0.5), F.np.ones((n, 1)))
+        # gamma * normalized + beta = normalized diag(gamma) + beta
+        return dense(centered * scale, eye * gamma, beta)
+
+    def _on_cpu(self):
+        try:
+            return all(c.device_type == 'cpu' for c in self.gamma.list_ctx())
+        except RuntimeError:  # not initialized yet: MXNet's kernel
+            return False
+
+
 class AddNorm(nn.HybridBlock):
     """Residual connection after dropout, then layer normalization.
 
@@ -162,7 +214,7 @@ class AddNorm(nn.HybridBlock):
         super().__init__(**kwargs)
         with self.name_scope():
             self.dropout = nn.Dropout(dropout)
-            self.ln = nn.LayerNorm(in_channels=num_hiddens)
+            self.ln = LayerNorm(num_hiddens)
 
     def hybrid_forward(self, F, X, Y):
         return self.ln(self.dropout(Y) + X)
@@ -222,7 +274,7 @@ class BERTEncoder(nn.HybridBlock):
     def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                  num_blks, dropout, max_len=1000, **kwargs):
         super().__init__(**kwargs)
-        self.max_len = max_len
+        self.max_len, self._num_hiddens = max_len, num_hiddens
         with self.name_scope():
             # In BERT, positional embeddings are learnable, thus we create a
             # parameter of positional embeddings that are long enough
@@ -240,10 +292,16 @@ class BERTEncoder(nn.HybridBlock):
                        pos_embedding=None):
         # (batch size, no. of tokens, num_hiddens)
         X = self.token_embedding(tokens) + self.segment_embedding(segments)
-        # The first no.-of-tokens rows of the position embedding:
-        # (1, no. of tokens, num_hiddens)
-        positions = F.npx.arange_like(tokens, axis=1).astype('int32')
-        X = X + F.np.take(pos_embedding, positions, axis=1)
+        # The position embedding of every token, looked up like a word's:
+        # (batch size, no. of tokens) positions 0, 1, ... in every row.  Adding
+        # the first no.-of-tokens rows with broadcasting, as the book does,
+        # gives the same numbers, but its gradient is a reduction over the
+        # batch, far slower on CPUs than the embedding's gradient
+        positions = (F.np.zeros_like(tokens, dtype='int32')
+                     + F.npx.arange_like(tokens, axis=1).astype('int32'))
+        X = X + F.npx.embedding(
+            positions, F.npx.reshape(pos_embedding, (-3, -2, -2)),
+            input_dim=self.max_len, output_dim=self._num_hiddens)
         for blk in self.blks:
             X = blk(X, valid_lens)
         return X
@@ -268,7 +326,7 @@ class MaskLM(nn.HybridBlock):
             self.mlp = nn.HybridSequential()
             self.mlp.add(nn.Dense(num_hiddens, flatten=False,
                                   activation='relu', in_units=num_hiddens))
-            self.mlp.add(nn.LayerNorm(in_channels=num_hiddens))
+            self.mlp.add(LayerNorm(num_hiddens))
             self.mlp.add(nn.Dense(vocab_size, flatten=False,
                                   in_units=num_hiddens))
 

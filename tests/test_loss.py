@@ -129,3 +129,26 @@ def test_pack_mlm_shards_cuts_as_split_and_load_does():
         assert float(w.sum()) == expected.sum()
         rows = indices.asnumpy()[0][w.asnumpy() > 0]
         assert rows.max() < len(expected)
+
+
+@pytest.mark.parametrize('num_chunks', [1, 4])
+def test_hits_count_the_slots_whose_top_score_is_the_label(setup,
+                                                           num_chunks):
+    vocab, batch, net = setup
+    host = [x.asnumpy() for x in batch]
+    indices, weights, labels = pack_mlm_slots(host[3], host[4], host[5])
+    _, mlm_Y_hat, nsp_Y_hat = net(*batch[:4])
+    # The book's scores of every weighted slot, in packing order
+    scores = mlm_Y_hat.asnumpy()[host[4] > 0]
+    hit = (scores.argmax(-1) == host[5][host[4] > 0]).astype('float32')
+    # Hits are counted on the first chunk's slots, scaled to all slots
+    first = len(weights) // num_chunks
+    real = int(weights[:first].sum())
+    expected = hit[:real].sum() * weights.sum() / weights[:first].sum()
+    fn = BERTPretrainLoss(net, gluon.loss.SoftmaxCELoss(), num_chunks)
+    out = fn(batch[0], batch[1], batch[2], *[mx.np.array(a, dtype=a.dtype)
+                                             for a in (indices, weights,
+                                                       labels)], batch[6])
+    assert float(out[2]) == pytest.approx(expected, rel=1e-6)
+    nsp_hits = (nsp_Y_hat.asnumpy().argmax(-1) == host[6]).sum()
+    assert float(out[3]) == nsp_hits
