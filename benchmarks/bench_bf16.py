@@ -10,11 +10,13 @@ both times and the relative difference of the result.
 """
 import time
 
-import gluon_bert  # noqa: F401  (sets OMP_NUM_THREADS before MXNet loads)
 from mxnet import autograd, nd, np, npx
 from mxnet.contrib.amp.amp import bfloat16
 
+from gluon_bert.threads import set_cpu_threads
+
 npx.set_np()
+set_cpu_threads()  # one OpenMP thread per core, as train_bert has
 K, H, V = 448, 128, 20256
 
 

@@ -1,19 +1,30 @@
-"""Training throughput: the d2l book's MXNet loop against gluon_bert's.
+"""Training throughput: the d2l book's loops (MXNet, PyTorch) against gluon_bert.
 
     python benchmarks/bench_pretrain.py [--data-dir DIR] [--steps 8] [--warmup 2]
 
-Side by side in one run, each variant in its own subprocess (so peak memory is
-its own), on the same batches (same seed), with the guide's settings (batch
-512, max_len 64, the small BERT):
+Side by side in one run, each variant in its own subprocess (so peak memory and
+MXNet's thread settings are its own), on the same batches (drawn once with
+seed 0 and written to a temporary file), with the guide's settings (batch 512, max_len 64, the small BERT):
 
-* d2l      ``d2l.BERTModel`` + ``d2l._get_batch_loss_bert`` + Adam, the loop
-           of the guide (``devices`` = [cpu(0)], as d2l 1.0.3 would crash
-           with its empty ``try_all_gpus()``), with MXNet's default threads
-* d2l, 1 thread per core: the same, given gluon_bert's OMP_NUM_THREADS
-* book loss  gluon_bert's hybridized model with the book's loss path
-* ours     ``gluon_bert.trainer.train_bert`` (hybridized, fused loss)
+* d2l MXNet   ``d2l.BERTModel`` + ``d2l._get_batch_loss_bert`` + Adam, the
+              loop of the guide (``devices`` = [cpu(0)], as d2l 1.0.3 would
+              crash with its empty ``try_all_gpus()``), with MXNet's default
+              threads, as the book runs it
+* d2l MXNet, 1 thread per core: the same after ``set_cpu_threads()``
+* d2l PyTorch  the book's PyTorch code (``d2l.torch``: BERTModel,
+              _get_batch_loss_bert, ``nn.CrossEntropyLoss``, Adam) on the same
+              batches, when torch is installed; PyTorch's default threads
+              (one per core), in a process without MXNet (loaded first,
+              MXNet's OpenMP setup leaves PyTorch one thread and half its
+              speed).  d2l.torch imports torchvision for its image
+              datasets only; without torchvision a stub stands in.
+* gluon_bert, book loss: hybridized model, the book's loss path
+* gluon_bert: ``train_bert`` defaults (fused loss), once with ``import
+              gluon_bert`` first (what ``python -m gluon_bert.pretrain`` does)
+              and once with ``from mxnet import gluon`` first (a script)
 
-Ratios are against the first row, the book's code as the book runs it.
+Ratios are against the first row, the book's code as the book runs it; the
+last lines compare gluon_bert with the best d2l MXNet row and with PyTorch.
 
 Each step is timed on the wall clock up to ``npx.waitall()``, after
 ``--warmup`` untimed steps.  The book's own timer stops before the
@@ -24,6 +35,7 @@ for its peak memory (``--skip-full`` leaves it out).  GFLOP/s use the model's
 52) and are compared with the peak of one large FullyConnected measured here.
 """
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -31,57 +43,116 @@ import sys
 
 TRAIN_MFLOP_PER_PAIR = 270
 
-CHILD = r'''
-import json, os, random, resource, sys, time
-kind = sys.argv[1]
-if kind == 'd2l':
-    import mxnet  # first: MXNet's own thread defaults, as the book runs it
-import gluon_bert  # otherwise sets OMP_NUM_THREADS before MXNet loads
-import mxnet as mx, numpy as onp
-from mxnet import autograd, gluon, init, npx
-npx.set_np()
-data_dir, steps, warmup = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+# The batches, written once so that every variant trains on the same ones and
+# the PyTorch variant never loads MXNet (whose OpenMP settings would leave
+# PyTorch one thread)
+PREPARE = r'''
+import random, sys
+import numpy as onp
+import mxnet as mx
 from gluon_bert.dataset import DataIter, load_dataset
+data_dir, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 random.seed(0); onp.random.seed(0); mx.random.seed(0)
 dataset = load_dataset(64, data_dir)
-vocab = dataset.vocab
-batches = []
-for b in DataIter(dataset, 512):
-    batches.append(b)
-    if len(batches) == steps + warmup:
+arrays = {'vocab_size': onp.array(len(dataset.vocab))}
+for i, batch in enumerate(DataIter(dataset, 512)):
+    if i == count:
         break
-devices = [mx.cpu(0)]
-loss = gluon.loss.SoftmaxCELoss()
+    for j, field in enumerate(batch.host):
+        arrays[f'{i}_{j}'] = field
+onp.savez(out, **arrays)
+print('{}')
+'''
+
+CHILD = r'''
+import json, resource, sys, time
+kind, path, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind in ('d2l', 'd2l-threads', 'ours-mxnet-first'):
+    from mxnet import gluon  # first, as the book and most scripts do
+import numpy as onp
+z = onp.load(path)
+vocab_size = int(z['vocab_size'])
+hosts = [tuple(z[f'{i}_{j}'] for j in range(7))
+         for i in range(sum(1 for k in z.files if k.endswith('_0')))]
 times, book_times, losses = [], [], []
-if kind.startswith('d2l'):
-    from d2l import mxnet as d2l
-    net = d2l.BERTModel(len(vocab), num_hiddens=128, ffn_num_hiddens=256,
+if kind == 'torch':
+    import types
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # d2l.torch needs it for image datasets only
+        tv = types.ModuleType('torchvision')
+        tv.transforms = types.ModuleType('torchvision.transforms')
+        sys.modules.update({'torchvision': tv,
+                            'torchvision.transforms': tv.transforms})
+    import torch
+    from torch import nn
+    from d2l import torch as d2l
+    torch.manual_seed(0)
+    dtypes = (torch.long, torch.long, torch.float32, torch.long,
+              torch.float32, torch.long, torch.long)
+    batches = [[torch.tensor(x, dtype=t) for x, t in zip(h, dtypes)]
+               for h in hosts]
+    net = d2l.BERTModel(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
                         num_heads=2, num_blks=2, dropout=0.2)
-    net.initialize(init.Xavier(), ctx=devices)
-    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.01})
+    loss = nn.CrossEntropyLoss()
+    net(*batches[0][:4])  # the book's: initialize the lazy layers
+    trainer = torch.optim.Adam(net.parameters(), lr=0.01)
     for batch in batches:
         t0 = time.perf_counter()
-        shards = [gluon.utils.split_and_load(e, devices, even_split=False) for e in batch]
-        t1 = time.perf_counter()
-        with autograd.record():
-            mlm_ls, nsp_ls, ls = d2l._get_batch_loss_bert(net, loss, len(vocab), *shards)
-        for l in ls:
-            l.backward()
-        trainer.step(1)
-        m = sum(float(l) for l in mlm_ls) / len(mlm_ls)
-        t2 = time.perf_counter()          # where the book's timer stops
-        npx.waitall()
-        t3 = time.perf_counter()
-        times.append(t3 - t0); book_times.append(t2 - t1); losses.append(m)
+        trainer.zero_grad()
+        mlm_l, nsp_l, l = d2l._get_batch_loss_bert(net, loss, vocab_size,
+                                                   *batch)
+        l.backward()
+        trainer.step()
+        times.append(time.perf_counter() - t0); losses.append(float(mlm_l))
 else:
-    from gluon_bert.model import get_bert_model
-    from gluon_bert.trainer import train_bert
-    net = get_bert_model(len(vocab))
-    history = train_bert(batches, net, loss, len(vocab), devices, len(batches),
-                         verbose=False, fused=(kind == 'ours'))
-    secs = history['seconds']
-    times = [b - a for a, b in zip([0.0] + secs[:-1], secs)]
-    losses = history['mlm_step']
+    import gluon_bert
+    import mxnet as mx
+    from mxnet import autograd, gluon, init, np, npx
+    from gluon_bert.dataset import Batch
+    npx.set_np()
+    mx.random.seed(0)
+    batches = [Batch([np.array(x, dtype=x.dtype) for x in h], h)
+               for h in hosts]
+    devices = [mx.cpu(0)]
+    loss = gluon.loss.SoftmaxCELoss()
+    if kind == 'd2l-threads':
+        from gluon_bert.threads import set_cpu_threads
+        set_cpu_threads()
+    if kind.startswith('d2l'):
+        from d2l import mxnet as d2l
+        net = d2l.BERTModel(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
+                            num_heads=2, num_blks=2, dropout=0.2)
+        net.initialize(init.Xavier(), ctx=devices)
+        trainer = gluon.Trainer(net.collect_params(), 'adam',
+                                {'learning_rate': 0.01})
+        for batch in batches:
+            t0 = time.perf_counter()
+            shards = [gluon.utils.split_and_load(e, devices, even_split=False)
+                      for e in batch]
+            t1 = time.perf_counter()
+            with autograd.record():
+                mlm_ls, nsp_ls, ls = d2l._get_batch_loss_bert(
+                    net, loss, vocab_size, *shards)
+            for l in ls:
+                l.backward()
+            trainer.step(1)
+            m = sum(float(l) for l in mlm_ls) / len(mlm_ls)
+            t2 = time.perf_counter()          # where the book's timer stops
+            npx.waitall()
+            t3 = time.perf_counter()
+            times.append(t3 - t0); book_times.append(t2 - t1)
+            losses.append(m)
+    else:
+        from gluon_bert.model import get_bert_model
+        from gluon_bert.trainer import train_bert
+        net = get_bert_model(vocab_size)
+        history = train_bert(batches, net, loss, vocab_size, devices,
+                             len(batches), verbose=False,
+                             fused=(kind != 'book'))
+        secs = history['seconds']
+        times = [b - a for a, b in zip([0.0] + secs[:-1], secs)]
+        losses = history['mlm_step']
 timed = times[warmup:]
 pairs = 512 * len(timed)
 out = {'pairs_per_sec': pairs / sum(timed), 'losses': losses,
@@ -93,10 +164,11 @@ print(json.dumps(out))
 
 GEMM = r'''
 import json, time
-import gluon_bert
 import mxnet as mx
 from mxnet import np, npx
+from gluon_bert.threads import set_cpu_threads
 npx.set_np()
+set_cpu_threads()
 x = np.random.uniform(size=(4096, 1024))
 w = np.random.uniform(size=(4096, 1024))
 for _ in range(2):
@@ -139,12 +211,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import tempfile
     gemm = child(GEMM)['gflops']
-    rows = [(name, child(CHILD, kind, args.data_dir, args.steps,
-                         args.warmup))
-            for name, kind in (('d2l MXNet reference', 'd2l'),
-                               ('d2l, 1 thread per core', 'd2l-threads'),
-                               ('gluon_bert, book loss', 'book'),
-                               ('gluon_bert (default)', 'ours'))]
+    variants = [('d2l MXNet, as the book', 'd2l'),
+                ('d2l MXNet, thread/core', 'd2l-threads'),
+                ('d2l PyTorch', 'torch'),
+                ('gluon_bert, book loss', 'book'),
+                ('gluon_bert, it first', 'ours'),
+                ('gluon_bert, mxnet first', 'ours-mxnet-first')]
+    if importlib.util.find_spec('torch') is None:
+        print('(torch is not installed: no d2l PyTorch row)')
+        variants.remove(('d2l PyTorch', 'torch'))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'batches.npz')
+        child(PREPARE, args.data_dir, args.steps + args.warmup, path)
+        rows = [(name, child(CHILD, kind, path, args.warmup))
+                for name, kind in variants]
     base = rows[0][1]['pairs_per_sec']
     print(f'GEMM peak here (one 4096x1024x4096 FullyConnected, fp32): '
           f'{gemm:.0f} GFLOP/s')
@@ -159,6 +239,15 @@ def main(argv=None):
     print(f'(the d2l loop by the book\'s own timer, which stops before the '
           f'backward pass ends: {rows[0][1]["book_timer_pairs_per_sec"]:.1f} '
           f'pairs/s)')
+    speed = {kind: r['pairs_per_sec'] for (_, r), (_, kind)
+             in zip(rows, variants)}
+    best_mxnet = max(speed['d2l'], speed['d2l-threads'])
+    for kind in ('ours', 'ours-mxnet-first'):
+        line = (f'{kind}: {speed[kind] / best_mxnet:.2f}x the better d2l '
+                f'MXNet row')
+        if 'torch' in speed:
+            line += f', {speed[kind] / speed["torch"]:.2f}x d2l PyTorch'
+        print(line)
     if not args.skip_full:
         with tempfile.TemporaryDirectory() as tmp:
             full = child(FULL, args.data_dir, os.path.join(tmp, 'run'))

@@ -156,12 +156,12 @@ def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
         Lists with one scalar per shard: MLM loss, NSP loss and their sum.
     """
     mlm_ls, nsp_ls, ls = [], [], []
+    shards = (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
+              pred_positions_X_shards, mlm_weights_X_shards, mlm_Y_shards,
+              nsp_y_shards)
     for (tokens_X_shard, segments_X_shard, valid_lens_x_shard,
          pred_positions_X_shard, mlm_weights_X_shard, mlm_Y_shard,
-         nsp_y_shard) in zip(
-            tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-            pred_positions_X_shards, mlm_weights_X_shards, mlm_Y_shards,
-            nsp_y_shards):
+         nsp_y_shard) in zip(*shards):
         # Forward pass
         _, mlm_Y_hat, nsp_Y_hat = net(
             tokens_X_shard, segments_X_shard, valid_lens_x_shard.reshape(-1),
