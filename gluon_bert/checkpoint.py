@@ -36,7 +36,8 @@ from .vocab import Vocab
 __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
            'load_config', 'load_pretrained', 'save_trainer_states',
            'load_trainer_states', 'save_checkpoint', 'load_checkpoint',
-           'restore_random_states', 'export_encoder', 'import_encoder']
+           'restore_random_states', 'export_encoder', 'import_encoder',
+           'D2L_MODELS', 'D2L_PREFIX', 'load_d2l_pretrained']
 
 #: Bumped whenever the directory layout changes incompatibly.
 FORMAT_VERSION = 1
@@ -101,7 +102,7 @@ def load_config(model_dir):
 
 
 def load_pretrained(model_dir, device=None, hybridize=True):
-    """Load a model directory.
+    """Load a model directory, or one of the book's models (``d2l:NAME``).
 
     Returns
     -------
@@ -109,6 +110,9 @@ def load_pretrained(model_dir, device=None, hybridize=True):
         The BERTModel on ``device`` (default ``cpu(0)``), its vocabulary and
         the parsed config.json.
     """
+    if str(model_dir).startswith(D2L_PREFIX):
+        return load_d2l_pretrained(str(model_dir)[len(D2L_PREFIX):], device,
+                                   hybridize)
     if not os.path.isdir(model_dir):
         raise GluonBertError(f'{model_dir} is not a folder: pass the model '
                              'directory written by gluon_bert.pretrain')
@@ -135,19 +139,135 @@ def load_pretrained(model_dir, device=None, hybridize=True):
                              f'recorded in {recorded_in}: the file is '
                              'damaged or was replaced; copy the model '
                              'directory again (or resume the run)')
-    device = device or mx.cpu(0)
-    net = BERTModel(**{k: model[k] for k in MODEL_KEYS})
+    net = _load_params(BERTModel(**{k: model[k] for k in MODEL_KEYS}),
+                       params_path, device or mx.cpu(0), CONFIG)
+    if hybridize:
+        net.hybridize(static_alloc=True)
+    return net, vocab, config
+
+
+# --------------------------------------------------------------------------
+# The book's published models
+# --------------------------------------------------------------------------
+#: The pretrained BERTs of d2l's natural-language-inference chapter (MXNet
+#: versions): the archive on d2l's data hub, its SHA-1 (as the chapter sets
+#: ``d2l.DATA_HUB``) and the model settings the chapter builds it with.
+D2L_DATA_URL = 'http://d2l-data.s3-accelerate.amazonaws.com/'
+D2L_MODELS = {
+    'bert.small': dict(
+        url=D2L_DATA_URL + 'bert.small.zip',
+        sha1='a4e718a47137ccd1809c9107ab4f5edd317bae2c',
+        model=dict(num_hiddens=256, ffn_num_hiddens=512, num_heads=4,
+                   num_blks=2, dropout=0.1, max_len=512)),
+    'bert.base': dict(
+        url=D2L_DATA_URL + 'bert.base.zip',
+        sha1='7b3820b35da691042e5d34c0971ac3edbd80d3f4',
+        model=dict(num_hiddens=768, ffn_num_hiddens=3072, num_heads=12,
+                   num_blks=12, dropout=0.1, max_len=512)),
+}
+#: How ``--model-dir`` names one of them: ``d2l:bert.small``.
+D2L_PREFIX = 'd2l:'
+_D2L_FILES = ('vocab.json', 'pretrained.params')
+
+
+def _fetch_d2l_model(name, entry, cache_dir, timeout=60):
+    """The folder holding the model's two files, downloaded once.
+
+    The archive must match the recorded SHA-1 before anything is unpacked;
+    its two files are written atomically, so an interrupted download leaves
+    nothing half-written.
+    """
+    import hashlib
+    import io
+    import urllib.request
+    import zipfile
+    from .dataset import default_cache_dir
+    folder = os.path.join(cache_dir or default_cache_dir(), 'd2l', name)
+    if all(os.path.isfile(os.path.join(folder, f)) for f in _D2L_FILES):
+        return folder
+    url = entry['url']
+    print(f'Downloading {name} from {url} ...', flush=True)
+    try:
+        request = urllib.request.Request(
+            url, headers={'User-Agent': 'Mozilla/5.0 (gluon_bert)'})
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            payload = r.read()
+    except Exception as e:  # network errors come in many types
+        raise GluonBertError(f'cannot download {name} from {url} ({e}): '
+                             'check the network, or put vocab.json and '
+                             f'pretrained.params in {folder}') from None
+    digest = hashlib.sha1(payload).hexdigest()
+    if digest != entry['sha1']:
+        raise GluonBertError(f'{url} has SHA-1 {digest}, not the expected '
+                             f'{entry["sha1"]}: the download is damaged or '
+                             'the file changed; nothing was saved')
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+            members = {os.path.basename(n): n for n in zf.namelist()}
+            missing = [f for f in _D2L_FILES if f not in members]
+            if missing:
+                raise zipfile.BadZipFile(f'no {" or ".join(missing)} inside')
+            for base in _D2L_FILES:
+                with atomic_write(os.path.join(folder, base)) as f:
+                    f.write(zf.read(members[base]))
+    except zipfile.BadZipFile as e:
+        raise GluonBertError(f'{url} is not a usable d2l model archive '
+                             f'({e})') from None
+    return folder
+
+
+def load_d2l_pretrained(name, device=None, hybridize=True, cache_dir=None):
+    """One of the book's published BERTs as a gluon_bert model.
+
+    Downloads d2l's archive once (SHA-1 checked, cached in
+    ``GLUON_BERT_CACHE``/d2l/NAME like the WikiText-2 archive), builds
+    :class:`~gluon_bert.model.BERTModel` with the chapter's settings and loads
+    ``pretrained.params`` into it: both models name their parameters the
+    same way (``encoder.blks.0.attention.W_q.weight``, ...).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`D2L_MODELS`: ``'bert.small'`` or ``'bert.base'``.
+
+    Returns
+    -------
+    (net, vocab, config)
+        As :func:`load_pretrained` returns them; ``config['train']`` names
+        the source.
+    """
+    if name not in D2L_MODELS:
+        raise GluonBertError(f'unknown d2l model {name!r}: use one of '
+                             f'{", ".join(sorted(D2L_MODELS))}')
+    entry = D2L_MODELS[name]
+    folder = _fetch_d2l_model(name, entry, cache_dir)
+    vocab_path = os.path.join(folder, 'vocab.json')
+    tokens = _read_json(vocab_path)
+    try:
+        vocab = Vocab.from_tokens(tokens, source=vocab_path)
+    except ValueError as e:
+        raise GluonBertError(str(e)) from None
+    model = dict(entry['model'], vocab_size=len(vocab))
+    net = _load_params(BERTModel(**model),
+                       os.path.join(folder, 'pretrained.params'),
+                       device or mx.cpu(0), name)
+    if hybridize:
+        net.hybridize(static_alloc=True)
+    config = {'format_version': FORMAT_VERSION, 'model': model,
+              'train': {'source': D2L_PREFIX + name, 'url': entry['url']}}
+    return net, vocab, config
+
+
+def _load_params(net, params_path, device, origin):
     try:
         net.load_parameters(params_path, ctx=device, allow_missing=False,
                             ignore_extra=False)
     except (mx.MXNetError, AssertionError, ValueError, RuntimeError):
         # MXNet's own message is a C++ stack trace: not for the user
         raise GluonBertError(f'{params_path} cannot be loaded into the model '
-                             f'of {CONFIG}: the file is truncated, damaged '
+                             f'of {origin}: the file is truncated, damaged '
                              'or from another model') from None
-    if hybridize:
-        net.hybridize(static_alloc=True)
-    return net, vocab, config
+    return net
 
 
 def _recorded_params_sha1(model_dir, config):

@@ -1,20 +1,26 @@
-"""Print BERT representations of one sentence or a sentence pair.
+"""BERT representations: of one sentence or pair, or of a file of them.
 
     python -m gluon_bert.encode --model-dir runs/pretrain "a crane is flying"
     python -m gluon_bert.encode --model-dir runs/pretrain \\
         "a crane driver came" "he just left" --token crane
+    python -m gluon_bert.encode --model-dir runs/pretrain \\
+        --input sentences.txt --output vectors.npy --pool cls
+    python -m gluon_bert.encode --model-dir d2l:bert.small "a crane is flying"
 
-Prints, as the guide does, the shapes of the encoding and of the <cls>
-vector, and the first elements of the chosen token's vector (every token's
-when --token is not given).  Text is lower-cased and split on whitespace,
-like the WikiText-2 training data; unknown words become <unk>.
+For one input it prints, as the guide does, the shapes of the encoding and
+of the <cls> vector, and the first elements of the chosen token's vector
+(every token's when --token is not given).  With --input, every line (one
+sentence, or two separated by a tab) becomes one row of a NumPy array saved
+with numpy.save.  Text is lower-cased and split on whitespace, like the
+WikiText-2 training data; unknown words become <unk>.
 """
 import argparse
 import sys
+import time
 
 from .utils import GluonBertError, run_command
 
-__all__ = ['main', 'parse_args', 'build_parser']
+__all__ = ['main', 'parse_args', 'build_parser', 'read_lines']
 
 
 def build_parser():
@@ -24,22 +30,48 @@ def build_parser():
                     'sentence pair, from a model directory written by '
                     'gluon_bert.pretrain.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('sentences', nargs='+', metavar='SENTENCE',
-                   help='one sentence, or two for a pair')
+    p.add_argument('sentences', nargs='*', metavar='SENTENCE',
+                   help='one sentence, or two for a pair (or use --input)')
     p.add_argument('--model-dir', default='runs/pretrain',
                    help='model directory (model.params, vocab.json, '
-                        'config.json)')
+                        "config.json), or one of the book's published "
+                        'models: d2l:bert.small, d2l:bert.base (downloaded '
+                        'once)')
     p.add_argument('--token', default=None,
                    help='print only this token\'s vector (every token\'s '
                         'when not given)')
     p.add_argument('--num-elements', type=int, default=3,
                    help='how many leading elements of each vector to print')
+    g = p.add_argument_group('many inputs')
+    g.add_argument('--input', default=None, metavar='FILE',
+                   help='UTF-8 text file: one sentence, or a tab-separated '
+                        'pair, per line')
+    g.add_argument('--output', default=None, metavar='FILE.npy',
+                   help='where the vectors go (numpy.save; written whole or '
+                        'not at all); needed with --input')
+    g.add_argument('--pool', choices=('cls', 'mean', 'none'), default='cls',
+                   help='cls: the <cls> vector of each line, (lines, '
+                        'hidden); mean: the mean over its tokens; none: '
+                        'every token, (lines, longest, hidden), zero-padded')
+    g.add_argument('--batch-size', type=int, default=64,
+                   help='lines encoded together (grouped by length)')
     return p
 
 
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.input is not None:
+        if args.sentences:
+            parser.error('give SENTENCE arguments or --input, not both')
+        if args.output is None:
+            parser.error('--input needs --output FILE.npy for the vectors')
+        if args.batch_size < 1:
+            parser.error('--batch-size must be at least 1')
+    elif not args.sentences:
+        parser.error('give one sentence, a pair, or --input FILE')
+    elif args.output is not None:
+        parser.error('--output goes with --input')
     if len(args.sentences) > 2:
         parser.error(f'give one sentence or a pair, not '
                      f'{len(args.sentences)}')
@@ -48,12 +80,79 @@ def parse_args(argv=None):
     return args
 
 
+def read_lines(path):
+    """The lines of a text file of inputs, checked: one per row of output."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise GluonBertError(f'{path} does not exist: pass a text file with '
+                             'one sentence per line') from None
+    except IsADirectoryError:
+        raise GluonBertError(f'{path} is a folder: pass a text file with '
+                             'one sentence per line') from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b'\n') + 1
+        raise GluonBertError(f'{path} is not UTF-8 text (line {line}): '
+                             'convert it, e.g. with iconv -t utf-8') from None
+    if not any(line.strip() for line in lines):
+        raise GluonBertError(f'{path} is empty: give one sentence per line')
+    from .encoder import split_text
+    for number, line in enumerate(lines, 1):
+        try:
+            split_text(line)
+        except GluonBertError as e:
+            raise GluonBertError(f'{path} line {number}: {e}') from None
+    return lines
+
+
+class _Progress:
+    """A one-line progress bar on stderr for inputs of 1,000 lines or more."""
+
+    def __init__(self, stream, every=0.5):
+        self.stream, self.every, self.last = stream, every, 0.0
+        self.start = time.perf_counter()
+
+    def __call__(self, done, total):
+        now = time.perf_counter()
+        if total < 1000 or (now - self.last < self.every and done < total):
+            return
+        self.last = now
+        width = 30
+        filled = width * done // total
+        rate = done / max(now - self.start, 1e-9)
+        print(f'\r[{"#" * filled}{"." * (width - filled)}] {done}/{total} '
+              f'lines, {rate:.0f} lines/sec', end='' if done < total else '\n',
+              file=self.stream, flush=True)
+
+
+def run_file(args, lines, net, vocab, out):
+    import numpy as onp
+
+    from .encoder import encode_texts
+    from .utils import atomic_write
+
+    def warn(message):
+        print(f'warning: {message}', file=sys.stderr)
+    vectors = encode_texts(net, vocab, lines, batch_size=args.batch_size,
+                           pool=args.pool, progress=_Progress(sys.stderr),
+                           warn=warn)
+    with atomic_write(args.output) as f:
+        onp.save(f, vectors)
+    print(f'{len(lines)} lines -> {args.output}: array of shape '
+          f'{vectors.shape}, float32', file=out)
+    return vectors
+
+
 def run(args, out=None):
     out = out or sys.stdout
     from .checkpoint import load_pretrained
     from .encoder import get_bert_encoding, prepare_input
 
+    lines = read_lines(args.input) if args.input is not None else None
     net, vocab, _ = load_pretrained(args.model_dir)
+    if lines is not None:
+        return run_file(args, lines, net, vocab, out)
     tokens_a = args.sentences[0].lower().split()
     tokens_b = (args.sentences[1].lower().split()
                 if len(args.sentences) == 2 else None)

@@ -2,7 +2,9 @@
 
 ``get_bert_encoding`` is the book's function, with the vocabulary and device
 passed in rather than read from globals; ``get_bert_encodings`` does many
-inputs in one padded batch and returns the same vectors.
+inputs in one padded batch and returns the same vectors; ``encode_texts``
+turns a whole list of texts into one NumPy array of vectors, in batches of
+similar length.
 """
 from mxnet import np
 
@@ -11,7 +13,11 @@ from .model import net_device
 from .utils import GluonBertError
 
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
-           'get_bert_encodings', 'prepare_input', 'cosine_similarity']
+           'get_bert_encodings', 'prepare_input', 'cosine_similarity',
+           'encode_texts', 'split_text', 'truncate_pair', 'POOLS']
+
+#: How ``encode_texts`` turns an input's token vectors into its result.
+POOLS = ('cls', 'mean', 'none')
 
 
 
@@ -111,3 +117,139 @@ def cosine_similarity(a, b):
     if norms == 0:
         raise GluonBertError('the cosine of a zero vector is undefined')
     return float(a @ b / norms)
+
+
+def split_text(text):
+    """``(tokens_a, tokens_b or None)`` of a text, tokenized as the book does.
+
+    Lower-cased and split on whitespace, like the WikiText-2 training data; a
+    tab separates the two sentences of a pair.
+    """
+    fields = text.split('\t')
+    if len(fields) > 2:
+        raise GluonBertError(f'{len(fields)} tab-separated fields: give one '
+                             'sentence, or two separated by one tab')
+    tokens = [f.lower().split() for f in fields]
+    if not tokens[0] or (len(tokens) == 2 and not tokens[1]):
+        raise GluonBertError('an empty sentence: give at least one word')
+    return tokens[0], (tokens[1] if len(tokens) == 2 else None)
+
+
+def truncate_pair(tokens_a, tokens_b, max_len):
+    """Cut an input to ``max_len`` tokens with ``<cls>`` and ``<sep>``.
+
+    A pair loses tokens from its longer sentence, one at a time, as d2l's
+    ``SNLIBERTDataset._truncate_pair_of_tokens`` does; a single sentence
+    loses its end.  Returns ``(tokens_a, tokens_b, cut)``.
+    """
+    tokens_a = list(tokens_a)
+    if tokens_b is None:
+        cut = len(tokens_a) > max_len - 2
+        return tokens_a[:max_len - 2], None, cut
+    tokens_b = list(tokens_b)
+    cut = False
+    while len(tokens_a) + len(tokens_b) > max_len - 3:
+        cut = True
+        (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
+    return tokens_a, tokens_b, cut
+
+
+def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
+                 progress=None, warn=None):
+    """BERT vectors of many texts, as one NumPy array.
+
+    Texts are grouped into batches of similar length (fewer padded
+    positions), run through the encoder (hybridized with ``static_alloc`` if
+    ``net`` is not yet), and put back in their order.  A batch's padded
+    positions change nothing: attention skips them.
+
+    Parameters
+    ----------
+    net : BERTModel
+    vocab : Vocab
+        Unknown words become ``<unk>``.
+    texts : list of str or of (tokens_a, tokens_b or None)
+        A string is one sentence, or a pair separated by a tab
+        (:func:`split_text`).  Inputs longer than the model's ``max_len``
+        are cut (:func:`truncate_pair`), with one warning saying how many.
+    batch_size : int
+    pool : {'cls', 'mean', 'none'}
+        'cls': the ``<cls>`` vector, (no. of texts, num_hiddens); 'mean': the
+        mean over the input's tokens (``<cls>`` and ``<sep>`` included),
+        (no. of texts, num_hiddens); 'none': every token's vector,
+        (no. of texts, longest input, num_hiddens), zero after each input's
+        end.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after every batch.
+    warn : callable, optional
+        Receives the truncation warning (default: ``warnings.warn``).
+
+    Returns
+    -------
+    numpy.ndarray, float32
+    """
+    import warnings
+
+    import numpy as onp
+
+    from .threads import set_cpu_threads
+    if pool not in POOLS:
+        raise GluonBertError(f'unknown pool {pool!r}: use one of '
+                             f'{", ".join(POOLS)}')
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise GluonBertError(f'batch_size must be a positive integer, got '
+                             f'{batch_size!r}')
+    if not texts:
+        raise GluonBertError('no text to encode')
+    max_len = net.config['max_len']
+    inputs, num_cut = [], 0
+    for text in texts:
+        a, b = split_text(text) if isinstance(text, str) else text
+        a, b, cut = truncate_pair(a, b, max_len)
+        num_cut += cut
+        inputs.append(get_tokens_and_segments(a, b))
+    if num_cut:
+        (warn or warnings.warn)(
+            f'{num_cut} of {len(inputs)} inputs were longer than the '
+            f"model's max_len {max_len} and were cut")
+    device = net_device(net)
+    if device.device_type == 'cpu':
+        set_cpu_threads()
+    if not net._active:
+        net.hybridize(static_alloc=True)
+    hidden = net.config['num_hiddens']
+    longest = max(len(tokens) for tokens, _ in inputs)
+    shape = ((len(inputs), longest, hidden) if pool == 'none'
+             else (len(inputs), hidden))
+    result = onp.zeros(shape, dtype='float32')
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
+    pad = vocab['<pad>']
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        lens = [len(inputs[i][0]) for i in rows]
+        width = max(lens)
+        token_ids = [vocab[inputs[i][0]] + [pad] * (width - n)
+                     for i, n in zip(rows, lens)]
+        segments = [inputs[i][1] + [0] * (width - n)
+                    for i, n in zip(rows, lens)]
+        # (batch size, width, num_hiddens)
+        encoded_X = net.encode(np.array(token_ids, ctx=device, dtype='int32'),
+                               np.array(segments, ctx=device, dtype='int32'),
+                               np.array(lens, ctx=device, dtype='float32'))
+        if pool == 'cls':
+            result[rows] = encoded_X[:, 0, :].asnumpy()
+        elif pool == 'mean':
+            # (batch size, width): 1 over each input's own tokens
+            mask = (onp.arange(width)[None, :]
+                    < onp.array(lens)[:, None]).astype('float32')
+            mask = np.array(mask / onp.array(lens, dtype='float32')[:, None],
+                            ctx=device)
+            result[rows] = (encoded_X * np.expand_dims(mask, -1)).sum(
+                axis=1).asnumpy()
+        else:
+            encoded = encoded_X.asnumpy()
+            for j, (i, n) in enumerate(zip(rows, lens)):
+                result[i, :n] = encoded[j, :n]
+        if progress is not None:
+            progress(min(start + batch_size, len(order)), len(order))
+    return result

@@ -110,6 +110,17 @@ class Vocab:
                              for t, f in data.get('token_freqs', [])]
         return vocab
 
+    @classmethod
+    def from_tokens(cls, idx_to_token, source='<list>'):
+        """A vocabulary with exactly these tokens, in this order.
+
+        d2l's published models ship their vocabulary this way: a JSON list,
+        index i being token i (``d2l.Vocab`` then maps unknown words to
+        ``'<unk>'``, which the list must hold).
+        """
+        return cls.from_dict({'format': _FORMAT,
+                              'idx_to_token': list(idx_to_token)}, source)
+
     def save(self, path):
         """Write the vocabulary to ``path`` as JSON (atomically)."""
         from .utils import atomic_write
