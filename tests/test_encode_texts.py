@@ -227,3 +227,42 @@ def test_the_real_d2l_entries_name_the_chapters_archives():
                                   num_heads=4, num_blks=2, dropout=0.1,
                                   max_len=512)
     assert checkpoint.D2L_MODELS['bert.base']['model']['num_blks'] == 12
+
+
+def test_a_pretrain_model_directory_encodes_as_d2l_does(model, tmp_path):
+    # d2l's BERTModel names its parameters as ours does: it loads our file
+    net, vocab = model
+    save_model_dir(str(tmp_path / 'm'), net, vocab)
+    loaded, vocab2, config = load_pretrained(str(tmp_path / 'm'))
+    cfg = config['model']
+    ref = d2l.BERTModel(cfg['vocab_size'], cfg['num_hiddens'],
+                        cfg['ffn_num_hiddens'], cfg['num_heads'],
+                        cfg['num_blks'], cfg['dropout'], cfg['max_len'])
+    ref.load_parameters(str(tmp_path / 'm' / 'model.params'))
+    got = encode_texts(loaded, vocab2, TEXTS, pool='none')
+    for row, text in zip(got, TEXTS):
+        a, b = split_text(text)
+        tokens, segments = d2l.get_tokens_and_segments(a, b)
+        expected, _, _ = ref(
+            np.expand_dims(np.array(vocab2[tokens]), axis=0),
+            np.expand_dims(np.array(segments), axis=0),
+            np.expand_dims(np.array(len(tokens)), axis=0))
+        onp.testing.assert_allclose(row[:len(tokens)], expected.asnumpy()[0],
+                                    atol=1e-5)
+
+
+def test_progress_reaches_the_end_and_shows_for_long_inputs(model, capsys):
+    import sys
+    net, vocab = model
+    calls = []
+    encode_texts(net, vocab, TEXTS * 3, batch_size=4,
+                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(4, 15), (8, 15), (12, 15), (15, 15)]
+    bar = encode._Progress(sys.stderr, every=0)
+    bar(500, 999)
+    assert capsys.readouterr().err == ''  # short inputs: no bar
+    bar(500, 1000)
+    bar(1000, 1000)
+    err = capsys.readouterr().err
+    assert '500/1000 lines' in err and '1000/1000 lines' in err
+    assert err.endswith('lines/sec\n')  # the bar ends its line when done
