@@ -24,7 +24,8 @@ from mxnet.gluon import nn
 
 __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'LayerNorm', 'AddNorm',
            'TransformerEncoderBlock', 'BERTEncoder', 'MaskLM',
-           'NextSentencePred', 'BERTModel', 'PRESETS', 'get_bert_model',
+           'NextSentencePred', 'BERTModel', 'BERTClassifier', 'PRESETS',
+           'get_bert_model',
            'count_parameters', 'parameter_count', 'estimate_memory',
            'copy_d2l_parameters', 'net_device']
 
@@ -463,6 +464,47 @@ class BERTModel(nn.HybridBlock):
         cls = F.npx.slice(encoded_X, begin=(None, 0, None),
                           end=(None, 1, None))
         return self.nsp(self.hidden(cls))
+
+
+class BERTClassifier(nn.HybridBlock):
+    """The book's fine-tuning model: a pretrained BERT's encoder and ``<cls>``
+    hidden layer, then a new output layer (d2l's ``BERTClassifier``).
+
+    Parameters
+    ----------
+    bert : BERTModel
+        Its ``encoder`` and ``hidden`` layer are used (and fine-tuned); the
+        pretraining heads are left out.
+    num_classes : int
+        3 for the book's SNLI, 2 for SST-2.
+
+    Inputs
+    ------
+    tokens : (batch size, no. of tokens) int
+    segments : (batch size, no. of tokens) int
+    valid_lens : (batch size,)
+
+    Outputs
+    -------
+    (batch size, num_classes) scores
+    """
+
+    def __init__(self, bert, num_classes=3, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        with self.name_scope():
+            self.encoder = bert.encoder
+            self.hidden = bert.hidden
+            self.output = nn.Dense(num_classes,
+                                   in_units=bert.config['num_hiddens'])
+
+    def hybrid_forward(self, F, tokens, segments, valid_lens):
+        encoded_X = self.encoder(tokens, segments, valid_lens)
+        # The <cls> token's encoding: (batch size, 1, num_hiddens), which the
+        # (flattening) Dense layers read as (batch size, num_hiddens)
+        cls = F.npx.slice(encoded_X, begin=(None, 0, None),
+                          end=(None, 1, None))
+        return self.output(self.hidden(cls))
 
 
 #: Named model sizes: (num_hiddens, ffn_num_hiddens, num_heads, num_blks).

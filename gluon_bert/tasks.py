@@ -1,0 +1,222 @@
+"""Fine-tuning data: the book's SNLI reader and GLUE-style TSV files.
+
+``read_snli`` is d2l's (labels entailment / contradiction / neutral, other
+rows dropped); ``read_tsv`` reads a GLUE-style file whose header names the
+columns (``sentence`` and ``label`` for SST-2; ``sentence1``, ``sentence2``
+and ``label`` for a sentence-pair task).  ``ClassificationDataset`` turns
+sentences into the book's BERT inputs as d2l's ``SNLIBERTDataset`` does:
+lower-cased and split on whitespace, ``<cls>`` a ``<sep>`` (b ``<sep>``),
+tokens popped from the longer sentence until the pair fits ``max_len``,
+unknown words mapped to ``<unk>``.
+"""
+import os
+import re
+
+import numpy as onp
+
+from .encoder import get_tokens_and_segments, truncate_pair
+from .utils import GluonBertError
+
+__all__ = ['TASKS', 'read_snli', 'read_tsv', 'read_task',
+           'ClassificationDataset', 'SNLI_LABELS']
+
+#: d2l's SNLI labels.
+SNLI_LABELS = {'entailment': 0, 'contradiction': 1, 'neutral': 2}
+#: The tasks ``python -m gluon_bert.finetune --task`` knows: files per
+#: split, and the number of classes.
+TASKS = {
+    'sst2': dict(files={'train': 'train.tsv', 'dev': 'dev.tsv',
+                        'test': 'test.tsv'}, num_classes=2),
+    'snli': dict(files={'train': 'snli_1.0_train.txt',
+                        'dev': 'snli_1.0_dev.txt',
+                        'test': 'snli_1.0_test.txt'}, num_classes=3),
+    'tsv': dict(files={'train': 'train.tsv', 'dev': 'dev.tsv',
+                       'test': 'test.tsv'}, num_classes=None),
+}
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise GluonBertError(f'{path} does not exist: check --data-dir') \
+            from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b'\n') + 1
+        raise GluonBertError(f'{path} is not UTF-8 text (line {line}): '
+                             'convert it, e.g. with iconv -t utf-8') from None
+    lines = text.splitlines()
+    if len(lines) < 2:
+        raise GluonBertError(f'{path} is empty: it needs a header line and '
+                             'at least one example')
+    return lines
+
+
+def read_snli(data_dir, is_train):
+    """Premises, hypotheses and labels of SNLI, as d2l's ``read_snli``.
+
+    Reads ``snli_1.0_train.txt`` or ``snli_1.0_test.txt``; ``is_train`` may
+    also be a split name ('train', 'dev', 'test').
+    """
+    split = is_train if isinstance(is_train, str) else (
+        'train' if is_train else 'test')
+
+    def extract_text(s):
+        # Remove information that will not be used by us
+        s = re.sub('\\(', '', s)
+        s = re.sub('\\)', '', s)
+        # Substitute two or more consecutive whitespace with space
+        s = re.sub('\\s{2,}', ' ', s)
+        return s.strip()
+    path = os.path.join(data_dir, TASKS['snli']['files'][split])
+    rows = [row.split('\t') for row in _read_text(path)[1:]]
+    rows = [row for row in rows if row[0] in SNLI_LABELS]
+    for number, row in enumerate(rows, 2):
+        if len(row) < 3:
+            raise GluonBertError(f'{path}: a row has {len(row)} columns, '
+                                 'SNLI needs gold_label, sentence1_binary_'
+                                 'parse and sentence2_binary_parse first')
+    premises = [extract_text(row[1]) for row in rows]
+    hypotheses = [extract_text(row[2]) for row in rows]
+    labels = [SNLI_LABELS[row[0]] for row in rows]
+    return premises, hypotheses, labels
+
+
+def read_tsv(path, num_classes=None):
+    """``(sentences_a, sentences_b or None, labels)`` of a GLUE-style TSV.
+
+    The header names the columns: ``sentence`` (one sentence) or
+    ``sentence1`` and ``sentence2`` (a pair), and ``label``: an integer in
+    [0, num_classes).  Any problem is one line naming the file and line.
+    """
+    lines = _read_text(path)
+    header = lines[0].split('\t')
+    if 'label' not in header:
+        raise GluonBertError(f'{path}: the header {header} has no label '
+                             'column')
+    if 'sentence' in header:
+        text_columns = ['sentence']
+    elif 'sentence1' in header and 'sentence2' in header:
+        text_columns = ['sentence1', 'sentence2']
+    else:
+        raise GluonBertError(f'{path}: the header {header} names no '
+                             'sentence column (sentence, or sentence1 and '
+                             'sentence2)')
+    index = [header.index(c) for c in text_columns]
+    label_index = header.index('label')
+    columns = [[] for _ in text_columns]
+    labels = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        fields = line.split('\t')
+        if len(fields) != len(header):
+            raise GluonBertError(f'{path} line {number}: {len(fields)} '
+                                 f'columns, the header has {len(header)}')
+        try:
+            label = int(fields[label_index])
+        except ValueError:
+            raise GluonBertError(f'{path} line {number}: label '
+                                 f'{fields[label_index]!r} is not an '
+                                 'integer') from None
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            raise GluonBertError(f'{path} line {number}: label {label} is '
+                                 f'out of range (0 to '
+                                 f'{(num_classes or 1) - 1})')
+        for column, i in zip(columns, index):
+            column.append(fields[i])
+        labels.append(label)
+    if not labels:
+        raise GluonBertError(f'{path} has a header but no example')
+    return columns[0], (columns[1] if len(columns) == 2 else None), labels
+
+
+def read_task(task, data_dir, split):
+    """``(sentences_a, sentences_b or None, labels, num_classes)``."""
+    if task not in TASKS:
+        raise GluonBertError(f'unknown task {task!r}: use one of '
+                             f'{", ".join(TASKS)}')
+    if not os.path.isdir(data_dir):
+        raise GluonBertError(f'{data_dir} is not a folder: pass --data-dir '
+                             f'with the {task} files')
+    if task == 'snli':
+        a, b, labels = read_snli(data_dir, split)
+        return a, b, labels, 3
+    num_classes = TASKS[task]['num_classes']
+    a, b, labels = read_tsv(
+        os.path.join(data_dir, TASKS[task]['files'][split]), num_classes)
+    return a, b, labels, num_classes or max(labels) + 1
+
+
+class ClassificationDataset:
+    """BERT inputs of labelled sentences (or pairs), as d2l's
+    ``SNLIBERTDataset`` builds them.
+
+    Parameters
+    ----------
+    sentences_a, sentences_b : list of str (sentences_b may be None)
+    labels : list of int
+    vocab : Vocab
+        The pretrained model's: unknown words become ``<unk>``.
+    max_len : int
+        Longest input, ``<cls>`` and ``<sep>`` included; longer ones are cut.
+
+    Attributes
+    ----------
+    token_ids, segments : list of list of int (not padded)
+    valid_lens : (no. of examples,) int32
+    labels : (no. of examples,) int32
+    unk_share : float
+        Share of the tokens (specials excluded) that are not in the
+        vocabulary: high values mean the pretrained vocabulary fits the task
+        poorly.
+    num_cut : int
+        Examples that were longer than ``max_len``.
+    """
+
+    def __init__(self, sentences_a, sentences_b, labels, vocab, max_len):
+        self.vocab, self.max_len = vocab, max_len
+        pairs = zip(sentences_a, sentences_b if sentences_b is not None
+                    else [None] * len(sentences_a))
+        self.token_ids, self.segments, lens = [], [], []
+        words = unknown = self.num_cut = 0
+        for a, b in pairs:
+            tokens_a = a.lower().split()
+            tokens_b = b.lower().split() if b is not None else None
+            tokens_a, tokens_b, cut = truncate_pair(tokens_a, tokens_b,
+                                                    max_len)
+            self.num_cut += cut
+            tokens, segments = get_tokens_and_segments(tokens_a, tokens_b)
+            ids = vocab[tokens]
+            words += len(tokens_a) + len(tokens_b or [])
+            unknown += sum(t not in vocab for t in tokens_a + (tokens_b or []))
+            self.token_ids.append(ids)
+            self.segments.append(segments)
+            lens.append(len(ids))
+        self.valid_lens = onp.array(lens, dtype='int32')
+        self.labels = onp.array(labels, dtype='int32')
+        self.unk_share = unknown / max(words, 1)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, indices, multiple=8, width=None):
+        """Padded arrays of some examples: (tokens, segments, valid_lens,
+        labels), padded to the longest of them rounded up to ``multiple``
+        (fewer distinct shapes for the hybridized graph), or to ``width``:
+        the book pads to ``max_len``; attention ignores the padding either
+        way."""
+        lens = self.valid_lens[indices]
+        if width is None:
+            width = min(self.max_len,
+                        -(-int(lens.max()) // multiple) * multiple)
+        pad = self.vocab['<pad>']
+        tokens = onp.full((len(indices), width), pad, dtype='int32')
+        segments = onp.zeros((len(indices), width), dtype='int32')
+        for row, i in enumerate(indices):
+            n = self.valid_lens[i]
+            tokens[row, :n] = self.token_ids[i]
+            segments[row, :n] = self.segments[i]
+        return (tokens, segments, lens.astype('float32'),
+                self.labels[indices])

@@ -1,0 +1,207 @@
+"""Fine-tuning: the book's classifier and data, the commands, bad input."""
+import json
+import os
+import re
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from d2l import mxnet as d2l
+from mxnet import init, np, npx
+
+from gluon_bert import finetune, predict
+from gluon_bert.checkpoint import save_model_dir
+from gluon_bert.model import BERTClassifier, BERTModel, copy_d2l_parameters
+from gluon_bert.tasks import ClassificationDataset, read_snli, read_tsv
+from gluon_bert.utils import GluonBertError
+from gluon_bert.vocab import Vocab
+
+npx.set_np()
+
+WORDS = ('a gripping funny film dull boring movie the plot is great '
+         'bad good acting').split()
+
+
+def _vocab():
+    return Vocab(WORDS, reserved_tokens=['<pad>', '<mask>', '<cls>',
+                                         '<sep>'])
+
+
+def test_classifier_equals_the_books_on_copied_parameters():
+    vocab = _vocab()
+    mx.random.seed(0)
+    ref = d2l.BERTModel(len(vocab), 16, 32, 2, 2, 0.0, max_len=24)
+    ref.initialize(init.Xavier())
+    tokens = np.array([[2, 5, 6, 3, 0, 0], [2, 7, 8, 3, 9, 3]],
+                      dtype='int32')
+    segments = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]],
+                        dtype='int32')
+    valid_lens = np.array([4.0, 6.0])
+    ref(tokens, segments, valid_lens, np.zeros((2, 1), dtype='int32'))
+    ours = BERTModel(len(vocab), 16, 32, 2, 2, 0.0, max_len=24)
+    ours.initialize(init.Xavier())
+    copy_d2l_parameters(ref, ours)
+    net = BERTClassifier(ours, 3)
+    net.output.initialize(init.Xavier())
+    for hybridize in (False, True):
+        if hybridize:
+            net.hybridize(static_alloc=True)
+        got = net(tokens, segments, valid_lens)
+        # The book's BERTClassifier.forward, on d2l's model
+        encoded_X = ref.encoder(tokens, segments, valid_lens)
+        expected = net.output(ref.hidden(encoded_X[:, 0, :]))
+        onp.testing.assert_allclose(got.asnumpy(), expected.asnumpy(),
+                                    atol=1e-5)
+    # Only the encoder, the <cls> hidden layer and the new output layer
+    assert len(net.collect_params().keys()) == len(
+        ours.encoder.collect_params().keys()) + 4
+
+
+SNLI = ('gold_label\tsentence1_binary_parse\tsentence2_binary_parse\textra\n'
+        'neutral\t( ( A man ) ( is  here ) )\t( He ( waits ) )\tx\n'
+        '-\t( Nobody )\t( agrees )\tx\n'
+        'entailment\t( The plot )\t( is   great ( . ) )\tx\n'
+        'contradiction\tA   film\tno film\tx\n')
+
+
+def test_read_snli_is_d2ls(tmp_path):
+    for name in ('snli_1.0_train.txt', 'snli_1.0_test.txt'):
+        (tmp_path / name).write_text(SNLI, encoding='utf-8')
+    for is_train in (True, False):
+        assert read_snli(str(tmp_path), is_train) == d2l.read_snli(
+            str(tmp_path), is_train)
+    assert read_snli(str(tmp_path), True)[2] == [2, 0, 1]
+
+
+def _books_snli_bert_example(p_tokens, h_tokens, vocab, max_len):
+    # SNLIBERTDataset._mp_worker of d2l's NLI chapter (not in the d2l 1.0.3
+    # package), with its _truncate_pair_of_tokens
+    while len(p_tokens) + len(h_tokens) > max_len - 3:
+        if len(p_tokens) > len(h_tokens):
+            p_tokens.pop()
+        else:
+            h_tokens.pop()
+    tokens, segments = d2l.get_tokens_and_segments(p_tokens, h_tokens)
+    token_ids = vocab[tokens] + [vocab['<pad>']] * (max_len - len(tokens))
+    segments = segments + [0] * (max_len - len(segments))
+    return token_ids, segments, len(tokens)
+
+
+def test_pair_inputs_are_the_books_snli_bert_dataset(tmp_path):
+    (tmp_path / 'snli_1.0_train.txt').write_text(SNLI, encoding='utf-8')
+    premises, hypotheses, labels = read_snli(str(tmp_path), True)
+    vocab = _vocab()
+    for max_len in (6, 8, 12):
+        ours = ClassificationDataset(premises, hypotheses, labels, vocab,
+                                     max_len)
+        tokens, segments, valid_lens, got_labels = ours.batch(
+            onp.arange(len(ours)), width=max_len)
+        # The book tokenizes with d2l.tokenize on lower-cased sentences
+        books = [_books_snli_bert_example(p, h, vocab, max_len)
+                 for p, h in zip(*[d2l.tokenize([s.lower() for s in text])
+                                   for text in (premises, hypotheses)])]
+        assert tokens.tolist() == [b[0] for b in books]
+        assert segments.tolist() == [b[1] for b in books]
+        assert valid_lens.tolist() == [b[2] for b in books]
+        assert got_labels.tolist() == labels
+
+
+def test_unknown_words_are_counted():
+    data = ClassificationDataset(['a gripping qqq film', 'zzz'], None, [1, 0],
+                                 _vocab(), 16)
+    assert data.unk_share == pytest.approx(2 / 5)
+    assert data.token_ids[1] == _vocab()[['<cls>', '<unk>', '<sep>']]
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'', 'is empty'),
+    (b'sentence\tlabel\n', 'at least one example'),
+    (b'sentence\tlabel\n\n\n', 'has a header but no example'),
+    (b'text\tlabel\na film\t1\n', 'names no sentence column'),
+    (b'sentence\tscore\na film\t1\n', 'no label column'),
+    (b'sentence\tlabel\na film\t1\nthe plot\t2\n', 'line 3: label 2 is out'),
+    (b'sentence\tlabel\na film\tgood\n', "line 2: label 'good' is not an"),
+    (b'sentence\tlabel\na film\t1\textra\n', 'line 2: 3 columns'),
+    (b'sentence\tlabel\na \xff film\t1\n', 'not UTF-8 text (line 2)'),
+])
+def test_bad_tsv_files(tmp_path, content, message):
+    path = tmp_path / 'train.tsv'
+    path.write_bytes(content)
+    with pytest.raises(GluonBertError, match=re.escape(message)):
+        read_tsv(str(path), num_classes=2)
+
+
+def _sst_dir(folder, n=64, seed=0):
+    rng = onp.random.RandomState(seed)
+    pos, neg = 'a gripping funny film good acting', 'a dull boring bad movie'
+    os.makedirs(folder, exist_ok=True)
+    for split, size in (('train', n), ('dev', 16), ('test', 16)):
+        rows = ['sentence\tlabel']
+        for _ in range(size):
+            label = int(rng.randint(2))
+            words = (pos if label else neg).split()
+            rng.shuffle(words)
+            rows.append(' '.join(words[:int(rng.randint(2, len(words)))])
+                        + f'\t{label}')
+        (folder / f'{split}.tsv').write_text('\n'.join(rows) + '\n',
+                                             encoding='utf-8')
+    return str(folder)
+
+
+@pytest.fixture
+def pretrained_dir(tmp_path):
+    vocab = _vocab()
+    mx.random.seed(0)
+    net = BERTModel(len(vocab), 16, 32, 2, 1, 0.1, max_len=32)
+    net.initialize(init.Xavier())
+    return save_model_dir(str(tmp_path / 'bert'), net, vocab)
+
+
+@pytest.mark.parametrize('how', ['pretrained', 'random'])
+def test_finetune_then_predict(tmp_path, pretrained_dir, capsys, how):
+    data = _sst_dir(tmp_path / 'sst')
+    save = str(tmp_path / 'clf')
+    assert finetune.main(['--model-dir', pretrained_dir, '--data-dir', data,
+                          '--save-dir', save, '--epochs', '6', '--lr',
+                          '3e-3', '--batch-size', '16', '--max-len', '16',
+                          '--log-every', '0', '--init', how,
+                          '--cpus', '2']) == 0
+    out = capsys.readouterr().out
+    assert '% of the training words are not in the vocabulary' in out
+    results = json.load(open(os.path.join(save, 'results.json')))
+    assert results['init'] == how and len(results['history']['dev_acc']) == 6
+    # The task is easy: the words give the label away
+    assert results['dev_acc'] >= 0.8
+    assert results['dev_acc'] == max(results['history']['dev_acc'])
+    assert predict.main(['--model-dir', save, 'a gripping funny film',
+                         'a dull boring movie']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split('\t')[0] for line in lines] == ['1', '0']
+    assert lines[0].endswith('\ta gripping funny film')
+    source = tmp_path / 'in.txt'
+    source.write_text('good acting\nbad movie\n', encoding='utf-8')
+    assert predict.main(['--model-dir', save, '--input', str(source)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, pretrained_dir,
+                                                    capsys):
+    data = _sst_dir(tmp_path / 'sst')
+    with open(os.path.join(data, 'dev.tsv'), 'a') as f:
+        f.write('a film\t7\n')
+    save = tmp_path / 'clf'
+    assert finetune.main(['--model-dir', pretrained_dir, '--data-dir', data,
+                          '--save-dir', str(save)]) == 1
+    err = capsys.readouterr().err
+    assert 'dev.tsv line 18: label 7 is out of range' in err
+    assert len(err.strip().splitlines()) == 1 and not save.exists()
+    assert finetune.main(['--model-dir', str(tmp_path / 'none'),
+                          '--data-dir', _sst_dir(tmp_path / 'ok'),
+                          '--save-dir', str(save)]) == 1
+    assert 'is not a folder' in capsys.readouterr().err
+    assert not save.exists()
+    # predict on a pretrained BERT, not a classifier
+    assert predict.main(['--model-dir', pretrained_dir, 'a film']) == 1
+    assert 'not a fine-tuned classifier' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        predict.parse_args(['--model-dir', 'x'])
