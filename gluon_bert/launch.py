@@ -29,6 +29,14 @@ __all__ = ['main', 'parse_args', 'build_parser', 'free_port', 'plan_job',
            'Job']
 
 
+#: How hosts are reached: no password prompt (BatchMode), a new host's key
+#: accepted once, a bounded wait for a host that does not answer.
+DEFAULT_SSH = ('ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new '
+               '-o ConnectTimeout=10')
+#: Environment variables passed on to remote processes when set here.
+FORWARDED_PREFIXES = ('GLUON_BERT_', 'MXNET_', 'OMP_', 'PS_')
+
+
 def free_port(host='127.0.0.1'):
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -53,6 +61,9 @@ def build_parser():
                    help="the scheduler's port (default: a free one)")
     p.add_argument('--timeout', type=float, default=None,
                    help='stop everything and fail after this many seconds')
+    p.add_argument('--ssh', default=DEFAULT_SSH,
+                   help='the ssh command used with -H, e.g. "ssh -i KEY -p '
+                        '2222"; each host must accept it without a password')
     p.add_argument('command', nargs=argparse.REMAINDER,
                    help='the worker command, after --')
     return p
@@ -85,13 +96,16 @@ def parse_args(argv=None):
 
 
 def plan_job(num_workers, num_servers, command, hosts=None, port=None,
-             cwd=None):
+             cwd=None, ssh=DEFAULT_SSH, environ=None):
     """The processes of a job: a list of (name, argv, environment additions).
 
     Scheduler and servers run ``python -c 'import mxnet'``: MXNet turns into
     a scheduler or server at import when ``DMLC_ROLE`` says so.  With
-    ``hosts``, every argv is an ssh command that sets the environment and
-    changes to ``cwd`` on the remote host.
+    ``hosts``, every argv is an ssh command (``ssh``, with ``-tt``: a remote
+    process gets SIGHUP when its connection closes, so stopping the local
+    ssh stops it) that changes to ``cwd`` on the remote host and sets the
+    DMLC_* variables and those of ``environ`` (default ``os.environ``) whose
+    names start with one of :data:`FORWARDED_PREFIXES`.
     """
     root = hosts[0] if hosts else '127.0.0.1'
     port = port or free_port()
@@ -115,16 +129,53 @@ def plan_job(num_workers, num_servers, command, hosts=None, port=None,
     if not hosts:
         return plan
     cwd = cwd or os.getcwd()
+    environ = os.environ if environ is None else environ
+    forwarded = {k: v for k, v in sorted(environ.items())
+                 if k.startswith(FORWARDED_PREFIXES) and k not in base}
     remote = []
     for i, (name, argv, env) in enumerate(plan):
         host = hosts[0] if name == 'scheduler' else hosts[(i - 1) % len(hosts)]
-        setting = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())
-        line = (f'cd {shlex.quote(cwd)} && env {setting} '
+        setting = ' '.join(f'{k}={shlex.quote(v)}'
+                           for k, v in dict(forwarded, **env).items())
+        line = (f'cd {shlex.quote(cwd)} && exec env {setting} '
                 f'{" ".join(shlex.quote(a) for a in argv)}')
-        remote.append((f'{name}@{host}', ['ssh', '-o', 'BatchMode=yes',
-                                          '-o', 'StrictHostKeyChecking=no',
-                                          host, line], {}))
+        remote.append((f'{name}@{host}',
+                       shlex.split(ssh) + ['-tt', host, line], {}))
     return remote
+
+
+def check_hosts(hosts, port, ssh=DEFAULT_SSH, run=subprocess.run):
+    """Fail clearly, before anything starts, if a host cannot be reached
+    over ``ssh`` or the scheduler's ``port`` is taken on the first host.
+
+    Returns None, or the one-line problem.
+    """
+    probe = ('import socket; s = socket.socket(); '
+             's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); '
+             f's.bind(("", {int(port)}))')
+    for i, host in enumerate(hosts or []):
+        if hosts.index(host) != i:
+            continue
+        argv = shlex.split(ssh) + [host, 'true']
+        try:
+            done = run(argv, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return f'cannot reach {host} over ssh: no answer in 60 s'
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ['ssh failed'])[-1]
+            return (f'cannot reach {host} over ssh ({why}): every host needs '
+                    'ssh without a password (see --ssh)')
+    if hosts:
+        argv = shlex.split(ssh) + [hosts[0], shlex.quote(sys.executable),
+                                   '-c', shlex.quote(probe)]
+        where = hosts[0]
+    else:
+        argv, where = [sys.executable, '-c', probe], 'this machine'
+    done = run(argv, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        return (f"the scheduler's port {port} is in use on {where}: pick "
+                'another with --port, or leave --port out for a free one')
+    return None
 
 
 class Job:
@@ -144,7 +195,7 @@ class Job:
 
     def _pump(self, name, stream):
         for line in iter(stream.readline, ''):
-            self._say(name, line)
+            self._say(name, line.replace('\r', ''))  # ssh -tt: CR LF
         stream.close()
 
     def start(self):
@@ -221,10 +272,29 @@ class Job:
 
 def main(argv=None):
     args = parse_args(argv)
+    port = args.port or (_remote_free_port(args.hosts[0], args.ssh)
+                         if args.hosts else free_port())
+    problem = check_hosts(args.hosts, port, args.ssh)
+    if problem:
+        print(f'{build_parser().prog}: error: {problem}', file=sys.stderr)
+        return 2
     job = Job(plan_job(args.num_workers, args.num_servers, args.command,
-                       args.hosts, args.port))
+                       args.hosts, port, ssh=args.ssh))
     job.start()
     return job.wait(args.timeout)
+
+
+def _remote_free_port(host, ssh):
+    """A free port on ``host`` (the scheduler's), asked over ssh."""
+    code = ('import socket; s = socket.socket(); s.bind(("", 0)); '
+            'print(s.getsockname()[1])')
+    done = subprocess.run(shlex.split(ssh) + [host, shlex.quote(
+        sys.executable), '-c', shlex.quote(code)], capture_output=True,
+        text=True, timeout=60)
+    try:
+        return int(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return free_port()  # check_hosts then says what is wrong
 
 
 if __name__ == '__main__':
