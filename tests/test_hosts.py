@@ -152,7 +152,7 @@ def _pretrain(corpus_dir, save, steps, *extra):
 
 
 def test_two_hosts_train_like_one_process(hosts, corpus_dir, tmp_path):
-    from test_launch import one_process_run
+    from test_launch import assert_equals_one_process
     save = tmp_path / 'dist'
     proc = _launch(hosts, ['-n', '2', '-s', '1', '--timeout', '300']
                    + _pretrain(corpus_dir, save, 10))
@@ -165,14 +165,7 @@ def test_two_hosts_train_like_one_process(hosts, corpus_dir, tmp_path):
     assert f'[launch] worker 0@{ips[1]}: pid' in out
     assert f'[launch] worker 1@{ips[0]}: pid' in out
     assert '[launch] all workers finished' in out
-    net, history, dist_net = one_process_run(corpus_dir, save, 10)
-    for p, q in zip(net.collect_params().values(),
-                    dist_net.collect_params().values()):
-        onp.testing.assert_allclose(q.data().asnumpy(), p.data().asnumpy(),
-                                    atol=1e-4)
-    dist_history = json.loads((save / 'history.json').read_text())
-    onp.testing.assert_allclose(dist_history['mlm_step'],
-                                history['mlm_step'], rtol=1e-4)
+    assert_equals_one_process(corpus_dir, save, 10)
 
 
 def _run_until(proc, pattern):

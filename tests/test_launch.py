@@ -173,6 +173,20 @@ def one_process_run(corpus_dir, save, steps):
     return net, history, dist_net
 
 
+def assert_equals_one_process(corpus_dir, save, steps):
+    """The job's parameters (1e-4) and per-step MLM losses equal one
+    process's; returns both histories."""
+    net, history, dist_net = one_process_run(corpus_dir, save, steps)
+    for p, q in zip(net.collect_params().values(),
+                    dist_net.collect_params().values()):
+        onp.testing.assert_allclose(q.data().asnumpy(), p.data().asnumpy(),
+                                    atol=1e-4)
+    dist_history = json.loads((save / 'history.json').read_text())
+    onp.testing.assert_allclose(dist_history['mlm_step'],
+                                history['mlm_step'], rtol=1e-4)
+    return history, dist_history
+
+
 def test_dist_sync_job_equals_one_process(corpus_dir, tmp_path):
     save = tmp_path / 'dist'
     steps = 10  # more than one epoch of each worker's shard
@@ -190,15 +204,8 @@ def test_dist_sync_job_equals_one_process(corpus_dir, tmp_path):
                      r'2 x 8 pairs', out)
     # only rank 0 prints the closing lines
     assert len(re.findall(r'MLM loss \d', out)) == 1
-    net, history, dist_net = one_process_run(corpus_dir, save, steps)
-    for p, q in zip(net.collect_params().values(),
-                    dist_net.collect_params().values()):
-        onp.testing.assert_allclose(q.data().asnumpy(), p.data().asnumpy(),
-                                    atol=1e-4)
-
-    dist_history = json.loads((save / 'history.json').read_text())
-    onp.testing.assert_allclose(dist_history['mlm_step'],
-                                history['mlm_step'], rtol=1e-4)
+    history, dist_history = assert_equals_one_process(corpus_dir, save,
+                                                      steps)
     # the whole job's pairs (each shard's last batch of an epoch is smaller)
     assert dist_history['pairs'][-1] == history['pairs'][-1] < 16 * steps
 
