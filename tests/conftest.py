@@ -47,7 +47,8 @@ def wiki_dir():
     if not path:
         pytest.skip('real WikiText-2 needed: set GLUON_BERT_DATA to the '
                     'folder with wiki.train.tokens')
-    return path
+    # absolute: notebooks and subprocesses run in other folders
+    return os.path.abspath(path)
 
 
 @pytest.fixture
