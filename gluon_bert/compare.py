@@ -19,7 +19,8 @@ import random
 import sys
 import time
 
-from .utils import GluonBertError, atomic_write, check_max_len, run_command
+from .utils import (GluonBertError, HelpFormatter, atomic_write,
+                    check_max_len, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'BOOK', 'run_d2l',
            'run_gluon_bert']
@@ -151,7 +152,7 @@ def build_parser():
         prog='python -m gluon_bert.compare',
         description='Run the d2l reference and gluon_bert on the same data '
                     'and compare them with the book.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('--steps', type=int, default=50)
     p.add_argument('--data-dir', default=None,
                    help='folder with wiki.train.tokens (default: as pretrain)')

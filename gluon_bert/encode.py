@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from .utils import GluonBertError, run_command
+from .utils import GluonBertError, HelpFormatter, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser', 'read_lines']
 
@@ -29,7 +29,7 @@ def build_parser():
         description='Contextual BERT representations of a sentence or a '
                     'sentence pair, from a model directory written by '
                     'gluon_bert.pretrain.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('sentences', nargs='*', metavar='SENTENCE',
                    help='one sentence, or two for a pair (or use --input)')
     p.add_argument('--model-dir', default='runs/pretrain',

@@ -15,7 +15,8 @@ import os
 import sys
 
 from .dataset import EVAL_BATCH_SIZE, EVAL_SEED
-from .utils import GluonBertError, atomic_write, check_max_len, run_command
+from .utils import (GluonBertError, HelpFormatter, atomic_write,
+                    check_max_len, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -25,7 +26,7 @@ def build_parser():
         prog='python -m gluon_bert.evaluate',
         description='MLM and NSP loss and accuracy of a pretrained model on '
                     'a held-out WikiText-2 split.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('--model-dir', default=os.path.join('runs', 'pretrain'),
                    help='model directory written by gluon_bert.pretrain')
     p.add_argument('--split', choices=('valid', 'test', 'train'),

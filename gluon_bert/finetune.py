@@ -23,8 +23,8 @@ import os
 import sys
 import time
 
-from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
-                    run_command)
+from .utils import (GluonBertError, HelpFormatter, atomic_path,
+                    atomic_write, file_digest, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'finetune',
            'evaluate_classifier', 'save_classifier', 'load_classifier',
@@ -46,7 +46,7 @@ def build_parser():
         description='Fine-tune a pretrained BERT (a gluon_bert model '
                     'directory, or d2l:bert.small) on SST-2, SNLI or a '
                     'GLUE-style TSV task, as the d2l book fine-tunes on SNLI.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('--model-dir', required=True,
                    help='the pretrained model: a directory written by '
                         'gluon_bert.pretrain, or d2l:bert.small')

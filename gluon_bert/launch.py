@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+from .utils import HelpFormatter
+
 __all__ = ['main', 'parse_args', 'build_parser', 'free_port', 'plan_job',
            'Job']
 
@@ -49,7 +51,7 @@ def build_parser():
         prog='python -m gluon_bert.launch',
         description='Start scheduler, servers and workers of a dist_sync job '
                     '(MXNet parameter server) and watch them.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('-n', '--num-workers', type=int, required=True,
                    help='worker processes (each runs the command)')
     p.add_argument('-s', '--num-servers', type=int, default=1,

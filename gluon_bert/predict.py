@@ -11,7 +11,7 @@ lower-cased and split on whitespace; unknown words become <unk>.
 import argparse
 import sys
 
-from .utils import run_command
+from .utils import HelpFormatter, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -20,7 +20,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog='python -m gluon_bert.predict',
         description='Class predictions of a fine-tuned BERT classifier.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument('texts', nargs='*', metavar='TEXT',
                    help='sentences to classify (a tab separates a pair)')
     p.add_argument('--model-dir', default='runs/finetune',

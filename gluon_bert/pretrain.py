@@ -21,24 +21,14 @@ import time
 
 from .model import PRESETS, estimate_memory
 from .recipe import RECIPE_KEYS, RECIPES, describe_recipe
-from .utils import (GluonBertError, atomic_write, check_max_len,
-                    parse_gpu_ids, run_command)
+from .utils import (GluonBertError, HelpFormatter, atomic_write,
+                    check_max_len, parse_gpu_ids, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
 #: The guide's settings (the book recipe adds batch size, dropout, lr...).
 DEFAULTS = dict(steps=50, max_len=64, num_hiddens=128, ffn_num_hiddens=256,
                 num_heads=2, num_blks=2, pos_len=1000)
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Show '(default: X)' only where the help does not say it already."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or \
-                'default' in (action.help or ''):
-            return action.help
-        return super()._get_help_string(action)
 
 
 def _checked(convert, ok, requirement):
@@ -83,7 +73,7 @@ def build_parser():
         prog='python -m gluon_bert.pretrain',
         description='Pretrain the d2l book\'s small BERT on WikiText-2 '
                     '(masked language modeling + next sentence prediction).',
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
     g = p.add_argument_group('devices')
     g.add_argument('--gpus', type=_gpus, default=None,
                    help='GPUs to shard each batch across, e.g. 0,1; on a '

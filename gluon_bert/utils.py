@@ -1,4 +1,5 @@
 """Small helpers shared by every module: atomic writes and file hashing."""
+import argparse
 import contextlib
 import hashlib
 import os
@@ -8,6 +9,7 @@ import tempfile
 __all__ = ['check_mxnet_install', 'MXNET_FLAVOURS', 'parse_gpu_ids',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
+           'HelpFormatter',
            'run_command', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
 
@@ -51,6 +53,17 @@ def check_mxnet_install(find_spec=None, distributions=None, warn=None):
             f'one that runs: keep one, e.g. pip uninstall -y '
             f'{" ".join(n for n in names if n != names[-1])}')
     return names
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help of every command: '(default: X)' only where the help does not
+    say it already, and never '(default: None)'."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or \
+                'default' in (action.help or ''):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class GluonBertError(Exception):
