@@ -1,6 +1,6 @@
 """Does our pretraining help? SST-2 fine-tuning from three starting points.
 
-    python benchmarks/bench_finetune.py [--seeds 0 1 2] [--inits random book50 bert]
+    python benchmarks/bench_finetune.py [--seeds 0 1 2] [--inits random book50 bert] [--lr 1e-4]
 
 Each run is ``python -m gluon_bert.finetune --task sst2`` with its default
 settings (the book's: Adam 1e-4, batch 512, 5 epochs, max_len 128, dropout
@@ -15,7 +15,9 @@ the other:
            ``benchmarks/bench_learning.py`` (--bert, default
            runs/bench_learning/bert)
 
-Every finished run is added to ``--results`` (JSON) at once, so a long
+``--lr`` changes the learning rate of every run (a second point of a grid:
+the control gets the same grid as the pretrained starts).  Every finished
+run is added to ``--results`` (JSON) at once, so a long
 benchmark interrupted keeps what it measured, and a second call skips the
 runs already there.  Prints each run's dev and test accuracy and time, then
 the mean and spread per starting point beside the anchors: the majority
@@ -49,12 +51,13 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--inits', nargs='+', default=['random', 'book50',
                                                        'bert'])
+    parser.add_argument('--lr', type=float, default=1e-4)
     args = parser.parse_args(argv)
     results = []
     if os.path.isfile(args.results):
         with open(args.results) as f:
             results = json.load(f)
-    done = {(r['name'], r['seed']) for r in results}
+    done = {(r['name'], r['seed'], r.get('lr', 1e-4)) for r in results}
     if 'book50' in args.inits and not os.path.isfile(
             os.path.join(args.book50, 'model.params')):
         run([sys.executable, '-m', 'gluon_bert.pretrain', '--steps', '50',
@@ -63,13 +66,14 @@ def main(argv=None):
     models = {'random': args.bert, 'book50': args.book50, 'bert': args.bert}
     for seed in args.seeds:
         for name in args.inits:
-            if (name, seed) in done:
+            if (name, seed, args.lr) in done:
                 continue
-            save = os.path.join(args.out, f'{name}-seed{seed}')
+            save = os.path.join(args.out, f'{name}-seed{seed}' + (
+                f'-lr{args.lr:g}' if args.lr != 1e-4 else ''))
             cmd = [sys.executable, '-m', 'gluon_bert.finetune', '--task',
                    'sst2', '--data-dir', args.sst2, '--model-dir',
                    models[name], '--save-dir', save, '--seed', str(seed),
-                   '--log-every', '0']
+                   '--lr', str(args.lr), '--log-every', '0']
             if name == 'random':
                 cmd += ['--init', 'random']
             start = time.perf_counter()
@@ -77,7 +81,8 @@ def main(argv=None):
             minutes = (time.perf_counter() - start) / 60
             with open(os.path.join(save, 'results.json')) as f:
                 r = json.load(f)
-            results.append(dict(name=name, seed=seed, minutes=minutes,
+            results.append(dict(name=name, seed=seed, lr=args.lr,
+                                minutes=minutes,
                                 dev_acc=r['dev_acc'], test_acc=r['test_acc'],
                                 best_epoch=r['best_epoch'],
                                 dev_by_epoch=r['history']['dev_acc'],
@@ -87,22 +92,25 @@ def main(argv=None):
             with open(args.results + '.tmp', 'w') as f:
                 json.dump(results, f, indent=2)
             os.replace(args.results + '.tmp', args.results)
-            print(f'{name} seed {seed}: dev {r["dev_acc"]:.3f}, test '
+            print(f'{name} seed {seed} lr {args.lr:g}: dev '
+                  f'{r["dev_acc"]:.3f}, test '
                   f'{r["test_acc"]:.3f} (epoch {r["best_epoch"]}), '
                   f'{minutes:.1f} min', flush=True)
-    print(f'\n{"start":<8}{"seeds":>6}{"dev acc":>18}{"test acc":>18}'
-          f'{"minutes/run":>13}')
-    for name in ('random', 'book50', 'bert'):
-        rows = [r for r in results if r['name'] == name]
-        if not rows:
-            continue
+    print(f'\n{"start":<8}{"lr":>8}{"seeds":>6}{"dev acc":>18}'
+          f'{"test acc":>18}{"minutes/run":>13}')
+    groups = sorted({(r['name'], r.get('lr', 1e-4)) for r in results},
+                    key=lambda g: (['random', 'book50', 'bert'].index(g[0]),
+                                   g[1]))
+    for name, lr in groups:
+        rows = [r for r in results
+                if (r['name'], r.get('lr', 1e-4)) == (name, lr)]
 
         def stat(key):
             values = [100 * r[key] for r in rows]
             spread = (f' ± {statistics.stdev(values):.1f}'
                       if len(values) > 1 else '')
             return f'{statistics.mean(values):.1f}{spread}'
-        print(f'{name:<8}{len(rows):>6}{stat("dev_acc"):>18}'
+        print(f'{name:<8}{lr:>8g}{len(rows):>6}{stat("dev_acc"):>18}'
               f'{stat("test_acc"):>18}'
               f'{statistics.mean(r["minutes"] for r in rows):>13.1f}')
     print('anchors: majority class 50.9 (dev); BERT-Tiny 83.2 (GLUE test)')
