@@ -9,11 +9,12 @@ TUTORIALS = os.path.join(os.path.dirname(__file__), os.pardir, 'tutorials')
 NOTEBOOKS = sorted(n for n in os.listdir(TUTORIALS) if n.endswith('.ipynb'))
 
 
-def test_the_seven_steps_are_there():
+def test_the_eight_steps_are_there():
     assert NOTEBOOKS == ['01_data.ipynb', '02_model.ipynb',
                          '03_loss_and_loop.ipynb', '04_pretraining.ipynb',
                          '05_representations.ipynb', '06_exercises.ipynb',
-                         '07_a_recipe_that_learns.ipynb']
+                         '07_a_recipe_that_learns.ipynb',
+                         '08_fine_tuning.ipynb']
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
@@ -54,6 +55,9 @@ EXPECTED = {
     '07_a_recipe_that_learns.ipynb': [
         'valid MLM loss', "cosine of the two 'crane' vectors",
         'released in <mask> ->'],
+    '08_fine_tuning.ipynb': [
+        'BERTClassifier with', 'not in the WikiText-2 vocabulary',
+        'majority class: 50.9', 'a gripping , funny film'],
 }
 
 
