@@ -192,7 +192,7 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
 
     import numpy as onp
 
-    from .threads import set_cpu_threads
+    from .threads import set_cpu_threads_for
     if pool not in POOLS:
         raise GluonBertError(f'unknown pool {pool!r}: use one of '
                              f'{", ".join(POOLS)}')
@@ -213,8 +213,7 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
             f'{num_cut} of {len(inputs)} inputs were longer than the '
             f"model's max_len {max_len} and were cut")
     device = net_device(net)
-    if device.device_type == 'cpu':
-        set_cpu_threads()
+    set_cpu_threads_for([device])
     if not net._active:
         net.hybridize(static_alloc=True)
     hidden = net.config['num_hiddens']

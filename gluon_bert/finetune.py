@@ -288,7 +288,7 @@ def run(args, out=None):
 
     from .model import BERTClassifier
     from .tasks import ClassificationDataset, read_task
-    from .threads import set_cpu_threads
+    from .threads import set_cpu_threads_for
     from .trainer import parse_devices
     out = out or sys.stdout
     splits = {s: read_task(args.task, args.data_dir, s)
@@ -301,9 +301,7 @@ def run(args, out=None):
                                  f'split only 0 to {num_classes - 1}')
     devices = parse_devices(args.gpus, args.cpus,
                             log=lambda m: print(m, file=sys.stderr))
-    if any(d.device_type == 'cpu' for d in devices):
-        set_cpu_threads(num_cpu_devices=max(
-            d.device_id for d in devices if d.device_type == 'cpu') + 1)
+    set_cpu_threads_for(devices)
     mx.random.seed(args.seed)
     bert, vocab, model = _load_bert(args, devices[0])
     data = {}

@@ -25,7 +25,8 @@ import os
 import threading
 import warnings
 
-__all__ = ['set_cpu_threads', 'cpu_thread_counts', 'usable_cores']
+__all__ = ['set_cpu_threads', 'set_cpu_threads_for', 'cpu_thread_counts',
+           'usable_cores']
 
 # engine::FnProperty values (include/mxnet/engine.h of MXNet 1.9)
 _NORMAL, _CPU_PRIORITIZED = 0, 3
@@ -126,8 +127,10 @@ def _engine_type():
 def set_cpu_threads(n=None, num_cpu_devices=1):
     """Give MXNet's CPU operators ``n`` OpenMP threads (default: one per core).
 
-    Works whether or not MXNet was imported before gluon_bert.  Called by
-    ``train_bert`` and ``evaluate_bert`` when they run on CPUs; idempotent.
+    Works whether or not MXNet was imported before gluon_bert.  Called
+    (through :func:`set_cpu_threads_for`) by ``train_bert``,
+    ``evaluate_bert``, ``encode_texts`` and fine-tuning when they run on
+    CPUs; idempotent.
 
     Parameters
     ----------
@@ -177,6 +180,15 @@ def set_cpu_threads(n=None, num_cpu_devices=1):
         return None
     _state['done'] = key
     return n
+
+
+def set_cpu_threads_for(devices):
+    """:func:`set_cpu_threads` for the CPU contexts among ``devices``
+    (``cpu(0)`` .. the highest one); nothing when all are GPUs."""
+    cpu_ids = [d.device_id for d in devices if d.device_type == 'cpu']
+    if cpu_ids:
+        return set_cpu_threads(num_cpu_devices=max(cpu_ids) + 1)
+    return None
 
 
 def cpu_thread_counts(num_cpu_devices=1):

@@ -81,7 +81,7 @@ def test_train_and_evaluate_set_the_threads_for_their_cpus(monkeypatch,
     from gluon_bert import dataset as ds
     from gluon_bert.model import get_bert_model
     calls = []
-    monkeypatch.setattr(T, 'set_cpu_threads',
+    monkeypatch.setattr(threads, 'set_cpu_threads',
                         lambda n=None, num_cpu_devices=1:
                         calls.append(num_cpu_devices))
     random.seed(0)
