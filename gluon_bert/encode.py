@@ -82,19 +82,9 @@ def parse_args(argv=None):
 
 def read_lines(path):
     """The lines of a text file of inputs, checked: one per row of output."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise GluonBertError(f'{path} does not exist: pass a text file with '
-                             'one sentence per line') from None
-    except IsADirectoryError:
-        raise GluonBertError(f'{path} is a folder: pass a text file with '
-                             'one sentence per line') from None
-    except UnicodeDecodeError as e:
-        line = e.object[:e.start].count(b'\n') + 1
-        raise GluonBertError(f'{path} is not UTF-8 text (line {line}): '
-                             'convert it, e.g. with iconv -t utf-8') from None
+    from .utils import read_text_lines
+    lines = read_text_lines(path, 'pass a text file with one sentence per '
+                                  'line')
     if not any(line.strip() for line in lines):
         raise GluonBertError(f'{path} is empty: give one sentence per line')
     from .encoder import split_text

@@ -15,7 +15,7 @@ import re
 import numpy as onp
 
 from .encoder import get_tokens_and_segments, truncate_pair
-from .utils import GluonBertError
+from .utils import GluonBertError, read_text_lines
 
 __all__ = ['TASKS', 'read_snli', 'read_tsv', 'read_task',
            'ClassificationDataset', 'SNLI_LABELS']
@@ -36,17 +36,7 @@ TASKS = {
 
 
 def _read_text(path):
-    try:
-        with open(path, encoding='utf-8') as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise GluonBertError(f'{path} does not exist: check --data-dir') \
-            from None
-    except UnicodeDecodeError as e:
-        line = e.object[:e.start].count(b'\n') + 1
-        raise GluonBertError(f'{path} is not UTF-8 text (line {line}): '
-                             'convert it, e.g. with iconv -t utf-8') from None
-    lines = text.splitlines()
+    lines = read_text_lines(path, 'check --data-dir')
     if len(lines) < 2:
         raise GluonBertError(f'{path} is empty: it needs a header line and '
                              'at least one example')
@@ -72,7 +62,7 @@ def read_snli(data_dir, is_train):
     path = os.path.join(data_dir, TASKS['snli']['files'][split])
     rows = [row.split('\t') for row in _read_text(path)[1:]]
     rows = [row for row in rows if row[0] in SNLI_LABELS]
-    for number, row in enumerate(rows, 2):
+    for row in rows:
         if len(row) < 3:
             raise GluonBertError(f'{path}: a row has {len(row)} columns, '
                                  'SNLI needs gold_label, sentence1_binary_'

@@ -9,7 +9,7 @@ import tempfile
 __all__ = ['check_mxnet_install', 'MXNET_FLAVOURS', 'parse_gpu_ids',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
-           'HelpFormatter',
+           'HelpFormatter', 'read_text_lines',
            'run_command', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
 
@@ -181,6 +181,23 @@ def numpy_state_from_json(data):
     import numpy as onp
     name, keys, pos, has_gauss, gauss = data
     return (name, onp.array(keys, dtype=onp.uint32), pos, has_gauss, gauss)
+
+
+def read_text_lines(path, hint):
+    """The lines of a UTF-8 text file; a missing file, a folder or another
+    encoding is a :class:`GluonBertError` naming the file (and the line),
+    ending with ``hint`` where the file is not there."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise GluonBertError(f'{path} does not exist: {hint}') from None
+    except IsADirectoryError:
+        raise GluonBertError(f'{path} is a folder: {hint}') from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b'\n') + 1
+        raise GluonBertError(f'{path} is not UTF-8 text (line {line}): '
+                             'convert it, e.g. with iconv -t utf-8') from None
 
 
 def file_digest(path, algorithm='sha1', chunk=1 << 20):
