@@ -37,7 +37,8 @@ __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
            'load_config', 'load_pretrained', 'save_trainer_states',
            'load_trainer_states', 'save_checkpoint', 'load_checkpoint',
            'restore_random_states', 'export_encoder', 'import_encoder',
-           'D2L_MODELS', 'D2L_PREFIX', 'load_d2l_pretrained']
+           'D2L_MODELS', 'D2L_PREFIX', 'load_d2l_pretrained',
+           'checked_files', 'bert_from_config']
 
 #: Bumped whenever the directory layout changes incompatibly.
 FORMAT_VERSION = 1
@@ -48,11 +49,18 @@ CONFIG, VOCAB, PARAMS = 'config.json', 'vocab.json', 'model.params'
 STATES, STATE, CKPT_DIR = 'trainer.states', 'state.json', 'checkpoints'
 
 
-def save_model_dir(model_dir, net, vocab, train_config=None, params=True):
-    """Write config.json, vocab.json and (unless not ``params``) model.params."""
+def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
+                   model_config=None, sections=None):
+    """Write config.json, vocab.json and (unless not ``params``) model.params.
+
+    ``model_config`` (default ``net.config``) are the BERTModel settings;
+    ``sections`` adds top-level entries to config.json (a fine-tuned
+    classifier's ``classifier``).
+    """
     os.makedirs(model_dir, exist_ok=True)
-    config = {'format_version': FORMAT_VERSION, 'model': dict(net.config),
-              'train': dict(train_config or {})}
+    config = {'format_version': FORMAT_VERSION,
+              'model': dict(model_config or net.config),
+              'train': dict(train_config or {}), **(sections or {})}
     if config['model']['vocab_size'] != len(vocab):
         raise GluonBertError(f'the model has {config["model"]["vocab_size"]} '
                              f'tokens, the vocabulary {len(vocab)}')
@@ -117,6 +125,26 @@ def load_pretrained(model_dir, device=None, hybridize=True):
         raise GluonBertError(f'{model_dir} is not a folder: pass the model '
                              'directory written by gluon_bert.pretrain')
     config = load_config(model_dir)
+    vocab, params_path = checked_files(model_dir, config)
+    net = _load_params(bert_from_config(config), params_path,
+                       device or mx.cpu(0), CONFIG)
+    if hybridize:
+        net.hybridize(static_alloc=True)
+    return net, vocab, config
+
+
+def bert_from_config(config):
+    """A new BERTModel with the settings of a parsed config.json."""
+    return BERTModel(**{k: config['model'][k] for k in MODEL_KEYS})
+
+
+def checked_files(model_dir, config, require_sha1=False):
+    """``(vocab, path of model.params)`` of a model directory, checked.
+
+    The vocabulary must match config.json's vocab_size and model.params the
+    SHA-1 recorded when it was saved (a missing record is an error with
+    ``require_sha1``); any problem is one line naming the file.
+    """
     vocab_path = os.path.join(model_dir, VOCAB)
     if not os.path.isfile(vocab_path):
         raise GluonBertError(f'{vocab_path} is missing: save the model again')
@@ -134,16 +162,15 @@ def load_pretrained(model_dir, device=None, hybridize=True):
     if not os.path.isfile(params_path):
         raise GluonBertError(f'{params_path} is missing: save the model again')
     expected, recorded_in = _recorded_params_sha1(model_dir, config)
+    if expected is None and require_sha1:
+        raise GluonBertError(f'{os.path.join(model_dir, CONFIG)} records no '
+                             f'SHA-1 of {PARAMS}: save the model again')
     if expected is not None and file_digest(params_path) != expected:
         raise GluonBertError(f'{params_path} does not match the SHA-1 '
                              f'recorded in {recorded_in}: the file is '
                              'damaged or was replaced; copy the model '
                              'directory again (or resume the run)')
-    net = _load_params(BERTModel(**{k: model[k] for k in MODEL_KEYS}),
-                       params_path, device or mx.cpu(0), CONFIG)
-    if hybridize:
-        net.hybridize(static_alloc=True)
-    return net, vocab, config
+    return vocab, params_path
 
 
 # --------------------------------------------------------------------------

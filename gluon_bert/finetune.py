@@ -23,15 +23,11 @@ import os
 import sys
 import time
 
-from .utils import (GluonBertError, HelpFormatter, atomic_path,
-                    atomic_write, file_digest, run_command)
+from .utils import GluonBertError, HelpFormatter, atomic_write, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser', 'finetune',
            'evaluate_classifier', 'save_classifier', 'load_classifier',
            'predict_texts']
-
-FORMAT_VERSION = 1
-
 
 def _positive_int(text):
     value = int(text)
@@ -191,17 +187,12 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
 
 
 def save_classifier(model_dir, net, vocab, bert_config, info):
-    """Write config.json, vocab.json and model.params (atomically)."""
-    os.makedirs(model_dir, exist_ok=True)
-    params = os.path.join(model_dir, 'model.params')
-    with atomic_path(params) as tmp:
-        net.save_parameters(tmp)
-    vocab.save(os.path.join(model_dir, 'vocab.json'))
-    config = {'format_version': FORMAT_VERSION, 'model': dict(bert_config),
-              'classifier': dict(info),
-              'files': {'model.params': file_digest(params)}}
-    with atomic_write(os.path.join(model_dir, 'config.json'), 'w') as f:
-        json.dump(config, f, indent=2, sort_keys=True)
+    """Write config.json (the BERT settings and ``classifier``: ``info``),
+    vocab.json and model.params, as a pretrained model directory is
+    written."""
+    from .checkpoint import save_model_dir
+    save_model_dir(model_dir, net, vocab, model_config=bert_config,
+                   sections={'classifier': dict(info)})
 
 
 def load_classifier(model_dir, device=None):
@@ -209,9 +200,9 @@ def load_classifier(model_dir, device=None):
     :func:`save_classifier`."""
     import mxnet as mx
 
-    from .checkpoint import MODEL_KEYS, _load_params, load_config
-    from .model import BERTClassifier, BERTModel
-    from .vocab import Vocab
+    from .checkpoint import (CONFIG, _load_params, bert_from_config,
+                             checked_files, load_config)
+    from .model import BERTClassifier
     if not os.path.isdir(model_dir):
         raise GluonBertError(f'{model_dir} is not a folder: pass the '
                              'directory written by gluon_bert.finetune')
@@ -221,20 +212,10 @@ def load_classifier(model_dir, device=None):
         raise GluonBertError(f'{model_dir} holds a pretrained BERT, not a '
                              'fine-tuned classifier: run gluon_bert.finetune '
                              'first')
-    try:
-        vocab = Vocab.load(os.path.join(model_dir, 'vocab.json'))
-    except (ValueError, FileNotFoundError) as e:
-        raise GluonBertError(str(e)) from None
-    params = os.path.join(model_dir, 'model.params')
-    if not os.path.isfile(params):
-        raise GluonBertError(f'{params} is missing: fine-tune again')
-    if file_digest(params) != config.get('files', {}).get('model.params'):
-        raise GluonBertError(f'{params} does not match the SHA-1 recorded in '
-                             'config.json: the file is damaged or was '
-                             'replaced; fine-tune again')
-    bert = BERTModel(**{k: config['model'][k] for k in MODEL_KEYS})
-    net = _load_params(BERTClassifier(bert, info['num_classes']), params,
-                       device or mx.cpu(0), 'config.json')
+    vocab, params = checked_files(model_dir, config, require_sha1=True)
+    net = _load_params(BERTClassifier(bert_from_config(config),
+                                      info['num_classes']),
+                       params, device or mx.cpu(0), CONFIG)
     net.hybridize(static_alloc=True)
     return net, vocab, config
 
