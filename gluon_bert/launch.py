@@ -155,9 +155,7 @@ def check_hosts(hosts, port, ssh=DEFAULT_SSH, run=subprocess.run):
     probe = ('import socket; s = socket.socket(); '
              's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); '
              f's.bind(("", {int(port)}))')
-    for i, host in enumerate(hosts or []):
-        if hosts.index(host) != i:
-            continue
+    for host in dict.fromkeys(hosts or []):  # each host once, in order
         argv = shlex.split(ssh) + [host, 'true']
         try:
             done = run(argv, capture_output=True, text=True, timeout=60)
