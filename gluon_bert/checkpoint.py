@@ -204,43 +204,27 @@ def _fetch_d2l_model(name, entry, cache_dir, timeout=60):
     its two files are written atomically, so an interrupted download leaves
     nothing half-written.
     """
-    import hashlib
-    import io
-    import urllib.request
     import zipfile
-    from .dataset import default_cache_dir
+
+    from .dataset import default_cache_dir, download_verified, unpack_zip
     folder = os.path.join(cache_dir or default_cache_dir(), 'd2l', name)
     if all(os.path.isfile(os.path.join(folder, f)) for f in _D2L_FILES):
         return folder
     url = entry['url']
     print(f'Downloading {name} from {url} ...', flush=True)
     try:
-        request = urllib.request.Request(
-            url, headers={'User-Agent': 'Mozilla/5.0 (gluon_bert)'})
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            payload = r.read()
-    except Exception as e:  # network errors come in many types
-        raise GluonBertError(f'cannot download {name} from {url} ({e}): '
-                             'check the network, or put vocab.json and '
-                             f'pretrained.params in {folder}') from None
-    digest = hashlib.sha1(payload).hexdigest()
-    if digest != entry['sha1']:
-        raise GluonBertError(f'{url} has SHA-1 {digest}, not the expected '
-                             f'{entry["sha1"]}: the download is damaged or '
-                             'the file changed; nothing was saved')
+        payload = download_verified(url, entry['sha1'], timeout)
+    except GluonBertError as e:
+        raise GluonBertError(f'cannot download {name} ({e}): check the '
+                             'network, or put vocab.json and '
+                             f'pretrained.params in {folder}; nothing was '
+                             'saved') from None
     try:
-        with zipfile.ZipFile(io.BytesIO(payload)) as zf:
-            members = {os.path.basename(n): n for n in zf.namelist()}
-            missing = [f for f in _D2L_FILES if f not in members]
-            if missing:
-                raise zipfile.BadZipFile(f'no {" or ".join(missing)} inside')
-            for base in _D2L_FILES:
-                with atomic_write(os.path.join(folder, base)) as f:
-                    f.write(zf.read(members[base]))
+        return unpack_zip(payload, folder, lambda n: n in _D2L_FILES,
+                          _D2L_FILES)
     except zipfile.BadZipFile as e:
         raise GluonBertError(f'{url} is not a usable d2l model archive '
                              f'({e})') from None
-    return folder
 
 
 def load_d2l_pretrained(name, device=None, hybridize=True, cache_dir=None):

@@ -35,7 +35,8 @@ __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
            'shard_indices',
            'resolve_data_dir',
            'download_wikitext2', 'default_cache_dir', 'RESERVED_TOKENS',
-           'FIELDS', 'DATA_URLS', 'DATA_SHA1']
+           'FIELDS', 'DATA_URLS', 'DATA_SHA1', 'download_verified',
+           'unpack_zip']
 
 #: The special tokens the book reserves in the BERT vocabulary.
 RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']
@@ -113,6 +114,43 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
                              f'({e}): {_HOW_TO_SUPPLY}') from None
 
 
+def download_verified(url, sha1, timeout=60):
+    """The bytes at ``url``, which must have SHA-1 ``sha1``.
+
+    Any failure is a :class:`GluonBertError` starting with the URL.
+    """
+    try:
+        request = urllib.request.Request(
+            url, headers={'User-Agent': 'Mozilla/5.0 (gluon_bert)'})
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            payload = r.read()
+    except Exception as e:  # network errors come in many types
+        raise GluonBertError(f'{url}: {e}') from None
+    digest = hashlib.sha1(payload).hexdigest()
+    if digest != sha1:
+        raise GluonBertError(f'{url}: SHA-1 {digest} is not the expected '
+                             f'{sha1}')
+    return payload
+
+
+def unpack_zip(payload, folder, keep, required):
+    """Write the members of a zip archive (bytes) whose file names satisfy
+    ``keep`` into ``folder``, each atomically, by file name (the archive's
+    folders dropped).  A member named in ``required`` that is missing, or
+    bytes that are no zip archive, raise ``zipfile.BadZipFile`` before
+    anything is written."""
+    with zipfile.ZipFile(io.BytesIO(payload)) as zf:
+        members = {os.path.basename(n): n for n in zf.namelist()
+                   if keep(os.path.basename(n))}
+        missing = [name for name in required if name not in members]
+        if missing:
+            raise zipfile.BadZipFile(f'no {" or ".join(missing)} inside')
+        for base, name in members.items():
+            with atomic_write(os.path.join(folder, base)) as f:
+                f.write(zf.read(name))
+    return folder
+
+
 def download_wikitext2(cache_dir=None, urls=None, sha1=None, timeout=60):
     """Download and unpack WikiText-2 into ``cache_dir/wikitext-2``.
 
@@ -124,30 +162,16 @@ def download_wikitext2(cache_dir=None, urls=None, sha1=None, timeout=60):
     sha1 = sha1 or DATA_SHA1
     errors = []
     for url in urls or DATA_URLS:
+        print(f'Downloading WikiText-2 from {url} ...', flush=True)
         try:
-            request = urllib.request.Request(
-                url, headers={'User-Agent': 'Mozilla/5.0 (gluon_bert)'})
-            print(f'Downloading WikiText-2 from {url} ...', flush=True)
-            with urllib.request.urlopen(request, timeout=timeout) as r:
-                payload = r.read()
-        except Exception as e:  # network errors come in many types
-            errors.append(f'{url}: {e}')
-            continue
-        digest = hashlib.sha1(payload).hexdigest()
-        if digest != sha1:
-            errors.append(f'{url}: SHA-1 {digest} is not the expected {sha1}')
+            payload = download_verified(url, sha1, timeout)
+        except GluonBertError as e:
+            errors.append(str(e))
             continue
         try:
-            with zipfile.ZipFile(io.BytesIO(payload)) as zf:
-                members = {os.path.basename(n): n for n in zf.namelist()
-                           if n.endswith('.tokens')}
-                if 'wiki.train.tokens' not in members:
-                    raise zipfile.BadZipFile('no wiki.train.tokens inside')
-                target = os.path.join(cache_dir, 'wikitext-2')
-                for base, name in members.items():
-                    with atomic_write(os.path.join(target, base)) as f:
-                        f.write(zf.read(name))
-            return target
+            return unpack_zip(payload, os.path.join(cache_dir, 'wikitext-2'),
+                              lambda name: name.endswith('.tokens'),
+                              ['wiki.train.tokens'])
         except zipfile.BadZipFile as e:
             errors.append(f'{url}: not a usable archive ({e})')
     raise GluonBertError('; '.join(errors) or 'no URL to try')
