@@ -23,18 +23,12 @@ import os
 import sys
 import time
 
-from .utils import GluonBertError, HelpFormatter, atomic_write, run_command
+from .utils import (GluonBertError, HelpFormatter, atomic_write,
+                    positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'finetune',
            'evaluate_classifier', 'save_classifier', 'load_classifier',
            'predict_texts']
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
-    return value
-
 
 def build_parser():
     p = argparse.ArgumentParser(
@@ -59,15 +53,15 @@ def build_parser():
                    default='pretrained',
                    help='random: the same classifier from freshly '
                         'initialized weights (the control)')
-    p.add_argument('--epochs', type=_positive_int, default=5)
+    p.add_argument('--epochs', type=positive_int, default=5)
     p.add_argument('--lr', type=float, default=1e-4, help='Adam')
-    p.add_argument('--batch-size', type=_positive_int, default=512)
+    p.add_argument('--batch-size', type=positive_int, default=512)
     p.add_argument('--max-len', type=int, default=128,
                    help='longest input, <cls> and <sep> included; longer '
                         'ones are cut')
     p.add_argument('--dropout', type=float, default=0.1)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--max-examples', type=_positive_int, default=None,
+    p.add_argument('--max-examples', type=positive_int, default=None,
                    help='train on the first N training examples only (a '
                         'quick trial)')
     p.add_argument('--log-every', type=int, default=50,
@@ -75,7 +69,7 @@ def build_parser():
     g = p.add_mutually_exclusive_group()
     g.add_argument('--gpus', default=None,
                    help='GPUs to shard each batch across, e.g. 0,1')
-    g.add_argument('--cpus', type=_positive_int, default=None,
+    g.add_argument('--cpus', type=positive_int, default=None,
                    help='shard each batch across N CPU contexts')
     return p
 

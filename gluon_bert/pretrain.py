@@ -22,7 +22,8 @@ import time
 from .model import PRESETS, estimate_memory
 from .recipe import RECIPE_KEYS, RECIPES, describe_recipe
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    check_max_len, parse_gpu_ids, run_command)
+                    check_max_len, checked_type as _checked, parse_gpu_ids,
+                    positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -31,23 +32,7 @@ DEFAULTS = dict(steps=50, max_len=64, num_hiddens=128, ffn_num_hiddens=256,
                 num_heads=2, num_blks=2, pos_len=1000)
 
 
-def _checked(convert, ok, requirement):
-    """An argparse type: ``convert`` the text, then require ``ok(value)``."""
-    noun = 'an integer' if convert is int else 'a number'
-
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not {noun}')
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f'must be {requirement}, got '
-                                             f'{text}')
-        return value
-    return parse
-
-
-_positive_int = _checked(int, lambda v: v >= 1, 'at least 1')
+_positive_int = positive_int
 _non_negative_int = _checked(int, lambda v: v >= 0, '0 or more')
 _positive_float = _checked(float, lambda v: 0 < v < float('inf'),
                            'a positive number')

@@ -9,7 +9,8 @@ import tempfile
 __all__ = ['check_mxnet_install', 'MXNET_FLAVOURS', 'parse_gpu_ids',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
-           'HelpFormatter', 'read_text_lines',
+           'HelpFormatter', 'read_text_lines', 'checked_type',
+           'positive_int',
            'run_command', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
 
@@ -53,6 +54,26 @@ def check_mxnet_install(find_spec=None, distributions=None, warn=None):
             f'one that runs: keep one, e.g. pip uninstall -y '
             f'{" ".join(n for n in names if n != names[-1])}')
     return names
+
+
+def checked_type(convert, ok, requirement):
+    """An argparse type: ``convert`` the text, then require ``ok(value)``."""
+    noun = 'an integer' if convert is int else 'a number'
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not {noun}')
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f'must be {requirement}, got '
+                                             f'{text}')
+        return value
+    return parse
+
+
+#: An argparse type for counts: an integer, at least 1.
+positive_int = checked_type(int, lambda v: v >= 1, 'at least 1')
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
