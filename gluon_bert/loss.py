@@ -17,7 +17,7 @@ import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-__all__ = ['BERTPretrainLoss', 'pack_mlm_slots', 'pack_mlm_shards',
+__all__ = ['BERTPretrainLoss', 'MLMSlotLoss', 'pack_mlm_slots', 'pack_mlm_shards',
            'host_fields']
 
 
@@ -85,6 +85,109 @@ def pack_mlm_slots(pred_positions, mlm_weights, mlm_labels, multiple=128):
     return indices, weights, labels
 
 
+def _is_plain_softmax_ce(loss):
+    """Whether ``loss`` is a default softmax cross-entropy on sparse labels:
+    the loss whose gradient :class:`MLMSlotLoss` writes out."""
+    return (type(loss) is gluon.loss.SoftmaxCELoss  # noqa: E721
+            and loss._sparse_label and not loss._from_logits
+            and loss._axis == -1 and loss._weight is None)
+
+
+def _no_grad(F, X):
+    # BlockGrad has no NumPy-mode name in MXNet 1.9
+    return F.stop_gradient(X.as_nd_ndarray()).as_np_ndarray()
+
+
+class MLMSlotLoss(nn.HybridBlock):
+    """The MLM decoder's weighted cross-entropy, its gradient written out.
+
+    The book's loss of a slot is ``w * (logsumexp(s) - s[label])`` for the
+    decoder's scores ``s = h W^T + b``; its gradient with respect to ``s`` is
+    ``w * (softmax(s) - onehot(label))``.  Autograd gets there through the
+    log-softmax's backward pass and a dense (slots x vocab_size) gradient.
+    Here the value is computed as the book does (``loss``, forward only),
+    and the gradient comes from a surrogate with the same derivatives,
+    ``w * ([h, 1] . (softmax(s) [W, b] - [W, b][label]))`` with the softmax
+    held constant: one more matrix product and no (slots x vocab_size)
+    gradient.  Same numbers to float32 rounding (tested against autograd).
+
+    Parameters
+    ----------
+    decoder : nn.Dense
+        The MLM head's output layer (``MaskLM.decoder``), with a bias and
+        known ``in_units``; its parameters are shared, not copied.
+    loss : gluon.loss.SoftmaxCELoss
+        Computes the value.
+    num_chunks : int
+        The slots are scored in this many equal chunks, so that only one
+        chunk's (slots x vocab_size) scores are alive at a time.
+
+    Inputs
+    ------
+    hiddens : (K, num_hiddens) the MLM head's hidden layer at each slot
+    labels : (K,) int
+    weights : (K,)
+
+    Outputs
+    -------
+    mlm_sum : () sum over slots of weight x cross-entropy
+    mlm_hits : () sum over slots of weight x (highest score is the label),
+        estimated from the first chunk (see :class:`BERTPretrainLoss`)
+    """
+
+    def __init__(self, decoder, loss, num_chunks=8, **kwargs):
+        super().__init__(prefix=decoder.prefix, params=decoder.params,
+                         **kwargs)
+        self.num_chunks = num_chunks
+        self.vocab_size, self.num_hiddens = decoder._units, decoder._in_units
+        self.ce = loss
+        with self.name_scope():
+            # The decoder's own Parameters (the same objects)
+            self.weight = self.params.get('weight')
+            self.bias = self.params.get('bias')
+
+    def hybrid_forward(self, F, hiddens, labels, weights, weight, bias):
+        c, v, h = self.num_chunks, self.vocab_size, self.num_hiddens
+        # (vocab_size, num_hiddens + 1): [W, b], and [h, 1] for every slot
+        wb = F.np.concatenate([weight, F.np.expand_dims(bias, -1)], axis=-1)
+        ones = F.np.ones_like(F.npx.slice(hiddens, begin=(None, 0),
+                                          end=(None, 1)))
+        h1 = F.np.concatenate([hiddens, ones], axis=-1)
+        # The label's part of the surrogate, for all K slots at once: (K,)
+        target = F.np.sum(h1 * F.npx.embedding(labels, wb, v, h + 1), axis=-1)
+        # (num_hiddens + 1, vocab_size), made once for every chunk
+        wb_t = F.np.transpose(wb)
+        h1 = F.npx.reshape(h1, (-6, c, -1, -2))
+        hiddens = F.npx.reshape(_no_grad(F, hiddens), (-6, c, -1, -2))
+        chunk_labels = F.npx.reshape(labels, (c, -1))
+        chunk_weights = F.npx.reshape(weights, (c, -1))
+        weight, bias = _no_grad(F, weight), _no_grad(F, bias)
+        total, expected = 0, []
+        for i in range(c):
+            def chunk(X):  # (c, K / c, ...) -> (K / c, ...)
+                return F.npx.reshape(F.npx.slice(X, begin=(i,),
+                                                 end=(i + 1,)), (-3, -4))
+            lab, w = chunk(chunk_labels), chunk(chunk_weights)
+            # (K / c, vocab_size), no gradient of its own
+            scores = F.npx.fully_connected(chunk(hiddens), weight, bias,
+                                           num_hidden=v)
+            # The book's value: (K / c,)
+            total = total + F.np.sum(self.ce(scores, lab,
+                                             F.np.expand_dims(w, -1)))
+            if i == 0:
+                hits = BERTPretrainLoss._hits(F, scores, lab) * w
+                mlm_hits = (F.np.sum(hits) * F.np.sum(weights)
+                            / F.np.maximum(F.np.sum(w), 1e-8))
+            # softmax(s) [W, b]: (K / c, num_hiddens + 1)
+            probs = _no_grad(F, F.npx.softmax(scores))
+            expected.append(F.np.sum(chunk(h1) * F.npx.fully_connected(
+                probs, wb_t, no_bias=True, num_hidden=h + 1), axis=-1))
+        # (K,): value 0, gradient the book's
+        surrogate = (F.np.concatenate(expected) - target) * weights
+        surrogate = surrogate - _no_grad(F, surrogate)
+        return total + F.np.sum(surrogate), mlm_hits
+
+
 class BERTPretrainLoss(nn.HybridBlock):
     """Sums of the book's MLM and NSP losses over a (shard of a) batch.
 
@@ -130,16 +233,37 @@ class BERTPretrainLoss(nn.HybridBlock):
         with self.name_scope():
             self.net = net
             self.ce = loss if loss is not None else gluon.loss.SoftmaxCELoss()
+            decoder = net.mlm.decoder
+            # The written-out gradient holds for the default softmax
+            # cross-entropy only; any other loss goes through autograd
+            self.mlm_loss = (MLMSlotLoss(decoder, self.ce, num_chunks)
+                             if _is_plain_softmax_ce(self.ce)
+                             and decoder.bias is not None
+                             and decoder._in_units else None)
 
     def hybrid_forward(self, F, tokens, segments, valid_lens, mlm_indices,
                        mlm_weights, mlm_labels, nsp_labels):
         net = self.net
         # (batch size, max_len, num_hiddens)
         encoded_X = net.encode(tokens, segments, valid_lens)
+        if self.mlm_loss is not None:
+            mlm_sum, mlm_hits = self.mlm_loss(
+                net.mlm.slot_hiddens(F, encoded_X, mlm_indices), mlm_labels,
+                mlm_weights)
+        else:
+            mlm_sum, mlm_hits = self._mlm_autograd(
+                F, encoded_X, mlm_indices, mlm_weights, mlm_labels)
+        nsp_Y_hat = net.next_sentence_logits(F, encoded_X)
+        nsp_l = self.ce(nsp_Y_hat, nsp_labels)
+        nsp_hits = F.np.sum(self._hits(F, nsp_Y_hat, nsp_labels))
+        return mlm_sum, F.np.sum(nsp_l), mlm_hits, nsp_hits
+
+    def _mlm_autograd(self, F, encoded_X, mlm_indices, mlm_weights,
+                      mlm_labels):
         # The weighted slots in `num_chunks` chunks of K / num_chunks: the
         # (K, vocab_size) scores, their log-softmax and gradients then live
         # one chunk at a time in the backward pass
-        c = self.num_chunks
+        net, c = self.net, self.num_chunks
         mlm_indices = F.npx.reshape(mlm_indices, (-2, c, -1))
         mlm_weights = F.npx.reshape(mlm_weights, (c, -1))
         mlm_labels = F.npx.reshape(mlm_labels, (c, -1))
@@ -166,10 +290,7 @@ class BERTPretrainLoss(nn.HybridBlock):
                                     * F.npx.reshape(weights, (-1,)))
                 mlm_hits = mlm_hits * F.np.sum(mlm_weights) / F.np.maximum(
                     F.np.sum(weights), 1e-8)
-        nsp_Y_hat = net.next_sentence_logits(F, encoded_X)
-        nsp_l = self.ce(nsp_Y_hat, nsp_labels)
-        nsp_hits = F.np.sum(self._hits(F, nsp_Y_hat, nsp_labels))
-        return mlm_sum, F.np.sum(nsp_l), mlm_hits, nsp_hits
+        return mlm_sum, mlm_hits
 
     @staticmethod
     def _hits(F, scores, labels):

@@ -6,8 +6,8 @@ Components first, then the full model, then a factory::
     -> BERTEncoder, MaskLM, NextSentencePred -> BERTModel -> get_bert_model
 
 The math is d2l's (``d2l.BERTModel``): attention over the valid keys only
-(the book fills the padded keys' scores with -1e6 before its softmax; a
-softmax with ``length=`` gives the same weights), dropout on the attention
+(the padded keys' scores are set to -1e6 before the softmax, as the book's
+``masked_softmax`` does with ``sequence_mask``), dropout on the attention
 weights, LayerNorm after residual +
 dropout, a ReLU feed-forward network, learnable position embeddings and a tanh
 hidden layer on ``<cls>`` before next-sentence prediction.  Unlike the book's
@@ -64,7 +64,7 @@ class MultiHeadAttention(nn.HybridBlock):
             raise ValueError(f'num_hiddens={num_hiddens} is not divisible by '
                              f'num_heads={num_heads}')
         self.num_heads = num_heads
-        self._temperature = math.sqrt(num_hiddens // num_heads)
+        self._sqrt_d = math.sqrt(num_hiddens // num_heads)
         with self.name_scope():
             # Self-attention: inputs have num_hiddens features too (shapes
             # are given, so nothing waits for a first batch to be known)
@@ -92,28 +92,29 @@ class MultiHeadAttention(nn.HybridBlock):
         return F.npx.reshape(X, (-2, -2, -5))
 
     def hybrid_forward(self, F, X, valid_lens=None):
-        queries = self._split_heads(F, self.W_q(X))
+        # The queries scaled by 1 / sqrt(d) here rather than the scores (or a
+        # softmax `temperature`, which takes MXNet off oneDNN's softmax):
+        # (batch size * num_heads, no. of tokens, num_hiddens / num_heads)
+        queries = self._split_heads(F, self.W_q(X) / self._sqrt_d)
         keys = self._split_heads(F, self.W_k(X))
         values = self._split_heads(F, self.W_v(X))
         # (batch size * num_heads, no. of queries, no. of keys)
         scores = F.npx.batch_dot(queries, keys, transpose_b=True)
-        # softmax(scores / sqrt(d)), the division folded into the softmax
-        if valid_lens is None:
-            attention_weights = F.npx.softmax(scores, axis=-1,
-                                              temperature=self._temperature)
-        else:
+        if valid_lens is not None:
+            # The book's masked softmax: the scores of keys at positions >=
+            # the valid length are set to -1e6, whose exponentiation is 0.
             # On axis 0, copy each valid length for num_heads times, then for
-            # every query: (batch size * num_heads, no. of queries)
+            # every query: (batch size * num_heads * no. of queries,)
             valid_lens = F.np.repeat(valid_lens, self.num_heads, axis=0)
             queries_pos = F.npx.arange_like(scores, axis=1)
             length = (F.np.expand_dims(valid_lens, -1)
                       + F.np.expand_dims(queries_pos, 0) * 0)
-            # A softmax over the first `length` keys only: the book fills the
-            # other scores with -1e6, whose exponentiation outputs 0 - the
-            # same weights, without building a mask as large as the scores
-            attention_weights = F.npx.softmax(
-                scores, length=length.astype('int32'), axis=-1,
-                temperature=self._temperature, use_length=True)
+            # (batch size * num_heads * no. of queries, no. of keys)
+            masked = F.npx.sequence_mask(
+                F.npx.reshape(scores, (-5, -2)), F.npx.reshape(length, (-1,)),
+                use_sequence_length=True, value=-1e6, axis=1)
+            scores = F.npx.reshape_like(masked, scores)
+        attention_weights = F.npx.softmax(scores, axis=-1)
         output = F.npx.batch_dot(self.dropout(attention_weights), values)
         # (batch size, no. of queries, num_hiddens)
         return self.W_o(self._merge_heads(F, output))
@@ -358,6 +359,22 @@ class MaskLM(nn.HybridBlock):
         the same scores as the forward pass gives for those slots.
         """
         return self.mlp(F.npx.gather_nd(X, indices))
+
+    def slot_hiddens(self, F, X, indices):
+        """The MLP's hidden layer (before :attr:`decoder`) at those slots.
+
+        (K, num_hiddens), for a loss that applies the decoder itself (see
+        :class:`gluon_bert.loss.BERTPretrainLoss`).
+        """
+        hidden = F.npx.gather_nd(X, indices)
+        for layer in list(self.mlp)[:-1]:
+            hidden = layer(hidden)
+        return hidden
+
+    @property
+    def decoder(self):
+        """The output layer: num_hiddens -> vocab_size scores."""
+        return self.mlp[-1]
 
 
 class NextSentencePred(nn.HybridBlock):
