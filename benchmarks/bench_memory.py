@@ -29,14 +29,15 @@ def main(argv=None):
     p.add_argument('flags', nargs='*', help='more pretrain flags, after --')
     args = p.parse_args(argv)
     from gluon_bert import pretrain, trainer
-    from gluon_bert.loss import pack_mlm_shards
+    from gluon_bert.loss import pack_shards
     shapes, samples = set(), []
 
-    def spy_pack(positions, weights, labels, devices):
-        shards = pack_mlm_shards(positions, weights, labels, devices)
-        shapes.add((len(positions), shards[0][0].shape[1]))
+    def spy_pack(host, devices, num_heads):
+        shards = pack_shards(host, devices, num_heads)
+        # (batch size, packed tokens T, MLM slots K) of the first shard
+        shapes.add((len(host[0]), len(shards[0][0]), len(shards[0][7])))
         return shards
-    trainer.pack_mlm_shards = spy_pack
+    trainer.pack_shards = spy_pack
     original = trainer.train_bert
 
     def train_bert(*a, on_step=None, **k):
@@ -59,7 +60,7 @@ def main(argv=None):
     tenth = max(1, len(samples) // 10)
     first = sum(mb for _, mb in samples[:tenth]) / tenth
     last = sum(mb for _, mb in samples[-tenth:]) / tenth
-    print(f'\n{len(shapes)} distinct (batch, MLM slots) shapes: '
+    print(f'\n{len(shapes)} distinct (batch, tokens, MLM slots) shapes: '
           f'{sorted(shapes)}')
     print(f'mean RSS, first tenth of the steps {first:.0f} MB, last tenth '
           f'{last:.0f} MB ({last - first:+.0f} MB); peak '

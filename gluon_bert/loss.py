@@ -17,8 +17,8 @@ import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-__all__ = ['BERTPretrainLoss', 'MLMSlotLoss', 'pack_mlm_slots', 'pack_mlm_shards',
-           'host_fields']
+__all__ = ['BERTPretrainLoss', 'MLMSlotLoss', 'pack_batch', 'pack_shards',
+           'pack_mlm_slots', 'host_fields']
 
 
 def host_fields(batch):
@@ -33,26 +33,91 @@ def host_fields(batch):
     return host
 
 
-def pack_mlm_shards(pred_positions, mlm_weights, mlm_labels, devices):
-    """The packed MLM slots of every shard, made on the host, then loaded.
+def pack_shards(host, devices, num_heads):
+    """The inputs of :class:`BERTPretrainLoss` for every shard, made on the
+    host by :func:`pack_batch`, then loaded.
 
-    The batch is cut as ``split_and_load(even_split=False)`` cuts it (the
-    first ``size % len(devices)`` shards one example longer), and each
-    shard's slots are packed by :func:`pack_mlm_slots`, row indices
-    counted within the shard.
+    ``host`` holds the book's seven fields as NumPy arrays
+    (:func:`host_fields`).  The batch is cut as
+    ``split_and_load(even_split=False)`` cuts it (the first
+    ``size % len(devices)`` shards one example longer).
 
     Returns
     -------
-    list of (indices, weights, labels)
-        One tuple of ``mxnet.np`` arrays per device, on that device.
+    list of tuples
+        One tuple of ``mxnet.np`` arrays per device, on that device, in the
+        order of :class:`BERTPretrainLoss`'s inputs.
     """
     from mxnet import np
     # array_split cuts as split_and_load does: the first shards are longer
-    fields = [onp.array_split(a, len(devices))
-              for a in (pred_positions, mlm_weights, mlm_labels)]
+    fields = [onp.array_split(a, len(devices)) for a in host]
     return [tuple(np.array(a, ctx=device, dtype=a.dtype)
-                  for a in pack_mlm_slots(*shard))
+                  for a in pack_batch(shard, num_heads))
             for device, *shard in zip(devices, *fields)]
+
+
+def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
+    """A batch's valid tokens and weighted MLM slots, packed.
+
+    The book pads every example to ``max_len`` tokens and
+    ``max_num_mlm_preds`` slots.  Packed, the valid tokens follow one
+    another (so the per-token layers skip the padding: about 28 % of
+    WikiText-2's tokens at ``max_len`` 64), and so do the weighted slots
+    (:func:`pack_mlm_slots`).  Attention still sees every example padded:
+    the two gather indices go there and back.  Padding rows at the end keep
+    the number of distinct shapes small; nothing reads them.
+
+    Parameters
+    ----------
+    host : tuple of 7 NumPy arrays
+        The book's fields: tokens, segments, valid_lens, pred_positions,
+        mlm_weights, mlm_labels, nsp_labels.
+    num_heads : int
+        The attention heads of the model.
+    token_multiple, slot_multiple : int
+        T and K are padded up to multiples of these.
+
+    Returns
+    -------
+    tuple of NumPy arrays, :class:`BERTPretrainLoss`'s inputs
+        tokens (T,), segments (T,), positions (T,), valid_lens (batch size,),
+        head_index (batch size * num_heads, max_len), merge_index
+        (T, num_heads), nsp_rows (batch size,), mlm_rows (K,), mlm_weights
+        (K,), mlm_labels (K,), nsp_labels (batch size,)
+    """
+    (tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_labels,
+     nsp_labels) = host
+    batch_size, max_len = tokens.shape
+    h = num_heads
+    valid = onp.arange(max_len) < valid_lens.reshape(-1, 1)
+    # In row-major order: example by example, position by position
+    examples, cols = onp.nonzero(valid)
+    n = len(examples)
+    size = max(token_multiple, -(-n // token_multiple) * token_multiple)
+
+    def packed(values, dtype='int32'):
+        out = onp.zeros(size, dtype=dtype)
+        out[:n] = values
+        return out
+    # The packed row of every (example, position); padded positions read
+    # row 0, whose value there is masked (keys), weighted 0 (values) or
+    # unused (queries)
+    row_of = onp.zeros((batch_size, max_len), dtype='int64')
+    row_of[examples, cols] = onp.arange(n)
+    head = onp.arange(h).reshape(1, h, 1)
+    head_index = (row_of[:, None, :] * h + head).reshape(batch_size * h,
+                                                         max_len)
+    merge_index = onp.zeros((size, h), dtype='int32')
+    merge_index[:n] = ((examples[:, None] * h + onp.arange(h)) * max_len
+                       + cols[:, None])
+    indices, weights, labels = pack_mlm_slots(
+        pred_positions, mlm_weights, mlm_labels, slot_multiple)
+    return (packed(tokens[valid]), packed(segments[valid]), packed(cols),
+            valid_lens.reshape(-1).astype('float32'),
+            head_index.astype('int32'), merge_index,
+            row_of[:, 0].astype('int32'),
+            row_of[indices[0], indices[1]].astype('int32'), weights, labels,
+            nsp_labels.astype('int32'))
 
 
 def pack_mlm_slots(pred_positions, mlm_weights, mlm_labels, multiple=128):
@@ -96,6 +161,16 @@ def _is_plain_softmax_ce(loss):
 def _no_grad(F, X):
     # BlockGrad has no NumPy-mode name in MXNet 1.9
     return F.stop_gradient(X.as_nd_ndarray()).as_np_ndarray()
+
+
+def _first_chunk_hits(F, scores, labels, weights, all_weights):
+    # Training accuracy from the first chunk's slots only (an argmax over
+    # every chunk's scores costs about 5 % of a step): their weighted hits,
+    # scaled to all the slots' weight; the padded slots are at the end, so
+    # this chunk has real ones
+    hits = F.np.sum(BERTPretrainLoss._hits(F, scores, labels) * weights)
+    return hits * F.np.sum(all_weights) / F.np.maximum(F.np.sum(weights),
+                                                        1e-8)
 
 
 class MLMSlotLoss(nn.HybridBlock):
@@ -175,9 +250,7 @@ class MLMSlotLoss(nn.HybridBlock):
             total = total + F.np.sum(self.ce(scores, lab,
                                              F.np.expand_dims(w, -1)))
             if i == 0:
-                hits = BERTPretrainLoss._hits(F, scores, lab) * w
-                mlm_hits = (F.np.sum(hits) * F.np.sum(weights)
-                            / F.np.maximum(F.np.sum(w), 1e-8))
+                mlm_hits = _first_chunk_hits(F, scores, lab, w, weights)
             # softmax(s) [W, b]: (K / c, num_hiddens + 1)
             probs = _no_grad(F, F.npx.softmax(scores))
             expected.append(F.np.sum(chunk(h1) * F.npx.fully_connected(
@@ -206,10 +279,14 @@ class BERTPretrainLoss(nn.HybridBlock):
 
     Inputs
     ------
-    tokens : (batch size, max_len) int
-    segments : (batch size, max_len) int
+    The packed batch of :func:`pack_batch`:
+
+    tokens, segments, positions : (T,) int
     valid_lens : (batch size,)
-    mlm_indices : (2, K) int, from :func:`pack_mlm_slots`
+    head_index : (batch size * num_heads, max_len) int
+    merge_index : (T, num_heads) int
+    nsp_rows : (batch size,) int, the packed row of each ``<cls>``
+    mlm_rows : (K,) int, the packed row of each slot
     mlm_weights : (K,)
     mlm_labels : (K,)
     nsp_labels : (batch size,)
@@ -241,55 +318,48 @@ class BERTPretrainLoss(nn.HybridBlock):
                              and decoder.bias is not None
                              and decoder._in_units else None)
 
-    def hybrid_forward(self, F, tokens, segments, valid_lens, mlm_indices,
+    def hybrid_forward(self, F, tokens, segments, positions, valid_lens,
+                       head_index, merge_index, nsp_rows, mlm_rows,
                        mlm_weights, mlm_labels, nsp_labels):
         net = self.net
-        # (batch size, max_len, num_hiddens)
-        encoded_X = net.encode(tokens, segments, valid_lens)
+        # (T, num_hiddens): the valid tokens only
+        encoded_X = net.encode_packed(tokens, segments, positions, valid_lens,
+                                      head_index, merge_index)
+        # (K, num_hiddens)
+        hiddens = net.mlm.slot_hiddens(F, encoded_X, mlm_rows)
         if self.mlm_loss is not None:
-            mlm_sum, mlm_hits = self.mlm_loss(
-                net.mlm.slot_hiddens(F, encoded_X, mlm_indices), mlm_labels,
-                mlm_weights)
+            mlm_sum, mlm_hits = self.mlm_loss(hiddens, mlm_labels,
+                                              mlm_weights)
         else:
-            mlm_sum, mlm_hits = self._mlm_autograd(
-                F, encoded_X, mlm_indices, mlm_weights, mlm_labels)
-        nsp_Y_hat = net.next_sentence_logits(F, encoded_X)
+            mlm_sum, mlm_hits = self._mlm_autograd(F, hiddens, mlm_labels,
+                                                   mlm_weights)
+        nsp_Y_hat = net.next_sentence_logits_at(F, encoded_X, nsp_rows)
         nsp_l = self.ce(nsp_Y_hat, nsp_labels)
         nsp_hits = F.np.sum(self._hits(F, nsp_Y_hat, nsp_labels))
         return mlm_sum, F.np.sum(nsp_l), mlm_hits, nsp_hits
 
-    def _mlm_autograd(self, F, encoded_X, mlm_indices, mlm_weights,
-                      mlm_labels):
-        # The weighted slots in `num_chunks` chunks of K / num_chunks: the
-        # (K, vocab_size) scores, their log-softmax and gradients then live
+    def _mlm_autograd(self, F, hiddens, mlm_labels, mlm_weights):
+        # Any other loss: the decoder's scores and the loss through
+        # autograd, in `num_chunks` chunks of K / num_chunks slots, so that
+        # the (K, vocab_size) scores, their log-softmax and gradients live
         # one chunk at a time in the backward pass
-        net, c = self.net, self.num_chunks
-        mlm_indices = F.npx.reshape(mlm_indices, (-2, c, -1))
+        c, decoder = self.num_chunks, self.net.mlm.decoder
+        hiddens = F.npx.reshape(hiddens, (-6, c, -1, -2))
         mlm_weights = F.npx.reshape(mlm_weights, (c, -1))
         mlm_labels = F.npx.reshape(mlm_labels, (c, -1))
         mlm_sum = 0
         for i in range(c):
-            # (2, K / num_chunks) row and position of each slot
-            indices = F.npx.reshape(F.npx.slice(
-                mlm_indices, begin=(None, i, None), end=(None, i + 1, None)),
-                (-2, -3, -2))
-            weights = F.npx.slice(mlm_weights, begin=(i, None),
-                                  end=(i + 1, None))
-            labels = F.npx.reshape(F.npx.slice(
-                mlm_labels, begin=(i, None), end=(i + 1, None)), (-1,))
-            # (K / num_chunks, num_hiddens) -> (K / num_chunks, vocab_size)
-            mlm_Y_hat = net.mlm_scores(F, encoded_X, indices)
-            mlm_l = self.ce(mlm_Y_hat, labels, F.np.transpose(weights))
+            def chunk(X):  # (c, K / c, ...) -> (K / c, ...)
+                return F.npx.reshape(F.npx.slice(X, begin=(i,),
+                                                 end=(i + 1,)), (-3, -4))
+            weights, labels = chunk(mlm_weights), chunk(mlm_labels)
+            # (K / num_chunks, vocab_size)
+            mlm_Y_hat = decoder(chunk(hiddens))
+            mlm_l = self.ce(mlm_Y_hat, labels, F.np.expand_dims(weights, -1))
             mlm_sum = mlm_sum + F.np.sum(mlm_l)
             if i == 0:
-                # Training accuracy from the first chunk's slots only (an
-                # argmax over every chunk's scores costs about 5 % of a
-                # step): their hits, scaled to all the slots' weight; the
-                # padded slots are at the end, so this chunk has real ones
-                mlm_hits = F.np.sum(self._hits(F, mlm_Y_hat, labels)
-                                    * F.npx.reshape(weights, (-1,)))
-                mlm_hits = mlm_hits * F.np.sum(mlm_weights) / F.np.maximum(
-                    F.np.sum(weights), 1e-8)
+                mlm_hits = _first_chunk_hits(F, mlm_Y_hat, labels, weights,
+                                             mlm_weights)
         return mlm_sum, mlm_hits
 
     @staticmethod

@@ -49,12 +49,21 @@ class MultiHeadAttention(nn.HybridBlock):
     Inputs
     ------
     X : (batch size, no. of tokens, num_hiddens)
+        Or, packed, (T, num_hiddens): the batch's valid tokens one after
+        another (see :func:`gluon_bert.loss.pack_batch`), with
     valid_lens : (batch size,) or None
         Keys at positions >= valid length get no attention.
+    head_index : (batch size * num_heads, no. of tokens) int, packed only
+        For every example, head and position, the row of the packed
+        (T * num_heads, num_hiddens / num_heads) heads that sits there (any
+        row at padded positions: they are masked or unused).
+    merge_index : (T, num_heads) int, packed only
+        For every packed token and head, its row in the attention output
+        (batch size * num_heads * no. of tokens, num_hiddens / num_heads).
 
     Outputs
     -------
-    (batch size, no. of tokens, num_hiddens)
+    (batch size, no. of tokens, num_hiddens), or (T, num_hiddens) packed
     """
 
     def __init__(self, num_hiddens, num_heads, dropout, use_bias=False,
@@ -91,13 +100,40 @@ class MultiHeadAttention(nn.HybridBlock):
         X = F.np.transpose(X, (0, 2, 1, 3))
         return F.npx.reshape(X, (-2, -2, -5))
 
-    def hybrid_forward(self, F, X, valid_lens=None):
+    def _gather_heads(self, F, X, head_index):
+        # Packed (T, num_hiddens) -> (T * num_heads, num_hiddens / num_heads)
+        # -> (batch size * num_heads, no. of tokens, num_hiddens / num_heads):
+        # one gather does the padding, the head split and the transposition
+        X = F.npx.reshape(X, (-2, self.num_heads, -1))
+        return F.np.take(F.npx.reshape(X, (-5, -2)), head_index, axis=0)
+
+    def _gather_tokens(self, F, X, merge_index):
+        # The inverse of `_gather_heads`, for the packed tokens only:
+        # (batch size * num_heads, no. of tokens, num_hiddens / num_heads)
+        # -> (T, num_heads, num_hiddens / num_heads) -> (T, num_hiddens)
+        X = F.np.take(F.npx.reshape(X, (-5, -2)), merge_index, axis=0)
+        return F.npx.reshape(X, (-2, -5))
+
+    def hybrid_forward(self, F, X, valid_lens=None, head_index=None,
+                       merge_index=None):
+        if head_index is None:
+            def split(Y):
+                return self._split_heads(F, Y)
+
+            def merge(Y):
+                return self._merge_heads(F, Y)
+        else:
+            def split(Y):
+                return self._gather_heads(F, Y, head_index)
+
+            def merge(Y):
+                return self._gather_tokens(F, Y, merge_index)
         # The queries scaled by 1 / sqrt(d) here rather than the scores (or a
         # softmax `temperature`, which takes MXNet off oneDNN's softmax):
         # (batch size * num_heads, no. of tokens, num_hiddens / num_heads)
-        queries = self._split_heads(F, self.W_q(X) / self._sqrt_d)
-        keys = self._split_heads(F, self.W_k(X))
-        values = self._split_heads(F, self.W_v(X))
+        queries = split(self.W_q(X) / self._sqrt_d)
+        keys = split(self.W_k(X))
+        values = split(self.W_v(X))
         # (batch size * num_heads, no. of queries, no. of keys)
         scores = F.npx.batch_dot(queries, keys, transpose_b=True)
         if valid_lens is not None:
@@ -116,8 +152,8 @@ class MultiHeadAttention(nn.HybridBlock):
             scores = F.npx.reshape_like(masked, scores)
         attention_weights = F.npx.softmax(scores, axis=-1)
         output = F.npx.batch_dot(self.dropout(attention_weights), values)
-        # (batch size, no. of queries, num_hiddens)
-        return self.W_o(self._merge_heads(F, output))
+        # (batch size, no. of queries, num_hiddens), or (T, num_hiddens)
+        return self.W_o(merge(output))
 
 
 class PositionWiseFFN(nn.HybridBlock):
@@ -227,12 +263,13 @@ class TransformerEncoderBlock(nn.HybridBlock):
 
     Inputs
     ------
-    X : (batch size, no. of tokens, num_hiddens)
+    X : (batch size, no. of tokens, num_hiddens), or packed (T, num_hiddens)
     valid_lens : (batch size,) or None
+    head_index, merge_index : packed only, see :class:`MultiHeadAttention`
 
     Outputs
     -------
-    (batch size, no. of tokens, num_hiddens)
+    the shape of X
     """
 
     def __init__(self, num_hiddens, ffn_num_hiddens, num_heads, dropout,
@@ -246,8 +283,9 @@ class TransformerEncoderBlock(nn.HybridBlock):
                                        num_hiddens)
             self.addnorm2 = AddNorm(dropout, num_hiddens)
 
-    def hybrid_forward(self, F, X, valid_lens=None):
-        Y = self.addnorm1(X, self.attention(X, valid_lens))
+    def hybrid_forward(self, F, X, valid_lens=None, *packed):
+        # packed: () or (head_index, merge_index)
+        Y = self.addnorm1(X, self.attention(X, valid_lens, *packed))
         return self.addnorm2(Y, self.ffn(Y))
 
 
@@ -267,10 +305,16 @@ class BERTEncoder(nn.HybridBlock):
     tokens : (batch size, no. of tokens) int
     segments : (batch size, no. of tokens) int, 0 or 1
     valid_lens : (batch size,) or None
+    positions, head_index, merge_index : optional, packed input
+        With ``positions`` (T,), ``tokens`` and ``segments`` are (T,) too:
+        the valid tokens of the batch one after another, each at its
+        position, as :func:`gluon_bert.loss.pack_batch` makes them; padded
+        positions then cost nothing outside attention.  See
+        :class:`MultiHeadAttention` for the two indices.
 
     Outputs
     -------
-    (batch size, no. of tokens, num_hiddens)
+    (batch size, no. of tokens, num_hiddens), or (T, num_hiddens) packed
     """
 
     def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
@@ -291,21 +335,26 @@ class BERTEncoder(nn.HybridBlock):
                     num_hiddens, ffn_num_hiddens, num_heads, dropout, True))
 
     def hybrid_forward(self, F, tokens, segments, valid_lens=None,
+                       positions=None, head_index=None, merge_index=None,
                        pos_embedding=None):
-        # (batch size, no. of tokens, num_hiddens)
+        # (batch size, no. of tokens, num_hiddens), or (T, num_hiddens)
         X = self.token_embedding(tokens) + self.segment_embedding(segments)
-        # The position embedding of every token, looked up like a word's:
-        # (batch size, no. of tokens) positions 0, 1, ... in every row.  Adding
-        # the first no.-of-tokens rows with broadcasting, as the book does,
-        # gives the same numbers, but its gradient is a reduction over the
-        # batch, far slower on CPUs than the embedding's gradient
-        positions = (F.np.zeros_like(tokens, dtype='int32')
-                     + F.npx.arange_like(tokens, axis=1).astype('int32'))
+        packed = ()
+        if positions is None:
+            # (batch size, no. of tokens): positions 0, 1, ... in every row
+            positions = (F.np.zeros_like(tokens, dtype='int32')
+                         + F.npx.arange_like(tokens, axis=1).astype('int32'))
+        else:
+            packed = (head_index, merge_index)
+        # The position embedding of every token, looked up like a word's.
+        # Adding the first no.-of-tokens rows with broadcasting, as the book
+        # does, gives the same numbers, but its gradient is a reduction over
+        # the batch, far slower on CPUs than the embedding's gradient
         X = X + F.npx.embedding(
             positions, F.npx.reshape(pos_embedding, (-3, -2, -2)),
             input_dim=self.max_len, output_dim=self._num_hiddens)
         for blk in self.blks:
-            X = blk(X, valid_lens)
+            X = blk(X, valid_lens, *packed)
         return X
 
 
@@ -360,13 +409,15 @@ class MaskLM(nn.HybridBlock):
         """
         return self.mlp(F.npx.gather_nd(X, indices))
 
-    def slot_hiddens(self, F, X, indices):
-        """The MLP's hidden layer (before :attr:`decoder`) at those slots.
+    def slot_hiddens(self, F, X, rows):
+        """The MLP's hidden layer (before :attr:`decoder`) at packed slots.
 
-        (K, num_hiddens), for a loss that applies the decoder itself (see
-        :class:`gluon_bert.loss.BERTPretrainLoss`).
+        ``X`` (T, num_hiddens) is a packed encoding and ``rows`` (K,) int
+        its rows to predict (see :func:`gluon_bert.loss.pack_batch`).
+        Returns (K, num_hiddens), for a loss that applies the decoder itself
+        (:class:`gluon_bert.loss.BERTPretrainLoss`).
         """
-        hidden = F.npx.gather_nd(X, indices)
+        hidden = F.np.take(X, rows, axis=0)
         for layer in list(self.mlp)[:-1]:
             hidden = layer(hidden)
         return hidden
@@ -468,6 +519,20 @@ class BERTModel(nn.HybridBlock):
     def encode(self, tokens, segments, valid_lens=None):
         """The encoder's output, (batch size, no. of tokens, num_hiddens)."""
         return self.encoder(tokens, segments, valid_lens)
+
+    def encode_packed(self, tokens, segments, positions, valid_lens,
+                      head_index, merge_index):
+        """The encoder's output for a packed batch: (T, num_hiddens).
+
+        See :class:`BERTEncoder` and :func:`gluon_bert.loss.pack_batch`.
+        """
+        return self.encoder(tokens, segments, valid_lens, positions,
+                            head_index, merge_index)
+
+    def next_sentence_logits_at(self, F, X, rows):
+        """NSP scores from the rows of ``<cls>`` in a packed encoding ``X``
+        (T, num_hiddens): (batch size, 2)."""
+        return self.nsp(self.hidden(F.np.take(X, rows, axis=0)))
 
     def mlm_scores(self, F, encoded_X, indices):
         """MLM scores of packed slots: see :meth:`MaskLM.score_slots`."""

@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, init, npx
 
-from .loss import BERTPretrainLoss, host_fields, pack_mlm_shards
+from .loss import BERTPretrainLoss, host_fields, pack_shards
 from .model import net_device
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
@@ -189,23 +189,23 @@ def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
 _get_batch_loss_bert = get_batch_loss_bert
 
 
-def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
-                              segments_X_shards, valid_lens_x_shards,
-                              mlm_shards, nsp_y_shards, num_mlm_slots,
+def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
                               num_pairs, hits=None):
     """:func:`get_batch_loss_bert` through one fused, hybridized graph.
 
-    The same shards, the same per-shard lists and the same numbers (normalized
-    by the whole batch); the MLM head scores only the weighted slots, packed
-    on the host by :func:`~gluon_bert.loss.pack_mlm_shards`.  Nothing is
-    copied back from the devices and nothing waits: the devices' forward
-    passes can overlap, and the caller synchronizes once per step.
+    The same per-shard lists and the same numbers (normalized by the whole
+    batch), from shards packed on the host by
+    :func:`~gluon_bert.loss.pack_shards` (cut as ``split_and_load`` cuts
+    the batch): the layers skip padded tokens and the MLM head scores only
+    the weighted slots.  Nothing is copied back from the devices and nothing
+    waits: the devices' forward passes can overlap, and the caller
+    synchronizes once per step.
 
     Parameters
     ----------
     pretrain_loss : BERTPretrainLoss
-    mlm_shards : list of (indices, weights, labels)
-        The packed MLM slots of every shard, on its device.
+    shards : list of tuples
+        The packed inputs of every shard, on its device.
     num_mlm_slots : float
         Sum of the whole batch's MLM weights.
     num_pairs : int
@@ -216,13 +216,8 @@ def get_batch_loss_bert_fused(pretrain_loss, tokens_X_shards,
         label, and the number of pairs classified right.
     """
     mlm_ls, nsp_ls, ls = [], [], []
-    for (tokens_X_shard, segments_X_shard, valid_lens_x_shard,
-         (indices, weights, labels), nsp_y_shard) in zip(
-            tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-            mlm_shards, nsp_y_shards):
-        mlm_sum, nsp_sum, mlm_hits, nsp_hits = pretrain_loss(
-            tokens_X_shard, segments_X_shard, valid_lens_x_shard.reshape(-1),
-            indices, weights, labels, nsp_y_shard)
+    for shard in shards:
+        mlm_sum, nsp_sum, mlm_hits, nsp_hits = pretrain_loss(*shard)
         mlm_l = mlm_sum / (num_mlm_slots + 1e-8)
         nsp_l = nsp_sum / num_pairs
         if hits is not None:
@@ -388,17 +383,13 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
     hits = [] if fused else None
     for batch, host in zip(group, hosts):
         if fused:
-            # The MLM slots are packed from the host copy of the batch, so
-            # nothing comes back from the devices before the backward pass
-            tokens_X_shards, segments_X_shards, valid_lens_x_shards, \
-                nsp_y_shards = [gluon.utils.split_and_load(
-                    batch[i], devices, even_split=False) for i in (0, 1, 2, 6)]
-            mlm_shards = pack_mlm_shards(host[3], host[4], host[5], devices)
+            # Tokens and MLM slots are packed from the host copy of the
+            # batch, so nothing comes back from the devices before the
+            # backward pass
+            shards = pack_shards(host, devices, net.config['num_heads'])
             with autograd.record():
                 mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
-                    model, tokens_X_shards, segments_X_shards,
-                    valid_lens_x_shards, mlm_shards, nsp_y_shards,
-                    num_mlm_slots, num_pairs, hits=hits)
+                    model, shards, num_mlm_slots, num_pairs, hits=hits)
         else:
             (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
              pred_positions_X_shards, mlm_weights_X_shards,

@@ -8,8 +8,8 @@ from mxnet import autograd, gluon, init, npx
 
 from gluon_bert import dataset as ds
 from gluon_bert import trainer as T
-from gluon_bert.loss import (BERTPretrainLoss, pack_mlm_shards,
-                             pack_mlm_slots)
+from gluon_bert.loss import (BERTPretrainLoss, pack_batch, pack_mlm_slots,
+                             pack_shards)
 from gluon_bert.model import BERTModel
 
 npx.set_np()
@@ -67,9 +67,7 @@ def test_fused_equals_the_books_loss_and_gradients(setup, num_devices,
             if fused:
                 host = [x.asnumpy() for x in batch]
                 out = T.get_batch_loss_bert_fused(
-                    fn, shards[0], shards[1], shards[2],
-                    pack_mlm_shards(host[3], host[4], host[5], devices),
-                    shards[6], **totals)
+                    fn, pack_shards(host, devices, 2), **totals)
             else:
                 out = T.get_batch_loss_bert(net, loss, len(vocab), *shards,
                                             **totals)
@@ -113,22 +111,83 @@ def test_fused_training_equals_the_books(corpus_dir):
         onp.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_pack_mlm_shards_cuts_as_split_and_load_does():
+def test_pack_shards_cuts_as_split_and_load_does():
     rng = onp.random.RandomState(0)
-    positions = rng.randint(0, 20, (7, 3)).astype('int32')
+    tokens = rng.randint(5, 50, (7, 6)).astype('float32')
+    valid_lens = rng.randint(2, 7, 7).astype('float32')
+    positions = rng.randint(0, 6, (7, 3)).astype('int32')
     weights = (rng.rand(7, 3) > 0.3).astype('float32')
     labels = rng.randint(0, 50, (7, 3)).astype('int32')
+    nsp = rng.randint(0, 2, 7).astype('float32')
+    host = (tokens, tokens % 2, valid_lens, positions, weights, labels, nsp)
     devices = [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
-    loaded = gluon.utils.split_and_load(mx.np.array(weights), devices,
-                                        even_split=False)
-    shards = pack_mlm_shards(positions, weights, labels, devices)
-    for (indices, w, lab), part, device in zip(shards, loaded, devices):
-        expected = part.asnumpy()
-        assert indices.ctx == device
-        # the shard's own weighted slots, rows counted within the shard
-        assert float(w.sum()) == expected.sum()
-        rows = indices.asnumpy()[0][w.asnumpy() > 0]
-        assert rows.max() < len(expected)
+    loaded = [gluon.utils.split_and_load(mx.np.array(a), devices,
+                                         even_split=False)
+              for a in (weights, valid_lens, nsp)]
+    shards = pack_shards(host, devices, 2)
+    for shard, w_part, lens_part, nsp_part, device in zip(shards, *loaded,
+                                                         devices):
+        assert all(a.ctx == device for a in shard)
+        # the shard's own examples, tokens and weighted slots
+        assert shard[3].tolist() == lens_part.tolist()
+        assert shard[10].tolist() == nsp_part.tolist()
+        assert float(shard[8].sum()) == float(w_part.sum())
+        assert int((shard[0] > 0).sum()) == int(lens_part.sum())
+
+
+def test_pack_batch_indices_address_the_tokens():
+    rng = onp.random.RandomState(1)
+    batch_size, max_len, h = 5, 7, 2
+    tokens = rng.randint(1, 99, (batch_size, max_len)).astype('int32')
+    valid_lens = onp.array([7, 3, 5, 1, 6], dtype='float32')
+    positions = onp.array([[1, 2], [0, 2], [4, 0], [0, 0], [5, 3]])
+    weights = onp.array([[1, 1], [1, 0], [1, 0], [0, 0], [1, 1]], 'float32')
+    labels = rng.randint(0, 9, (batch_size, 2))
+    (p_tokens, p_segments, p_positions, p_lens, head_index, merge_index,
+     nsp_rows, mlm_rows, mlm_weights, mlm_labels, _) = pack_batch(
+        (tokens, tokens % 2, valid_lens, positions, weights, labels,
+         onp.zeros(batch_size)), h, token_multiple=8, slot_multiple=4)
+    n = int(valid_lens.sum())
+    assert len(p_tokens) == 24 and (p_tokens[n:] == 0).all()
+    valid = onp.arange(max_len) < valid_lens[:, None]
+    assert p_tokens[:n].tolist() == tokens[valid].tolist()
+    assert p_positions[:n].tolist() == onp.nonzero(valid)[1].tolist()
+    # Each example's <cls> and each weighted slot's token
+    assert p_tokens[nsp_rows].tolist() == tokens[:, 0].tolist()
+    k = int(weights.sum())
+    assert len(mlm_rows) == 8 and mlm_weights[k:].sum() == 0
+    expected = tokens[onp.nonzero(weights)[0], positions[weights > 0]]
+    assert p_tokens[mlm_rows[:k]].tolist() == expected.tolist()
+    # Heads: packed row * h + head for every valid (example, position)
+    rows = head_index.reshape(batch_size, h, max_len)
+    for b in range(batch_size):
+        for j in range(h):
+            got = p_tokens[rows[b, j, :int(valid_lens[b])] // h]
+            assert got.tolist() == tokens[b, :int(valid_lens[b])].tolist()
+            assert (rows[b, j] % h == j).all()
+    # and back: the head outputs of (example, head, position) of each token
+    flat = onp.arange(batch_size * h * max_len).reshape(batch_size, h,
+                                                        max_len)
+    for r in range(n):
+        b, pos = onp.nonzero(valid)[0][r], onp.nonzero(valid)[1][r]
+        assert merge_index[r].tolist() == flat[b, :, pos].tolist()
+
+
+@pytest.mark.parametrize('num_heads', [1, 2, 4])
+def test_packed_encoder_equals_the_padded_one(setup, num_heads):
+    vocab, batch, _ = setup
+    mx.random.seed(0)
+    net = BERTModel(len(vocab), 16, 32, num_heads, 2, 0.0, max_len=32)
+    net.initialize(init.Xavier())
+    host = [x.asnumpy() for x in batch]
+    packed = [mx.np.array(a, dtype=a.dtype)
+              for a in pack_batch(host, num_heads, token_multiple=64)]
+    padded = net.encode(*batch[:3]).asnumpy()
+    got = net.encode_packed(*packed[:6]).asnumpy()
+    valid = onp.arange(host[0].shape[1]) < host[2][:, None]
+    n = int(valid.sum())
+    onp.testing.assert_allclose(got[:n], padded[valid], rtol=1e-5,
+                                atol=1e-6)
 
 
 @pytest.mark.parametrize('num_chunks', [1, 4])
@@ -136,7 +195,8 @@ def test_hits_count_the_slots_whose_top_score_is_the_label(setup,
                                                            num_chunks):
     vocab, batch, net = setup
     host = [x.asnumpy() for x in batch]
-    indices, weights, labels = pack_mlm_slots(host[3], host[4], host[5])
+    packed = pack_batch(host, 2)
+    weights = packed[8]
     _, mlm_Y_hat, nsp_Y_hat = net(*batch[:4])
     # The book's scores of every weighted slot, in packing order
     scores = mlm_Y_hat.asnumpy()[host[4] > 0]
@@ -146,9 +206,7 @@ def test_hits_count_the_slots_whose_top_score_is_the_label(setup,
     real = int(weights[:first].sum())
     expected = hit[:real].sum() * weights.sum() / weights[:first].sum()
     fn = BERTPretrainLoss(net, gluon.loss.SoftmaxCELoss(), num_chunks)
-    out = fn(batch[0], batch[1], batch[2], *[mx.np.array(a, dtype=a.dtype)
-                                             for a in (indices, weights,
-                                                       labels)], batch[6])
+    out = fn(*[mx.np.array(a, dtype=a.dtype) for a in packed])
     assert float(out[2]) == pytest.approx(expected, rel=1e-6)
     nsp_hits = (nsp_Y_hat.asnumpy().argmax(-1) == host[6]).sum()
     assert float(out[3]) == nsp_hits
