@@ -3,15 +3,20 @@
 ``BERTPretrainLoss`` wraps a :class:`~gluon_bert.model.BERTModel` and computes
 the book's two losses in one hybridized graph, so that the whole training
 step (model, both losses, their gradients) runs from statically allocated
-memory.  Its MLM head only scores the prediction slots that carry weight:
-the book's padded slots have weight 0 and add nothing to the loss or the
-gradients, so leaving them out changes no number and saves part of the most
-expensive work, the (slots x vocab_size) output layer and its log-softmax.
-(What each of these choices measured is in the README, "Training,
-measured".)
+memory.  It gives the book's numbers (tested against the book's loss path)
+while skipping work that adds nothing to them:
 
-:func:`pack_mlm_slots` turns a batch's ``(pred_positions, mlm_weights,
-mlm_labels)`` into that compact form on the host.
+* padded tokens: the batch's valid tokens are packed (:func:`pack_batch`), so
+  the per-token layers never see the padding; attention gathers each
+  example back (:class:`~gluon_bert.model.MultiHeadAttention`);
+* padded MLM slots: they have weight 0, so only the weighted slots are
+  scored (:func:`pack_mlm_slots`);
+* the log-softmax's backward pass over (slots x vocab_size):
+  :class:`MLMSlotLoss` writes the cross-entropy's gradient out.
+
+:func:`pack_shards` makes the packed inputs of every device's shard on the
+host.  (What each of these choices measured is in the README, "Training,
+measured".)
 """
 import numpy as onp
 from mxnet import gluon

@@ -457,9 +457,10 @@ class TrainOptions:
         normalized by all of them, so a step equals one on the big batch.
     fused : bool
         Compute model and losses in one graph
-        (:class:`~gluon_bert.loss.BERTPretrainLoss`, MLM head on the weighted
-        slots only): the same numbers, about twice as fast.  False runs the
-        book's :func:`get_batch_loss_bert` on ``net``'s outputs.
+        (:class:`~gluon_bert.loss.BERTPretrainLoss`: packed tokens, MLM head
+        on the weighted slots only): the same numbers (with dropout, other
+        dropout masks), much faster (README, "Training, measured").  False
+        runs the book's :func:`get_batch_loss_bert` on ``net``'s outputs.
     hybridize : bool
         Hybridize with ``static_alloc`` and ``static_shape`` first.
     seed : int, optional
