@@ -168,6 +168,12 @@ def _no_grad(F, X):
     return F.stop_gradient(X.as_nd_ndarray()).as_np_ndarray()
 
 
+def _chunk(F, X, i):
+    # The i-th chunk of X, (num_chunks, K / num_chunks, ...) ->
+    # (K / num_chunks, ...)
+    return F.npx.reshape(F.npx.slice(X, begin=(i,), end=(i + 1,)), (-3, -4))
+
+
 def _first_chunk_hits(F, scores, labels, weights, all_weights):
     # Training accuracy from the first chunk's slots only (an argmax over
     # every chunk's scores costs about 5 % of a step): their weighted hits,
@@ -244,9 +250,8 @@ class MLMSlotLoss(nn.HybridBlock):
         weight, bias = _no_grad(F, weight), _no_grad(F, bias)
         total, expected = 0, []
         for i in range(c):
-            def chunk(X):  # (c, K / c, ...) -> (K / c, ...)
-                return F.npx.reshape(F.npx.slice(X, begin=(i,),
-                                                 end=(i + 1,)), (-3, -4))
+            def chunk(X):
+                return _chunk(F, X, i)
             lab, w = chunk(chunk_labels), chunk(chunk_weights)
             # (K / c, vocab_size), no gradient of its own
             scores = F.npx.fully_connected(chunk(hiddens), weight, bias,
@@ -354,9 +359,8 @@ class BERTPretrainLoss(nn.HybridBlock):
         mlm_labels = F.npx.reshape(mlm_labels, (c, -1))
         mlm_sum = 0
         for i in range(c):
-            def chunk(X):  # (c, K / c, ...) -> (K / c, ...)
-                return F.npx.reshape(F.npx.slice(X, begin=(i,),
-                                                 end=(i + 1,)), (-3, -4))
+            def chunk(X):
+                return _chunk(F, X, i)
             weights, labels = chunk(mlm_weights), chunk(mlm_labels)
             # (K / num_chunks, vocab_size)
             mlm_Y_hat = decoder(chunk(hiddens))
