@@ -117,6 +117,12 @@ def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
                        + cols[:, None])
     indices, weights, labels = pack_mlm_slots(
         pred_positions, mlm_weights, mlm_labels, slot_multiple)
+    slot_rows, slot_cols = indices[:, weights > 0]
+    if (slot_cols >= valid_lens.reshape(-1)[slot_rows]).any():
+        raise ValueError('a weighted MLM slot lies beyond its example\'s '
+                         'valid length, where packed tokens have no row; '
+                         'the book\'s examples never do this: fix the '
+                         'batch, or train with fused=False (--loss book)')
     return (packed(tokens[valid]), packed(segments[valid]), packed(cols),
             valid_lens.reshape(-1).astype('float32'),
             head_index.astype('int32'), merge_index,

@@ -400,15 +400,6 @@ class MaskLM(nn.HybridBlock):
     def hybrid_forward(self, F, X, pred_positions):
         return self.mlp(self.gather(F, X, pred_positions))
 
-    def score_slots(self, F, X, indices):
-        """Scores of the slots named by ``gather_nd`` indices.
-
-        ``indices`` (2, K): the example and the position of each slot (see
-        :func:`gluon_bert.loss.pack_mlm_slots`).  Returns (K, vocab_size):
-        the same scores as the forward pass gives for those slots.
-        """
-        return self.mlp(F.npx.gather_nd(X, indices))
-
     def slot_hiddens(self, F, X, rows):
         """The MLP's hidden layer (before :attr:`decoder`) at packed slots.
 
@@ -533,10 +524,6 @@ class BERTModel(nn.HybridBlock):
         """NSP scores from the rows of ``<cls>`` in a packed encoding ``X``
         (T, num_hiddens): (batch size, 2)."""
         return self.nsp(self.hidden(F.np.take(X, rows, axis=0)))
-
-    def mlm_scores(self, F, encoded_X, indices):
-        """MLM scores of packed slots: see :meth:`MaskLM.score_slots`."""
-        return self.mlm.score_slots(F, encoded_X, indices)
 
     def next_sentence_logits(self, F, encoded_X):
         """NSP scores from the encoding of ``<cls>``: (batch size, 2)."""

@@ -115,7 +115,7 @@ def test_pack_shards_cuts_as_split_and_load_does():
     rng = onp.random.RandomState(0)
     tokens = rng.randint(5, 50, (7, 6)).astype('float32')
     valid_lens = rng.randint(2, 7, 7).astype('float32')
-    positions = rng.randint(0, 6, (7, 3)).astype('int32')
+    positions = (rng.rand(7, 3) * valid_lens[:, None]).astype('int32')
     weights = (rng.rand(7, 3) > 0.3).astype('float32')
     labels = rng.randint(0, 50, (7, 3)).astype('int32')
     nsp = rng.randint(0, 2, 7).astype('float32')
@@ -171,6 +171,16 @@ def test_pack_batch_indices_address_the_tokens():
     for r in range(n):
         b, pos = onp.nonzero(valid)[0][r], onp.nonzero(valid)[1][r]
         assert merge_index[r].tolist() == flat[b, :, pos].tolist()
+
+
+def test_pack_batch_refuses_slots_beyond_the_valid_length():
+    tokens = onp.ones((2, 5), dtype='int32')
+    host = (tokens, tokens, onp.array([5., 3.]), onp.array([[1], [3]]),
+            onp.ones((2, 1), 'float32'), onp.ones((2, 1)), onp.zeros(2))
+    with pytest.raises(ValueError, match='beyond its example'):
+        pack_batch(host, 2)
+    # a padded slot (weight 0) may point anywhere
+    pack_batch(host[:4] + (onp.array([[1.], [0.]]),) + host[5:], 2)
 
 
 @pytest.mark.parametrize('num_heads', [1, 2, 4])

@@ -203,17 +203,26 @@ def test_dropout_in_training_mode_is_the_books():
 
 
 def test_mlm_scores_of_packed_slots_equal_the_forward_pass():
-    from gluon_bert.loss import pack_mlm_slots
+    # The fused loss scores the packed slots of a packed encoding with the
+    # MLM head's hidden layer (slot_hiddens) and its decoder
+    from gluon_bert.loss import pack_batch
     _, ours = d2l_and_ours()
     tokens, segments, valid_lens, pred_positions = inputs(seed=4)
+    # Predictions are made at valid tokens (packing leaves out the others)
+    pred_positions = pred_positions % valid_lens.astype('int32').reshape(
+        -1, 1)
     _, mlm_Y_hat, _ = ours(tokens, segments, valid_lens, pred_positions)
     weights = onp.ones(pred_positions.shape, dtype='float32')
     weights[0, 2:] = 0  # padded slots are left out
-    indices, w, _ = pack_mlm_slots(pred_positions.asnumpy(), weights,
-                                   onp.zeros(pred_positions.shape, 'int32'),
-                                   multiple=1)
-    encoded_X = ours.encode(tokens, segments, valid_lens)
-    packed = ours.mlm_scores(mx.nd, encoded_X, np.array(indices))
+    host = (tokens.asnumpy(), segments.asnumpy(), valid_lens.asnumpy(),
+            pred_positions.asnumpy(), weights,
+            onp.zeros(pred_positions.shape, 'int32'), onp.zeros(len(tokens)))
+    packed = [np.array(a, dtype=a.dtype)
+              for a in pack_batch(host, ours.config['num_heads'],
+                                  token_multiple=1, slot_multiple=1)]
+    encoded_X = ours.encode_packed(*packed[:6])
+    scores = ours.mlm.decoder(ours.mlm.slot_hiddens(mx.nd, encoded_X,
+                                                    packed[7]))
     expected = mlm_Y_hat.asnumpy()[weights > 0]
-    assert packed.shape == expected.shape
-    onp.testing.assert_allclose(packed.asnumpy(), expected, atol=1e-5)
+    assert scores.shape == expected.shape
+    onp.testing.assert_allclose(scores.asnumpy(), expected, atol=1e-5)
