@@ -182,7 +182,7 @@ def build_parser():
                    help='seeds Python, NumPy and MXNet for a reproducible run')
     g.add_argument('--loss', choices=('fused', 'book'), default='fused',
                    help="fused: model and both losses in one hybridized "
-                        "graph, the MLM head on the weighted slots only "
+                        "graph that skips padded tokens and MLM slots "
                         "(faster); book: the book's get_batch_loss_bert on "
                         "the model's outputs. The same losses (with --dropout "
                         "0 equal to 1e-4; dropout draws differ)")
