@@ -182,7 +182,7 @@ def _chunk(F, X, i):
 
 def _first_chunk_hits(F, scores, labels, weights, all_weights):
     # Training accuracy from the first chunk's slots only (an argmax over
-    # every chunk's scores costs about 5 % of a step): their weighted hits,
+    # every chunk's scores is a costly pass of its own): their weighted hits,
     # scaled to all the slots' weight; the padded slots are at the end, so
     # this chunk has real ones
     hits = F.np.sum(BERTPretrainLoss._hits(F, scores, labels) * weights)
@@ -256,12 +256,11 @@ class MLMSlotLoss(nn.HybridBlock):
         weight, bias = _no_grad(F, weight), _no_grad(F, bias)
         total, expected = 0, []
         for i in range(c):
-            def chunk(X):
-                return _chunk(F, X, i)
-            lab, w = chunk(chunk_labels), chunk(chunk_weights)
+            lab = _chunk(F, chunk_labels, i)
+            w = _chunk(F, chunk_weights, i)
             # (K / c, vocab_size), no gradient of its own
-            scores = F.npx.fully_connected(chunk(hiddens), weight, bias,
-                                           num_hidden=v)
+            scores = F.npx.fully_connected(_chunk(F, hiddens, i), weight,
+                                           bias, num_hidden=v)
             # The book's value: (K / c,)
             total = total + F.np.sum(self.ce(scores, lab,
                                              F.np.expand_dims(w, -1)))
@@ -269,8 +268,9 @@ class MLMSlotLoss(nn.HybridBlock):
                 mlm_hits = _first_chunk_hits(F, scores, lab, w, weights)
             # softmax(s) [W, b]: (K / c, num_hiddens + 1)
             probs = _no_grad(F, F.npx.softmax(scores))
-            expected.append(F.np.sum(chunk(h1) * F.npx.fully_connected(
-                probs, wb_t, no_bias=True, num_hidden=h + 1), axis=-1))
+            expected.append(F.np.sum(
+                _chunk(F, h1, i) * F.npx.fully_connected(
+                    probs, wb_t, no_bias=True, num_hidden=h + 1), axis=-1))
         # (K,): value 0, gradient the book's
         surrogate = (F.np.concatenate(expected) - target) * weights
         surrogate = surrogate - _no_grad(F, surrogate)
@@ -365,11 +365,10 @@ class BERTPretrainLoss(nn.HybridBlock):
         mlm_labels = F.npx.reshape(mlm_labels, (c, -1))
         mlm_sum = 0
         for i in range(c):
-            def chunk(X):
-                return _chunk(F, X, i)
-            weights, labels = chunk(mlm_weights), chunk(mlm_labels)
+            weights = _chunk(F, mlm_weights, i)
+            labels = _chunk(F, mlm_labels, i)
             # (K / num_chunks, vocab_size)
-            mlm_Y_hat = decoder(chunk(hiddens))
+            mlm_Y_hat = decoder(_chunk(F, hiddens, i))
             mlm_l = self.ce(mlm_Y_hat, labels, F.np.expand_dims(weights, -1))
             mlm_sum = mlm_sum + F.np.sum(mlm_l)
             if i == 0:
