@@ -345,6 +345,11 @@ class BERTEncoder(nn.HybridBlock):
             positions = (F.np.zeros_like(tokens, dtype='int32')
                          + F.npx.arange_like(tokens, axis=1).astype('int32'))
         else:
+            if valid_lens is None:
+                # Packed tokens need the lengths to mask the gathered padding
+                raise ValueError('packed input (positions given) needs '
+                                 'valid_lens: pass the batch\'s lengths, as '
+                                 'gluon_bert.loss.pack_batch returns them')
             packed = (head_index, merge_index)
         # The position embedding of every token, looked up like a word's.
         # Adding the first no.-of-tokens rows with broadcasting, as the book

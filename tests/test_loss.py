@@ -198,6 +198,11 @@ def test_packed_encoder_equals_the_padded_one(setup, num_heads):
     n = int(valid.sum())
     onp.testing.assert_allclose(got[:n], padded[valid], rtol=1e-5,
                                 atol=1e-6)
+    # Without the lengths the gathered padding would be attended to
+    tokens, segments, positions, _, head_index, merge_index = packed[:6]
+    with pytest.raises(ValueError, match='needs valid_lens'):
+        net.encoder(tokens, segments, None, positions, head_index,
+                    merge_index)
 
 
 @pytest.mark.parametrize('num_chunks', [1, 4])
