@@ -60,6 +60,11 @@ def build_parser():
                    help='longest input, <cls> and <sep> included; longer '
                         'ones are cut')
     p.add_argument('--dropout', type=float, default=0.1)
+    p.add_argument('--padded', action='store_true',
+                   help="feed padded batches, as the book does (slower); by "
+                        "default each batch's valid tokens are packed so the "
+                        "per-token layers skip the padding: the same "
+                        "scores and gradients, other dropout draws")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--max-examples', type=positive_int, default=None,
                    help='train on the first N training examples only (a '
@@ -106,25 +111,54 @@ def _shards(arrays, devices):
         for a in arrays]))
 
 
-def evaluate_classifier(net, dataset, devices, batch_size=512):
+def _input_shards(inputs, devices, num_heads=None):
+    """Per device, the classifier's inputs for its share of a padded batch
+    ``(tokens, segments, valid_lens)``: as the book loads them, or packed
+    (:func:`~gluon_bert.loss.pack_tokens`) when ``num_heads`` is given.
+    Either way the batch is cut as ``split_and_load`` cuts it."""
+    if num_heads is None:
+        return _shards(inputs, devices)
+    import numpy as onp
+    from mxnet import np
+
+    from .loss import pack_tokens
+    shards = []
+    # array_split cuts as split_and_load does: the first shards are longer
+    for device, *shard in zip(devices, *[onp.array_split(a, len(devices))
+                                         for a in inputs]):
+        (tokens, segments, positions, valid_lens, head_index, merge_index,
+         row_of) = pack_tokens(*shard, num_heads, token_multiple=512)
+        # In the order of BERTClassifier's inputs; row_of[:, 0]: the <cls>
+        shards.append(tuple(np.array(a, ctx=device, dtype=a.dtype) for a in (
+            tokens, segments, valid_lens, positions, head_index, merge_index,
+            row_of[:, 0].astype('int32'))))
+    return shards
+
+
+def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
     """Accuracy of ``net`` on a :class:`~gluon_bert.tasks.
     ClassificationDataset` (prediction mode)."""
     import numpy as onp
+    heads = net.num_heads if packed else None
     correct = 0
     for start in range(0, len(dataset), batch_size):
         idx = onp.arange(start, min(start + batch_size, len(dataset)))
         *inputs, labels = dataset.batch(idx)
         preds = [net(*x).argmax(axis=-1).asnumpy()
-                 for x in _shards(inputs, devices)]
+                 for x in _input_shards(inputs, devices, heads)]
         correct += int((onp.concatenate(preds) == labels).sum())
     return correct / len(dataset)
 
 
 def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
              batch_size=512, seed=0, log_every=50, on_epoch=None,
-             verbose=True):
+             verbose=True, packed=True):
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
     book's ``train_ch13`` does; score ``dev_set`` after every epoch.
+
+    ``packed``: each shard's valid tokens are packed
+    (:func:`~gluon_bert.loss.pack_tokens`), so the per-token layers skip
+    the padding; the scores, losses and gradients are the padded batch's.
 
     Returns the history: per epoch ``train_loss``, ``train_acc``,
     ``dev_acc`` and ``seconds``.  ``on_epoch(epoch, history)`` is called
@@ -136,6 +170,7 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
     trainer = gluon.Trainer(net.collect_params(), 'adam',
                             {'learning_rate': lr})
     rng = onp.random.RandomState(seed)
+    heads = net.num_heads if packed else None
     history = {'train_loss': [], 'train_acc': [], 'dev_acc': [],
                'seconds': []}
     num_batches = -(-len(train_set) // batch_size)
@@ -147,7 +182,7 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
         for i in range(num_batches):
             *inputs, labels = train_set.batch(
                 order[i * batch_size:(i + 1) * batch_size])
-            X_shards = _shards(inputs, devices)
+            X_shards = _input_shards(inputs, devices, heads)
             y_shards = [y for (y,) in _shards([labels], devices)]
             with autograd.record():
                 pred_shards = [net(*X) for X in X_shards]
@@ -165,7 +200,8 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
                 print(f'epoch {epoch} batch {i + 1}/{num_batches}: train '
                       f'loss {metric[0] / metric[2]:.3f}, train acc '
                       f'{metric[1] / metric[2]:.3f}', flush=True)
-        dev_acc = evaluate_classifier(net, dev_set, devices, batch_size)
+        dev_acc = evaluate_classifier(net, dev_set, devices, batch_size,
+                                      packed)
         history['train_loss'].append(metric[0] / metric[2])
         history['train_acc'].append(metric[1] / metric[2])
         history['dev_acc'].append(dev_acc)
@@ -300,6 +336,7 @@ def run(args, out=None):
     info = dict(task=args.task, num_classes=num_classes, max_len=args.max_len,
                 init=args.init, pretrained=str(args.model_dir),
                 lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                padded=args.padded,
                 dropout=args.dropout, seed=args.seed)
     best = {'dev_acc': -1.0}
 
@@ -312,11 +349,11 @@ def run(args, out=None):
                   file=out, flush=True)
     history = finetune(net, train, data['dev'], devices, args.epochs,
                        args.lr, args.batch_size, args.seed, args.log_every,
-                       on_epoch)
+                       on_epoch, packed=not args.padded)
     best_net, _, _ = load_classifier(args.save_dir, devices[0])
     best_net.collect_params().reset_ctx(devices)
     test_acc = evaluate_classifier(best_net, data['test'], devices,
-                                   args.batch_size)
+                                   args.batch_size, not args.padded)
     npx.waitall()
     results = dict(info, best_epoch=best['epoch'], dev_acc=best['dev_acc'],
                    test_acc=test_acc, history=history,

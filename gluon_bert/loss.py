@@ -23,7 +23,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 __all__ = ['BERTPretrainLoss', 'MLMSlotLoss', 'pack_batch', 'pack_shards',
-           'pack_mlm_slots', 'host_fields']
+           'pack_tokens', 'pack_mlm_slots', 'host_fields']
 
 
 def host_fields(batch):
@@ -92,6 +92,46 @@ def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
     """
     (tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_labels,
      nsp_labels) = host
+    packed = pack_tokens(tokens, segments, valid_lens, num_heads,
+                         token_multiple)
+    row_of = packed.pop()
+    indices, weights, labels = pack_mlm_slots(
+        pred_positions, mlm_weights, mlm_labels, slot_multiple)
+    slot_rows, slot_cols = indices[:, weights > 0]
+    if (slot_cols >= valid_lens.reshape(-1)[slot_rows]).any():
+        raise ValueError('a weighted MLM slot lies beyond its example\'s '
+                         'valid length, where packed tokens have no row; '
+                         'the book\'s examples never do this: fix the '
+                         'batch, or train with fused=False (--loss book)')
+    return tuple(packed) + (
+        row_of[:, 0].astype('int32'),
+        row_of[indices[0], indices[1]].astype('int32'), weights, labels,
+        nsp_labels.astype('int32'))
+
+
+def pack_tokens(tokens, segments, valid_lens, num_heads,
+                token_multiple=1024):
+    """A padded batch's valid tokens, packed one after another.
+
+    Parameters
+    ----------
+    tokens, segments : (batch size, max_len) NumPy int arrays
+    valid_lens : (batch size,) NumPy array
+    num_heads : int
+        The attention heads of the model.
+    token_multiple : int
+        T, the no. of packed rows, is padded up to a multiple of this.
+
+    Returns
+    -------
+    list of NumPy arrays
+        tokens (T,), segments (T,), positions (T,), valid_lens (batch size,)
+        float32, head_index (batch size * num_heads, max_len), merge_index
+        (T, num_heads): :class:`~gluon_bert.model.BERTEncoder`'s packed
+        inputs; then row_of (batch size, max_len), the packed row of every
+        (example, position) (row 0 where the position is padding), so
+        ``row_of[:, 0]`` are the rows of ``<cls>``.
+    """
     batch_size, max_len = tokens.shape
     h = num_heads
     valid = onp.arange(max_len) < valid_lens.reshape(-1, 1)
@@ -115,20 +155,9 @@ def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
     merge_index = onp.zeros((size, h), dtype='int32')
     merge_index[:n] = ((examples[:, None] * h + onp.arange(h)) * max_len
                        + cols[:, None])
-    indices, weights, labels = pack_mlm_slots(
-        pred_positions, mlm_weights, mlm_labels, slot_multiple)
-    slot_rows, slot_cols = indices[:, weights > 0]
-    if (slot_cols >= valid_lens.reshape(-1)[slot_rows]).any():
-        raise ValueError('a weighted MLM slot lies beyond its example\'s '
-                         'valid length, where packed tokens have no row; '
-                         'the book\'s examples never do this: fix the '
-                         'batch, or train with fused=False (--loss book)')
-    return (packed(tokens[valid]), packed(segments[valid]), packed(cols),
+    return [packed(tokens[valid]), packed(segments[valid]), packed(cols),
             valid_lens.reshape(-1).astype('float32'),
-            head_index.astype('int32'), merge_index,
-            row_of[:, 0].astype('int32'),
-            row_of[indices[0], indices[1]].astype('int32'), weights, labels,
-            nsp_labels.astype('int32'))
+            head_index.astype('int32'), merge_index, row_of]
 
 
 def pack_mlm_slots(pred_positions, mlm_weights, mlm_labels, multiple=128):

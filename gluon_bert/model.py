@@ -557,6 +557,12 @@ class BERTClassifier(nn.HybridBlock):
     tokens : (batch size, no. of tokens) int
     segments : (batch size, no. of tokens) int
     valid_lens : (batch size,)
+    positions, head_index, merge_index, cls_rows : optional
+        A packed batch instead (:func:`gluon_bert.loss.pack_tokens`):
+        tokens and segments are then (T,), positions (T,), head_index
+        (batch size * num_heads, max_len), merge_index (T, num_heads) and
+        cls_rows (batch size,), the packed row of each ``<cls>``.  The
+        scores are the padded batch's; the per-token layers skip the padding.
 
     Outputs
     -------
@@ -566,18 +572,26 @@ class BERTClassifier(nn.HybridBlock):
     def __init__(self, bert, num_classes=3, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
+        # For packing batches (gluon_bert.loss.pack_tokens)
+        self.num_heads = bert.config['num_heads']
         with self.name_scope():
             self.encoder = bert.encoder
             self.hidden = bert.hidden
             self.output = nn.Dense(num_classes,
                                    in_units=bert.config['num_hiddens'])
 
-    def hybrid_forward(self, F, tokens, segments, valid_lens):
-        encoded_X = self.encoder(tokens, segments, valid_lens)
-        # The <cls> token's encoding: (batch size, 1, num_hiddens), which the
-        # (flattening) Dense layers read as (batch size, num_hiddens)
-        cls = F.npx.slice(encoded_X, begin=(None, 0, None),
-                          end=(None, 1, None))
+    def hybrid_forward(self, F, tokens, segments, valid_lens, positions=None,
+                       head_index=None, merge_index=None, cls_rows=None):
+        encoded_X = self.encoder(tokens, segments, valid_lens, positions,
+                                 head_index, merge_index)
+        if cls_rows is None:
+            # The <cls> token's encoding: (batch size, 1, num_hiddens), which
+            # the (flattening) Dense layers read as (batch size, num_hiddens)
+            cls = F.npx.slice(encoded_X, begin=(None, 0, None),
+                              end=(None, 1, None))
+        else:
+            # Packed: the <cls> rows of (T, num_hiddens)
+            cls = F.np.take(encoded_X, cls_rows, axis=0)
         return self.output(self.hidden(cls))
 
 

@@ -57,6 +57,46 @@ def test_classifier_equals_the_books_on_copied_parameters():
         ours.encoder.collect_params().keys()) + 4
 
 
+
+@pytest.mark.parametrize('num_heads', [1, 2, 4])
+@pytest.mark.parametrize('num_devices', [1, 2])
+def test_packed_batches_give_the_padded_scores_and_gradients(num_heads,
+                                                             num_devices):
+    vocab = _vocab()
+    mx.random.seed(0)
+    devices = [mx.cpu(i) for i in range(num_devices)]
+    net = BERTClassifier(BERTModel(len(vocab), 16, 32, num_heads, 2, 0.0,
+                                   max_len=24), 2)
+    net.initialize(init.Xavier(), ctx=devices)
+    net.hybridize(static_alloc=True)
+    rng = onp.random.RandomState(0)
+    lens = [3, 9, 5, 2, 7]
+    dataset = ClassificationDataset(
+        [' '.join(rng.choice(WORDS, n - 2)) for n in lens], None,
+        [0, 1, 1, 0, 1], vocab, 16)
+    *inputs, labels = dataset.batch(onp.arange(len(lens)))
+    loss = mx.gluon.loss.SoftmaxCELoss()
+    results = []
+    for heads in (None, num_heads):
+        # A new graph for the other argument structure
+        net.hybridize(static_alloc=True)
+        X_shards = finetune._input_shards(inputs, devices, heads)
+        y_shards = finetune._shards([labels], devices)
+        with mx.autograd.record():
+            scores = [net(*X) for X in X_shards]
+            ls = [loss(s, y) for s, (y,) in zip(scores, y_shards)]
+        for l in ls:
+            l.backward()
+        results.append((onp.concatenate([s.asnumpy() for s in scores]),
+                        {k: p.grad(devices[0]).asnumpy().copy()
+                         for k, p in net.collect_params().items()}))
+    (padded, padded_grads), (packed, packed_grads) = results
+    onp.testing.assert_allclose(packed, padded, rtol=1e-5, atol=1e-6)
+    for k in padded_grads:
+        onp.testing.assert_allclose(packed_grads[k], padded_grads[k],
+                                    rtol=1e-4, atol=1e-6, err_msg=k)
+    assert dataset.batch(onp.arange(len(lens)))[0].shape == (5, 16)
+
 SNLI = ('gold_label\tsentence1_binary_parse\tsentence2_binary_parse\textra\n'
         'neutral\t( ( A man ) ( is  here ) )\t( He ( waits ) )\tx\n'
         '-\t( Nobody )\t( agrees )\tx\n'
