@@ -54,7 +54,18 @@ def build_parser():
                    help='random: the same classifier from freshly '
                         'initialized weights (the control)')
     p.add_argument('--epochs', type=positive_int, default=5)
-    p.add_argument('--lr', type=float, default=1e-4, help='Adam')
+    p.add_argument('--lr', type=float, default=1e-4,
+                   help='the (peak) learning rate of Adam')
+    p.add_argument('--schedule', choices=('constant', 'linear'),
+                   default='constant',
+                   help='constant: the book; linear: warm up over --warmup '
+                        'of the steps, then decay linearly to zero (BERT)')
+    p.add_argument('--warmup', type=float, default=0.1,
+                   help='share of the steps to warm up over (with '
+                        '--schedule linear)')
+    p.add_argument('--weight-decay', type=float, default=0.0,
+                   help='> 0: AdamW, decoupled weight decay (none on '
+                        'LayerNorm and biases)')
     p.add_argument('--batch-size', type=positive_int, default=512)
     p.add_argument('--max-len', type=int, default=128,
                    help='longest input, <cls> and <sep> included; longer '
@@ -84,6 +95,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.lr > 0:
         parser.error(f'--lr must be positive, got {args.lr}')
+    if not 0 <= args.warmup < 1:
+        parser.error(f'--warmup must be in [0, 1), got {args.warmup}')
+    if args.weight_decay < 0:
+        parser.error('--weight-decay must be >= 0, got '
+                     f'{args.weight_decay}')
     if not 0 <= args.dropout < 1:
         parser.error(f'--dropout must be in [0, 1), got {args.dropout}')
     from .utils import check_max_len
@@ -152,9 +168,16 @@ def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
 
 def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
              batch_size=512, seed=0, log_every=50, on_epoch=None,
-             verbose=True, packed=True):
+             verbose=True, packed=True, schedule='constant', warmup=0.0,
+             weight_decay=0.0):
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
     book's ``train_ch13`` does; score ``dev_set`` after every epoch.
+
+    The book's Adam at a constant ``lr`` by default; ``schedule='linear'``
+    warms up over the first ``warmup`` share of the steps, then decays
+    linearly (:func:`~gluon_bert.recipe.learning_rate`), and
+    ``weight_decay`` > 0 uses AdamW (none on LayerNorm and biases), as
+    BERT's own fine-tuning does.
 
     ``packed``: each shard's valid tokens are packed
     (:func:`~gluon_bert.loss.pack_tokens`), so the per-token layers skip
@@ -166,20 +189,30 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
     """
     import numpy as onp
     from mxnet import autograd, gluon, npx
+    from .recipe import exclude_from_weight_decay, learning_rate
     loss = gluon.loss.SoftmaxCELoss()
-    trainer = gluon.Trainer(net.collect_params(), 'adam',
-                            {'learning_rate': lr})
+    if weight_decay > 0:
+        exclude_from_weight_decay(net)
+        trainer = gluon.Trainer(net.collect_params(), 'adamw',
+                                {'learning_rate': lr, 'wd': weight_decay})
+    else:
+        trainer = gluon.Trainer(net.collect_params(), 'adam',
+                                {'learning_rate': lr})
     rng = onp.random.RandomState(seed)
     heads = net.num_heads if packed else None
     history = {'train_loss': [], 'train_acc': [], 'dev_acc': [],
                'seconds': []}
     num_batches = -(-len(train_set) // batch_size)
     start_time = time.perf_counter()
+    step = 0
     for epoch in range(1, epochs + 1):
         # Sum of training loss, no. of correct predictions, no. of examples
         metric = [0.0, 0, 0]
         order = rng.permutation(len(train_set))
         for i in range(num_batches):
+            step += 1
+            trainer.set_learning_rate(learning_rate(
+                step, epochs * num_batches, lr, schedule, warmup))
             *inputs, labels = train_set.batch(
                 order[i * batch_size:(i + 1) * batch_size])
             X_shards = _input_shards(inputs, devices, heads)
@@ -336,7 +369,8 @@ def run(args, out=None):
     info = dict(task=args.task, num_classes=num_classes, max_len=args.max_len,
                 init=args.init, pretrained=str(args.model_dir),
                 lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                padded=args.padded,
+                padded=args.padded, schedule=args.schedule,
+                warmup=args.warmup, weight_decay=args.weight_decay,
                 dropout=args.dropout, seed=args.seed)
     best = {'dev_acc': -1.0}
 
@@ -349,7 +383,9 @@ def run(args, out=None):
                   file=out, flush=True)
     history = finetune(net, train, data['dev'], devices, args.epochs,
                        args.lr, args.batch_size, args.seed, args.log_every,
-                       on_epoch, packed=not args.padded)
+                       on_epoch, packed=not args.padded,
+                       schedule=args.schedule, warmup=args.warmup,
+                       weight_decay=args.weight_decay)
     best_net, _, _ = load_classifier(args.save_dir, devices[0])
     best_net.collect_params().reset_ctx(devices)
     test_acc = evaluate_classifier(best_net, data['test'], devices,

@@ -245,3 +245,37 @@ def test_bad_input_gets_one_line_and_writes_nothing(tmp_path, pretrained_dir,
     assert 'not a fine-tuned classifier' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict.parse_args(['--model-dir', 'x'])
+
+
+@pytest.mark.parametrize('schedule,weight_decay', [('constant', 0.0),
+                                                   ('linear', 0.01)])
+def test_finetune_follows_the_schedule(tmp_path, monkeypatch, schedule,
+                                       weight_decay):
+    from gluon_bert.recipe import learning_rate
+    vocab = _vocab()
+    mx.random.seed(0)
+    net = BERTClassifier(BERTModel(len(vocab), 16, 32, 2, 1, 0.0,
+                                   max_len=24), 2)
+    net.initialize(init.Xavier())
+    a, _, labels = read_tsv(os.path.join(_sst_dir(tmp_path), 'train.tsv'))
+    data = ClassificationDataset(a, None, labels, vocab, 16)
+    rates, optimizers = [], []
+    original = mx.gluon.Trainer.step
+
+    def spy(self, batch_size, **kwargs):
+        rates.append(self.learning_rate)
+        optimizers.append(type(self._optimizer).__name__)
+        return original(self, batch_size, **kwargs)
+    monkeypatch.setattr(mx.gluon.Trainer, 'step', spy)
+    finetune.finetune(net, data, data, [mx.cpu()], epochs=2, lr=1e-2,
+                      batch_size=16, verbose=False, schedule=schedule,
+                      warmup=0.25, weight_decay=weight_decay)
+    # 64 examples: 4 batches an epoch, 8 steps
+    expected = [learning_rate(s, 8, 1e-2, schedule, 0.25)
+                for s in range(1, 9)]
+    onp.testing.assert_allclose(rates, expected)
+    assert set(optimizers) == {'AdamW' if weight_decay else 'Adam'}
+    if weight_decay:
+        # No decay on LayerNorm and biases, as in pretraining
+        assert all(p.wd_mult == 0 for n, p in net.collect_params().items()
+                   if n.endswith(('gamma', 'beta', 'bias')))
