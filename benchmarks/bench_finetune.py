@@ -27,6 +27,7 @@ BooksCorpus: 83.2 on the GLUE test set).
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -52,12 +53,18 @@ def main(argv=None):
     parser.add_argument('--inits', nargs='+', default=['random', 'book50',
                                                        'bert'])
     parser.add_argument('--lr', type=float, default=1e-4)
+    parser.add_argument('--finetune-args', default='',
+                        help='more flags for every gluon_bert.finetune run, '
+                             "e.g. '--schedule linear' (a grid point)")
     args = parser.parse_args(argv)
+    extra = shlex.split(args.finetune_args)
+    tag = ' '.join(extra)
     results = []
     if os.path.isfile(args.results):
         with open(args.results) as f:
             results = json.load(f)
-    done = {(r['name'], r['seed'], r.get('lr', 1e-4)) for r in results}
+    done = {(r['name'], r['seed'], r.get('lr', 1e-4), r.get('args', ''))
+            for r in results}
     if 'book50' in args.inits and not os.path.isfile(
             os.path.join(args.book50, 'model.params')):
         run([sys.executable, '-m', 'gluon_bert.pretrain', '--steps', '50',
@@ -66,14 +73,15 @@ def main(argv=None):
     models = {'random': args.bert, 'book50': args.book50, 'bert': args.bert}
     for seed in args.seeds:
         for name in args.inits:
-            if (name, seed, args.lr) in done:
+            if (name, seed, args.lr, tag) in done:
                 continue
             save = os.path.join(args.out, f'{name}-seed{seed}' + (
-                f'-lr{args.lr:g}' if args.lr != 1e-4 else ''))
+                f'-lr{args.lr:g}' if args.lr != 1e-4 else '') + ''.join(
+                    '-' + a.lstrip('-') for a in extra))
             cmd = [sys.executable, '-m', 'gluon_bert.finetune', '--task',
                    'sst2', '--data-dir', args.sst2, '--model-dir',
                    models[name], '--save-dir', save, '--seed', str(seed),
-                   '--lr', str(args.lr), '--log-every', '0']
+                   '--lr', str(args.lr), '--log-every', '0'] + extra
             if name == 'random':
                 cmd += ['--init', 'random']
             start = time.perf_counter()
@@ -82,7 +90,8 @@ def main(argv=None):
             with open(os.path.join(save, 'results.json')) as f:
                 r = json.load(f)
             results.append(dict(name=name, seed=seed, lr=args.lr,
-                                minutes=minutes,
+                                **({'args': tag} if tag else {}),
+                                model=models[name], minutes=minutes,
                                 dev_acc=r['dev_acc'], test_acc=r['test_acc'],
                                 best_epoch=r['best_epoch'],
                                 dev_by_epoch=r['history']['dev_acc'],
@@ -92,18 +101,20 @@ def main(argv=None):
             with open(args.results + '.tmp', 'w') as f:
                 json.dump(results, f, indent=2)
             os.replace(args.results + '.tmp', args.results)
-            print(f'{name} seed {seed} lr {args.lr:g}: dev '
+            print(f'{name} seed {seed} lr {args.lr:g} {tag}: dev '
                   f'{r["dev_acc"]:.3f}, test '
                   f'{r["test_acc"]:.3f} (epoch {r["best_epoch"]}), '
                   f'{minutes:.1f} min', flush=True)
     print(f'\n{"start":<8}{"lr":>8}{"seeds":>6}{"dev acc":>18}'
-          f'{"test acc":>18}{"minutes/run":>13}')
-    groups = sorted({(r['name'], r.get('lr', 1e-4)) for r in results},
+          f'{"test acc":>18}{"minutes/run":>13}  settings')
+
+    def group(r):
+        return r['name'], r.get('lr', 1e-4), r.get('args', '')
+    groups = sorted({group(r) for r in results},
                     key=lambda g: (['random', 'book50', 'bert'].index(g[0]),
-                                   g[1]))
-    for name, lr in groups:
-        rows = [r for r in results
-                if (r['name'], r.get('lr', 1e-4)) == (name, lr)]
+                                   g[2], g[1]))
+    for name, lr, tag in groups:
+        rows = [r for r in results if group(r) == (name, lr, tag)]
 
         def stat(key):
             values = [100 * r[key] for r in rows]
@@ -112,7 +123,8 @@ def main(argv=None):
             return f'{statistics.mean(values):.1f}{spread}'
         print(f'{name:<8}{lr:>8g}{len(rows):>6}{stat("dev_acc"):>18}'
               f'{stat("test_acc"):>18}'
-              f'{statistics.mean(r["minutes"] for r in rows):>13.1f}')
+              f'{statistics.mean(r["minutes"] for r in rows):>13.1f}  '
+              f'{tag or "book"}')
     print('anchors: majority class 50.9 (dev); BERT-Tiny 83.2 (GLUE test)')
 
 
