@@ -95,6 +95,7 @@ def main(argv=None):
                                 dev_acc=r['dev_acc'], test_acc=r['test_acc'],
                                 best_epoch=r['best_epoch'],
                                 dev_by_epoch=r['history']['dev_acc'],
+                                train_acc_by_epoch=r['history']['train_acc'],
                                 unk_share=r['unk_share']))
             os.makedirs(os.path.dirname(os.path.abspath(args.results)),
                         exist_ok=True)

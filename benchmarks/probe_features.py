@@ -8,9 +8,11 @@ fits a logistic regression (full-batch Adam, L2 1e-3, standardized features)
 on four 128-d views: the ``<cls>`` encoding, the ``<cls>`` hidden layer, the
 mean of the valid tokens' encodings, the mean of their token embeddings.
 Prints train and dev accuracy for each; the gap between the two starts is
-what pretraining adds to features that fine-tuning starts from.
+what pretraining adds to features that fine-tuning starts from.  First, the
+SST-2 training words most often missing from the model's vocabulary.
 """
 import argparse
+import collections
 import os
 import sys
 
@@ -83,6 +85,11 @@ def main(argv=None):
                         [mx.cpu()], 'normal')
     control.hybridize()
     a, _, y, _ = read_task('sst2', args.sst2, 'train')
+    unknown = collections.Counter(w for s in a for w in s.lower().split()
+                                  if w not in vocab)
+    print('the most frequent SST-2 training words not in the vocabulary '
+          '(times): ' + ', '.join(f'{w} ({n})'
+                                  for w, n in unknown.most_common(40)))
     idx = onp.random.RandomState(args.seed).permutation(len(a))[
         :args.train_examples]
     train = ClassificationDataset([a[i] for i in idx], None,
