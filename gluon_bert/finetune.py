@@ -10,7 +10,11 @@ As d2l's "Natural Language Inference: Fine-Tuning BERT" does it: the
 pretrained encoder and ``<cls>`` hidden layer with a new output layer
 (``BERTClassifier``), Adam at 1e-4, batch 512, 5 epochs, the book's loop
 (``split_and_load`` shards, per-shard loss lists, ``SoftmaxCELoss``,
-``npx.waitall()``), hybridized.  After every epoch the dev split is scored
+``npx.waitall()``), hybridized; each batch's valid tokens are packed
+(:func:`~gluon_bert.loss.pack_tokens`: the padded batch's scores and
+gradients, fewer FLOPs; ``--padded`` feeds the book's padded batches).
+``--schedule linear`` and ``--weight-decay`` add BERT's warm-up, linear
+decay and AdamW.  After every epoch the dev split is scored
 and the best model so far is written to --save-dir (config.json, vocab.json,
 model.params), which ``gluon_bert.predict`` loads; at the end the best model
 is scored on the test split and results.json is written.  ``--init random``

@@ -279,3 +279,15 @@ def test_finetune_follows_the_schedule(tmp_path, monkeypatch, schedule,
         # No decay on LayerNorm and biases, as in pretraining
         assert all(p.wd_mult == 0 for n, p in net.collect_params().items()
                    if n.endswith(('gamma', 'beta', 'bias')))
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--warmup', '1.5'], '--warmup must be in [0, 1), got 1.5'),
+    (['--weight-decay', '-0.1'], '--weight-decay must be >= 0, got -0.1'),
+    (['--schedule', 'cosine'], "invalid choice: 'cosine'"),
+    (['--lr', '0'], '--lr must be positive, got 0.0')])
+def test_bad_flags_get_one_line(capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd'] + flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
