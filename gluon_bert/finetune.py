@@ -138,21 +138,15 @@ def _input_shards(inputs, devices, num_heads=None):
     Either way the batch is cut as ``split_and_load`` cuts it."""
     if num_heads is None:
         return _shards(inputs, devices)
-    import numpy as onp
-    from mxnet import np
+    from .loss import pack_tokens, split_and_pack
 
-    from .loss import pack_tokens
-    shards = []
-    # array_split cuts as split_and_load does: the first shards are longer
-    for device, *shard in zip(devices, *[onp.array_split(a, len(devices))
-                                         for a in inputs]):
+    def pack(shard):
         (tokens, segments, positions, valid_lens, head_index, merge_index,
          row_of) = pack_tokens(*shard, num_heads, token_multiple=512)
         # In the order of BERTClassifier's inputs; row_of[:, 0]: the <cls>
-        shards.append(tuple(np.array(a, ctx=device, dtype=a.dtype) for a in (
-            tokens, segments, valid_lens, positions, head_index, merge_index,
-            row_of[:, 0].astype('int32'))))
-    return shards
+        return (tokens, segments, valid_lens, positions, head_index,
+                merge_index, row_of[:, 0].astype('int32'))
+    return split_and_pack(inputs, devices, pack)
 
 
 def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):

@@ -23,7 +23,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 __all__ = ['BERTPretrainLoss', 'MLMSlotLoss', 'pack_batch', 'pack_shards',
-           'pack_tokens', 'pack_mlm_slots', 'host_fields']
+           'pack_tokens', 'pack_mlm_slots', 'split_and_pack', 'host_fields']
 
 
 def host_fields(batch):
@@ -53,11 +53,25 @@ def pack_shards(host, devices, num_heads):
         One tuple of ``mxnet.np`` arrays per device, on that device, in the
         order of :class:`BERTPretrainLoss`'s inputs.
     """
+    return split_and_pack(host, devices,
+                          lambda shard: pack_batch(shard, num_heads))
+
+
+def split_and_pack(arrays, devices, pack):
+    """Cut host arrays into one shard per device, as
+    ``split_and_load(even_split=False)`` cuts them, pack each shard on the
+    host (``pack(shard)``: a sequence of NumPy arrays), then load it.
+
+    Returns
+    -------
+    list of tuples
+        One tuple of ``mxnet.np`` arrays per device, on that device.
+    """
     from mxnet import np
     # array_split cuts as split_and_load does: the first shards are longer
-    fields = [onp.array_split(a, len(devices)) for a in host]
+    fields = [onp.array_split(a, len(devices)) for a in arrays]
     return [tuple(np.array(a, ctx=device, dtype=a.dtype)
-                  for a in pack_batch(shard, num_heads))
+                  for a in pack(shard))
             for device, *shard in zip(devices, *fields)]
 
 

@@ -57,7 +57,6 @@ def test_classifier_equals_the_books_on_copied_parameters():
         ours.encoder.collect_params().keys()) + 4
 
 
-
 @pytest.mark.parametrize('num_heads', [1, 2, 4])
 @pytest.mark.parametrize('num_devices', [1, 2])
 def test_packed_batches_give_the_padded_scores_and_gradients(num_heads,
@@ -96,6 +95,7 @@ def test_packed_batches_give_the_padded_scores_and_gradients(num_heads,
         onp.testing.assert_allclose(packed_grads[k], padded_grads[k],
                                     rtol=1e-4, atol=1e-6, err_msg=k)
     assert dataset.batch(onp.arange(len(lens)))[0].shape == (5, 16)
+
 
 SNLI = ('gold_label\tsentence1_binary_parse\tsentence2_binary_parse\textra\n'
         'neutral\t( ( A man ) ( is  here ) )\t( He ( waits ) )\tx\n'
