@@ -9,7 +9,9 @@ on four 128-d views: the ``<cls>`` encoding, the ``<cls>`` hidden layer, the
 mean of the valid tokens' encodings, the mean of their token embeddings.
 Prints train and dev accuracy for each; the gap between the two starts is
 what pretraining adds to features that fine-tuning starts from.  First, the
-SST-2 training words most often missing from the model's vocabulary.
+SST-2 training words most often missing from the model's vocabulary,
+SST-2's sentence lengths, the share of padding in a fine-tuning epoch's
+batches and the spread of both starts' token embeddings.
 """
 import argparse
 import collections
@@ -90,12 +92,28 @@ def main(argv=None):
     print('the most frequent SST-2 training words not in the vocabulary '
           '(times): ' + ', '.join(f'{w} ({n})'
                                   for w, n in unknown.most_common(40)))
-    idx = onp.random.RandomState(args.seed).permutation(len(a))[
-        :args.train_examples]
+    for split in ('train', 'dev', 'test'):
+        words = [len(s.split()) for s in read_task('sst2', args.sst2,
+                                                   split)[0]]
+        print(f'SST-2 {split}: {len(words)} sentences, '
+              f'{onp.mean(words):.1f} words on average, '
+              f'{100 * onp.mean(onp.array(words) <= 5):.0f} % of them five '
+              'or fewer')
+    everything = ClassificationDataset(a, None, y, vocab, 128)
+    order = onp.random.RandomState(args.seed).permutation(len(a))
+    padded = sum(everything.batch(order[i:i + 512])[0].size
+                 for i in range(0, len(a), 512))
+    print(f'padding in an epoch of fine-tuning batches (512, padded to the '
+          f'longest rounded up to 8): '
+          f'{100 * (1 - everything.valid_lens.sum() / padded):.1f} %')
+    idx = order[:args.train_examples]
     train = ClassificationDataset([a[i] for i in idx], None,
                                   [y[i] for i in idx], vocab, 128)
     a, _, y, _ = read_task('sst2', args.sst2, 'dev')
     dev = ClassificationDataset(a, None, y, vocab, 128)
+    for name, net in (('pretrained', bert), ('control', control)):
+        print(f'{name}: standard deviation of the token embeddings ' + str(
+            round(float(net.encoder.token_embedding.weight.data().std()), 3)))
     print(f'{len(train)} SST-2 training sentences, {len(dev)} dev; '
           f'frozen encoders; logistic regression on 128-d features')
     print(f'{"features":<24}{"pretrained train/dev %":>24}'
