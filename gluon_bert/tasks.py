@@ -8,9 +8,13 @@ sentences into the book's BERT inputs as d2l's ``SNLIBERTDataset`` does:
 lower-cased and split on whitespace, ``<cls>`` a ``<sep>`` (b ``<sep>``),
 tokens popped from the longer sentence until the pair fits ``max_len``,
 unknown words mapped to ``<unk>``.
+
+``write_task_corpus`` writes a pretraining data folder: WikiText-2 plus a
+task's unlabelled training sentences (task-adaptive pretraining).
 """
 import os
 import re
+import shutil
 
 import numpy as onp
 
@@ -18,7 +22,8 @@ from .encoder import get_tokens_and_segments, truncate_pair
 from .utils import GluonBertError, read_text_lines
 
 __all__ = ['TASKS', 'read_snli', 'read_tsv', 'read_task',
-           'ClassificationDataset', 'SNLI_LABELS']
+           'ClassificationDataset', 'SNLI_LABELS', 'task_paragraphs',
+           'write_task_corpus']
 
 #: d2l's SNLI labels.
 SNLI_LABELS = {'entailment': 0, 'contradiction': 1, 'neutral': 2}
@@ -137,6 +142,96 @@ def read_task(task, data_dir, split):
     a, b, labels = read_tsv(
         os.path.join(data_dir, TASKS[task]['files'][split]), num_classes)
     return a, b, labels, num_classes or max(labels) + 1
+
+
+def task_paragraphs(sentences, per_paragraph=4):
+    """WikiText-2-style lines of ``per_paragraph`` sentences each.
+
+    The book's reader (:func:`gluon_bert.dataset.read_wiki`) splits a line
+    into sentences at ``' . '`` and keeps lines of two or more, so the
+    sentences are joined by ``' . '`` after a trailing ``' .'`` of their own
+    is dropped (it would make an empty sentence).  The last
+    ``len(sentences) % per_paragraph`` sentences are left out.
+
+    Parameters
+    ----------
+    sentences : list of str
+    per_paragraph : int, >= 2
+
+    Returns
+    -------
+    list of str
+        Lines, each ending in ``' . \\n'`` as WikiText-2's do.
+    """
+    if per_paragraph < 2:
+        raise GluonBertError(f'per_paragraph={per_paragraph}: use 2 or more '
+                             '(the book keeps only lines of two or more '
+                             'sentences)')
+    cleaned = []
+    for s in sentences:
+        s = s.strip()
+        if s.endswith(' .') or s == '.':
+            s = s[:-1].rstrip()
+        if s:
+            cleaned.append(s)
+    return [' ' + ' . '.join(cleaned[i:i + per_paragraph]) + ' . \n'
+            for i in range(0, len(cleaned) - per_paragraph + 1,
+                           per_paragraph)]
+
+
+def write_task_corpus(out, wikitext_dir, sentences, per_paragraph=4):
+    """Write a pretraining data folder: WikiText-2 plus task sentences.
+
+    ``out/wiki.train.tokens`` is WikiText-2's training file followed by
+    :func:`task_paragraphs` of ``sentences`` (a task's *training* sentences,
+    without labels); ``wiki.valid.tokens`` and ``wiki.test.tokens`` are
+    WikiText-2's, unchanged, so held-out MLM losses stay comparable.  The
+    folder is written under a temporary name and renamed: it exists whole or
+    not at all.
+
+    Returns
+    -------
+    (int, int)
+        WikiText-2 lines and task lines written.
+    """
+    out = os.fspath(out)
+    if os.path.exists(out):
+        raise GluonBertError(f'{out} exists: pass a folder that does not '
+                             'exist yet')
+    extra = task_paragraphs(sentences, per_paragraph)
+    if not extra:
+        raise GluonBertError(f'{len(sentences)} task sentences make no '
+                             f'paragraph of {per_paragraph}: pass more '
+                             'sentences or a smaller per_paragraph')
+    for split in ('valid', 'test'):
+        path = os.path.join(wikitext_dir, f'wiki.{split}.tokens')
+        if not os.path.isfile(path):
+            raise GluonBertError(f'{path} does not exist: pass the '
+                                 'WikiText-2 folder')
+    wiki_lines = len(read_text_lines(
+        os.path.join(wikitext_dir, 'wiki.train.tokens'),
+        'pass the WikiText-2 folder'))
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)),
+                       f'.{os.path.basename(out)}.{os.getpid()}.tmp')
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        os.makedirs(tmp)
+        # WikiText-2's bytes unchanged, then the task's lines
+        for split in ('train', 'valid', 'test'):
+            shutil.copyfile(os.path.join(wikitext_dir, f'wiki.{split}.tokens'),
+                            os.path.join(tmp, f'wiki.{split}.tokens'))
+        with open(os.path.join(tmp, 'wiki.train.tokens'), 'rb+') as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b'\n':
+                    f.write(b'\n')
+            f.write(''.join(extra).encode('utf-8'))
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return wiki_lines, len(extra)
 
 
 class ClassificationDataset:
