@@ -1,6 +1,7 @@
 """WikiText-2 plus a task's unlabelled training sentences, as a data folder.
 
     python benchmarks/task_corpus.py --out runs/corpus_wt2_sst2
+    python benchmarks/task_corpus.py --out runs/corpus_sst2 --task-only
     python -m gluon_bert.pretrain --recipe bert --max-minutes 30 \\
         --data-dir runs/corpus_wt2_sst2 --save-dir runs/pretrain30_sst2
 
@@ -34,18 +35,25 @@ def main(argv=None):
     parser.add_argument('--task-dir', default='../shared/data/sst-2')
     parser.add_argument('--per-paragraph', type=int, default=4,
                         help='task sentences per paragraph line (>= 2)')
+    parser.add_argument('--task-only', action='store_true',
+                        help="leave WikiText-2's training text out: the "
+                             "task's sentences alone (self-pretraining; "
+                             "WikiText-2's valid and test files are kept)")
     args = parser.parse_args(argv)
     try:
         wiki = resolve_data_dir(args.wikitext, 'train', download=False)
         a, b, _, _ = read_task(args.task, args.task_dir, 'train')
         sentences = a if b is None else [s for ab in zip(a, b) for s in ab]
-        wiki_lines, task_lines = write_task_corpus(args.out, wiki, sentences,
-                                                   args.per_paragraph)
+        wiki_lines, task_lines = write_task_corpus(
+            args.out, wiki, sentences, args.per_paragraph,
+            with_wikitext=not args.task_only)
     except GluonBertError as e:
         sys.exit(f'error: {e}')
-    print(f'{args.out}: WikiText-2 train ({wiki_lines:,} lines) + '
-          f'{args.task} train ({len(sentences):,} sentences, no labels) in '
-          f'{task_lines:,} lines of {args.per_paragraph}')
+    text = (f'WikiText-2 train ({wiki_lines:,} lines) + '
+            if not args.task_only else '')
+    print(f'{args.out}: {text}{args.task} train ({len(sentences):,} '
+          f'sentences, no labels) in {task_lines:,} lines of '
+          f'{args.per_paragraph}; WikiText-2 valid and test')
 
 
 if __name__ == '__main__':

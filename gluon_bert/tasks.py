@@ -179,15 +179,17 @@ def task_paragraphs(sentences, per_paragraph=4):
                            per_paragraph)]
 
 
-def write_task_corpus(out, wikitext_dir, sentences, per_paragraph=4):
+def write_task_corpus(out, wikitext_dir, sentences, per_paragraph=4,
+                      with_wikitext=True):
     """Write a pretraining data folder: WikiText-2 plus task sentences.
 
     ``out/wiki.train.tokens`` is WikiText-2's training file followed by
     :func:`task_paragraphs` of ``sentences`` (a task's *training* sentences,
     without labels); ``wiki.valid.tokens`` and ``wiki.test.tokens`` are
-    WikiText-2's, unchanged, so held-out MLM losses stay comparable.  The
-    folder is written under a temporary name and renamed: it exists whole or
-    not at all.
+    WikiText-2's, unchanged, so held-out MLM losses stay comparable.
+    ``with_wikitext=False`` leaves WikiText-2's training text out: the task's
+    sentences alone (self-pretraining).  The folder is written under a
+    temporary name and renamed: it exists whole or not at all.
 
     Returns
     -------
@@ -217,9 +219,12 @@ def write_task_corpus(out, wikitext_dir, sentences, per_paragraph=4):
     try:
         os.makedirs(tmp)
         # WikiText-2's bytes unchanged, then the task's lines
-        for split in ('train', 'valid', 'test'):
+        for split in ('train', 'valid', 'test') if with_wikitext else (
+                'valid', 'test'):
             shutil.copyfile(os.path.join(wikitext_dir, f'wiki.{split}.tokens'),
                             os.path.join(tmp, f'wiki.{split}.tokens'))
+        if not with_wikitext:
+            open(os.path.join(tmp, 'wiki.train.tokens'), 'wb').close()
         with open(os.path.join(tmp, 'wiki.train.tokens'), 'rb+') as f:
             f.seek(0, os.SEEK_END)
             if f.tell():
@@ -231,7 +236,7 @@ def write_task_corpus(out, wikitext_dir, sentences, per_paragraph=4):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return wiki_lines, len(extra)
+    return (wiki_lines if with_wikitext else 0), len(extra)
 
 
 class ClassificationDataset:

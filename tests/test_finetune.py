@@ -177,6 +177,13 @@ def test_task_corpus_is_wikitext_then_task_sentences(tmp_path, monkeypatch):
     paragraphs = sorted(read_wiki(out))
     assert paragraphs == sorted(read_wiki(wiki) + [['good fun', 'a bore',
                                                     'neat .']])
+    # The task's sentences alone, WikiText-2's held-out files kept
+    assert write_task_corpus(tmp_path / 'alone', wiki, ['a', 'b', 'c', 'd'],
+                             per_paragraph=2, with_wikitext=False) == (0, 2)
+    assert read_wiki(tmp_path / 'alone') in ([['a', 'b .'], ['c', 'd .']],
+                                             [['c', 'd .'], ['a', 'b .']])
+    assert (tmp_path / 'alone' / 'wiki.valid.tokens').read_bytes() == (
+        wiki / 'wiki.valid.tokens').read_bytes()
     # An existing folder is not overwritten; a failure leaves nothing
     with pytest.raises(GluonBertError, match='exists'):
         write_task_corpus(out, wiki, ['a', 'b'], per_paragraph=2)
@@ -193,7 +200,7 @@ def test_task_corpus_is_wikitext_then_task_sentences(tmp_path, monkeypatch):
     (wiki / 'wiki.test.tokens').unlink()
     with pytest.raises(GluonBertError, match='wiki.test.tokens does not'):
         write_task_corpus(tmp_path / 'broken', wiki, ['a', 'b'], 2)
-    assert sorted(os.listdir(tmp_path)) == ['corpus', 'wt2']
+    assert sorted(os.listdir(tmp_path)) == ['alone', 'corpus', 'wt2']
 
 
 def test_unknown_words_are_counted():
