@@ -27,28 +27,47 @@ import os
 import sys
 import time
 
+from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'finetune',
-           'evaluate_classifier', 'save_classifier', 'load_classifier',
-           'predict_texts']
+           'predict_dataset', 'evaluate_task', 'evaluate_classifier',
+           'save_classifier', 'load_classifier', 'predict_texts',
+           'tokenizer_for']
+
+#: --task, for --help (the readers are gluon_bert.tasks.TASKS).
+TASK_HELP = {
+    'sst2': 'SST-2, train/dev/test.tsv with sentence and label',
+    'mrpc': "MRPC as GLUE publishes it (byte-order mark, Quality and #1/#2 "
+            'String columns), scored by accuracy and F1',
+    'rte': 'RTE, sentence1/sentence2, entailment or not_entailment',
+    'qnli': 'QNLI (or qnli-small), question/sentence, entailment or '
+            'not_entailment',
+    'sts-b': 'STS-B, a regression: one output, squared-error loss, scored '
+             'by Pearson and Spearman correlation',
+    'snli-small': "the book's SNLI as tab-separated sentence1/sentence2/"
+                  'label files',
+    'snli': "SNLI's own snli_1.0_{train,dev,test}.txt, read as the book does",
+    'tsv': 'GLUE-style train/dev/test.tsv whose header names sentence (or '
+           'sentence1, sentence2) and an integer label',
+}
+
 
 def build_parser():
     p = argparse.ArgumentParser(
         prog='python -m gluon_bert.finetune',
         description='Fine-tune a pretrained BERT (a gluon_bert model '
-                    'directory, or d2l:bert.small) on SST-2, SNLI or a '
-                    'GLUE-style TSV task, as the d2l book fine-tunes on SNLI.',
+                    'directory, or d2l:bert.small) on a GLUE task, SNLI or '
+                    'a GLUE-style TSV task, as the d2l book fine-tunes on '
+                    'SNLI.  The test split is scored when the folder has '
+                    'one (GLUE publishes none for RTE and STS-B).',
         formatter_class=HelpFormatter)
     p.add_argument('--model-dir', required=True,
                    help='the pretrained model: a directory written by '
                         'gluon_bert.pretrain, or d2l:bert.small')
-    p.add_argument('--task', choices=('sst2', 'snli', 'tsv'), default='sst2',
-                   help='sst2: train/dev/test.tsv with sentence and label '
-                        'columns; snli: snli_1.0_{train,dev,test}.txt; tsv: '
-                        'GLUE-style train/dev/test.tsv whose header names '
-                        'sentence (or sentence1, sentence2) and label')
+    p.add_argument('--task', choices=tuple(TASK_HELP), default='sst2',
+                   help='; '.join(f'{k}: {v}' for k, v in TASK_HELP.items()))
     p.add_argument('--data-dir', required=True,
                    help="the task's folder")
     p.add_argument('--save-dir', default='runs/finetune',
@@ -71,6 +90,14 @@ def build_parser():
                    help='> 0: AdamW, decoupled weight decay (none on '
                         'LayerNorm and biases)')
     p.add_argument('--batch-size', type=positive_int, default=512)
+    p.add_argument('--tokenizer', choices=('auto', 'wikitext', 'split'),
+                   default='auto',
+                   help="how raw text becomes the vocabulary's words: "
+                        "wikitext rewrites it in WikiText-2's conventions "
+                        "(doesn 't, role @-@ playing, 1 @,@ 000, punctuation "
+                        "split off); split lower-cases and splits on "
+                        "whitespace (the book's); auto: split for the book's "
+                        'snli, wikitext for the rest')
     p.add_argument('--max-len', type=int, default=128,
                    help='longest input, <cls> and <sep> included; longer '
                         'ones are cut')
@@ -149,25 +176,85 @@ def _input_shards(inputs, devices, num_heads=None):
     return split_and_pack(inputs, devices, pack)
 
 
+def predict_dataset(net, dataset, devices, batch_size=512, packed=True):
+    """``net``'s predictions for every example of a :class:`~gluon_bert.
+    tasks.ClassificationDataset`: classes (no. of examples,) int, or the
+    scores of a one-output (regression) model (no. of examples,) float."""
+    import numpy as onp
+    heads = net.num_heads if packed else None
+    preds = []
+    for start in range(0, len(dataset), batch_size):
+        idx = onp.arange(start, min(start + batch_size, len(dataset)))
+        *inputs, _ = dataset.batch(idx)
+        for x in _input_shards(inputs, devices, heads):
+            out = net(*x)
+            preds.append((out[:, 0] if net.num_classes == 1
+                          else out.argmax(axis=-1)).asnumpy())
+    return onp.concatenate(preds)
+
+
+def evaluate_task(net, dataset, devices, metrics=('accuracy',),
+                  batch_size=512, packed=True):
+    """``{metric: value}`` of ``net`` on ``dataset`` (prediction mode)."""
+    from .metrics import score
+    return score(metrics, predict_dataset(net, dataset, devices, batch_size,
+                                          packed), dataset.labels)
+
+
 def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
     """Accuracy of ``net`` on a :class:`~gluon_bert.tasks.
     ClassificationDataset` (prediction mode)."""
-    import numpy as onp
-    heads = net.num_heads if packed else None
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        idx = onp.arange(start, min(start + batch_size, len(dataset)))
-        *inputs, labels = dataset.batch(idx)
-        preds = [net(*x).argmax(axis=-1).asnumpy()
-                 for x in _input_shards(inputs, devices, heads)]
-        correct += int((onp.concatenate(preds) == labels).sum())
-    return correct / len(dataset)
+    return evaluate_task(net, dataset, devices, ('accuracy',), batch_size,
+                         packed)['accuracy']
+
+
+def _fine_tuning_trainer(net, lr, weight_decay):
+    """The book's Adam, or AdamW without decay on LayerNorm and biases."""
+    from mxnet import gluon
+    from .recipe import exclude_from_weight_decay
+    if weight_decay > 0:
+        exclude_from_weight_decay(net)
+        return gluon.Trainer(net.collect_params(), 'adamw',
+                             {'learning_rate': lr, 'wd': weight_decay})
+    return gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr})
+
+
+def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
+                 rates, batch_size, log):
+    """One pass over ``train_set`` in ``order``; returns (summed loss,
+    correct predictions or None for a regression, examples)."""
+    from mxnet import autograd, npx
+    # Sum of training loss, no. of correct predictions, no. of examples
+    totals = [0.0, 0, 0]
+    regression = net.num_classes == 1
+    num_batches = -(-len(train_set) // batch_size)
+    for i in range(num_batches):
+        trainer.set_learning_rate(next(rates))
+        *inputs, labels = train_set.batch(
+            order[i * batch_size:(i + 1) * batch_size])
+        X_shards = _input_shards(inputs, devices, heads)
+        y_shards = [y for (y,) in _shards([labels], devices)]
+        with autograd.record():
+            pred_shards = [net(*X) for X in X_shards]
+            ls = [loss(pred, y) for pred, y in zip(pred_shards, y_shards)]
+        for l in ls:
+            l.backward()
+        trainer.step(len(labels))
+        totals[0] += sum(float(l.sum()) for l in ls)
+        if not regression:
+            totals[1] += sum(int((pred.argmax(axis=-1).astype('int32')
+                                  == y).sum())
+                             for pred, y in zip(pred_shards, y_shards))
+        totals[2] += len(labels)
+        npx.waitall()
+        log(i + 1, num_batches, totals)
+    return totals[0], (None if regression else totals[1]), totals[2]
 
 
 def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
              batch_size=512, seed=0, log_every=50, on_epoch=None,
              verbose=True, packed=True, schedule='constant', warmup=0.0,
-             weight_decay=0.0):
+             weight_decay=0.0, metrics=('accuracy',)):
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
     book's ``train_ch13`` does; score ``dev_set`` after every epoch.
 
@@ -175,76 +262,66 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
     warms up over the first ``warmup`` share of the steps, then decays
     linearly (:func:`~gluon_bert.recipe.learning_rate`), and
     ``weight_decay`` > 0 uses AdamW (none on LayerNorm and biases), as
-    BERT's own fine-tuning does.
+    BERT's own fine-tuning does.  A one-output classifier is a regression
+    head (STS-B): squared-error loss (``L2Loss``) on the scores.
 
     ``packed``: each shard's valid tokens are packed
     (:func:`~gluon_bert.loss.pack_tokens`), so the per-token layers skip
     the padding; the scores, losses and gradients are the padded batch's.
 
-    Returns the history: per epoch ``train_loss``, ``train_acc``,
-    ``dev_acc`` and ``seconds``.  ``on_epoch(epoch, history)`` is called
-    after each epoch.
+    Returns the history: per epoch ``train_loss``, ``train_acc`` (None for
+    a regression), ``dev`` (``{metric: value}`` of ``metrics``),
+    ``dev_score`` (the first metric), ``dev_acc`` (with accuracy among the
+    metrics) and ``seconds``.  ``on_epoch(epoch, history)`` is called after
+    each epoch.
     """
     import numpy as onp
-    from mxnet import autograd, gluon, npx
-    from .recipe import exclude_from_weight_decay, learning_rate
-    loss = gluon.loss.SoftmaxCELoss()
-    if weight_decay > 0:
-        exclude_from_weight_decay(net)
-        trainer = gluon.Trainer(net.collect_params(), 'adamw',
-                                {'learning_rate': lr, 'wd': weight_decay})
-    else:
-        trainer = gluon.Trainer(net.collect_params(), 'adam',
-                                {'learning_rate': lr})
+    from mxnet import gluon
+    from .recipe import learning_rate
+    loss = (gluon.loss.L2Loss() if net.num_classes == 1
+            else gluon.loss.SoftmaxCELoss())
+    trainer = _fine_tuning_trainer(net, lr, weight_decay)
     rng = onp.random.RandomState(seed)
     heads = net.num_heads if packed else None
-    history = {'train_loss': [], 'train_acc': [], 'dev_acc': [],
+    history = {'train_loss': [], 'train_acc': [], 'dev': [], 'dev_score': [],
                'seconds': []}
-    num_batches = -(-len(train_set) // batch_size)
+    if 'accuracy' in metrics:
+        history['dev_acc'] = []
+    total = epochs * -(-len(train_set) // batch_size)
+    rates = (learning_rate(step, total, lr, schedule, warmup)
+             for step in range(1, total + 1))
     start_time = time.perf_counter()
-    step = 0
     for epoch in range(1, epochs + 1):
-        # Sum of training loss, no. of correct predictions, no. of examples
-        metric = [0.0, 0, 0]
-        order = rng.permutation(len(train_set))
-        for i in range(num_batches):
-            step += 1
-            trainer.set_learning_rate(learning_rate(
-                step, epochs * num_batches, lr, schedule, warmup))
-            *inputs, labels = train_set.batch(
-                order[i * batch_size:(i + 1) * batch_size])
-            X_shards = _input_shards(inputs, devices, heads)
-            y_shards = [y for (y,) in _shards([labels], devices)]
-            with autograd.record():
-                pred_shards = [net(*X) for X in X_shards]
-                ls = [loss(pred, y) for pred, y in zip(pred_shards, y_shards)]
-            for l in ls:
-                l.backward()
-            trainer.step(len(labels))
-            metric[0] += sum(float(l.sum()) for l in ls)
-            metric[1] += sum(int((pred.argmax(axis=-1).astype('int32')
-                                  == y).sum())
-                             for pred, y in zip(pred_shards, y_shards))
-            metric[2] += len(labels)
-            npx.waitall()
-            if verbose and log_every and (i + 1) % log_every == 0:
-                print(f'epoch {epoch} batch {i + 1}/{num_batches}: train '
-                      f'loss {metric[0] / metric[2]:.3f}, train acc '
-                      f'{metric[1] / metric[2]:.3f}', flush=True)
-        dev_acc = evaluate_classifier(net, dev_set, devices, batch_size,
-                                      packed)
-        history['train_loss'].append(metric[0] / metric[2])
-        history['train_acc'].append(metric[1] / metric[2])
-        history['dev_acc'].append(dev_acc)
+        def log(i, n, totals):
+            if verbose and log_every and i % log_every == 0:
+                print(f'epoch {epoch} batch {i}/{n}: train loss '
+                      f'{totals[0] / totals[2]:.3f}', flush=True)
+        loss_sum, correct, seen = _train_epoch(
+            net, loss, trainer, train_set, rng.permutation(len(train_set)),
+            devices, heads, rates, batch_size, log)
+        dev = evaluate_task(net, dev_set, devices, metrics, batch_size,
+                            packed)
+        history['train_loss'].append(loss_sum / seen)
+        history['train_acc'].append(None if correct is None
+                                    else correct / seen)
+        history['dev'].append(dev)
+        history['dev_score'].append(dev[metrics[0]])
+        if 'dev_acc' in history:
+            history['dev_acc'].append(dev['accuracy'])
         history['seconds'].append(time.perf_counter() - start_time)
         if verbose:
-            print(f'epoch {epoch}/{epochs}: train loss '
-                  f'{metric[0] / metric[2]:.3f}, train acc '
-                  f'{metric[1] / metric[2]:.3f}, dev acc {dev_acc:.3f} '
+            acc = ('' if correct is None
+                   else f', train acc {correct / seen:.3f}')
+            print(f'epoch {epoch}/{epochs}: train loss {loss_sum / seen:.3f}'
+                  f'{acc}, dev {_format_metrics(dev)} '
                   f'({history["seconds"][-1]:.0f} s)', flush=True)
         if on_epoch is not None:
             on_epoch(epoch, history)
     return history
+
+
+def _format_metrics(values):
+    return ', '.join(f'{name} {value:.3f}' for name, value in values.items())
 
 
 def save_classifier(model_dir, net, vocab, bert_config, info):
@@ -281,28 +358,33 @@ def load_classifier(model_dir, device=None):
     return net, vocab, config
 
 
-def predict_texts(net, vocab, texts, max_len, batch_size=256):
+def predict_texts(net, vocab, texts, max_len, batch_size=256,
+                  tokenizer='split'):
     """Class probabilities of texts (a sentence, or a tab-separated pair):
-    (no. of texts, num_classes)."""
+    (no. of texts, num_classes); a regression model's scores: (no. of
+    texts, 1).  ``tokenizer``: the one the model was fine-tuned with."""
     import numpy as onp
     from mxnet import npx
 
     from .encoder import split_text
     from .model import net_device
     from .tasks import ClassificationDataset
-    pairs = [split_text(t) for t in texts]
-    has_b = [b is not None for _, b in pairs]
+    for text in texts:
+        split_text(text)  # one sentence or two, none empty
+    pairs = [text.split('\t') + [None] for text in texts]
+    has_b = any(p[1] is not None for p in pairs)
     dataset = ClassificationDataset(
-        [' '.join(a) for a, _ in pairs],
-        [' '.join(b) if b else None for _, b in pairs] if any(has_b)
-        else None, [0] * len(pairs), vocab, max_len)
+        [p[0] for p in pairs], [p[1] for p in pairs] if has_b else None,
+        [0] * len(pairs), vocab, max_len, tokenizer)
     device = net_device(net)
     out = []
     for start in range(0, len(dataset), batch_size):
         idx = onp.arange(start, min(start + batch_size, len(dataset)))
         *inputs, _ = dataset.batch(idx)
         (x,) = _shards(inputs, [device])
-        out.append(npx.softmax(net(*x)).asnumpy())
+        scores = net(*x)
+        out.append((scores if net.num_classes == 1
+                    else npx.softmax(scores)).asnumpy())
     return onp.concatenate(out)
 
 
@@ -324,79 +406,138 @@ def _load_bert(args, device):
     return bert, vocab, model
 
 
-def run(args, out=None):
-    import mxnet as mx
-    from mxnet import npx
-
-    from .model import BERTClassifier
-    from .tasks import ClassificationDataset, read_task
-    from .threads import set_cpu_threads_for
-    from .trainer import parse_devices
-    out = out or sys.stdout
+def _read_splits(args):
+    """``{split: (a, b, labels, num_classes)}`` of the task's folder."""
+    from .tasks import read_task, task_splits
+    names = task_splits(args.task, args.data_dir)
+    for needed in ('train', 'dev'):
+        if os.path.isdir(args.data_dir) and needed not in names:
+            raise GluonBertError(
+                f'{args.data_dir} has no {needed} split for --task '
+                f'{args.task}: it needs '
+                f'{TASKS[args.task].files[needed]}')
     splits = {s: read_task(args.task, args.data_dir, s)
-              for s in ('train', 'dev', 'test')}
+              for s in names or ('train',)}
     num_classes = splits['train'][3]
-    for split in ('dev', 'test'):
-        if splits[split][3] > num_classes:
-            raise GluonBertError(f'the {split} split has label '
-                                 f'{splits[split][3] - 1}, the training '
-                                 f'split only 0 to {num_classes - 1}')
-    devices = parse_devices(args.gpus, args.cpus,
-                            log=lambda m: print(m, file=sys.stderr))
-    set_cpu_threads_for(devices)
-    mx.random.seed(args.seed)
-    bert, vocab, model = _load_bert(args, devices[0])
+    for split, (*_, n) in splits.items():
+        if n > num_classes:
+            raise GluonBertError(f'the {split} split has label {n - 1}, the '
+                                 'training split only 0 to '
+                                 f'{num_classes - 1}')
+    return splits
+
+
+def _label_names(task, num_classes):
+    """Class -> the label as the task's files write it (None: a score)."""
+    labels = TASKS[task].labels
+    if num_classes == 1:
+        return None
+    if isinstance(labels, dict):
+        return sorted(labels, key=labels.get)
+    return [str(c) for c in range(num_classes)]
+
+
+def tokenizer_for(task, choice='auto'):
+    """The tokenizer ``--tokenizer choice`` means for ``task``."""
+    return TASKS[task].tokenizer if choice == 'auto' else choice
+
+
+def _datasets(args, splits, vocab, out):
+    """ClassificationDatasets of every split; prints the <unk> shares."""
+    from .tasks import ClassificationDataset
+    tokenizer = tokenizer_for(args.task, args.tokenizer)
     data = {}
     for split, (a, b, labels, _) in splits.items():
         if split == 'train' and args.max_examples:
             a, b, labels = (a[:args.max_examples],
                             b[:args.max_examples] if b else None,
                             labels[:args.max_examples])
-        data[split] = ClassificationDataset(a, b, labels, vocab, args.max_len)
+        data[split] = ClassificationDataset(a, b, labels, vocab, args.max_len,
+                                            tokenizer)
     train = data['train']
-    print(f'{args.task}: {len(train)} train, {len(data["dev"])} dev, '
-          f'{len(data["test"])} test examples, {num_classes} classes; '
-          f'{100 * train.unk_share:.1f} % of the training words are not in '
-          f'the vocabulary of {args.model_dir} (they become <unk>); '
-          f'{train.num_cut} training inputs cut to {args.max_len} tokens',
-          file=out, flush=True)
+    num_classes = splits['train'][3]
+    sizes = ', '.join(f'{len(d)} {s}' for s, d in data.items())
+    unk = ', '.join(f'{100 * d.unk_share:.1f} % {s}' for s, d in data.items())
+    kind = ('a regression (one output)' if num_classes == 1
+            else f'{num_classes} classes')
+    print(f'{args.task}: {sizes} examples, {kind}; words not in the '
+          f'vocabulary of {args.model_dir} (they become <unk>, {tokenizer} '
+          f'tokenizer): {unk}; {train.num_cut} training inputs cut to '
+          f'{args.max_len} tokens', file=out, flush=True)
+    return data
+
+
+def run(args, out=None):
+    import mxnet as mx
+    from mxnet import npx
+
+    from .model import BERTClassifier
+    from .threads import set_cpu_threads_for
+    from .trainer import parse_devices
+    out = out or sys.stdout
+    splits = _read_splits(args)
+    num_classes = splits['train'][3]
+    metrics = TASKS[args.task].metrics
+    devices = parse_devices(args.gpus, args.cpus,
+                            log=lambda m: print(m, file=sys.stderr))
+    set_cpu_threads_for(devices)
+    mx.random.seed(args.seed)
+    bert, vocab, model = _load_bert(args, devices[0])
+    data = _datasets(args, splits, vocab, out)
     net = BERTClassifier(bert, num_classes)
     net.output.initialize(mx.init.Xavier(), ctx=devices)
     net.collect_params().reset_ctx(devices)
     net.hybridize(static_alloc=True)
     info = dict(task=args.task, num_classes=num_classes, max_len=args.max_len,
+                pair=splits['train'][1] is not None,
+                label_names=_label_names(args.task, num_classes),
                 init=args.init, pretrained=str(args.model_dir),
-                lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                tokenizer=tokenizer_for(args.task, args.tokenizer),
+                metrics=list(metrics), lr=args.lr,
+                batch_size=args.batch_size, epochs=args.epochs,
                 padded=args.padded, schedule=args.schedule,
                 warmup=args.warmup, weight_decay=args.weight_decay,
                 dropout=args.dropout, seed=args.seed)
-    best = {'dev_acc': -1.0}
+    best = {'score': -float('inf')}
 
     def on_epoch(epoch, history):
-        if history['dev_acc'][-1] > best['dev_acc']:
-            best.update(dev_acc=history['dev_acc'][-1], epoch=epoch)
+        if history['dev_score'][-1] > best['score']:
+            best.update(score=history['dev_score'][-1], epoch=epoch,
+                        dev=history['dev'][-1])
             save_classifier(args.save_dir, net, vocab, model,
                             dict(info, best_epoch=epoch))
-            print(f'  best dev accuracy so far: saved to {args.save_dir}',
-                  file=out, flush=True)
-    history = finetune(net, train, data['dev'], devices, args.epochs,
+            print(f'  best dev {metrics[0]} so far: saved to '
+                  f'{args.save_dir}', file=out, flush=True)
+    history = finetune(net, data['train'], data['dev'], devices, args.epochs,
                        args.lr, args.batch_size, args.seed, args.log_every,
                        on_epoch, packed=not args.padded,
                        schedule=args.schedule, warmup=args.warmup,
-                       weight_decay=args.weight_decay)
-    best_net, _, _ = load_classifier(args.save_dir, devices[0])
-    best_net.collect_params().reset_ctx(devices)
-    test_acc = evaluate_classifier(best_net, data['test'], devices,
-                                   args.batch_size, not args.padded)
+                       weight_decay=args.weight_decay, metrics=metrics)
+    test = None
+    if 'test' in data:
+        best_net, _, _ = load_classifier(args.save_dir, devices[0])
+        best_net.collect_params().reset_ctx(devices)
+        test = evaluate_task(best_net, data['test'], devices, metrics,
+                             args.batch_size, not args.padded)
     npx.waitall()
-    results = dict(info, best_epoch=best['epoch'], dev_acc=best['dev_acc'],
-                   test_acc=test_acc, history=history,
-                   unk_share=train.unk_share, train_examples=len(train))
+    return _write_results(args, info, best, test, history, data, out)
+
+
+def _write_results(args, info, best, test, history, data, out):
+    """results.json beside the best model, and the closing line."""
+    results = dict(info, best_epoch=best['epoch'], dev=best['dev'],
+                   test=test, history=history,
+                   unk_share=data['train'].unk_share,
+                   unk_shares={s: d.unk_share for s, d in data.items()},
+                   train_examples=len(data['train']))
+    if 'accuracy' in info['metrics']:  # the names earlier results used
+        results['dev_acc'] = best['dev']['accuracy']
+        results['test_acc'] = test['accuracy'] if test else None
     with atomic_write(os.path.join(args.save_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=2)
-    print(f'best dev accuracy {best["dev_acc"]:.3f} (epoch {best["epoch"]}); '
-          f'test accuracy {test_acc:.3f}; {history["seconds"][-1]:.0f} s',
-          file=out)
+    tested = f'; test {_format_metrics(test)}' if test else '; no test split'
+    print(f'best dev {_format_metrics(best["dev"])} (epoch {best["epoch"]})'
+          f'{tested}; {history["seconds"][-1]:.0f} s', file=out)
     return results
 
 

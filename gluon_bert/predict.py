@@ -3,15 +3,21 @@
     python -m gluon_bert.predict --model-dir runs/sst2 "a gripping , funny film"
     python -m gluon_bert.predict --model-dir runs/sst2 --input reviews.txt
 
+    python -m gluon_bert.predict --model-dir runs/snli "A man sleeps ." "A man rests ."
+    python -m gluon_bert.predict --model-dir runs/sts-b --input pairs.tsv
+
 Prints one line per input: the predicted class, its probability and the
-text.  An input is one sentence, or two separated by a tab for a
-sentence-pair task; with --input, one per line of a UTF-8 file.  Text is
-lower-cased and split on whitespace; unknown words become <unk>.
+text (a regression model, STS-B's: the predicted score and the text).  An
+input is one sentence, or two separated by a tab for a sentence-pair task;
+for a model fine-tuned on pairs, TEXT arguments without a tab are read two
+at a time (premise, hypothesis); with --input, one input per line of a
+UTF-8 file.  Text is split into words as at fine-tuning (the model's
+tokenizer); unknown words become <unk>.
 """
 import argparse
 import sys
 
-from .utils import HelpFormatter, run_command
+from .utils import GluonBertError, HelpFormatter, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -22,7 +28,9 @@ def build_parser():
         description='Class predictions of a fine-tuned BERT classifier.',
         formatter_class=HelpFormatter)
     p.add_argument('texts', nargs='*', metavar='TEXT',
-                   help='sentences to classify (a tab separates a pair)')
+                   help='sentences to classify (a tab separates a pair; a '
+                        'pair model reads arguments without a tab two at a '
+                        'time)')
     p.add_argument('--model-dir', default='runs/finetune',
                    help='directory written by gluon_bert.finetune')
     p.add_argument('--input', default=None, metavar='FILE',
@@ -41,27 +49,48 @@ def parse_args(argv=None):
     return args
 
 
+def pair_arguments(texts):
+    """TEXT arguments for a pair model: two at a time unless tab-separated."""
+    if all('\t' in t for t in texts):
+        return list(texts)
+    if any('\t' in t for t in texts):
+        raise GluonBertError('some arguments are tab-separated pairs and some '
+                             'are not: give every pair as two arguments, or '
+                             'every pair with a tab')
+    if len(texts) % 2:
+        raise GluonBertError(f'{len(texts)} arguments for a sentence-pair '
+                             'model: give two per pair (premise, then '
+                             'hypothesis)')
+    return [f'{a}\t{b}' for a, b in zip(texts[::2], texts[1::2])]
+
+
 def run(args, out=None):
     from .encode import read_lines
     from .encoder import split_text
     from .finetune import load_classifier, predict_texts
-    from .utils import GluonBertError
     out = out or sys.stdout
+    net, vocab, config = load_classifier(args.model_dir)
+    info = config['classifier']
     if args.input is not None:
         texts = read_lines(args.input)
     else:
-        texts = args.texts
+        texts = (pair_arguments(args.texts) if info.get('pair')
+                 else args.texts)
         for text in texts:
             try:
                 split_text(text)
             except GluonBertError as e:
                 raise GluonBertError(f'{text!r}: {e}') from None
-    net, vocab, config = load_classifier(args.model_dir)
-    probs = predict_texts(net, vocab, texts, config['classifier']['max_len'],
-                          args.batch_size)
+    probs = predict_texts(net, vocab, texts, info['max_len'],
+                          args.batch_size, info.get('tokenizer', 'split'))
+    if info['num_classes'] == 1:
+        for text, value in zip(texts, probs[:, 0]):
+            print(f'{value:.3f}\t{text}', file=out)
+        return probs[:, 0], probs
     labels = probs.argmax(axis=1)
+    names = info.get('label_names') or [str(c) for c in range(probs.shape[1])]
     for text, label, p in zip(texts, labels, probs):
-        print(f'{label}\t{p[label]:.3f}\t{text}', file=out)
+        print(f'{names[label]}\t{p[label]:.3f}\t{text}', file=out)
     return labels, probs
 
 

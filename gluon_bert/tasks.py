@@ -12,6 +12,8 @@ unknown words mapped to ``<unk>``.
 ``write_task_corpus`` writes a pretraining data folder: WikiText-2 plus a
 task's unlabelled training sentences (task-adaptive pretraining).
 """
+import dataclasses
+import math
 import os
 import re
 import shutil
@@ -20,28 +22,101 @@ import numpy as onp
 
 from .encoder import get_tokens_and_segments, truncate_pair
 from .utils import GluonBertError, read_text_lines
+from .vocab import wikitext_tokenize
 
-__all__ = ['TASKS', 'read_snli', 'read_tsv', 'read_task',
-           'ClassificationDataset', 'SNLI_LABELS', 'task_paragraphs',
-           'write_task_corpus']
+__all__ = ['TASKS', 'Task', 'read_snli', 'read_tsv', 'read_glue',
+           'read_task', 'task_splits', 'ClassificationDataset', 'SNLI_LABELS',
+           'TOKENIZERS', 'task_paragraphs', 'write_task_corpus']
 
 #: d2l's SNLI labels.
 SNLI_LABELS = {'entailment': 0, 'contradiction': 1, 'neutral': 2}
-#: The tasks ``python -m gluon_bert.finetune --task`` knows: files per
-#: split, and the number of classes.
+_ENTAILMENT = {'entailment': 0, 'not_entailment': 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """How a task's folder is laid out and how the task is scored.
+
+    Attributes
+    ----------
+    files : dict
+        Split name -> file name; a split whose file is missing from the
+        folder is skipped (GLUE publishes no test labels for RTE, STS-B).
+    text : tuple of str
+        The header's text columns: one (a sentence) or two (a pair).
+    label : str
+        The header's label column.
+    labels : dict or None
+        Label text -> class; ``None``: integer classes as written (in
+        [0, classes) when ``classes`` is given); ``'score'``: a real number
+        (regression, one output).
+    metrics : tuple of str
+        Metric names of :mod:`gluon_bert.metrics`; the first picks the best
+        epoch.
+    tokenizer : str
+        The default of ``TOKENIZERS``: how raw text is split into words.
+    """
+    files: dict
+    text: tuple = ('sentence',)
+    label: str = 'label'
+    labels: object = None
+    metrics: tuple = ('accuracy',)
+    tokenizer: str = 'wikitext'
+    classes: int = None
+
+    @property
+    def regression(self):
+        return self.labels == 'score'
+
+    @property
+    def num_classes(self):
+        """1 for regression, else the number of labels (None: from data)."""
+        if self.regression:
+            return 1
+        return len(self.labels) if self.labels else self.classes
+
+
+_GLUE_FILES = {'train': 'train.tsv', 'dev': 'dev.tsv', 'test': 'test.tsv'}
+#: The tasks ``python -m gluon_bert.finetune --task`` knows, each reading its
+#: folder's own files as published (``../shared/data/<task>``).
 TASKS = {
-    'sst2': dict(files={'train': 'train.tsv', 'dev': 'dev.tsv',
-                        'test': 'test.tsv'}, num_classes=2),
-    'snli': dict(files={'train': 'snli_1.0_train.txt',
-                        'dev': 'snli_1.0_dev.txt',
-                        'test': 'snli_1.0_test.txt'}, num_classes=3),
-    'tsv': dict(files={'train': 'train.tsv', 'dev': 'dev.tsv',
-                       'test': 'test.tsv'}, num_classes=None),
+    'sst2': Task(_GLUE_FILES, classes=2),
+    'mrpc': Task(_GLUE_FILES, text=('#1 String', '#2 String'),
+                 label='Quality', labels={'0': 0, '1': 1},
+                 metrics=('accuracy', 'f1')),
+    'rte': Task(_GLUE_FILES, text=('sentence1', 'sentence2'),
+                labels=_ENTAILMENT),
+    'qnli': Task(_GLUE_FILES, text=('question', 'sentence'),
+                 labels=_ENTAILMENT),
+    'sts-b': Task(_GLUE_FILES, text=('sentence1', 'sentence2'),
+                  label='score', labels='score',
+                  metrics=('pearson', 'spearman')),
+    'snli-small': Task(_GLUE_FILES, text=('sentence1', 'sentence2'),
+                       labels=SNLI_LABELS),
+    # The book's reader of SNLI's own files, and its whitespace split
+    'snli': Task({'train': 'snli_1.0_train.txt', 'dev': 'snli_1.0_dev.txt',
+                  'test': 'snli_1.0_test.txt'}, labels=SNLI_LABELS,
+                 tokenizer='split'),
+    # Any GLUE-style file with sentence (or sentence1, sentence2) and an
+    # integer label
+    'tsv': Task(_GLUE_FILES),
 }
+
+
+def _split_words(text):
+    return text.lower().split()
+
+
+#: Ways to split raw text into the vocabulary's words: ``split``, the book's
+#: (lower-case, split on whitespace); ``wikitext``, into WikiText-2's
+#: conventions first (:func:`~gluon_bert.vocab.wikitext_tokenize`).
+TOKENIZERS = {'split': _split_words, 'wikitext': wikitext_tokenize}
 
 
 def _read_text(path):
     lines = read_text_lines(path, 'check --data-dir')
+    if lines and lines[0].startswith('\ufeff'):  # MRPC's byte-order mark
+        lines[0] = lines[0][1:]
     if len(lines) < 2:
         raise GluonBertError(f'{path} is empty: it needs a header line and '
                              'at least one example')
@@ -64,7 +139,7 @@ def read_snli(data_dir, is_train):
         # Substitute two or more consecutive whitespace with space
         s = re.sub('\\s{2,}', ' ', s)
         return s.strip()
-    path = os.path.join(data_dir, TASKS['snli']['files'][split])
+    path = os.path.join(data_dir, TASKS['snli'].files[split])
     rows = [row.split('\t') for row in _read_text(path)[1:]]
     rows = [row for row in rows if row[0] in SNLI_LABELS]
     for row in rows:
@@ -76,6 +151,69 @@ def read_snli(data_dir, is_train):
     hypotheses = [extract_text(row[2]) for row in rows]
     labels = [SNLI_LABELS[row[0]] for row in rows]
     return premises, hypotheses, labels
+
+
+def _label_of(task, text, where, num_classes=None):
+    """The class (or score) a label field stands for."""
+    if task.regression:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float('nan')
+        if not math.isfinite(value):
+            raise GluonBertError(f'{where}: score {text!r} is not a number')
+        return value
+    if task.labels is not None:
+        if text not in task.labels:
+            raise GluonBertError(f'{where}: unknown label {text!r}: the '
+                                 f'task\'s labels are '
+                                 f'{", ".join(task.labels)}')
+        return task.labels[text]
+    try:
+        label = int(text)
+    except ValueError:
+        raise GluonBertError(f'{where}: label {text!r} is not an '
+                             'integer') from None
+    if label < 0 or (num_classes is not None and label >= num_classes):
+        raise GluonBertError(f'{where}: label {label} is out of range (0 to '
+                             f'{(num_classes or 1) - 1})')
+    return label
+
+
+def read_glue(path, task, num_classes=None):
+    """``(sentences_a, sentences_b or None, labels)`` of a task's file.
+
+    The header names the columns (``task.text`` and ``task.label``); labels
+    are mapped by ``task.labels`` (integer labels, when it is ``None``, must
+    lie in [0, num_classes)).  A byte-order mark is dropped.  Any problem is
+    one line naming the file and line.
+    """
+    lines = _read_text(path)
+    header = lines[0].split('\t')
+    missing = [c for c in task.text + (task.label,) if c not in header]
+    if missing:
+        raise GluonBertError(f'{path}: the header has no '
+                             f'{" or ".join(map(repr, missing))} column '
+                             f'(it has {", ".join(header)})')
+    index = [header.index(c) for c in task.text]
+    label_index = header.index(task.label)
+    columns = [[] for _ in task.text]
+    labels = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        fields = line.split('\t')
+        where = f'{path} line {number}'
+        if len(fields) != len(header):
+            raise GluonBertError(f'{where}: {len(fields)} columns, the '
+                                 f'header has {len(header)}')
+        labels.append(_label_of(task, fields[label_index], where,
+                                 num_classes))
+        for column, i in zip(columns, index):
+            column.append(fields[i])
+    if not labels:
+        raise GluonBertError(f'{path} has a header but no example')
+    return columns[0], (columns[1] if len(columns) == 2 else None), labels
 
 
 def read_tsv(path, num_classes=None):
@@ -91,57 +229,43 @@ def read_tsv(path, num_classes=None):
         raise GluonBertError(f'{path}: the header {header} has no label '
                              'column')
     if 'sentence' in header:
-        text_columns = ['sentence']
+        text = ('sentence',)
     elif 'sentence1' in header and 'sentence2' in header:
-        text_columns = ['sentence1', 'sentence2']
+        text = ('sentence1', 'sentence2')
     else:
         raise GluonBertError(f'{path}: the header {header} names no '
                              'sentence column (sentence, or sentence1 and '
                              'sentence2)')
-    index = [header.index(c) for c in text_columns]
-    label_index = header.index('label')
-    columns = [[] for _ in text_columns]
-    labels = []
-    for number, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue
-        fields = line.split('\t')
-        if len(fields) != len(header):
-            raise GluonBertError(f'{path} line {number}: {len(fields)} '
-                                 f'columns, the header has {len(header)}')
-        try:
-            label = int(fields[label_index])
-        except ValueError:
-            raise GluonBertError(f'{path} line {number}: label '
-                                 f'{fields[label_index]!r} is not an '
-                                 'integer') from None
-        if label < 0 or (num_classes is not None and label >= num_classes):
-            raise GluonBertError(f'{path} line {number}: label {label} is '
-                                 f'out of range (0 to '
-                                 f'{(num_classes or 1) - 1})')
-        for column, i in zip(columns, index):
-            column.append(fields[i])
-        labels.append(label)
-    if not labels:
-        raise GluonBertError(f'{path} has a header but no example')
-    return columns[0], (columns[1] if len(columns) == 2 else None), labels
+    return read_glue(path, Task(_GLUE_FILES, text=text), num_classes)
+
+
+def task_splits(task, data_dir):
+    """The splits of ``task`` whose files are in ``data_dir``."""
+    return [split for split, name in TASKS[task].files.items()
+            if os.path.isfile(os.path.join(data_dir, name))]
 
 
 def read_task(task, data_dir, split):
-    """``(sentences_a, sentences_b or None, labels, num_classes)``."""
+    """``(sentences_a, sentences_b or None, labels, num_classes)``.
+
+    ``num_classes`` is 1 for a regression task (STS-B: labels are scores).
+    """
     if task not in TASKS:
         raise GluonBertError(f'unknown task {task!r}: use one of '
                              f'{", ".join(TASKS)}')
     if not os.path.isdir(data_dir):
         raise GluonBertError(f'{data_dir} is not a folder: pass --data-dir '
                              f'with the {task} files')
+    spec = TASKS[task]
     if task == 'snli':
         a, b, labels = read_snli(data_dir, split)
         return a, b, labels, 3
-    num_classes = TASKS[task]['num_classes']
-    a, b, labels = read_tsv(
-        os.path.join(data_dir, TASKS[task]['files'][split]), num_classes)
-    return a, b, labels, num_classes or max(labels) + 1
+    path = os.path.join(data_dir, spec.files[split])
+    if task == 'tsv':
+        a, b, labels = read_tsv(path)
+    else:
+        a, b, labels = read_glue(path, spec, spec.classes)
+    return a, b, labels, spec.num_classes or max(labels) + 1
 
 
 def task_paragraphs(sentences, per_paragraph=4):
@@ -246,17 +370,20 @@ class ClassificationDataset:
     Parameters
     ----------
     sentences_a, sentences_b : list of str (sentences_b may be None)
-    labels : list of int
+    labels : list of int, or of float (a regression task's scores)
     vocab : Vocab
         The pretrained model's: unknown words become ``<unk>``.
     max_len : int
         Longest input, ``<cls>`` and ``<sep>`` included; longer ones are cut.
+    tokenizer : str
+        A name of :data:`TOKENIZERS`: ``split`` (the book's) or
+        ``wikitext``.
 
     Attributes
     ----------
     token_ids, segments : list of list of int (not padded)
     valid_lens : (no. of examples,) int32
-    labels : (no. of examples,) int32
+    labels : (no. of examples,) int32, or float32 for scores
     unk_share : float
         Share of the tokens (specials excluded) that are not in the
         vocabulary: high values mean the pretrained vocabulary fits the task
@@ -265,15 +392,20 @@ class ClassificationDataset:
         Examples that were longer than ``max_len``.
     """
 
-    def __init__(self, sentences_a, sentences_b, labels, vocab, max_len):
+    def __init__(self, sentences_a, sentences_b, labels, vocab, max_len,
+                 tokenizer='split'):
+        if tokenizer not in TOKENIZERS:
+            raise GluonBertError(f'unknown tokenizer {tokenizer!r}: use '
+                                 f'{" or ".join(TOKENIZERS)}')
+        tokenize = TOKENIZERS[tokenizer]
         self.vocab, self.max_len = vocab, max_len
         pairs = zip(sentences_a, sentences_b if sentences_b is not None
                     else [None] * len(sentences_a))
         self.token_ids, self.segments, lens = [], [], []
         words = unknown = self.num_cut = 0
         for a, b in pairs:
-            tokens_a = a.lower().split()
-            tokens_b = b.lower().split() if b is not None else None
+            tokens_a = tokenize(a)
+            tokens_b = tokenize(b) if b is not None else None
             tokens_a, tokens_b, cut = truncate_pair(tokens_a, tokens_b,
                                                     max_len)
             self.num_cut += cut
@@ -285,7 +417,8 @@ class ClassificationDataset:
             self.segments.append(segments)
             lens.append(len(ids))
         self.valid_lens = onp.array(lens, dtype='int32')
-        self.labels = onp.array(labels, dtype='int32')
+        self.labels = onp.array(labels, dtype='float32' if any(
+            isinstance(y, float) for y in labels) else 'int32')
         self.unk_share = unknown / max(words, 1)
 
     def __len__(self):
