@@ -1,0 +1,240 @@
+"""Does pretraining pay? Fine-tuning from each pretrained start against the
+same classifier from random init, on the GLUE sentence-pair tasks.
+
+    python benchmarks/bench_transfer.py --model bert=runs/bert30 [--model name=DIR ...]
+        [--tasks snli-small qnli sts-b mrpc rte] [--seeds 0 1 2] [--lrs 1e-4 3e-4 1e-3]
+
+Every run is ``python -m gluon_bert.finetune`` in its own process (batch
+--batch-size, --epochs epochs, the best dev epoch kept, then scored on the
+test split where the task has one).  For each start (``random``: the
+control, ``--init random`` on the first model's directory, so the same
+vocabulary and architecture; then every ``--model``) and each task:
+
+1. the grid: every learning rate of ``--lrs`` with the first seed;
+2. the start's best learning rate by dev score (accuracy; STS-B: Pearson),
+   then the other seeds at that rate.
+
+So the control is tuned on the same grid as every pretrained start.  Every
+finished run is added to ``--results`` (JSON) at once: an interrupted
+benchmark keeps what it measured and a second call skips what is there.
+Prints one table (mean ± standard deviation over the seeds at each start's
+best rate, and the gain over the control) beside the published anchors, and
+draws the gains in ``--figure``.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+#: Task -> (folder under --data-root, the score that picks the best point).
+TASKS = {'snli-small': ('snli-small', 'accuracy'),
+         'qnli': ('qnli-small', 'accuracy'),
+         'sts-b': ('sts-b', 'pearson'),
+         'mrpc': ('mrpc', 'accuracy'),
+         'rte': ('rte', 'accuracy')}
+#: Published figures to read the table against (see the README).
+ANCHORS = {
+    'snli-small': "d2l's bert.small on all 550k SNLI pairs: test 77.9",
+    'qnli': 'BERT-Tiny (our shape, ~3.3B words) QNLI 81.5 (GLUE test); '
+            'random-init BERT-base 50.0',
+    'sts-b': 'BERT-Tiny 74.3 Pearson (GLUE test); random-init BERT-base '
+             '17.8',
+    'mrpc': 'BERT-Tiny accuracy 71.1, F1 81.1; majority class 68.4 (dev)',
+    'rte': 'BERT-Tiny 57.2; majority class 52.7 (dev)',
+}
+
+
+def finetune(args, start, model_dir, task, seed, lr):
+    """One fine-tuning run; returns its record (what results.json says)."""
+    folder, _ = TASKS[task]
+    save = os.path.join(args.out, f'{task}-{start}-seed{seed}-lr{lr:g}')
+    cmd = [sys.executable, '-m', 'gluon_bert.finetune', '--task', task,
+           '--data-dir', os.path.join(args.data_root, folder),
+           '--model-dir', model_dir, '--save-dir', save, '--seed', str(seed),
+           '--lr', str(lr), '--epochs', str(args.epochs), '--batch-size',
+           str(args.batch_size), '--log-every', '0']
+    if start == 'random':
+        cmd += ['--init', 'random']
+    print('$', ' '.join(cmd), flush=True)
+    begin = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    minutes = (time.perf_counter() - begin) / 60
+    with open(os.path.join(save, 'results.json')) as f:
+        r = json.load(f)
+    return dict(task=task, start=start, model=model_dir, seed=seed, lr=lr,
+                epochs=args.epochs, batch_size=args.batch_size,
+                minutes=minutes, dev=r['dev'], test=r['test'],
+                best_epoch=r['best_epoch'], unk_shares=r['unk_shares'],
+                dev_by_epoch=r['history']['dev_score'])
+
+
+def _save(results, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(results, f, indent=2)
+    os.replace(path + '.tmp', path)
+
+
+def _key(r):
+    return r['task'], r['start'], r['seed'], r['lr']
+
+
+def best_lr(results, task, start, seed, lrs):
+    """The rate of ``lrs`` with the best dev score at ``seed``."""
+    metric = TASKS[task][1]
+    rows = [r for r in results if r['task'] == task and r['start'] == start
+            and r['seed'] == seed and r['lr'] in lrs]
+    return max(rows, key=lambda r: r['dev'][metric])['lr'] if rows else None
+
+
+def run_all(args, starts, results):
+    done = {_key(r) for r in results}
+
+    def ensure(start, task, seed, lr):
+        if (task, start, seed, lr) in done:
+            return
+        r = finetune(args, start, starts[start], task, seed, lr)
+        results.append(r)
+        done.add(_key(r))
+        _save(results, args.results)
+        print(f'{task} {start} seed {seed} lr {lr:g}: dev {r["dev"]}, test '
+              f'{r["test"]} (epoch {r["best_epoch"]}), '
+              f'{r["minutes"]:.1f} min', flush=True)
+    first, others = args.seeds[0], args.seeds[1:]
+    for task in args.tasks:
+        for start in starts:
+            for lr in args.lrs:
+                ensure(start, task, first, lr)
+            lr = best_lr(results, task, start, first, args.lrs)
+            for seed in others:
+                ensure(start, task, seed, lr)
+
+
+def _stat(values):
+    mean = statistics.mean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, spread
+
+
+def summary(results, starts, args):
+    """Per task and start: the best rate's rows, mean and spread (x100)."""
+    table = {}
+    for task in args.tasks:
+        metric = TASKS[task][1]
+        for start in starts:
+            lr = best_lr(results, task, start, args.seeds[0], args.lrs)
+            rows = [r for r in results if r['task'] == task
+                    and r['start'] == start and r['lr'] == lr
+                    and r['seed'] in args.seeds]
+            if not rows:
+                continue
+            entry = dict(lr=lr, seeds=len(rows), metric=metric,
+                         minutes=statistics.mean(r['minutes'] for r in rows))
+            for split in ('dev', 'test'):
+                for name in rows[0][split] or {}:
+                    entry[f'{split} {name}'] = _stat(
+                        [100 * r[split][name] for r in rows])
+            table[task, start] = entry
+    return table
+
+
+def print_table(table, starts, args):
+    print(f'\n{"task":<11}{"start":<10}{"lr":>7}{"seeds":>6}  '
+          f'{"dev":<26}{"test":<26}{"gain (dev)":>11}{"min/run":>8}')
+    for task in args.tasks:
+        control = table.get((task, 'random'))
+        for start in starts:
+            e = table.get((task, start))
+            if e is None:
+                continue
+
+            def cells(split):
+                return ', '.join(f'{k.split()[1]} {m:.1f}±{s:.1f}'
+                                 for k, (m, s) in e.items()
+                                 if k.startswith(split + ' ')) or '-'
+            main = f'dev {e["metric"]}'
+            gain = (f'{e[main][0] - control[main][0]:+.1f}'
+                    if control and start != 'random' else '')
+            print(f'{task:<11}{start:<10}{e["lr"]:>7g}{e["seeds"]:>6}  '
+                  f'{cells("dev"):<26}{cells("test"):<26}{gain:>11}'
+                  f'{e["minutes"]:>8.1f}')
+        print(f'{"":<11}anchor: {ANCHORS[task]}')
+
+
+def plot_gains(table, starts, args):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = [s for s in starts if s != 'random']
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / max(len(names), 1)
+    for i, start in enumerate(names):
+        gains, errors = [], []
+        for task in args.tasks:
+            e, c = table.get((task, start)), table.get((task, 'random'))
+            main = f'dev {TASKS[task][1]}'
+            ok = e is not None and c is not None
+            gains.append(e[main][0] - c[main][0] if ok else 0.0)
+            errors.append(e[main][1] if ok else 0.0)
+        xs = [j + i * width for j in range(len(args.tasks))]
+        ax.bar(xs, gains, width, yerr=errors, label=start, capsize=3)
+    ax.axhline(0, color='black', linewidth=0.8)
+    ax.set_xticks([j + width * (len(names) - 1) / 2
+                   for j in range(len(args.tasks))])
+    ax.set_xticklabels([f'{t}\n({TASKS[t][1]})' for t in args.tasks])
+    ax.set_ylabel('dev score - control (points)')
+    ax.set_title('Gain of pretraining over the random-init control')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.figure, dpi=100)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--model', action='append', required=True,
+                        metavar='NAME=DIR',
+                        help='a pretrained start (repeatable); the control '
+                             "uses the first one's vocabulary")
+    parser.add_argument('--tasks', nargs='+', default=list(TASKS),
+                        choices=list(TASKS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--lrs', type=float, nargs='+',
+                        default=[1e-4, 3e-4, 1e-3])
+    parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--data-root', default='../shared/data')
+    parser.add_argument('--out', default='runs/bench_transfer')
+    parser.add_argument('--results',
+                        default='benchmarks/results/transfer.json')
+    parser.add_argument('--figure',
+                        default='benchmarks/results/transfer.png')
+    parser.add_argument('--report-only', action='store_true',
+                        help='print the table of --results, run nothing')
+    args = parser.parse_args(argv)
+    starts = {'random': args.model[0].split('=', 1)[1]}
+    for spec in args.model:
+        name, _, path = spec.partition('=')
+        if not path or name == 'random':
+            parser.error(f'--model {spec!r}: give NAME=DIR, NAME not random')
+        starts[name] = path
+    results = []
+    if os.path.isfile(args.results):
+        with open(args.results) as f:
+            results = json.load(f)
+    begin = time.perf_counter()
+    if not args.report_only:
+        run_all(args, starts, results)
+        print(f'benchmark: {(time.perf_counter() - begin) / 60:.1f} min',
+              flush=True)
+    table = summary(results, starts, args)
+    print_table(table, starts, args)
+    plot_gains(table, starts, args)
+
+
+if __name__ == '__main__':
+    main()
