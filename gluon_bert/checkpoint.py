@@ -405,7 +405,8 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
         'trainer': trainer_meta,
         'rng': {'python': random_state_to_json(random.getstate()),
                 'numpy': numpy_state_to_json(onp.random.get_state()),
-                'mxnet': {'seed': train_config.get('seed'),
+                'mxnet': {'seed': (train_config.get('config')
+                                   or train_config).get('seed'),
                           'scheme': 'mx.random.seed(step_seed(seed, step)) '
                                     'before every step'}},
         'position': position,

@@ -63,7 +63,8 @@ def run(args):
     from .trainer import evaluate_bert
 
     net, vocab, config = load_pretrained(args.model_dir)
-    max_len = args.max_len or config['train'].get('max_len', 64)
+    train = config['train']
+    max_len = args.max_len or train.get('config', train).get('max_len', 64)
     if max_len > config['model']['max_len']:
         raise GluonBertError(f'--max-len {max_len} is longer than the '
                              f'model\'s position embedding '

@@ -20,31 +20,17 @@ import math
 import mxnet as mx
 from mxnet import np
 
+from .config import RECIPE_KEYS, RECIPES, describe_recipe
+
 __all__ = ['RECIPES', 'RECIPE_KEYS', 'learning_rate', 'AdamW',
            'NO_DECAY_PATTERN', 'exclude_from_weight_decay',
            'clip_global_norm', 'describe_recipe']
 
-#: The settings each recipe gives; a flag given on the command line wins.
-RECIPES = {
-    # The guide's: Adam 0.01, constant, examples drawn once
-    'book': dict(optimizer='adam', lr=0.01, batch_size=512, dropout=0.2,
-                 schedule='constant', warmup=0.0, weight_decay=0.0,
-                 clip_norm=0.0, resample=False, init='xavier'),
-    # Chosen by measurement (see benchmarks/bench_learning.py)
-    'bert': dict(optimizer='adamw', lr=3e-3, batch_size=128, dropout=0.1,
-                 schedule='linear', warmup=0.05, weight_decay=0.01,
-                 clip_norm=1.0, resample=True, init='normal'),
-}
-RECIPE_KEYS = tuple(RECIPES['book'])
+# RECIPES, RECIPE_KEYS and describe_recipe: the recipes are named presets
+# of the pretraining configuration, defined in gluon_bert.config
 
 #: Parameters that get no weight decay: LayerNorm's scale and shift, biases.
 NO_DECAY_PATTERN = '.*gamma|.*beta|.*bias'
-
-
-def describe_recipe(name):
-    """One line: what recipe ``name`` sets, for ``--help``."""
-    r = RECIPES[name]
-    return ', '.join(f'{k}={v}' for k, v in r.items())
 
 
 def learning_rate(step, total, peak, schedule='constant', warmup=0.0):

@@ -47,7 +47,7 @@ def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
     assert (save / 'loss.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     config = json.loads((save / 'config.json').read_text())
     assert config['model']['num_hiddens'] == 16
-    assert config['train']['steps'] == 3
+    assert config['train']['config']['steps'] == 3
     net, vocab, _ = load_pretrained(str(save))
     assert len(vocab) == config['model']['vocab_size']
 
@@ -227,4 +227,4 @@ def test_book_loss_path_equals_the_fused_one(corpus_dir, tmp_path):
                                 rtol=1e-4)
     assert book['mlm_acc_step'] == [None] * 6  # the book's path has none
     config = json.loads((tmp_path / 'book' / 'config.json').read_text())
-    assert config['train']['settings']['loss'] == 'book'
+    assert config['train']['config']['loss'] == 'book'

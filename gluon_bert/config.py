@@ -1,0 +1,294 @@
+"""One typed configuration per job: every setting, its default and its help.
+
+:class:`PretrainConfig` is the only place a pretraining setting is defined:
+``python -m gluon_bert.pretrain`` generates its flags from the fields
+(:func:`add_arguments`), a recipe is a named set of field values
+(:data:`RECIPES`), the model directory stores the whole configuration
+(``config.json``, ``train.config``) and ``--resume`` restores it from there
+(:func:`resumed_config`).  Each field's metadata says how a resumed run
+treats it: ``same`` (must not change), ``limit`` (the saved value unless
+given again: a new budget) or ``free`` (this command's: devices, output,
+logging).
+"""
+import argparse
+import dataclasses
+
+from .utils import GluonBertError, checked_type, parse_gpu_ids, positive_int
+
+__all__ = ['PretrainConfig', 'RECIPES', 'RECIPE_KEYS', 'add_arguments',
+           'config_from_flags', 'resumed_config', 'describe_recipe']
+
+
+def _gpus(text):
+    try:
+        parse_gpu_ids(text)
+    except GluonBertError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+_non_negative_int = checked_type(int, lambda v: v >= 0, '0 or more')
+_positive_float = checked_type(float, lambda v: 0 < v < float('inf'),
+                               'a positive number')
+_non_negative_float = checked_type(float, lambda v: 0 <= v < float('inf'),
+                                   '0 or more')
+_unit_interval = checked_type(float, lambda v: 0 <= v < 1, 'in [0, 1)')
+
+
+def setting(default, help, group, type=None, choices=None, resume='same',
+            flag=True, negation=None, negation_help=None):
+    """A field of a configuration, with what its flag needs (``negation``:
+    a second flag that sets a boolean field to False)."""
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, type=type, choices=choices, resume=resume,
+        flag=flag, negation=negation, negation_help=negation_help))
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Every setting of ``python -m gluon_bert.pretrain``; the defaults are
+    the guide's (the ``book`` recipe)."""
+    # -- devices
+    gpus: str = setting(
+        None, 'GPUs to shard each batch across, e.g. 0,1; on a machine '
+        'without GPUs training runs on cpu(0) (default: all GPUs, else '
+        'cpu(0))', 'devices', _gpus, resume='free')
+    cpus: int = setting(None, 'shard each batch across N CPU contexts '
+                        'instead', 'devices', positive_int, resume='free')
+    kvstore: str = setting(
+        'device', 'how gradients are summed: across the devices of this '
+        'process (device, local) or across the workers of a job started by '
+        'python -m gluon_bert.launch (dist_sync; dist_device_sync for GPUs)',
+        'devices', choices=('device', 'local', 'dist_sync',
+                            'dist_device_sync'), resume='free')
+    # -- data
+    data_dir: str = setting(
+        None, 'folder with wiki.train.tokens (default: $GLUON_BERT_DATA, '
+        'then ../data/wikitext-2, then a download)', 'data')
+    cache_dir: str = setting(
+        None, 'where prepared examples are cached (default: '
+        '$GLUON_BERT_CACHE or ~/.cache/gluon_bert)', 'data', resume='free')
+    no_cache: bool = setting(False, 'always rebuild the examples', 'data',
+                             resume='free')
+    batch_size: int = setting(
+        512, 'sentence pairs per batch, over all devices of a process (per '
+        'worker with --kvstore dist_*)', 'data', positive_int)
+    max_len: int = setting(64, 'tokens per example, <cls> and <sep> '
+                           'included', 'data', positive_int)
+    # -- model
+    preset: str = setting(
+        None, "a named size: small (the guide's), d2l-small (d2l's "
+        'bert.small), base (BERT_BASE), large (BERT_LARGE); the four size '
+        'flags below override it', 'model', choices=(
+            'base', 'd2l-small', 'large', 'small'), resume='free')
+    num_hiddens: int = setting(128, 'size of every token representation',
+                               'model', positive_int)
+    ffn_num_hiddens: int = setting(
+        256, 'hidden size of the position-wise feed-forward networks',
+        'model', positive_int)
+    num_heads: int = setting(2, 'attention heads; must divide --num-hiddens',
+                             'model', positive_int)
+    num_blks: int = setting(2, 'Transformer encoder blocks', 'model',
+                            positive_int)
+    dropout: float = setting(0.2, 'dropout in every block', 'model',
+                             _unit_interval)
+    pos_len: int = setting(
+        1000, "length of the learnable position embedding (the book's "
+        'max_len=1000); --max-len may not exceed it', 'model', positive_int)
+    # -- training
+    recipe: str = setting(
+        'book', "book: the guide's training, the book's numbers (default); "
+        'bert: warm-up then linear decay of the learning rate, AdamW with '
+        'weight decay except on LayerNorm and biases, gradient clipping, new '
+        'NSP pairs and MLM masks every epoch: a model that keeps learning',
+        'training', choices=('bert', 'book'))
+    steps: int = setting(
+        None, 'optimizer steps (default: 50; with --max-minutes, no limit but '
+        'the clock)', 'training', positive_int, resume='free')
+    max_minutes: float = setting(
+        None, 'train for this wall-clock budget (evaluations included), then '
+        'save as at the end of a normal run. A decaying schedule ends with '
+        'the budget: the number of steps is estimated from the speed '
+        'measured so far (re-estimated every step, kept in history.csv as '
+        '"total"). With --steps too, whichever comes first', 'training',
+        _positive_float, resume='limit')
+    lr: float = setting(0.01, '(peak) learning rate', 'training',
+                        _positive_float)
+    optimizer: str = setting(
+        'adam', "adam (the book's), adamw (Adam with decoupled weight decay, "
+        'none on LayerNorm and biases) or sgd', 'training',
+        choices=('adam', 'adamw', 'sgd'))
+    schedule: str = setting(
+        'constant', 'learning rate over the steps: constant (the book), or '
+        'linear warm-up then linear decay to zero', 'training',
+        choices=('constant', 'linear'))
+    warmup: float = setting(0.0, 'share of the steps spent warming up, with '
+                            '--schedule linear', 'training', _unit_interval)
+    weight_decay: float = setting(0.0, 'weight decay', 'training',
+                                  _non_negative_float)
+    clip_norm: float = setting(0.0, 'clip the gradients to this global norm, '
+                               '0 for no clipping', 'training',
+                               _non_negative_float)
+    resample: bool = setting(
+        False, 'draw new NSP pairs and MLM masks for every epoch (the book '
+        'draws them once); the last, smaller batch of each epoch is then '
+        'left out, so that the graph sees few input shapes', 'training',
+        negation='no_resample',
+        negation_help='draw the examples once, as the book')
+    init: str = setting(
+        'xavier', "initial weights: xavier (the book's) or normal (BERT's "
+        'N(0, 0.02^2))', 'training', choices=('normal', 'xavier'))
+    eval_every: int = setting(
+        0, 'every N steps (and at the end) print MLM/NSP loss and accuracy '
+        'on the valid split (as python -m gluon_bert.evaluate --split valid '
+        'computes them), keep them in history.csv and draw them in loss.png '
+        '(0: never)', 'training', _non_negative_int, resume='limit')
+    accumulate: int = setting(
+        1, 'batches per optimizer step (gradient accumulation): a step on K '
+        'x --batch-size pairs in the memory of one batch', 'training',
+        positive_int)
+    no_memory_check: bool = setting(
+        False, 'train even when the memory estimate says it will not fit',
+        'training', resume='free')
+    seed: int = setting(0, 'seeds Python, NumPy and MXNet for a reproducible '
+                        'run', 'training', int)
+    loss: str = setting(
+        'fused', 'fused: model and both losses in one hybridized graph that '
+        'skips padded tokens and MLM slots (faster); book: the book\'s '
+        'get_batch_loss_bert on the model\'s outputs. The same losses (with '
+        '--dropout 0 equal to 1e-4; dropout draws differ)', 'training',
+        choices=('book', 'fused'))
+    no_hybridize: bool = setting(
+        False, 'run the model imperatively (slower; for debugging)',
+        'training')
+    log_every: int = setting(10, 'progress line every N steps (0: none)',
+                             'training', _non_negative_int, resume='free')
+    # -- output
+    save_dir: str = setting(
+        'runs/pretrain', 'model directory to write: model.params, '
+        'vocab.json, config.json, trainer.states, state.json, history.csv, '
+        'loss.png', 'output', resume='free')
+    checkpoint_every: int = setting(
+        0, 'also save a checkpoint every N steps (0: only at the end and on '
+        'Ctrl-C)', 'output', _non_negative_int, resume='free')
+    resume: bool = setting(
+        False, 'continue the run saved in --save-dir from its last '
+        'checkpoint, with its settings, up to --steps', 'output',
+        resume='free')
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """A configuration from saved values; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise GluonBertError(f'unknown settings {", ".join(unknown)}: '
+                                 'the configuration was written by another '
+                                 'version of gluon_bert')
+        return cls(**values)
+
+
+#: Named presets: the fields each recipe sets (``book`` is the defaults).
+#: A flag given on the command line wins.
+RECIPES = {
+    # The guide's: Adam 0.01, constant, examples drawn once
+    'book': {f.name: f.default for f in dataclasses.fields(PretrainConfig)
+             if f.name in ('optimizer', 'lr', 'batch_size', 'dropout',
+                           'schedule', 'warmup', 'weight_decay', 'clip_norm',
+                           'resample', 'init')},
+    # Chosen by measurement (see benchmarks/bench_learning.py)
+    'bert': dict(optimizer='adamw', lr=3e-3, batch_size=128, dropout=0.1,
+                 schedule='linear', warmup=0.05, weight_decay=0.01,
+                 clip_norm=1.0, resample=True, init='normal'),
+}
+RECIPE_KEYS = tuple(RECIPES['bert'])
+
+
+def describe_recipe(name):
+    """One line: what recipe ``name`` sets, for ``--help``."""
+    return ', '.join(f'{k}={RECIPES[name][k]}' for k in RECIPE_KEYS)
+
+
+def _flag(name):
+    return '--' + name.replace('_', '-')
+
+
+def _help(field):
+    """The field's help with its default, or what each recipe gives it."""
+    text = field.metadata['help']
+    if field.name in RECIPE_KEYS:
+        given = ', '.join(f'{r} {RECIPES[r][field.name]}' for r in RECIPES)
+        return f'{text} (default: from --recipe: {given})'
+    if 'default' in text or field.default in (None, False):
+        return text
+    return f'{text} (default: {field.default})'
+
+
+def add_arguments(parser, cls=PretrainConfig, groups=None):
+    """Add one flag per field of ``cls`` to ``parser``, in argument groups
+    named by the fields' ``group`` (``groups``: name -> (title,
+    description)).  Every flag's default is ``argparse.SUPPRESS``, so the
+    parsed namespace holds only the flags given: :func:`config_from_flags`
+    fills in the rest."""
+    made = {}
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        if not meta['flag']:
+            continue
+        if meta['group'] not in made:
+            title, description = (groups or {}).get(meta['group'],
+                                                    (meta['group'], None))
+            made[meta['group']] = parser.add_argument_group(title,
+                                                            description)
+        group, flag = made[meta['group']], _flag(field.name)
+        common = dict(dest=field.name, default=argparse.SUPPRESS)
+        if field.type is bool and field.default:
+            raise TypeError(f'{field.name}: a flag turns a setting on, so '
+                            'its default must be False')
+        if field.type is bool and meta['negation']:
+            group.add_argument(flag, action='store_const', const=True,
+                               help=_help(field), **common)
+            group.add_argument(_flag(meta['negation']), action='store_const',
+                               const=False, help=meta['negation_help'],
+                               **common)
+        elif field.type is bool:
+            group.add_argument(flag, action='store_true', help=_help(field),
+                               **common)
+        else:
+            group.add_argument(flag, type=meta['type'] or str,
+                               choices=meta['choices'], help=_help(field),
+                               **common)
+    return parser
+
+
+def config_from_flags(given, cls=PretrainConfig):
+    """The configuration the flags ``given`` ask for: the defaults, then the
+    recipe's values, then the flags themselves."""
+    return cls(**{**RECIPES[given.get('recipe', 'book')], **given})
+
+
+def resumed_config(saved, given, cls=PretrainConfig):
+    """The configuration of ``--resume``: the saved run's ``same`` and
+    ``limit`` settings, the command's own ``free`` ones, and any ``limit``
+    given again.  A ``same`` setting given with another value is an error
+    naming the flag."""
+    saved = cls.from_dict(saved).to_dict()
+    values = {}
+    for field in dataclasses.fields(cls):
+        name, kind = field.name, field.metadata['resume']
+        if kind == 'free':
+            values[name] = given.get(name, field.default)
+        elif name in given and kind == 'limit':
+            values[name] = given[name]
+        else:
+            if name in given and given[name] != saved[name]:
+                flag = _flag(name)
+                raise GluonBertError(
+                    f'{flag} {given[name]} differs from the run being '
+                    f'resumed ({saved[name]}): drop {flag}, or start a new '
+                    'run in another --save-dir')
+            values[name] = saved[name]
+    return cls(**values)
