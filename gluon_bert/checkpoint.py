@@ -79,8 +79,7 @@ def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
 def _read_json(path):
     if not os.path.isfile(path):
         raise GluonBertError(f'{path} is missing: not a gluon_bert model '
-                             'directory (save one with gluon_bert.pretrain '
-                             '--save-dir)')
+                             'directory (gluon_bert.pretrain writes one)')
     try:
         with open(path, encoding='utf-8') as f:
             return json.load(f)

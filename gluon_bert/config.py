@@ -23,7 +23,7 @@ def _gpus(text):
     try:
         parse_gpu_ids(text)
     except GluonBertError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        raise argparse.ArgumentTypeError(e.worded()) from None
     return text
 
 
@@ -285,10 +285,9 @@ def resumed_config(saved, given, cls=PretrainConfig):
             values[name] = given[name]
         else:
             if name in given and given[name] != saved[name]:
-                flag = _flag(name)
                 raise GluonBertError(
-                    f'{flag} {given[name]} differs from the run being '
-                    f'resumed ({saved[name]}): drop {flag}, or start a new '
-                    'run in another --save-dir')
+                    f'{name} {given[name]} differs from the run being '
+                    f'resumed ({saved[name]}): drop {name}, or start a new '
+                    'run in another save_dir', [name, 'save_dir'])
             values[name] = saved[name]
     return cls(**values)

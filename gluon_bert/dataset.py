@@ -56,7 +56,7 @@ DATA_SHA1 = '3c914d17d80b1459be871a5039ac23e752a53cbe'
 _SPLITS = ('train', 'valid', 'test')
 _CACHE_FORMAT = 2
 _HOW_TO_SUPPLY = (
-    'pass --data-dir DIR (data_dir=DIR in Python), set GLUON_BERT_DATA=DIR, '
+    'pass data_dir DIR, set GLUON_BERT_DATA=DIR, '
     "or put the files in d2l's cache folder ../data/wikitext-2")
 
 
@@ -70,14 +70,17 @@ def default_cache_dir():
 # Where the data comes from
 # --------------------------------------------------------------------------
 def _check_data_dir(data_dir, split, origin):
+    # data_dir is a setting (--data-dir); GLUON_BERT_DATA stays as it is
+    settings = [origin] if origin == 'data_dir' else []
     if not os.path.isdir(data_dir):
         raise GluonBertError(f'{origin} {data_dir!r} is not a folder: point '
-                             'it at the folder holding wiki.train.tokens')
+                             'it at the folder holding wiki.train.tokens',
+                             settings)
     file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
     if not os.path.isfile(file_name):
         raise GluonBertError(f'{origin} {data_dir!r} has no wiki.{split}.tokens'
                              ': point it at the unpacked WikiText-2 folder '
-                             '(wiki.train/valid/test.tokens)')
+                             '(wiki.train/valid/test.tokens)', settings)
     return data_dir
 
 
@@ -106,12 +109,13 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
     if os.path.isfile(os.path.join(cached, f'wiki.{split}.tokens')):
         return cached
     if not download:
-        raise GluonBertError(f'WikiText-2 not found: {_HOW_TO_SUPPLY}')
+        raise GluonBertError(f'WikiText-2 not found: {_HOW_TO_SUPPLY}',
+                             ['data_dir'])
     try:
         return download_wikitext2(cache_dir)
     except GluonBertError as e:
         raise GluonBertError(f'WikiText-2 not found and the download failed '
-                             f'({e}): {_HOW_TO_SUPPLY}') from None
+                             f'({e}): {_HOW_TO_SUPPLY}', ['data_dir']) from None
 
 
 def download_verified(url, sha1, timeout=60):

@@ -92,7 +92,8 @@ def read_lines(path):
         try:
             split_text(line)
         except GluonBertError as e:
-            raise GluonBertError(f'{path} line {number}: {e}') from None
+            raise GluonBertError(f'{path} line {number}: {e}',
+                                 e.settings) from None
     return lines
 
 

@@ -154,6 +154,21 @@ def truncate_pair(tokens_a, tokens_b, max_len):
     return tokens_a, tokens_b, cut
 
 
+def _cut_inputs(texts, max_len, warn):
+    """``(tokens, segments)`` of every text, cut to ``max_len``; one
+    ``warn`` says how many were cut."""
+    inputs, num_cut = [], 0
+    for text in texts:
+        a, b = split_text(text) if isinstance(text, str) else text
+        a, b, cut = truncate_pair(a, b, max_len)
+        num_cut += cut
+        inputs.append(get_tokens_and_segments(a, b))
+    if num_cut:
+        warn(f'{num_cut} of {len(inputs)} inputs were longer than the '
+             f"model's max_len {max_len} and were cut")
+    return inputs
+
+
 def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
                  progress=None, warn=None):
     """BERT vectors of many texts, as one NumPy array.
@@ -201,17 +216,8 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
                              f'{batch_size!r}')
     if not texts:
         raise GluonBertError('no text to encode')
-    max_len = net.config['max_len']
-    inputs, num_cut = [], 0
-    for text in texts:
-        a, b = split_text(text) if isinstance(text, str) else text
-        a, b, cut = truncate_pair(a, b, max_len)
-        num_cut += cut
-        inputs.append(get_tokens_and_segments(a, b))
-    if num_cut:
-        (warn or warnings.warn)(
-            f'{num_cut} of {len(inputs)} inputs were longer than the '
-            f"model's max_len {max_len} and were cut")
+    inputs = _cut_inputs(texts, net.config['max_len'],
+                         warn or warnings.warn)
     device = net_device(net)
     set_cpu_threads_for([device])
     if not net._active:

@@ -53,7 +53,7 @@ def parse_args(argv=None):
         if args.max_len is not None:
             check_max_len(args.max_len)
     except GluonBertError as e:
-        parser.error(str(e))
+        parser.error(e.worded())
     return args
 
 

@@ -137,7 +137,7 @@ def parse_args(argv=None):
     try:
         check_max_len(args.max_len)
     except GluonBertError as e:
-        parser.error(str(e))
+        parser.error(e.worded())
     return args
 
 

@@ -116,7 +116,8 @@ def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
         raise ValueError('a weighted MLM slot lies beyond its example\'s '
                          'valid length, where packed tokens have no row; '
                          'the book\'s examples never do this: fix the '
-                         'batch, or train with fused=False (--loss book)')
+                         'batch, or train with fused=False (the book\'s loss '
+                         'path)')
     return tuple(packed) + (
         row_of[:, 0].astype('int32'),
         row_of[indices[0], indices[1]].astype('int32'), weights, labels,

@@ -80,7 +80,7 @@ def run(args, out=None):
             try:
                 split_text(text)
             except GluonBertError as e:
-                raise GluonBertError(f'{text!r}: {e}') from None
+                raise GluonBertError(f'{text!r}: {e}', e.settings) from None
     probs = predict_texts(net, vocab, texts, info['max_len'],
                           args.batch_size, info.get('tokenizer', 'split'))
     if info['num_classes'] == 1:

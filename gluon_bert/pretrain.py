@@ -79,7 +79,7 @@ def _check(config, error):
     try:
         check_max_len(config.max_len)
     except GluonBertError as e:
-        error(str(e))
+        error(e.worded())
     if config.num_hiddens % config.num_heads:
         error(f'--num-hiddens {config.num_hiddens} is not divisible by '
               f'--num-heads {config.num_heads}')
@@ -277,22 +277,9 @@ def _valid_evaluator(config, vocab):
     return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
 
 
-def run(config):
-    """Pretrain as ``config`` (a :class:`~gluon_bert.config.PretrainConfig`)
-    says: everything after argument parsing.
-
-    Returns the training history and whether Ctrl-C stopped it early.
-    """
-    from mxnet import gluon
-
-    from . import checkpoint, dataset, model, plot, trainer
-
-    resume = None
-    kvstore, rank, workers = _kvstore(config)
-    chief = rank == 0
-    say = print if chief else (lambda *a, **k: None)
-    seed_everything(config.seed)
-    devices = trainer.parse_devices(config.gpus, config.cpus, log=say)
+def _training_data(config, rank, workers, say):
+    """The examples (this worker's share of them) and the vocabulary."""
+    from . import dataset
     start = time.perf_counter()
     train_iter, vocab = dataset.load_data_wiki(
         config.batch_size, config.max_len, data_dir=config.data_dir,
@@ -312,6 +299,68 @@ def run(config):
     if workers > 1:
         say(f'{workers} workers, {len(train_iter.indices)} pairs each; a '
             f'step sees {workers} x {config.batch_size} pairs', flush=True)
+    return train_iter, vocab
+
+
+def _restore(config, net, optimizer, devices, say):
+    """Load the checkpoint of --save-dir into ``net`` and ``optimizer``;
+    returns it (what ``train_bert`` resumes from)."""
+    from . import checkpoint
+    save_dir = config.save_dir
+    resume = checkpoint.load_checkpoint(save_dir)
+    net.load_parameters(resume['files']['model.params']['path'], ctx=devices)
+    checkpoint.load_trainer_states(
+        optimizer, resume['files']['trainer.states']['path'],
+        resume['trainer'])
+    checkpoint.restore_random_states(resume)
+    if config.steps is not None and resume['step'] >= config.steps:
+        raise GluonBertError(f'the run in {save_dir} is at step '
+                             f'{resume["step"]} already: pass a larger '
+                             '--steps to train further')
+    wall = (resume['history'].get('wall') or [None])[-1]
+    if config.max_minutes and wall and wall >= 60 * config.max_minutes:
+        raise GluonBertError(f'the run in {save_dir} has trained '
+                             f'{wall / 60:.1f} minutes already: pass a '
+                             'larger --max-minutes to train further')
+    say(f'Resuming from step {resume["step"]} of {save_dir}', flush=True)
+    return resume
+
+
+def _write_outputs(config, history, stopped):
+    """history.json, history.csv and loss.png, and the closing line."""
+    from . import plot
+    save_dir = config.save_dir
+    with atomic_write(os.path.join(save_dir, 'history.json'), 'w') as f:
+        json.dump(history, f)
+    plot.write_history_csv(history, os.path.join(save_dir, 'history.csv'))
+    plot.plot_history(history, os.path.join(save_dir, 'loss.png'),
+                      title=f'{history["step"][-1]} steps, batch '
+                            f'{config.batch_size}')
+    if stopped:
+        print(f'Stopped at step {history["step"][-1]}; the checkpoint is in '
+              f'{save_dir}. Resume with: python -m gluon_bert.pretrain '
+              f'--save-dir {save_dir} --resume'
+              + (f' --steps {config.steps}' if config.steps else ''),
+              file=sys.stderr)
+    else:
+        print(f'Saved the model, history.csv and loss.png to {save_dir}')
+
+
+def run(config):
+    """Pretrain as ``config`` (a :class:`~gluon_bert.config.PretrainConfig`)
+    says: everything after argument parsing.
+
+    Returns the training history and whether Ctrl-C stopped it early.
+    """
+    from mxnet import gluon
+
+    from . import checkpoint, model, trainer
+    kvstore, rank, workers = _kvstore(config)
+    chief = rank == 0
+    say = print if chief else (lambda *a, **k: None)
+    seed_everything(config.seed)
+    devices = trainer.parse_devices(config.gpus, config.cpus, log=say)
+    train_iter, vocab = _training_data(config, rank, workers, say)
     _check_memory(config, len(vocab), devices, say)
     net = model.get_bert_model(len(vocab), config.num_hiddens,
                                config.ffn_num_hiddens, config.num_heads,
@@ -320,26 +369,8 @@ def run(config):
     optimizer = trainer.make_trainer(net, config.lr, kvstore or config.kvstore,
                                      config.optimizer, config.weight_decay)
     evaluate = _valid_evaluator(config, vocab) if config.eval_every else None
-    save_dir = config.save_dir
-    if config.resume:
-        resume = checkpoint.load_checkpoint(save_dir)
-        net.load_parameters(resume['files']['model.params']['path'],
-                            ctx=devices)
-        checkpoint.load_trainer_states(
-            optimizer, resume['files']['trainer.states']['path'],
-            resume['trainer'])
-        checkpoint.restore_random_states(resume)
-        if config.steps is not None and resume['step'] >= config.steps:
-            raise GluonBertError(f'the run in {save_dir} is at step '
-                                 f'{resume["step"]} already: pass a larger '
-                                 '--steps to train further')
-        wall = (resume['history'].get('wall') or [None])[-1]
-        if config.max_minutes and wall and wall >= 60 * config.max_minutes:
-            raise GluonBertError(f'the run in {save_dir} has trained '
-                                 f'{wall / 60:.1f} minutes already: pass a '
-                                 'larger --max-minutes to train further')
-        say(f'Resuming from step {resume["step"]} of {save_dir}',
-            flush=True)
+    resume = (_restore(config, net, optimizer, devices, say) if config.resume
+              else None)
     # The whole configuration, which --resume restores, and where it ran
     record = dict(config=config.to_dict(), workers=workers,
                   devices=[str(d) for d in devices])
@@ -347,7 +378,7 @@ def run(config):
 
     def save(history, position):
         if chief:  # one writer in a distributed job
-            checkpoint.save_checkpoint(save_dir, net, vocab, optimizer,
+            checkpoint.save_checkpoint(config.save_dir, net, vocab, optimizer,
                                        record, history, position)
         last['step'] = history['step'][-1]
 
@@ -366,27 +397,13 @@ def run(config):
                 kvstore=kvstore)
         except trainer.NonFiniteLossError as e:
             kept = (f'the last good checkpoint (step {last["step"]}) is in '
-                    f'{save_dir}' if 'step' in last else
+                    f'{config.save_dir}' if 'step' in last else
                     'no checkpoint was saved (use --checkpoint-every)')
-            raise GluonBertError(f'{e}; {kept}') from None
+            raise GluonBertError(f'{e.worded()}; {kept}') from None
     if last.get('step') != history['step'][-1]:
         save(history, last.get('position'))
-    if not chief:
-        return history, signal_state.stop
-    with atomic_write(os.path.join(save_dir, 'history.json'), 'w') as f:
-        json.dump(history, f)
-    plot.write_history_csv(history, os.path.join(save_dir, 'history.csv'))
-    plot.plot_history(history, os.path.join(save_dir, 'loss.png'),
-                      title=f'{history["step"][-1]} steps, batch '
-                            f'{config.batch_size}')
-    if signal_state.stop:
-        print(f'Stopped at step {history["step"][-1]}; the checkpoint is in '
-              f'{save_dir}. Resume with: python -m gluon_bert.pretrain '
-              f'--save-dir {save_dir} --resume'
-              + (f' --steps {config.steps}' if config.steps else ''),
-              file=sys.stderr)
-    else:
-        print(f'Saved the model, history.csv and loss.png to {save_dir}')
+    if chief:
+        _write_outputs(config, history, signal_state.stop)
     return history, signal_state.stop
 
 

@@ -114,7 +114,7 @@ TOKENIZERS = {'split': _split_words, 'wikitext': wikitext_tokenize}
 
 
 def _read_text(path):
-    lines = read_text_lines(path, 'check --data-dir')
+    lines = read_text_lines(path, 'check data_dir', ['data_dir'])
     if lines and lines[0].startswith('\ufeff'):  # MRPC's byte-order mark
         lines[0] = lines[0][1:]
     if len(lines) < 2:
@@ -254,8 +254,8 @@ def read_task(task, data_dir, split):
         raise GluonBertError(f'unknown task {task!r}: use one of '
                              f'{", ".join(TASKS)}')
     if not os.path.isdir(data_dir):
-        raise GluonBertError(f'{data_dir} is not a folder: pass --data-dir '
-                             f'with the {task} files')
+        raise GluonBertError(f'{data_dir} is not a folder: pass data_dir '
+                             f'with the {task} files', ['data_dir'])
     spec = TASKS[task]
     if task == 'snli':
         a, b, labels = read_snli(data_dir, split)

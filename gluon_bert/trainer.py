@@ -42,7 +42,7 @@ class NonFiniteLossError(GluonBertError):
     def __init__(self, step, mlm, nsp):
         self.step = step
         super().__init__(f'loss is not finite at step {step} (MLM {mlm}, NSP '
-                         f'{nsp}): lower the learning rate (--lr)')
+                         f'{nsp}): lower the learning rate (lr)', ['lr'])
 
 
 def try_gpu(i=0):
@@ -69,18 +69,19 @@ def no_gpu_reason(cuda=None):
 
 
 def parse_devices(gpus=None, cpus=None, log=print):
-    """Devices from the command line's ``--gpus 0,1`` or ``--cpus N``.
+    """Devices from ``gpus`` ('0,1') or ``cpus`` (N).
 
-    ``--cpus N`` gives N CPU contexts, so the sharding runs (and is tested) on
+    ``cpus=N`` gives N CPU contexts, so the sharding runs (and is tested) on
     machines without GPUs.  GPUs asked for on a machine that has none: said
     once through ``log``, then ``[cpu(0)]``.
     """
     if gpus is not None and cpus is not None:
-        raise GluonBertError('--gpus and --cpus exclude each other: pick one')
+        raise GluonBertError('gpus and cpus exclude each other: pick one',
+                             ['gpus', 'cpus'])
     if cpus is not None:
         if int(cpus) != cpus or cpus < 1:
-            raise GluonBertError(f'--cpus must be a positive integer, got '
-                                 f'{cpus!r}')
+            raise GluonBertError(f'cpus must be a positive integer, got '
+                                 f'{cpus!r}', ['cpus'])
         return [mx.cpu(i) for i in range(int(cpus))]
     if gpus is None:
         return try_all_gpus()

@@ -3,6 +3,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import sys
 import tempfile
 
@@ -90,8 +91,25 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 class GluonBertError(Exception):
     """A problem with the user's input: the message says what and how to fix.
 
-    Commands print it as one line and exit non-zero instead of a traceback.
+    The library's messages name settings as its functions do (``max_len``);
+    ``settings`` lists those names, and :meth:`worded` words the message for
+    a command line (``--max-len``).  Commands print it as one line and exit
+    non-zero instead of a traceback.
     """
+
+    def __init__(self, message, settings=()):
+        super().__init__(message)
+        self.settings = tuple(settings)
+
+    def worded(self, flag=None):
+        """The message with each of its settings named by ``flag(name)``
+        (default: the command-line flag, ``max_len`` -> ``--max-len``)."""
+        flag = flag or (lambda name: '--' + name.replace('_', '-'))
+        message = str(self)
+        for name in self.settings:
+            message = re.sub(rf'(?<![-\w]){re.escape(name)}(?![-\w])',
+                             flag(name), message)
+        return message
 
 
 #: The shortest example: <cls>, a token, <sep>, a token, <sep>.
@@ -103,18 +121,18 @@ def parse_gpu_ids(gpus):
     parts = [p.strip() for p in str(gpus).split(',')]
     if (not all(p.isdigit() for p in parts)
             or len(set(map(int, parts))) != len(parts)):
-        raise GluonBertError(f'--gpus takes distinct GPU numbers like 0,1, '
-                             f'got {gpus!r}')
+        raise GluonBertError(f'gpus takes distinct GPU numbers like 0,1, '
+                             f'got {gpus!r}', ['gpus'])
     return [int(p) for p in parts]
 
 
 def check_max_len(max_len):
-    """Every command's rule for ``--max-len``."""
+    """Every command's rule for ``max_len``."""
     if max_len < MIN_MAX_LEN:
         raise GluonBertError(
-            f'--max-len {max_len} leaves no room for a sentence pair with '
+            f'max_len {max_len} leaves no room for a sentence pair with '
             f'<cls> and two <sep>: use at least {MIN_MAX_LEN} (the book uses '
-            '64)')
+            '64)', ['max_len'])
     return max_len
 
 
@@ -204,17 +222,19 @@ def numpy_state_from_json(data):
     return (name, onp.array(keys, dtype=onp.uint32), pos, has_gauss, gauss)
 
 
-def read_text_lines(path, hint):
+def read_text_lines(path, hint, settings=()):
     """The lines of a UTF-8 text file; a missing file, a folder or another
     encoding is a :class:`GluonBertError` naming the file (and the line),
-    ending with ``hint`` where the file is not there."""
+    ending with ``hint`` (which names ``settings``) where the file is not
+    there."""
     try:
         with open(path, encoding='utf-8') as f:
             return f.read().splitlines()
     except FileNotFoundError:
-        raise GluonBertError(f'{path} does not exist: {hint}') from None
+        raise GluonBertError(f'{path} does not exist: {hint}',
+                             settings) from None
     except IsADirectoryError:
-        raise GluonBertError(f'{path} is a folder: {hint}') from None
+        raise GluonBertError(f'{path} is a folder: {hint}', settings) from None
     except UnicodeDecodeError as e:
         line = e.object[:e.start].count(b'\n') + 1
         raise GluonBertError(f'{path} is not UTF-8 text (line {line}): '
@@ -242,5 +262,5 @@ def run_command(prog, run, args):
     try:
         return 0, run(args)
     except GluonBertError as e:
-        print(f'{prog}: error: {e}', file=sys.stderr)
+        print(f'{prog}: error: {e.worded()}', file=sys.stderr)
         return 1, None

@@ -284,9 +284,11 @@ def test_no_data_anywhere_is_one_clear_error(tmp_path, monkeypatch):
         ds.load_data_wiki(8, 16, cache_dir=tmp_path / 'c')
     msg = str(e.value)
     assert '\n' not in msg
-    for way in ('--data-dir', 'GLUON_BERT_DATA', '../data/wikitext-2',
+    for way in ('data_dir DIR', 'GLUON_BERT_DATA', '../data/wikitext-2',
                 'download failed'):
         assert way in msg
+    # as the commands word it
+    assert 'pass --data-dir DIR, set GLUON_BERT_DATA=DIR' in e.value.worded()
 
 
 # -- bad input ---------------------------------------------------------------

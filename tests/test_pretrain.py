@@ -115,7 +115,7 @@ def test_data_error_is_one_line_exit_1(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0
-    assert err.startswith('python -m gluon_bert.pretrain: error: data_dir')
+    assert err.startswith('python -m gluon_bert.pretrain: error: --data-dir')
     assert not (tmp_path / 'out').exists()
 
 

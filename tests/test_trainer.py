@@ -51,11 +51,13 @@ def test_no_gpu_reason_names_the_cause_and_the_fix():
 def test_parse_devices():
     assert T.parse_devices(cpus=2) == [mx.cpu(0), mx.cpu(1)]
     for bad in ('x', '0,0', '-1', ''):
-        with pytest.raises(GluonBertError, match='--gpus takes'):
+        with pytest.raises(GluonBertError, match='^gpus takes') as e:
             T.parse_devices(gpus=bad)
-    with pytest.raises(GluonBertError, match='exclude each other'):
+        assert e.value.worded().startswith('--gpus takes')
+    with pytest.raises(GluonBertError, match='exclude each other') as e:
         T.parse_devices(gpus='0', cpus=2)
-    with pytest.raises(GluonBertError, match='--cpus must be a positive'):
+    assert e.value.worded() == '--gpus and --cpus exclude each other: pick one'
+    with pytest.raises(GluonBertError, match='^cpus must be a positive'):
         T.parse_devices(cpus=0)
 
 

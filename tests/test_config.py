@@ -1,0 +1,83 @@
+"""The pretraining configuration: one dataclass, its flags, its presets,
+what --resume keeps, and errors that name settings, worded per caller."""
+import ast
+import dataclasses
+import glob
+import os
+import re
+
+import pytest
+
+from gluon_bert import config as C
+from gluon_bert import pretrain
+from gluon_bert.utils import GluonBertError
+
+
+def test_every_field_is_a_flag_and_every_flag_a_field():
+    parser = pretrain.build_parser()
+    dests = {a.dest for a in parser._actions if a.dest != 'help'}
+    assert dests == {f.name for f in dataclasses.fields(C.PretrainConfig)}
+
+
+def test_recipes_are_presets_of_the_configuration():
+    book = C.config_from_flags({})
+    assert book == C.PretrainConfig()  # the book's recipe is the defaults
+    bert = C.config_from_flags({'recipe': 'bert', 'lr': 1e-3})
+    assert bert.lr == 1e-3  # a flag wins over the recipe
+    for key in C.RECIPE_KEYS:
+        if key != 'lr':
+            assert getattr(bert, key) == C.RECIPES['bert'][key]
+    # Only the given flags are in the parsed namespace
+    assert pretrain.parse_flags(['--recipe', 'bert', '--steps', '3']) == {
+        'recipe': 'bert', 'steps': 3}
+
+
+def test_a_saved_configuration_round_trips():
+    config = C.config_from_flags({'recipe': 'bert', 'max_minutes': 30.0})
+    assert C.PretrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(GluonBertError, match='unknown settings colour'):
+        C.PretrainConfig.from_dict(dict(config.to_dict(), colour='red'))
+
+
+def test_resume_keeps_the_run_takes_new_limits_and_refuses_changes():
+    saved = C.config_from_flags({'recipe': 'bert', 'max_minutes': 5.0,
+                                 'log_every': 3, 'save_dir': 'a'}).to_dict()
+    resumed = C.resumed_config(saved, {'resume': True, 'max_minutes': 9.0,
+                                       'save_dir': 'a'})
+    assert resumed.recipe == 'bert' and resumed.lr == 3e-3  # same
+    assert resumed.max_minutes == 9.0  # a limit given again
+    assert resumed.log_every == 10  # free: this command's (the default)
+    # An older run's 'settings' (no 'config'): the rest are defaults
+    assert C.resumed_config({'lr': 0.5}, {}).lr == 0.5
+    with pytest.raises(GluonBertError) as e:
+        C.resumed_config(saved, {'batch_size': 8})
+    assert e.value.worded() == (
+        '--batch-size 8 differs from the run being resumed (128): drop '
+        '--batch-size, or start a new run in another --save-dir')
+
+
+def test_errors_name_settings_and_commands_word_them_as_flags():
+    e = GluonBertError('max_len 3 is short; max_len_x and --max_len stay',
+                       ['max_len'])
+    assert str(e) == 'max_len 3 is short; max_len_x and --max_len stay'
+    assert e.worded() == '--max-len 3 is short; max_len_x and --max_len stay'
+    assert e.worded(lambda name: f'`{name}=`') == (
+        '`max_len=` 3 is short; max_len_x and --max_len stay')
+
+
+def test_no_library_module_raises_an_error_naming_a_flag():
+    # Library modules (no main) name settings; commands word them
+    folder = os.path.dirname(C.__file__)
+    offenders = []
+    for path in glob.glob(os.path.join(folder, '*.py')):
+        source = open(path, encoding='utf-8').read()
+        tree = ast.parse(source)
+        if any(isinstance(n, ast.FunctionDef) and n.name == 'main'
+               for n in tree.body):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and node.exc is not None and \
+                    re.search(r'--[a-z]', ast.get_source_segment(source,
+                                                                 node)):
+                offenders.append(f'{os.path.basename(path)}:{node.lineno}')
+    assert offenders == []
