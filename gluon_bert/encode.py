@@ -20,7 +20,7 @@ import time
 
 from .utils import GluonBertError, HelpFormatter, run_command
 
-__all__ = ['main', 'parse_args', 'build_parser', 'read_lines']
+__all__ = ['main', 'parse_args', 'build_parser']
 
 
 def build_parser():
@@ -80,23 +80,6 @@ def parse_args(argv=None):
     return args
 
 
-def read_lines(path):
-    """The lines of a text file of inputs, checked: one per row of output."""
-    from .utils import read_text_lines
-    lines = read_text_lines(path, 'pass a text file with one sentence per '
-                                  'line')
-    if not any(line.strip() for line in lines):
-        raise GluonBertError(f'{path} is empty: give one sentence per line')
-    from .encoder import split_text
-    for number, line in enumerate(lines, 1):
-        try:
-            split_text(line)
-        except GluonBertError as e:
-            raise GluonBertError(f'{path} line {number}: {e}',
-                                 e.settings) from None
-    return lines
-
-
 class _Progress:
     """A one-line progress bar on stderr for inputs of 1,000 lines or more."""
 
@@ -138,9 +121,9 @@ def run_file(args, lines, net, vocab, out):
 def run(args, out=None):
     out = out or sys.stdout
     from .checkpoint import load_pretrained
-    from .encoder import get_bert_encoding, prepare_input
+    from .encoder import get_bert_encoding, prepare_input, read_inputs
 
-    lines = read_lines(args.input) if args.input is not None else None
+    lines = read_inputs(args.input) if args.input is not None else None
     net, vocab, _ = load_pretrained(args.model_dir)
     if lines is not None:
         return run_file(args, lines, net, vocab, out)

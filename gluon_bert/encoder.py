@@ -10,11 +10,11 @@ from mxnet import np
 
 from .dataset import get_tokens_and_segments
 from .model import net_device
-from .utils import GluonBertError
+from .utils import GluonBertError, read_text_lines
 
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
            'get_bert_encodings', 'prepare_input', 'cosine_similarity',
-           'encode_texts', 'split_text', 'truncate_pair', 'POOLS']
+           'encode_texts', 'split_text', 'truncate_pair', 'POOLS', 'read_inputs']
 
 #: How ``encode_texts`` turns an input's token vectors into its result.
 POOLS = ('cls', 'mean', 'none')
@@ -152,6 +152,21 @@ def truncate_pair(tokens_a, tokens_b, max_len):
         cut = True
         (tokens_a if len(tokens_a) > len(tokens_b) else tokens_b).pop()
     return tokens_a, tokens_b, cut
+
+
+def read_inputs(path):
+    """The lines of a text file of inputs, checked: one per row of output."""
+    lines = read_text_lines(path, 'pass a text file with one sentence per '
+                                  'line')
+    if not any(line.strip() for line in lines):
+        raise GluonBertError(f'{path} is empty: give one sentence per line')
+    for number, line in enumerate(lines, 1):
+        try:
+            split_text(line)
+        except GluonBertError as e:
+            raise GluonBertError(f'{path} line {number}: {e}',
+                                 e.settings) from None
+    return lines
 
 
 def _cut_inputs(texts, max_len, warn):

@@ -25,16 +25,14 @@ import argparse
 import json
 import os
 import sys
-import time
 
+from .classifier import (evaluate_task, finetune, format_metrics,
+                         load_classifier, save_classifier, set_dropout)
 from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     positive_int, run_command)
 
-__all__ = ['main', 'parse_args', 'build_parser', 'finetune',
-           'predict_dataset', 'evaluate_task', 'evaluate_classifier',
-           'save_classifier', 'load_classifier', 'predict_texts',
-           'tokenizer_for']
+__all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
 #: --task, for --help (the readers are gluon_bert.tasks.TASKS).
 TASK_HELP = {
@@ -141,253 +139,6 @@ def parse_args(argv=None):
     return args
 
 
-def _set_dropout(net, rate):
-    from mxnet.gluon import nn
-
-    def visit(block):
-        if isinstance(block, nn.Dropout):
-            block._rate = rate
-    net.apply(visit)
-
-
-def _shards(arrays, devices):
-    """The book's ``split_batch_multi_inputs``: per device, its inputs."""
-    from mxnet import gluon, np
-    return list(zip(*[gluon.utils.split_and_load(
-        np.array(a, dtype=a.dtype), devices, even_split=False)
-        for a in arrays]))
-
-
-def _input_shards(inputs, devices, num_heads=None):
-    """Per device, the classifier's inputs for its share of a padded batch
-    ``(tokens, segments, valid_lens)``: as the book loads them, or packed
-    (:func:`~gluon_bert.loss.pack_tokens`) when ``num_heads`` is given.
-    Either way the batch is cut as ``split_and_load`` cuts it."""
-    if num_heads is None:
-        return _shards(inputs, devices)
-    from .loss import pack_tokens, split_and_pack
-
-    def pack(shard):
-        (tokens, segments, positions, valid_lens, head_index, merge_index,
-         row_of) = pack_tokens(*shard, num_heads, token_multiple=512)
-        # In the order of BERTClassifier's inputs; row_of[:, 0]: the <cls>
-        return (tokens, segments, valid_lens, positions, head_index,
-                merge_index, row_of[:, 0].astype('int32'))
-    return split_and_pack(inputs, devices, pack)
-
-
-def predict_dataset(net, dataset, devices, batch_size=512, packed=True):
-    """``net``'s predictions for every example of a :class:`~gluon_bert.
-    tasks.ClassificationDataset`: classes (no. of examples,) int, or the
-    scores of a one-output (regression) model (no. of examples,) float."""
-    import numpy as onp
-    heads = net.num_heads if packed else None
-    preds = []
-    for start in range(0, len(dataset), batch_size):
-        idx = onp.arange(start, min(start + batch_size, len(dataset)))
-        *inputs, _ = dataset.batch(idx)
-        for x in _input_shards(inputs, devices, heads):
-            out = net(*x)
-            preds.append((out[:, 0] if net.num_classes == 1
-                          else out.argmax(axis=-1)).asnumpy())
-    return onp.concatenate(preds)
-
-
-def evaluate_task(net, dataset, devices, metrics=('accuracy',),
-                  batch_size=512, packed=True):
-    """``{metric: value}`` of ``net`` on ``dataset`` (prediction mode)."""
-    from .metrics import score
-    return score(metrics, predict_dataset(net, dataset, devices, batch_size,
-                                          packed), dataset.labels)
-
-
-def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
-    """Accuracy of ``net`` on a :class:`~gluon_bert.tasks.
-    ClassificationDataset` (prediction mode)."""
-    return evaluate_task(net, dataset, devices, ('accuracy',), batch_size,
-                         packed)['accuracy']
-
-
-def _fine_tuning_trainer(net, lr, weight_decay):
-    """The book's Adam, or AdamW without decay on LayerNorm and biases."""
-    from mxnet import gluon
-    from .recipe import exclude_from_weight_decay
-    if weight_decay > 0:
-        exclude_from_weight_decay(net)
-        return gluon.Trainer(net.collect_params(), 'adamw',
-                             {'learning_rate': lr, 'wd': weight_decay})
-    return gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr})
-
-
-def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
-                 rates, batch_size, log):
-    """One pass over ``train_set`` in ``order``; returns (summed loss,
-    correct predictions or None for a regression, examples)."""
-    from mxnet import autograd, npx
-    # Sum of training loss, no. of correct predictions, no. of examples
-    totals = [0.0, 0, 0]
-    regression = net.num_classes == 1
-    num_batches = -(-len(train_set) // batch_size)
-    for i in range(num_batches):
-        trainer.set_learning_rate(next(rates))
-        *inputs, labels = train_set.batch(
-            order[i * batch_size:(i + 1) * batch_size])
-        X_shards = _input_shards(inputs, devices, heads)
-        y_shards = [y for (y,) in _shards([labels], devices)]
-        with autograd.record():
-            pred_shards = [net(*X) for X in X_shards]
-            ls = [loss(pred, y) for pred, y in zip(pred_shards, y_shards)]
-        for l in ls:
-            l.backward()
-        trainer.step(len(labels))
-        totals[0] += sum(float(l.sum()) for l in ls)
-        if not regression:
-            totals[1] += sum(int((pred.argmax(axis=-1).astype('int32')
-                                  == y).sum())
-                             for pred, y in zip(pred_shards, y_shards))
-        totals[2] += len(labels)
-        npx.waitall()
-        log(i + 1, num_batches, totals)
-    return totals[0], (None if regression else totals[1]), totals[2]
-
-
-def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
-             batch_size=512, seed=0, log_every=50, on_epoch=None,
-             verbose=True, packed=True, schedule='constant', warmup=0.0,
-             weight_decay=0.0, metrics=('accuracy',)):
-    """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
-    book's ``train_ch13`` does; score ``dev_set`` after every epoch.
-
-    The book's Adam at a constant ``lr`` by default; ``schedule='linear'``
-    warms up over the first ``warmup`` share of the steps, then decays
-    linearly (:func:`~gluon_bert.recipe.learning_rate`), and
-    ``weight_decay`` > 0 uses AdamW (none on LayerNorm and biases), as
-    BERT's own fine-tuning does.  A one-output classifier is a regression
-    head (STS-B): squared-error loss (``L2Loss``) on the scores.
-
-    ``packed``: each shard's valid tokens are packed
-    (:func:`~gluon_bert.loss.pack_tokens`), so the per-token layers skip
-    the padding; the scores, losses and gradients are the padded batch's.
-
-    Returns the history: per epoch ``train_loss``, ``train_acc`` (None for
-    a regression), ``dev`` (``{metric: value}`` of ``metrics``),
-    ``dev_score`` (the first metric), ``dev_acc`` (with accuracy among the
-    metrics) and ``seconds``.  ``on_epoch(epoch, history)`` is called after
-    each epoch.
-    """
-    import numpy as onp
-    from mxnet import gluon
-    from .recipe import learning_rate
-    loss = (gluon.loss.L2Loss() if net.num_classes == 1
-            else gluon.loss.SoftmaxCELoss())
-    trainer = _fine_tuning_trainer(net, lr, weight_decay)
-    rng = onp.random.RandomState(seed)
-    heads = net.num_heads if packed else None
-    history = {'train_loss': [], 'train_acc': [], 'dev': [], 'dev_score': [],
-               'seconds': []}
-    if 'accuracy' in metrics:
-        history['dev_acc'] = []
-    total = epochs * -(-len(train_set) // batch_size)
-    rates = (learning_rate(step, total, lr, schedule, warmup)
-             for step in range(1, total + 1))
-    start_time = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        def log(i, n, totals):
-            if verbose and log_every and i % log_every == 0:
-                print(f'epoch {epoch} batch {i}/{n}: train loss '
-                      f'{totals[0] / totals[2]:.3f}', flush=True)
-        loss_sum, correct, seen = _train_epoch(
-            net, loss, trainer, train_set, rng.permutation(len(train_set)),
-            devices, heads, rates, batch_size, log)
-        dev = evaluate_task(net, dev_set, devices, metrics, batch_size,
-                            packed)
-        history['train_loss'].append(loss_sum / seen)
-        history['train_acc'].append(None if correct is None
-                                    else correct / seen)
-        history['dev'].append(dev)
-        history['dev_score'].append(dev[metrics[0]])
-        if 'dev_acc' in history:
-            history['dev_acc'].append(dev['accuracy'])
-        history['seconds'].append(time.perf_counter() - start_time)
-        if verbose:
-            acc = ('' if correct is None
-                   else f', train acc {correct / seen:.3f}')
-            print(f'epoch {epoch}/{epochs}: train loss {loss_sum / seen:.3f}'
-                  f'{acc}, dev {_format_metrics(dev)} '
-                  f'({history["seconds"][-1]:.0f} s)', flush=True)
-        if on_epoch is not None:
-            on_epoch(epoch, history)
-    return history
-
-
-def _format_metrics(values):
-    return ', '.join(f'{name} {value:.3f}' for name, value in values.items())
-
-
-def save_classifier(model_dir, net, vocab, bert_config, info):
-    """Write config.json (the BERT settings and ``classifier``: ``info``),
-    vocab.json and model.params, as a pretrained model directory is
-    written."""
-    from .checkpoint import save_model_dir
-    save_model_dir(model_dir, net, vocab, model_config=bert_config,
-                   sections={'classifier': dict(info)})
-
-
-def load_classifier(model_dir, device=None):
-    """``(net, vocab, config)`` of a directory written by
-    :func:`save_classifier`."""
-    import mxnet as mx
-
-    from .checkpoint import (CONFIG, _load_params, bert_from_config,
-                             checked_files, load_config)
-    from .model import BERTClassifier
-    if not os.path.isdir(model_dir):
-        raise GluonBertError(f'{model_dir} is not a folder: pass the '
-                             'directory written by gluon_bert.finetune')
-    config = load_config(model_dir)
-    info = config.get('classifier')
-    if not isinstance(info, dict) or 'num_classes' not in info:
-        raise GluonBertError(f'{model_dir} holds a pretrained BERT, not a '
-                             'fine-tuned classifier: run gluon_bert.finetune '
-                             'first')
-    vocab, params = checked_files(model_dir, config, require_sha1=True)
-    net = _load_params(BERTClassifier(bert_from_config(config),
-                                      info['num_classes']),
-                       params, device or mx.cpu(0), CONFIG)
-    net.hybridize(static_alloc=True)
-    return net, vocab, config
-
-
-def predict_texts(net, vocab, texts, max_len, batch_size=256,
-                  tokenizer='split'):
-    """Class probabilities of texts (a sentence, or a tab-separated pair):
-    (no. of texts, num_classes); a regression model's scores: (no. of
-    texts, 1).  ``tokenizer``: the one the model was fine-tuned with."""
-    import numpy as onp
-    from mxnet import npx
-
-    from .encoder import split_text
-    from .model import net_device
-    from .tasks import ClassificationDataset
-    for text in texts:
-        split_text(text)  # one sentence or two, none empty
-    pairs = [text.split('\t') + [None] for text in texts]
-    has_b = any(p[1] is not None for p in pairs)
-    dataset = ClassificationDataset(
-        [p[0] for p in pairs], [p[1] for p in pairs] if has_b else None,
-        [0] * len(pairs), vocab, max_len, tokenizer)
-    device = net_device(net)
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        idx = onp.arange(start, min(start + batch_size, len(dataset)))
-        *inputs, _ = dataset.batch(idx)
-        (x,) = _shards(inputs, [device])
-        scores = net(*x)
-        out.append((scores if net.num_classes == 1
-                    else npx.softmax(scores)).asnumpy())
-    return onp.concatenate(out)
-
-
 def _load_bert(args, device):
     """The BERT to fine-tune, its vocabulary and its settings."""
     from .checkpoint import MODEL_KEYS, load_pretrained
@@ -402,7 +153,7 @@ def _load_bert(args, device):
         # N(0, 0.02) initialization (the bert recipe's)
         bert = init_bert(BERTModel(**model), [device], 'normal')
     else:
-        _set_dropout(bert, args.dropout)
+        set_dropout(bert, args.dropout)
     return bert, vocab, model
 
 
@@ -535,8 +286,8 @@ def _write_results(args, info, best, test, history, data, out):
         results['test_acc'] = test['accuracy'] if test else None
     with atomic_write(os.path.join(args.save_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=2)
-    tested = f'; test {_format_metrics(test)}' if test else '; no test split'
-    print(f'best dev {_format_metrics(best["dev"])} (epoch {best["epoch"]})'
+    tested = f'; test {format_metrics(test)}' if test else '; no test split'
+    print(f'best dev {format_metrics(best["dev"])} (epoch {best["epoch"]})'
           f'{tested}; {history["seconds"][-1]:.0f} s', file=out)
     return results
 

@@ -65,14 +65,13 @@ def pair_arguments(texts):
 
 
 def run(args, out=None):
-    from .encode import read_lines
-    from .encoder import split_text
-    from .finetune import load_classifier, predict_texts
+    from .classifier import load_classifier, predict_texts
+    from .encoder import read_inputs, split_text
     out = out or sys.stdout
     net, vocab, config = load_classifier(args.model_dir)
     info = config['classifier']
     if args.input is not None:
-        texts = read_lines(args.input)
+        texts = read_inputs(args.input)
     else:
         texts = (pair_arguments(args.texts) if info.get('pair')
                  else args.texts)

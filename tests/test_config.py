@@ -81,3 +81,24 @@ def test_no_library_module_raises_an_error_naming_a_flag():
                                                                  node)):
                 offenders.append(f'{os.path.basename(path)}:{node.lineno}')
     assert offenders == []
+
+
+def test_no_command_imports_another():
+    # Commands are shells over the library; what two need lives there
+    folder = os.path.dirname(C.__file__)
+    trees = {os.path.basename(p)[:-3]: ast.parse(open(p, encoding='utf-8')
+                                                 .read())
+             for p in glob.glob(os.path.join(folder, '*.py'))}
+    commands = {name for name, tree in trees.items()
+                if any(isinstance(n, ast.FunctionDef) and n.name == 'main'
+                       for n in tree.body)}
+    assert {'pretrain', 'finetune', 'predict', 'encode', 'evaluate',
+            'compare', 'launch'} <= commands
+    imports = []
+    for name in commands:
+        for node in ast.walk(trees[name]):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = ([node.module] if node.module else
+                           [a.name for a in node.names])
+                imports += [(name, t) for t in targets if t in commands]
+    assert imports == []

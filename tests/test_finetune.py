@@ -10,7 +10,7 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import init, np, npx
 
-from gluon_bert import finetune, predict
+from gluon_bert import classifier, finetune, predict
 from gluon_bert.checkpoint import save_model_dir
 from gluon_bert.model import BERTClassifier, BERTModel, copy_d2l_parameters
 from gluon_bert.dataset import read_wiki
@@ -82,8 +82,8 @@ def test_packed_batches_give_the_padded_scores_and_gradients(num_heads,
     for heads in (None, num_heads):
         # A new graph for the other argument structure
         net.hybridize(static_alloc=True)
-        X_shards = finetune._input_shards(inputs, devices, heads)
-        y_shards = finetune._shards([labels], devices)
+        X_shards = classifier._input_shards(inputs, devices, heads)
+        y_shards = classifier._shards([labels], devices)
         with mx.autograd.record():
             scores = [net(*X) for X in X_shards]
             ls = [loss(s, y) for s, (y,) in zip(scores, y_shards)]
@@ -324,7 +324,7 @@ def test_finetune_follows_the_schedule(tmp_path, monkeypatch, schedule,
         optimizers.append(type(self._optimizer).__name__)
         return original(self, batch_size, **kwargs)
     monkeypatch.setattr(mx.gluon.Trainer, 'step', spy)
-    finetune.finetune(net, data, data, [mx.cpu()], epochs=2, lr=1e-2,
+    classifier.finetune(net, data, data, [mx.cpu()], epochs=2, lr=1e-2,
                       batch_size=16, verbose=False, schedule=schedule,
                       warmup=0.25, weight_decay=weight_decay)
     # 64 examples: 4 batches an epoch, 8 steps

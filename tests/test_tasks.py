@@ -9,7 +9,7 @@ import numpy as onp
 import pytest
 from mxnet import init, npx
 
-from gluon_bert import finetune, predict
+from gluon_bert import classifier, finetune, predict
 from gluon_bert.checkpoint import save_model_dir
 from gluon_bert.metrics import accuracy, f1, pearson, spearman
 from gluon_bert.model import BERTClassifier, BERTModel
@@ -208,7 +208,7 @@ def test_regression_loss_and_gradient_are_squared_error(monkeypatch):
         seen['batch_size'] = batch_size
         return original(self, batch_size, **kwargs)
     monkeypatch.setattr(mx.gluon.Trainer, 'step', spy)
-    history = finetune.finetune(net, data, data, [mx.cpu()], epochs=1,
+    history = classifier.finetune(net, data, data, [mx.cpu()], epochs=1,
                                 batch_size=3, verbose=False, packed=False,
                                 metrics=('pearson', 'spearman'))
     # L2Loss: 0.5 (pred - y)^2 per example; its bias gradient sum(pred - y)
