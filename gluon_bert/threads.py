@@ -31,7 +31,6 @@ __all__ = ['set_cpu_threads', 'set_cpu_threads_for', 'cpu_thread_counts',
 # engine::FnProperty values (include/mxnet/engine.h of MXNet 1.9)
 _NORMAL, _CPU_PRIORITIZED = 0, 3
 _CPU = 1  # Context::kCPU
-_FIELDS = 4  # OpenMP's layout: bool enabled_; int max, reserve; bool env_set
 _PUSH_TIMEOUT = 10.0
 
 _SYNC_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)

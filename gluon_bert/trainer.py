@@ -552,7 +552,7 @@ _HISTORY_LISTS = ('step', 'mlm', 'nsp', 'mlm_step', 'nsp_step',
                   'seconds', 'wall', 'pairs')
 
 
-class _Log:
+class _History:
     """The run's history, running means and printed lines (bookkeeping).
 
     ``history`` is what :func:`train_bert` returns and checkpoints keep; a
@@ -573,11 +573,12 @@ class _Log:
                     history[key] = [None] * done
         history['devices'] = [str(d) for d in devices]
         self.history = history
-        # Sum of MLM losses, sum of NSP losses, no. of sentence pairs,
-        # no. of steps
-        self.metric = [sum(history['mlm_step']), sum(history['nsp_step']),
-                       history['pairs'][-1] if history['pairs'] else 0,
-                       len(history['step'])]
+        # The book's accumulator: sums of MLM and NSP losses, no. of
+        # sentence pairs, no. of steps
+        self.sums = dict(mlm=sum(history['mlm_step']),
+                         nsp=sum(history['nsp_step']),
+                         pairs=history['pairs'][-1] if history['pairs'] else 0,
+                         steps=len(history['step']))
         self.train_seconds = (history['seconds'][-1] if history['seconds']
                               else 0.0)
 
@@ -586,15 +587,15 @@ class _Log:
         return len(self.history['step'])
 
     def record_step(self, step, out, rate, total, seconds):
-        h, metric = self.history, self.metric
-        metric[0] += out.mlm
-        metric[1] += out.nsp
-        metric[2] += int(out.pairs)
-        metric[3] += 1
+        h, sums = self.history, self.sums
+        sums['mlm'] += out.mlm
+        sums['nsp'] += out.nsp
+        sums['pairs'] += int(out.pairs)
+        sums['steps'] += 1
         self.train_seconds += seconds
         h['step'].append(step)
-        h['mlm'].append(metric[0] / metric[3])
-        h['nsp'].append(metric[1] / metric[3])
+        h['mlm'].append(sums['mlm'] / sums['steps'])
+        h['nsp'].append(sums['nsp'] / sums['steps'])
         h['mlm_step'].append(out.mlm)
         h['nsp_step'].append(out.nsp)
         h['mlm_acc_step'].append(None if out.mlm_hits is None
@@ -605,8 +606,8 @@ class _Log:
         h['total'].append(total)
         h['grad_norm'].append(out.grad_norm)
         h['seconds'].append(self.train_seconds)
-        h['pairs'].append(metric[2])
-        h['pairs_per_sec'] = metric[2] / self.train_seconds
+        h['pairs'].append(sums['pairs'])
+        h['pairs_per_sec'] = sums['pairs'] / self.train_seconds
 
     def record_eval(self, step, result):
         result['step'] = step
@@ -626,10 +627,10 @@ class _Log:
     def close(self, devices):
         """The book's two closing lines."""
         if self.options.verbose:
-            metric = self.metric
-            print(f'MLM loss {metric[0] / metric[3]:.3f}, '
-                  f'NSP loss {metric[1] / metric[3]:.3f}')
-            print(f'{metric[2] / self.train_seconds:.1f} sentence pairs/sec '
+            sums = self.sums
+            print(f'MLM loss {sums["mlm"] / sums["steps"]:.3f}, '
+                  f'NSP loss {sums["nsp"] / sums["steps"]:.3f}')
+            print(f'{sums["pairs"] / self.train_seconds:.1f} sentence pairs/sec '
                   f'on {str(devices)}')
 
 
@@ -772,7 +773,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                              f'{o.accumulate}')
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = _Allreduce(kvstore)
-    log = _Log(devices, resume, o)
+    log = _History(devices, resume, o)
     clock = _Clock(num_steps, o.max_seconds, log.history)
     batches = _batches(train_iter, resume and resume.get('position'))
     step = log.steps_done

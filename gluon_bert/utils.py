@@ -7,7 +7,7 @@ import re
 import sys
 import tempfile
 
-__all__ = ['check_mxnet_install', 'MXNET_FLAVOURS', 'parse_gpu_ids',
+__all__ = ['check_mxnet_install', 'parse_gpu_ids',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
            'HelpFormatter', 'read_text_lines', 'checked_type',
@@ -16,9 +16,7 @@ __all__ = ['check_mxnet_install', 'MXNET_FLAVOURS', 'parse_gpu_ids',
            'numpy_state_to_json', 'numpy_state_from_json']
 
 
-#: The MXNet 1.9.1 builds this package is tested with, and how to get them.
-MXNET_FLAVOURS = {'mxnet': 'CPU', 'mxnet-cu112': 'CUDA 11.2',
-                  'mxnet-cu117': 'CUDA 11.7'}
+#: How to get the MXNet 1.9.1 builds this package is tested with.
 _INSTALL_HINT = ("pip install -e '.[cpu]' (mxnet==1.9.1), or for GPUs "
                  "'.[cu112]' or '.[cu117]' (mxnet-cu112/-cu117==1.9.1)")
 
