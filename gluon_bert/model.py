@@ -635,8 +635,8 @@ def estimate_memory(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
     Adam's two moments: 16 bytes a parameter), ``activations`` (what one
     device keeps for the backward pass of its share of ``batch_size``) and
     ``per_example`` (activations of one example).  The constants were fitted
-    to the small model on a CPU (within ~15 %); treat the result as an
-    estimate, not a promise.
+    to the small model on a CPU; treat the result as an estimate, not a
+    promise.
     """
     count = parameter_count(vocab_size, num_hiddens, ffn_num_hiddens,
                             num_heads, num_blks, pos_len)
