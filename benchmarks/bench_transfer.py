@@ -141,10 +141,12 @@ def summary(results, starts, args):
     return table
 
 
-def print_table(table, starts, args):
-    print(f'\n{"task":<11}{"start":<10}{"lr":>7}{"seeds":>6}  '
-          f'{"dev":<26}{"test":<26}{"gain (dev)":>11}{"min/run":>8}')
-    for task in args.tasks:
+def format_table(table, starts, tasks):
+    """A Markdown table: mean ± spread x100 at each start's best rate, and
+    the anchors."""
+    lines = ['| task | start | lr | seeds | dev | test | gain over the control '
+             '| min/run |', '| --- | --- | ---: | ---: | --- | --- | --- | ---: |']
+    for task in tasks:
         control = table.get((task, 'random'))
         for start in starts:
             e = table.get((task, start))
@@ -152,16 +154,34 @@ def print_table(table, starts, args):
                 continue
 
             def cells(split):
-                return ', '.join(f'{k.split()[1]} {m:.1f}±{s:.1f}'
-                                 for k, (m, s) in e.items()
-                                 if k.startswith(split + ' ')) or '-'
-            main = f'dev {e["metric"]}'
-            gain = (f'{e[main][0] - control[main][0]:+.1f}'
-                    if control and start != 'random' else '')
-            print(f'{task:<11}{start:<10}{e["lr"]:>7g}{e["seeds"]:>6}  '
-                  f'{cells("dev"):<26}{cells("test"):<26}{gain:>11}'
-                  f'{e["minutes"]:>8.1f}')
-        print(f'{"":<11}anchor: {ANCHORS[task]}')
+                return ', '.join(
+                    f'{k.split()[1]} {v[0]:.1f} ± {v[1]:.1f}'
+                    for k, v in e.items() if k.startswith(split + ' ')) or '-'
+            gain = ''
+            if control and start != 'random':
+                gain = ', '.join(
+                    f'{split} {e[key][0] - control[key][0]:+.1f}'
+                    for split in ('dev', 'test')
+                    for key in [f'{split} {e["metric"]}']
+                    if key in e and key in control)
+            lines.append(f'| {task} | {start} | {e["lr"]:g} | {e["seeds"]} | '
+                         f'{cells("dev")} | {cells("test")} | {gain} | '
+                         f'{e["minutes"]:.1f} |')
+    lines.append('')
+    lines += [f'- {task}: {ANCHORS[task]}' for task in tasks]
+    return '\n'.join(lines)
+
+
+def settings_of(results):
+    """(starts, tasks, seeds, lrs) that ``results`` were run with, in the
+    benchmark's order (for a report of a results file alone)."""
+    starts = {'random': None}
+    for r in results:
+        starts.setdefault(r['start'], r['model'])
+    tasks = [t for t in TASKS if any(r['task'] == t for r in results)]
+    seeds = sorted({r['seed'] for r in results})
+    lrs = sorted({r['lr'] for r in results})
+    return starts, tasks, seeds, lrs
 
 
 def plot_gains(table, starts, args):
@@ -232,7 +252,7 @@ def main(argv=None):
         print(f'benchmark: {(time.perf_counter() - begin) / 60:.1f} min',
               flush=True)
     table = summary(results, starts, args)
-    print_table(table, starts, args)
+    print('\n' + format_table(table, starts, args.tasks))
     plot_gains(table, starts, args)
 
 
