@@ -208,9 +208,17 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--skip-full', action='store_true',
                         help='skip the 50-step peak-memory run')
+    parser.add_argument('--gemm-only', action='store_true',
+                        help='measure the GEMM peak only (what a time '
+                             'budget\'s result is read against: these '
+                             'machines differ by 2x)')
     args = parser.parse_args(argv)
     import tempfile
     gemm = child(GEMM)['gflops']
+    if args.gemm_only:
+        print(f'GEMM peak here (one 4096x1024x4096 FullyConnected, fp32): '
+              f'{gemm:.0f} GFLOP/s')
+        return
     variants = [('d2l MXNet, as the book', 'd2l'),
                 ('d2l MXNet, thread/core', 'd2l-threads'),
                 ('d2l PyTorch', 'torch'),
