@@ -131,23 +131,22 @@ def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
     return totals[0], (None if regression else totals[1]), totals[2]
 
 
-def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
-             batch_size=512, seed=0, log_every=50, on_epoch=None,
-             verbose=True, packed=True, schedule='constant', warmup=0.0,
-             weight_decay=0.0, metrics=('accuracy',)):
+def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
+             metrics=('accuracy',), verbose=True):
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
     book's ``train_ch13`` does; score ``dev_set`` after every epoch.
 
-    The book's Adam at a constant ``lr`` by default; ``schedule='linear'``
-    warms up over the first ``warmup`` share of the steps, then decays
-    linearly (:func:`~gluon_bert.recipe.learning_rate`), and
-    ``weight_decay`` > 0 uses AdamW (none on LayerNorm and biases), as
-    BERT's own fine-tuning does.  A one-output classifier is a regression
-    head (STS-B): squared-error loss (``L2Loss``) on the scores.
-
-    ``packed``: each shard's valid tokens are packed
+    ``config`` (a :class:`~gluon_bert.config.FinetuneConfig`; its defaults
+    are the book's) gives ``epochs``, ``lr``, ``batch_size``, ``seed``,
+    ``log_every`` and: ``schedule='linear'`` warms up over the first
+    ``warmup`` share of the steps, then decays linearly
+    (:func:`~gluon_bert.recipe.learning_rate`), and ``weight_decay`` > 0
+    uses AdamW (none on LayerNorm and biases), as BERT's own fine-tuning
+    does; unless ``padded``, each shard's valid tokens are packed
     (:func:`~gluon_bert.loss.pack_tokens`), so the per-token layers skip
-    the padding; the scores, losses and gradients are the padded batch's.
+    the padding (the scores, losses and gradients are the padded batch's).
+    A one-output classifier is a regression head (STS-B): squared-error
+    loss (``L2Loss``) on the scores.  ``metrics`` score ``dev_set``.
 
     Returns the history: per epoch ``train_loss``, ``train_acc`` (None for
     a regression), ``dev`` (``{metric: value}`` of ``metrics``),
@@ -157,29 +156,33 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
     """
     import numpy as onp
     from mxnet import gluon
+
+    from .config import FinetuneConfig
     from .recipe import learning_rate
+    c = config or FinetuneConfig()
     loss = (gluon.loss.L2Loss() if net.num_classes == 1
             else gluon.loss.SoftmaxCELoss())
-    trainer = _fine_tuning_trainer(net, lr, weight_decay)
-    rng = onp.random.RandomState(seed)
+    trainer = _fine_tuning_trainer(net, c.lr, c.weight_decay)
+    rng = onp.random.RandomState(c.seed)
+    packed = not c.padded
     heads = net.num_heads if packed else None
     history = {'train_loss': [], 'train_acc': [], 'dev': [], 'dev_score': [],
                'seconds': []}
     if 'accuracy' in metrics:
         history['dev_acc'] = []
-    total = epochs * -(-len(train_set) // batch_size)
-    rates = (learning_rate(step, total, lr, schedule, warmup)
+    total = c.epochs * -(-len(train_set) // c.batch_size)
+    rates = (learning_rate(step, total, c.lr, c.schedule, c.warmup)
              for step in range(1, total + 1))
     start_time = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(1, c.epochs + 1):
         def log(i, n, totals):
-            if verbose and log_every and i % log_every == 0:
+            if verbose and c.log_every and i % c.log_every == 0:
                 print(f'epoch {epoch} batch {i}/{n}: train loss '
                       f'{totals[0] / totals[2]:.3f}', flush=True)
         loss_sum, correct, seen = _train_epoch(
             net, loss, trainer, train_set, rng.permutation(len(train_set)),
-            devices, heads, rates, batch_size, log)
-        dev = evaluate_task(net, dev_set, devices, metrics, batch_size,
+            devices, heads, rates, c.batch_size, log)
+        dev = evaluate_task(net, dev_set, devices, metrics, c.batch_size,
                             packed)
         history['train_loss'].append(loss_sum / seen)
         history['train_acc'].append(None if correct is None
@@ -192,7 +195,7 @@ def finetune(net, train_set, dev_set, devices, epochs=5, lr=1e-4,
         if verbose:
             acc = ('' if correct is None
                    else f', train acc {correct / seen:.3f}')
-            print(f'epoch {epoch}/{epochs}: train loss {loss_sum / seen:.3f}'
+            print(f'epoch {epoch}/{c.epochs}: train loss {loss_sum / seen:.3f}'
                   f'{acc}, dev {format_metrics(dev)} '
                   f'({history["seconds"][-1]:.0f} s)', flush=True)
         if on_epoch is not None:

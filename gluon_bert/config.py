@@ -15,8 +15,9 @@ import dataclasses
 
 from .utils import GluonBertError, checked_type, parse_gpu_ids, positive_int
 
-__all__ = ['PretrainConfig', 'RECIPES', 'RECIPE_KEYS', 'add_arguments',
-           'config_from_flags', 'resumed_config', 'describe_recipe']
+__all__ = ['PretrainConfig', 'FinetuneConfig', 'RECIPES', 'RECIPE_KEYS',
+           'add_arguments', 'config_from_flags', 'resumed_config',
+           'describe_recipe']
 
 
 def _gpus(text):
@@ -36,12 +37,14 @@ _unit_interval = checked_type(float, lambda v: 0 <= v < 1, 'in [0, 1)')
 
 
 def setting(default, help, group, type=None, choices=None, resume='same',
-            flag=True, negation=None, negation_help=None):
+            flag=True, negation=None, negation_help=None, required=False):
     """A field of a configuration, with what its flag needs (``negation``:
-    a second flag that sets a boolean field to False)."""
+    a second flag that sets a boolean field to False; ``required``: the
+    command line must give it, a library caller need not)."""
     return dataclasses.field(default=default, metadata=dict(
         help=help, group=group, type=type, choices=choices, resume=resume,
-        flag=flag, negation=negation, negation_help=negation_help))
+        flag=flag, negation=negation, negation_help=negation_help,
+        required=required))
 
 
 @dataclasses.dataclass
@@ -191,6 +194,72 @@ class PretrainConfig:
         return cls(**values)
 
 
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Every setting of ``python -m gluon_bert.finetune``; the defaults are
+    the book's (d2l's "Natural Language Inference: Fine-Tuning BERT")."""
+    model_dir: str = setting(
+        None, 'the pretrained model: a directory written by '
+        'gluon_bert.pretrain, or d2l:bert.small', 'model and data',
+        required=True)
+    data_dir: str = setting(None, "the task's folder", 'model and data',
+                            required=True)
+    task: str = setting('sst2', 'the task, read as its folder publishes it '
+                        '(see gluon_bert.tasks.TASKS)', 'model and data',
+                        choices=('sst2', 'mrpc', 'rte', 'qnli', 'sts-b',
+                                 'snli-small', 'snli', 'tsv'))
+    save_dir: str = setting('runs/finetune', 'where the best-dev model and '
+                            'results.json go', 'model and data')
+    init: str = setting('pretrained', 'random: the same classifier from '
+                        'freshly initialized weights (the control)',
+                        'model and data', choices=('pretrained', 'random'))
+    tokenizer: str = setting(
+        'auto', "how raw text becomes the vocabulary's words: wikitext "
+        "rewrites it in WikiText-2's conventions (doesn 't, role @-@ "
+        'playing, 1 @,@ 000, punctuation split off); split lower-cases and '
+        "splits on whitespace (the book's); auto: split for the book's snli, "
+        'wikitext for the rest', 'model and data',
+        choices=('auto', 'wikitext', 'split'))
+    max_len: int = setting(128, 'longest input, <cls> and <sep> included; '
+                           'longer ones are cut', 'model and data', int)
+    max_examples: int = setting(None, 'train on the first N training '
+                                'examples only (a quick trial)',
+                                'model and data', positive_int)
+    epochs: int = setting(5, 'passes over the training examples', 'training',
+                          positive_int)
+    lr: float = setting(1e-4, 'the (peak) learning rate of Adam', 'training',
+                        _positive_float)
+    schedule: str = setting(
+        'constant', 'constant: the book; linear: warm up over --warmup of the '
+        'steps, then decay linearly to zero (BERT)', 'training',
+        choices=('constant', 'linear'))
+    warmup: float = setting(0.1, 'share of the steps to warm up over (with '
+                            '--schedule linear)', 'training', _unit_interval)
+    weight_decay: float = setting(
+        0.0, '> 0: AdamW, decoupled weight decay (none on LayerNorm and '
+        'biases)', 'training', _non_negative_float)
+    batch_size: int = setting(512, 'examples per batch', 'training',
+                              positive_int)
+    dropout: float = setting(0.1, 'dropout in every block', 'training',
+                             _unit_interval)
+    padded: bool = setting(
+        False, "feed padded batches, as the book does (slower); by default "
+        "each batch's valid tokens are packed so the per-token layers skip "
+        'the padding: the same scores and gradients, other dropout draws',
+        'training')
+    seed: int = setting(0, 'seeds the initialization, dropout and the '
+                        'order of the examples', 'training', int)
+    log_every: int = setting(50, 'print a progress line every N batches (0: '
+                             'never)', 'training', _non_negative_int)
+    gpus: str = setting(None, 'GPUs to shard each batch across, e.g. 0,1',
+                        'devices', _gpus)
+    cpus: int = setting(None, 'shard each batch across N CPU contexts',
+                        'devices', positive_int)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
 #: Named presets: the fields each recipe sets (``book`` is the defaults).
 #: A flag given on the command line wins.
 RECIPES = {
@@ -216,10 +285,12 @@ def _flag(name):
     return '--' + name.replace('_', '-')
 
 
-def _help(field):
+def _help(field, cls=PretrainConfig):
     """The field's help with its default, or what each recipe gives it."""
     text = field.metadata['help']
-    if field.name in RECIPE_KEYS:
+    if field.metadata['required']:
+        return text
+    if cls is PretrainConfig and field.name in RECIPE_KEYS:
         given = ', '.join(f'{r} {RECIPES[r][field.name]}' for r in RECIPES)
         return f'{text} (default: from --recipe: {given})'
     if 'default' in text or field.default in (None, False):
@@ -245,21 +316,23 @@ def add_arguments(parser, cls=PretrainConfig, groups=None):
                                                             description)
         group, flag = made[meta['group']], _flag(field.name)
         common = dict(dest=field.name, default=argparse.SUPPRESS)
+        if meta['required']:
+            common['required'] = True
         if field.type is bool and field.default:
             raise TypeError(f'{field.name}: a flag turns a setting on, so '
                             'its default must be False')
         if field.type is bool and meta['negation']:
             group.add_argument(flag, action='store_const', const=True,
-                               help=_help(field), **common)
+                               help=_help(field, cls), **common)
             group.add_argument(_flag(meta['negation']), action='store_const',
                                const=False, help=meta['negation_help'],
                                **common)
         elif field.type is bool:
-            group.add_argument(flag, action='store_true', help=_help(field),
+            group.add_argument(flag, action='store_true', help=_help(field, cls),
                                **common)
         else:
             group.add_argument(flag, type=meta['type'] or str,
-                               choices=meta['choices'], help=_help(field),
+                               choices=meta['choices'], help=_help(field, cls),
                                **common)
     return parser
 

@@ -28,9 +28,10 @@ import sys
 
 from .classifier import (evaluate_task, finetune, format_metrics,
                          load_classifier, save_classifier, set_dropout)
+from .config import FinetuneConfig, add_arguments
 from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    positive_int, run_command)
+                    check_max_len, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
@@ -52,6 +53,12 @@ TASK_HELP = {
 }
 
 
+#: The configuration's groups of flags, for --help.
+GROUPS = {'model and data': ('model and data', None),
+          'training': ('training', "The book's settings by default."),
+          'devices': ('devices', None)}
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog='python -m gluon_bert.finetune',
@@ -61,82 +68,26 @@ def build_parser():
                     'SNLI.  The test split is scored when the folder has '
                     'one (GLUE publishes none for RTE and STS-B).',
         formatter_class=HelpFormatter)
-    p.add_argument('--model-dir', required=True,
-                   help='the pretrained model: a directory written by '
-                        'gluon_bert.pretrain, or d2l:bert.small')
-    p.add_argument('--task', choices=tuple(TASK_HELP), default='sst2',
-                   help='; '.join(f'{k}: {v}' for k, v in TASK_HELP.items()))
-    p.add_argument('--data-dir', required=True,
-                   help="the task's folder")
-    p.add_argument('--save-dir', default='runs/finetune',
-                   help='where the best-dev model and results.json go')
-    p.add_argument('--init', choices=('pretrained', 'random'),
-                   default='pretrained',
-                   help='random: the same classifier from freshly '
-                        'initialized weights (the control)')
-    p.add_argument('--epochs', type=positive_int, default=5)
-    p.add_argument('--lr', type=float, default=1e-4,
-                   help='the (peak) learning rate of Adam')
-    p.add_argument('--schedule', choices=('constant', 'linear'),
-                   default='constant',
-                   help='constant: the book; linear: warm up over --warmup '
-                        'of the steps, then decay linearly to zero (BERT)')
-    p.add_argument('--warmup', type=float, default=0.1,
-                   help='share of the steps to warm up over (with '
-                        '--schedule linear)')
-    p.add_argument('--weight-decay', type=float, default=0.0,
-                   help='> 0: AdamW, decoupled weight decay (none on '
-                        'LayerNorm and biases)')
-    p.add_argument('--batch-size', type=positive_int, default=512)
-    p.add_argument('--tokenizer', choices=('auto', 'wikitext', 'split'),
-                   default='auto',
-                   help="how raw text becomes the vocabulary's words: "
-                        "wikitext rewrites it in WikiText-2's conventions "
-                        "(doesn 't, role @-@ playing, 1 @,@ 000, punctuation "
-                        "split off); split lower-cases and splits on "
-                        "whitespace (the book's); auto: split for the book's "
-                        'snli, wikitext for the rest')
-    p.add_argument('--max-len', type=int, default=128,
-                   help='longest input, <cls> and <sep> included; longer '
-                        'ones are cut')
-    p.add_argument('--dropout', type=float, default=0.1)
-    p.add_argument('--padded', action='store_true',
-                   help="feed padded batches, as the book does (slower); by "
-                        "default each batch's valid tokens are packed so the "
-                        "per-token layers skip the padding: the same "
-                        "scores and gradients, other dropout draws")
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--max-examples', type=positive_int, default=None,
-                   help='train on the first N training examples only (a '
-                        'quick trial)')
-    p.add_argument('--log-every', type=int, default=50,
-                   help='print a progress line every N batches (0: never)')
-    g = p.add_mutually_exclusive_group()
-    g.add_argument('--gpus', default=None,
-                   help='GPUs to shard each batch across, e.g. 0,1')
-    g.add_argument('--cpus', type=positive_int, default=None,
-                   help='shard each batch across N CPU contexts')
+    add_arguments(p, FinetuneConfig, GROUPS)
+    for action in p._actions:
+        if action.dest == 'task':
+            action.help = (f'{"; ".join(f"{k}: {v}" for k, v in TASK_HELP.items())}'
+                           f' (default: {FinetuneConfig.task})')
     return p
 
 
 def parse_args(argv=None):
+    """The command line as a :class:`~gluon_bert.config.FinetuneConfig`;
+    usage errors exit with code 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.lr > 0:
-        parser.error(f'--lr must be positive, got {args.lr}')
-    if not 0 <= args.warmup < 1:
-        parser.error(f'--warmup must be in [0, 1), got {args.warmup}')
-    if args.weight_decay < 0:
-        parser.error('--weight-decay must be >= 0, got '
-                     f'{args.weight_decay}')
-    if not 0 <= args.dropout < 1:
-        parser.error(f'--dropout must be in [0, 1), got {args.dropout}')
-    from .utils import check_max_len
+    config = FinetuneConfig(**vars(parser.parse_args(argv)))
+    if config.gpus is not None and config.cpus is not None:
+        parser.error('--gpus and --cpus exclude each other: pick one')
     try:
-        check_max_len(args.max_len)
+        check_max_len(config.max_len)
     except GluonBertError as e:
         parser.error(e.worded())
-    return args
+    return config
 
 
 def _load_bert(args, device):
@@ -248,7 +199,8 @@ def run(args, out=None):
                 batch_size=args.batch_size, epochs=args.epochs,
                 padded=args.padded, schedule=args.schedule,
                 warmup=args.warmup, weight_decay=args.weight_decay,
-                dropout=args.dropout, seed=args.seed)
+                dropout=args.dropout, seed=args.seed,
+                config=args.to_dict())
     best = {'score': -float('inf')}
 
     def on_epoch(epoch, history):
@@ -259,11 +211,8 @@ def run(args, out=None):
                             dict(info, best_epoch=epoch))
             print(f'  best dev {metrics[0]} so far: saved to '
                   f'{args.save_dir}', file=out, flush=True)
-    history = finetune(net, data['train'], data['dev'], devices, args.epochs,
-                       args.lr, args.batch_size, args.seed, args.log_every,
-                       on_epoch, packed=not args.padded,
-                       schedule=args.schedule, warmup=args.warmup,
-                       weight_decay=args.weight_decay, metrics=metrics)
+    history = finetune(net, data['train'], data['dev'], devices, args,
+                       on_epoch, metrics)
     test = None
     if 'test' in data:
         best_net, _, _ = load_classifier(args.save_dir, devices[0])

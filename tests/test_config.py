@@ -102,3 +102,17 @@ def test_no_command_imports_another():
                            [a.name for a in node.names])
                 imports += [(name, t) for t in targets if t in commands]
     assert imports == []
+
+
+def test_fine_tuning_has_one_configuration_too():
+    from gluon_bert import finetune
+    parser = finetune.build_parser()
+    dests = {a.dest for a in parser._actions if a.dest != 'help'}
+    assert dests == {f.name for f in dataclasses.fields(C.FinetuneConfig)}
+    config = finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd',
+                                  '--lr', '3e-4'])
+    assert config == C.FinetuneConfig(model_dir='m', data_dir='d', lr=3e-4)
+    # the book's settings by default
+    assert (config.epochs, config.batch_size, config.dropout) == (5, 512, 0.1)
+    with pytest.raises(SystemExit):
+        finetune.parse_args(['--data-dir', 'd'])  # --model-dir is required

@@ -12,6 +12,7 @@ from mxnet import init, np, npx
 
 from gluon_bert import classifier, finetune, predict
 from gluon_bert.checkpoint import save_model_dir
+from gluon_bert.config import FinetuneConfig
 from gluon_bert.model import BERTClassifier, BERTModel, copy_d2l_parameters
 from gluon_bert.dataset import read_wiki
 from gluon_bert.tasks import (ClassificationDataset, read_snli, read_tsv,
@@ -324,9 +325,9 @@ def test_finetune_follows_the_schedule(tmp_path, monkeypatch, schedule,
         optimizers.append(type(self._optimizer).__name__)
         return original(self, batch_size, **kwargs)
     monkeypatch.setattr(mx.gluon.Trainer, 'step', spy)
-    classifier.finetune(net, data, data, [mx.cpu()], epochs=2, lr=1e-2,
-                      batch_size=16, verbose=False, schedule=schedule,
-                      warmup=0.25, weight_decay=weight_decay)
+    classifier.finetune(net, data, data, [mx.cpu()], FinetuneConfig(
+        epochs=2, lr=1e-2, batch_size=16, schedule=schedule, warmup=0.25,
+        weight_decay=weight_decay), verbose=False)
     # 64 examples: 4 batches an epoch, 8 steps
     expected = [learning_rate(s, 8, 1e-2, schedule, 0.25)
                 for s in range(1, 9)]
@@ -339,10 +340,13 @@ def test_finetune_follows_the_schedule(tmp_path, monkeypatch, schedule,
 
 
 @pytest.mark.parametrize('flags,message', [
-    (['--warmup', '1.5'], '--warmup must be in [0, 1), got 1.5'),
-    (['--weight-decay', '-0.1'], '--weight-decay must be >= 0, got -0.1'),
+    (['--warmup', '1.5'], 'argument --warmup: must be in [0, 1), got 1.5'),
+    (['--weight-decay', '-0.1'],
+     'argument --weight-decay: must be 0 or more, got -0.1'),
     (['--schedule', 'cosine'], "invalid choice: 'cosine'"),
-    (['--lr', '0'], '--lr must be positive, got 0.0')])
+    (['--lr', '0'], 'argument --lr: must be a positive number, got 0'),
+    (['--gpus', '0', '--cpus', '2'], '--gpus and --cpus exclude each other'),
+    (['--max-len', '3'], '--max-len 3 leaves no room')])
 def test_bad_flags_get_one_line(capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
         finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd'] + flags)

@@ -11,6 +11,7 @@ from mxnet import init, npx
 
 from gluon_bert import classifier, finetune, predict
 from gluon_bert.checkpoint import save_model_dir
+from gluon_bert.config import FinetuneConfig
 from gluon_bert.metrics import accuracy, f1, pearson, spearman
 from gluon_bert.model import BERTClassifier, BERTModel
 from gluon_bert.tasks import (TASKS, ClassificationDataset, read_glue,
@@ -208,9 +209,10 @@ def test_regression_loss_and_gradient_are_squared_error(monkeypatch):
         seen['batch_size'] = batch_size
         return original(self, batch_size, **kwargs)
     monkeypatch.setattr(mx.gluon.Trainer, 'step', spy)
-    history = classifier.finetune(net, data, data, [mx.cpu()], epochs=1,
-                                batch_size=3, verbose=False, packed=False,
-                                metrics=('pearson', 'spearman'))
+    history = classifier.finetune(
+        net, data, data, [mx.cpu()],
+        FinetuneConfig(epochs=1, batch_size=3, padded=True),
+        metrics=('pearson', 'spearman'), verbose=False)
     # L2Loss: 0.5 (pred - y)^2 per example; its bias gradient sum(pred - y)
     assert history['train_loss'][0] == pytest.approx(
         onp.mean(0.5 * (pred - labels) ** 2), rel=1e-4)
