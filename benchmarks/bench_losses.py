@@ -34,7 +34,7 @@ import numpy as onp
 from mxnet import gluon, np, npx
 from gluon_bert.dataset import Batch
 from gluon_bert.model import get_bert_model
-from gluon_bert.trainer import train_bert
+from gluon_bert.trainer import TrainOptions, train_bert
 path, fused, seed, dropout = sys.argv[1], sys.argv[2] == '1', int(sys.argv[3]), float(sys.argv[4])
 npx.set_np()
 z = onp.load(path)
@@ -45,8 +45,8 @@ batches = [Batch([np.array(x, dtype=x.dtype) for x in h], h) for h in hosts]
 mx.random.seed(0)
 net = get_bert_model(vocab_size, dropout=dropout)
 history = train_bert(batches, net, gluon.loss.SoftmaxCELoss(), vocab_size,
-                     [mx.cpu(0)], len(batches), fused=fused, seed=seed,
-                     verbose=False)
+                     [mx.cpu(0)], len(batches), options=TrainOptions(
+                         fused=fused, seed=seed, verbose=False))
 print(json.dumps({'mlm': history['mlm_step'], 'nsp': history['nsp_step']}))
 '''
 

@@ -40,11 +40,14 @@ def main(argv=None):
     trainer.pack_shards = spy_pack
     original = trainer.train_bert
 
-    def train_bert(*a, on_step=None, **k):
+    def train_bert(*a, callbacks=None, **k):
+        on_step = callbacks.on_step if callbacks else None
+
         def step(s, history, position):
             samples.append((s, rss_mb()))
             return on_step(s, history, position) if on_step else False
-        return original(*a, on_step=step, **k)
+        return original(*a, callbacks=trainer.Callbacks(
+            callbacks.evaluate if callbacks else None, step), **k)
     trainer.train_bert = train_bert
     argv = ['--recipe', 'bert', '--steps', str(args.steps), '--log-every',
             '0', '--save-dir', os.path.join('runs', 'bench_memory')]

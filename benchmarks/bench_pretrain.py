@@ -145,11 +145,11 @@ else:
             losses.append(m)
     else:
         from gluon_bert.model import get_bert_model
-        from gluon_bert.trainer import train_bert
+        from gluon_bert.trainer import TrainOptions, train_bert
         net = get_bert_model(vocab_size)
         history = train_bert(batches, net, loss, vocab_size, devices,
-                             len(batches), verbose=False,
-                             fused=(kind != 'book'))
+                             len(batches), options=TrainOptions(
+                                 verbose=False, fused=(kind != 'book')))
         secs = history['seconds']
         times = [b - a for a, b in zip([0.0] + secs[:-1], secs)]
         losses = history['mlm_step']

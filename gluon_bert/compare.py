@@ -102,7 +102,7 @@ def run_gluon_bert(data_dir, batch_size, max_len, steps, seed):
 
     from .dataset import DataIter, load_dataset
     from .model import get_bert_model
-    from .trainer import train_bert, try_all_gpus
+    from .trainer import TrainOptions, train_bert, try_all_gpus
 
     random.seed(seed)
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def run_gluon_bert(data_dir, batch_size, max_len, steps, seed):
     onp.random.seed(seed)
     history = train_bert(DataIter(dataset, batch_size), net,
                          gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
-                         devices, steps, verbose=False)
+                         devices, steps, options=TrainOptions(verbose=False))
     return {'vocab': len(dataset.vocab), 'examples': len(dataset),
             'mlm': history['mlm'][-1], 'nsp': history['nsp'][-1],
             'pairs_per_sec': history['pairs_per_sec'],

@@ -393,7 +393,7 @@ def run(config):
             history = trainer.train_bert(
                 train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
                 devices, config.steps, optimizer, _train_options(config, chief),
-                evaluate=evaluate, on_step=on_step, resume=resume,
+                callbacks=trainer.Callbacks(evaluate, on_step), resume=resume,
                 kvstore=kvstore)
         except trainer.NonFiniteLossError as e:
             kept = (f'the last good checkpoint (step {last["step"]}) is in '

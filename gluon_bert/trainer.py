@@ -31,7 +31,8 @@ __all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'no_gpu_reason',
            'init_bert',
            'get_batch_loss_bert', '_get_batch_loss_bert',
            'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
-           'train_bert', 'TrainOptions', 'train_step', 'StepResult',
+           'train_bert', 'TrainOptions', 'Callbacks', 'train_step',
+           'StepResult',
            'evaluate_bert',
            'NonFiniteLossError']
 
@@ -439,6 +440,25 @@ def _update(trainer, net, devices, clip_norm):
 
 
 @dataclasses.dataclass
+class Callbacks:
+    """What :func:`train_bert` calls while it trains.
+
+    Attributes
+    ----------
+    evaluate : callable, optional
+        ``evaluate(net) -> dict`` of held-out metrics (see
+        :func:`evaluate_bert`), called every ``eval_every`` steps and after
+        the last step; results go to ``history['eval']``.
+    on_step : callable, optional
+        Called as ``on_step(step, history, position)`` after every step;
+        ``position`` locates the next batch (see ``resume``).  Returning True
+        stops training after that step.
+    """
+    evaluate: object = None
+    on_step: object = None
+
+
+@dataclasses.dataclass
 class TrainOptions:
     """How :func:`train_bert` trains; the defaults are the book's loop.
 
@@ -707,8 +727,8 @@ def _prepare(net, loss, devices, trainer, options):
 
 
 def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
-               trainer=None, options=None, *, evaluate=None, on_step=None,
-               resume=None, kvstore=None, **settings):
+               trainer=None, options=None, callbacks=None, *, resume=None,
+               kvstore=None):
     """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
 
     With the default :class:`TrainOptions` this is the book's loop: Adam at
@@ -733,16 +753,10 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     trainer : gluon.Trainer, optional
         Made by :func:`make_trainer` when not given.
     options : TrainOptions, optional
-        ``settings`` given as keywords (``lr=0.01, fused=False``) replace
-        its fields.
-    evaluate : callable, optional
-        ``evaluate(net) -> dict`` of held-out metrics (see
-        :func:`evaluate_bert`), called every ``eval_every`` steps and after
-        the last step; results go to ``history['eval']``.
-    on_step : callable, optional
-        Called as ``on_step(step, history, position)`` after every step;
-        ``position`` locates the next batch (see ``resume``).  Returning True
-        stops training after that step.
+        How to train (the book's loop by default).
+    callbacks : Callbacks, optional
+        What to call during training: held-out evaluation, and a function
+        after every step.
     resume : dict, optional
         ``{'history': ..., 'position': ...}`` of an earlier run: training goes
         on from its last step and batch.
@@ -763,7 +777,9 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         time, evaluations included) and ``pairs``; ``eval``, the held-out
         results; and the final ``pairs_per_sec``.
     """
-    o = dataclasses.replace(options or TrainOptions(), **settings)
+    o = options or TrainOptions()
+    evaluate, on_step = (callbacks.evaluate, callbacks.on_step) if callbacks \
+        else (None, None)
     if num_steps is None and o.max_seconds is None:
         raise GluonBertError('give num_steps, max_seconds or both')
     if num_steps is not None and num_steps < 1:

@@ -37,8 +37,8 @@ def _train(dataset, devices, steps, optimizer='sgd', batches=None,
     onp.random.seed(0)
     history = T.train_bert(batches or DataIter(dataset, 16), net,
                            gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
-                           devices, steps, trainer=trainer, verbose=False,
-                           accumulate=accumulate)
+                           devices, steps, trainer, T.TrainOptions(
+                               verbose=False, accumulate=accumulate))
     return [p.data().asnumpy() for p in net.collect_params().values()], \
         history
 
@@ -167,8 +167,9 @@ def one_process_run(corpus_dir, save, steps):
     batches = _global_batches(dataset, 2, 8, steps)
     history = T.train_bert(batches, net,
                            gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
-                           [mx.cpu(0)], steps, verbose=False, seed=0,
-                           trainer=T.make_trainer(net, 0.5, optimizer='sgd'))
+                           [mx.cpu(0)], steps,
+                           T.make_trainer(net, 0.5, optimizer='sgd'),
+                           T.TrainOptions(verbose=False, seed=0))
     dist_net, _, _ = load_pretrained(str(save))
     return net, history, dist_net
 

@@ -99,8 +99,8 @@ def test_fused_training_equals_the_books(corpus_dir):
                             {'learning_rate': 0.5})
         histories.append(T.train_bert(
             ds.DataIter(dataset, 16), net, gluon.loss.SoftmaxCELoss(),
-            len(dataset.vocab), [mx.cpu(0)], 4, fused=fused, trainer=sgd,
-            verbose=False))
+            len(dataset.vocab), [mx.cpu(0)], 4, sgd,
+            T.TrainOptions(fused=fused, verbose=False)))
         params.append([p.data().asnumpy() for p in
                        net.collect_params().values()])
     onp.testing.assert_allclose(histories[0]['mlm_step'],

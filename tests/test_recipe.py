@@ -53,8 +53,9 @@ def test_training_follows_the_schedule(corpus_dir):
     net = BERTModel(len(dataset.vocab), 16, 32, 2, 2, 0.0, max_len=32)
     history = T.train_bert(ds.DataIter(dataset, 16), net,
                            gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
-                           [mx.cpu(0)], 20, lr=0.004, schedule='linear',
-                           warmup=0.25, verbose=False)
+                           [mx.cpu(0)], 20, options=T.TrainOptions(
+                               lr=0.004, schedule='linear', warmup=0.25,
+                               verbose=False))
     expected = [recipe.learning_rate(s, 20, 0.004, 'linear', 0.25)
                 for s in range(1, 21)]
     onp.testing.assert_allclose(history['lr'], expected)
@@ -162,8 +163,8 @@ def test_clipped_training_on_two_devices_equals_one(corpus_dir):
                                  weight_decay=0.01)
         history = T.train_bert(
             ds.DataIter(dataset, 16), net, gluon.loss.SoftmaxCELoss(),
-            len(dataset.vocab), devices, 4, trainer=trainer, verbose=False,
-            schedule='linear', warmup=0.25, clip_norm=0.5)
+            len(dataset.vocab), devices, 4, trainer, T.TrainOptions(
+                verbose=False, schedule='linear', warmup=0.25, clip_norm=0.5))
         results.append((history, [p.data(devices[0]).asnumpy()
                                   for p in net.collect_params().values()]))
     (h1, p1), (h2, p2) = results

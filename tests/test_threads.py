@@ -89,6 +89,6 @@ def test_train_and_evaluate_set_the_threads_for_their_cpus(monkeypatch,
     net = get_bert_model(len(dataset.vocab), 16, 32, 2, 1, 0.0, 24)
     T.train_bert(ds.DataIter(dataset, 8), net, mx.gluon.loss.SoftmaxCELoss(),
                  len(dataset.vocab), [mx.cpu(0), mx.cpu(1)], 1,
-                 verbose=False)
+                 options=T.TrainOptions(verbose=False))
     T.evaluate_bert(net, ds.DataIter(dataset, 8), len(dataset.vocab))
     assert calls == [2, 1]

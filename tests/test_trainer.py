@@ -145,7 +145,8 @@ def test_two_cpu_contexts_give_the_same_loss_as_one(tiny):
                                              float(book[1][0])), rtol=1e-5)
 
 
-def _train(vocab, dataset, devices, steps, hybridize=True, seed=0, **kw):
+def _train(vocab, dataset, devices, steps, hybridize=True, seed=0,
+           on_step=None, **kw):
     onp.random.seed(seed)
     net = tiny_net(vocab, seed=seed)
     net(*next(iter(ds.DataIter(dataset, 4, shuffle=False)))[:4])
@@ -153,7 +154,9 @@ def _train(vocab, dataset, devices, steps, hybridize=True, seed=0, **kw):
     onp.random.seed(seed)
     history = T.train_bert(ds.DataIter(dataset, 16), net,
                            gluon.loss.SoftmaxCELoss(), len(vocab), devices,
-                           steps, hybridize=hybridize, verbose=False, **kw)
+                           steps, options=T.TrainOptions(
+                               hybridize=hybridize, verbose=False, **kw),
+                           callbacks=T.Callbacks(on_step=on_step))
     return net, history
 
 
@@ -166,8 +169,10 @@ def test_train_bert_history_and_printed_lines(corpus_dir, capsys):
     calls = []
     history = T.train_bert(ds.DataIter(dataset, 16), net,
                            gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
-                           [mx.cpu(0)], steps, log_every=2,
-                           on_step=lambda s, h, p: calls.append(s))
+                           [mx.cpu(0)], steps,
+                           options=T.TrainOptions(log_every=2),
+                           callbacks=T.Callbacks(
+                               on_step=lambda s, h, p: calls.append(s)))
     out = capsys.readouterr().out.strip().splitlines()
     assert calls == list(range(1, steps + 1))
     assert history['step'] == calls
@@ -272,7 +277,8 @@ def test_train_bert_equals_the_books_loop(corpus_dir, fused, hybridize):
         book.append((float(mlm_ls[0]), float(nsp_ls[0])))
     history = T.train_bert(batches, net, gluon.loss.SoftmaxCELoss(),
                            len(vocab), devices, len(batches),
-                           hybridize=hybridize, fused=fused, verbose=False)
+                           options=T.TrainOptions(hybridize=hybridize,
+                                                  fused=fused, verbose=False))
     onp.testing.assert_allclose(history['mlm_step'], [m for m, _ in book],
                                 rtol=1e-5)
     onp.testing.assert_allclose(history['nsp_step'], [n for _, n in book],

@@ -1,0 +1,152 @@
+"""Regenerate the measured blocks of the READMEs from benchmarks/results/.
+
+    python benchmarks/report.py           # rewrite the blocks in place
+    python benchmarks/report.py --check   # exit 1 if a block is stale
+
+``benchmarks/README.md`` (the studies) and ``README.md`` (the front page)
+are prose with generated blocks in them::
+
+    <!-- report: include results/compare.txt -->
+    ...written by this script...
+    <!-- /report -->
+
+A block's kind is ``include FILE`` (a results file, verbatim, in a text
+block), ``transfer`` (the table of ``results/transfer.json``, as
+``bench_transfer.py`` prints it) or ``headline`` (the front page's table:
+speed, learning and transfer, book against here).  Everything in a block
+comes from a results file, so a figure there cannot drift from what was
+measured; ``--check`` (run by the test suite) fails when a results file
+changed and the READMEs were not regenerated.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BLOCK = re.compile(r'(<!-- report: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)'
+                   r'(<!-- /report -->)', re.S)
+
+
+def _results(name):
+    return os.path.join(HERE, 'results', name)
+
+
+def include(name):
+    with open(_results(os.path.relpath(name, 'results')
+                       if name.startswith('results/') else name),
+              encoding='utf-8') as f:
+        text = f.read().rstrip('\n')
+    return f'```text\n{text}\n```'
+
+
+def _transfer_table():
+    sys.path.insert(0, HERE)
+    import bench_transfer
+    with open(_results('transfer.json')) as f:
+        results = json.load(f)
+    starts, tasks, seeds, lrs = bench_transfer.settings_of(results)
+    args = argparse.Namespace(tasks=tasks, seeds=seeds, lrs=lrs)
+    return bench_transfer, bench_transfer.summary(results, starts, args), \
+        starts, tasks
+
+
+def transfer():
+    module, table, starts, tasks = _transfer_table()
+    return module.format_table(table, starts, tasks)
+
+
+def _row(text, label):
+    """The numbers of the line of ``text`` that starts with ``label``."""
+    for line in text.splitlines():
+        if line.startswith(label):
+            return re.findall(r'\d+\.\d+|\d+', line[len(label):])
+    raise ValueError(f'no line {label!r}')
+
+
+def headline():
+    with open(_results('compare.txt'), encoding='utf-8') as f:
+        compare = f.read()
+    book_gpu, d2l_here, ours = _row(compare, 'sentence pairs/sec')
+    with open(_results('bench_learning.txt'), encoding='utf-8') as f:
+        # | book | steps | pairs | pairs/sec | MLM loss | MLM acc | NSP loss
+        # | NSP acc | ...
+        book = _row(f.read(), '| book |')
+    with open(_results('pretrain_30min.json')) as f:
+        runs = {r['name']: r for r in json.load(f)}
+    module, table, starts, tasks = _transfer_table()
+    gains = []
+    for task in tasks:
+        metric = module.TASKS[task][1]
+        split = 'test' if f'test {metric}' in table.get(
+            (task, 'random'), {}) else 'dev'
+        key = f'{split} {metric}'
+        control = table[task, 'random'][key][0]
+        best = max((s for s in starts if s != 'random'
+                    and (task, s) in table),
+                   key=lambda s: table[task, s][key][0])
+        gains.append(f'{task} {table[task, best][key][0] - control:+.1f} '
+                     f'({best}, {split} {metric})')
+    bert = runs['bert']
+    return '\n'.join([
+        '| | the book\'s code | gluon_bert |', '| --- | ---: | ---: |',
+        f'| sentence pairs/sec, the guide\'s 50 steps (`compare`) | '
+        f'{d2l_here} here ({book_gpu} on the book\'s 2 GPUs) | {ours} here |',
+        f'| held-out MLM loss / NSP accuracy after 30 minutes here | '
+        f'{float(book[3]):.2f} / {float(book[6]):.2f} (its recipe, '
+        f'{book[0]} steps) | {bert["valid_mlm"]:.2f} / '
+        f'{bert["valid_nsp_acc"]:.2f} (`--recipe bert`, {bert["steps"]} '
+        'steps) |',
+        '| fine-tuned, gain over the same model from random init (3 seeds) '
+        '| - | ' + '; '.join(gains) + ' |'])
+
+
+KINDS = {'include': include, 'transfer': transfer, 'headline': headline}
+
+
+def render(text):
+    """``text`` with every block regenerated."""
+    def fill(match):
+        kind, *args = match.group('spec').split()
+        body = KINDS[kind](*args)
+        return f'{match.group(1)}{body}\n{match.group(4)}'
+    return BLOCK.sub(fill, text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--check', action='store_true',
+                        help='change nothing; exit 1 when a file differs '
+                             'from what would be written')
+    parser.add_argument('--root', default=ROOT,
+                        help='the checkout whose READMEs and benchmarks/'
+                             'results/ to use')
+    args = parser.parse_args(argv)
+    global HERE
+    HERE = os.path.join(os.path.abspath(args.root), 'benchmarks')
+    stale = []
+    for path in (os.path.join(HERE, 'README.md'),
+                 os.path.join(os.path.dirname(HERE), 'README.md')):
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        new = render(text)
+        if new == text:
+            continue
+        if args.check:
+            stale.append(os.path.relpath(path, args.root))
+        else:
+            with open(path + '.tmp', 'w', encoding='utf-8') as f:
+                f.write(new)
+            os.replace(path + '.tmp', path)
+            print(f'rewrote {os.path.relpath(path, args.root)}')
+    if stale:
+        print(f'stale: {", ".join(stale)}: run python benchmarks/report.py',
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
