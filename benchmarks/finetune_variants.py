@@ -22,7 +22,7 @@ the pretrained start more than the control:
                      -> ``doesn 't``, ``old-fashioned`` -> ``old @-@
                      fashioned``, PTB quotes -> ``"``, ``--`` -> ``—``
 
-The README's fine-tuning section gives the runs and their results.
+benchmarks/README.md's fine-tuning section gives the runs and their results.
 """
 import re
 import sys

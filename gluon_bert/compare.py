@@ -20,7 +20,7 @@ import sys
 import time
 
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    check_max_len, run_command)
+                    max_len_arg, positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'BOOK', 'run_d2l',
            'run_gluon_bert']
@@ -153,11 +153,11 @@ def build_parser():
         description='Run the d2l reference and gluon_bert on the same data '
                     'and compare them with the book.',
         formatter_class=HelpFormatter)
-    p.add_argument('--steps', type=int, default=50)
+    p.add_argument('--steps', type=positive_int, default=50)
     p.add_argument('--data-dir', default=None,
                    help='folder with wiki.train.tokens (default: as pretrain)')
-    p.add_argument('--batch-size', type=int, default=512)
-    p.add_argument('--max-len', type=int, default=64)
+    p.add_argument('--batch-size', type=positive_int, default=512)
+    p.add_argument('--max-len', type=max_len_arg, default=64)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--output', default=None,
                    help='also write the numbers to this JSON file')
@@ -166,16 +166,7 @@ def build_parser():
 
 def parse_args(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error('--steps must be at least 1')
-    if args.batch_size < 1:
-        parser.error('--batch-size must be at least 1')
-    try:
-        check_max_len(args.max_len)
-    except GluonBertError as e:
-        parser.error(e.worded())
-    return args
+    return parser.parse_args(argv)
 
 
 def run(args):

@@ -13,7 +13,8 @@ logging).
 import argparse
 import dataclasses
 
-from .utils import GluonBertError, checked_type, parse_gpu_ids, positive_int
+from .utils import (GluonBertError, checked_type, max_len_arg, parse_gpu_ids,
+                    positive_int)
 
 __all__ = ['PretrainConfig', 'FinetuneConfig', 'RECIPES', 'RECIPE_KEYS',
            'add_arguments', 'config_from_flags', 'resumed_config',
@@ -77,7 +78,7 @@ class PretrainConfig:
         512, 'sentence pairs per batch, over all devices of a process (per '
         'worker with --kvstore dist_*)', 'data', positive_int)
     max_len: int = setting(64, 'tokens per example, <cls> and <sep> '
-                           'included', 'data', positive_int)
+                           'included', 'data', max_len_arg)
     # -- model
     preset: str = setting(
         None, "a named size: small (the guide's), d2l-small (d2l's "
@@ -221,7 +222,8 @@ class FinetuneConfig:
         'wikitext for the rest', 'model and data',
         choices=('auto', 'wikitext', 'split'))
     max_len: int = setting(128, 'longest input, <cls> and <sep> included; '
-                           'longer ones are cut', 'model and data', int)
+                           'longer ones are cut', 'model and data',
+                           max_len_arg)
     max_examples: int = setting(None, 'train on the first N training '
                                 'examples only (a quick trial)',
                                 'model and data', positive_int)

@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from .utils import GluonBertError, HelpFormatter, run_command
+from .utils import GluonBertError, HelpFormatter, positive_int, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -40,7 +40,7 @@ def build_parser():
     p.add_argument('--token', default=None,
                    help='print only this token\'s vector (every token\'s '
                         'when not given)')
-    p.add_argument('--num-elements', type=int, default=3,
+    p.add_argument('--num-elements', type=positive_int, default=3,
                    help='how many leading elements of each vector to print')
     g = p.add_argument_group('many inputs')
     g.add_argument('--input', default=None, metavar='FILE',
@@ -53,7 +53,7 @@ def build_parser():
                    help='cls: the <cls> vector of each line, (lines, '
                         'hidden); mean: the mean over its tokens; none: '
                         'every token, (lines, longest, hidden), zero-padded')
-    g.add_argument('--batch-size', type=int, default=64,
+    g.add_argument('--batch-size', type=positive_int, default=64,
                    help='lines encoded together (grouped by length)')
     return p
 
@@ -66,8 +66,6 @@ def parse_args(argv=None):
             parser.error('give SENTENCE arguments or --input, not both')
         if args.output is None:
             parser.error('--input needs --output FILE.npy for the vectors')
-        if args.batch_size < 1:
-            parser.error('--batch-size must be at least 1')
     elif not args.sentences:
         parser.error('give one sentence, a pair, or --input FILE')
     elif args.output is not None:
@@ -75,8 +73,6 @@ def parse_args(argv=None):
     if len(args.sentences) > 2:
         parser.error(f'give one sentence or a pair, not '
                      f'{len(args.sentences)}')
-    if args.num_elements < 1:
-        parser.error('--num-elements must be at least 1')
     return args
 
 

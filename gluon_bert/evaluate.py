@@ -16,7 +16,7 @@ import sys
 
 from .dataset import EVAL_BATCH_SIZE, EVAL_SEED
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    check_max_len, run_command)
+                    max_len_arg, positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -33,9 +33,9 @@ def build_parser():
                    default='valid')
     p.add_argument('--data-dir', default=None,
                    help='folder with wiki.*.tokens (default: as pretrain)')
-    p.add_argument('--max-len', type=int, default=None,
+    p.add_argument('--max-len', type=max_len_arg, default=None,
                    help="example length (default: the run's --max-len)")
-    p.add_argument('--batch-size', type=int, default=EVAL_BATCH_SIZE)
+    p.add_argument('--batch-size', type=positive_int, default=EVAL_BATCH_SIZE)
     p.add_argument('--seed', type=int, default=EVAL_SEED,
                    help='seeds the random masking and NSP pairs')
     p.add_argument('--output', default=None,
@@ -46,15 +46,7 @@ def build_parser():
 
 def parse_args(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error('--batch-size must be at least 1')
-    try:
-        if args.max_len is not None:
-            check_max_len(args.max_len)
-    except GluonBertError as e:
-        parser.error(e.worded())
-    return args
+    return parser.parse_args(argv)
 
 
 def run(args):

@@ -31,7 +31,7 @@ from .classifier import (evaluate_task, finetune, format_metrics,
 from .config import FinetuneConfig, add_arguments
 from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    check_max_len, run_command)
+                    run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
@@ -83,10 +83,6 @@ def parse_args(argv=None):
     config = FinetuneConfig(**vars(parser.parse_args(argv)))
     if config.gpus is not None and config.cpus is not None:
         parser.error('--gpus and --cpus exclude each other: pick one')
-    try:
-        check_max_len(config.max_len)
-    except GluonBertError as e:
-        parser.error(e.worded())
     return config
 
 

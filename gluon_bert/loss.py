@@ -15,8 +15,8 @@ while skipping work that adds nothing to them:
   :class:`MLMSlotLoss` writes the cross-entropy's gradient out.
 
 :func:`pack_shards` makes the packed inputs of every device's shard on the
-host.  (What each of these choices measured is in the README, "Training,
-measured".)
+host.  (What each of these choices measured is in benchmarks/README.md,
+"Training, measured".)
 """
 import numpy as onp
 from mxnet import gluon
@@ -80,8 +80,9 @@ def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
 
     The book pads every example to ``max_len`` tokens and
     ``max_num_mlm_preds`` slots.  Packed, the valid tokens follow one
-    another (so the per-token layers skip the padding; the README says how
-    much of WikiText-2's batches that is), and so do the weighted slots
+    another (so the per-token layers skip the padding; benchmarks/README.md
+    says how much of WikiText-2's batches that is), and so do the weighted
+    slots
     (:func:`pack_mlm_slots`).  Attention still sees every example padded:
     the two gather indices go there and back.  Padding rows at the end keep
     the number of distinct shapes small; nothing reads them.

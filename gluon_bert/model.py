@@ -189,7 +189,7 @@ class LayerNorm(nn.LayerNorm):
     variance over the features, and in the backward pass gamma's and beta's
     gradients over all positions -- is a matrix product (``FullyConnected``),
     which oneDNN runs much faster than MXNet's generic reduction kernels
-    (README, "Training, measured").  On GPUs MXNet's own kernel runs.
+    (benchmarks/README.md, "Training, measured").  On GPUs MXNet's own kernel runs.
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ tokenizer); unknown words become <unk>.
 import argparse
 import sys
 
-from .utils import GluonBertError, HelpFormatter, run_command
+from .utils import GluonBertError, HelpFormatter, positive_int, run_command
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
@@ -35,7 +35,7 @@ def build_parser():
                    help='directory written by gluon_bert.finetune')
     p.add_argument('--input', default=None, metavar='FILE',
                    help='UTF-8 file with one input per line')
-    p.add_argument('--batch-size', type=int, default=256)
+    p.add_argument('--batch-size', type=positive_int, default=256)
     return p
 
 
@@ -44,8 +44,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if bool(args.texts) == (args.input is not None):
         parser.error('give TEXT arguments or --input FILE (one of them)')
-    if args.batch_size < 1:
-        parser.error('--batch-size must be at least 1')
     return args
 
 

@@ -23,7 +23,7 @@ from .config import (PretrainConfig, add_arguments, config_from_flags,
                      describe_recipe, resumed_config)
 from .model import PRESETS, estimate_memory
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    check_max_len, parse_gpu_ids, run_command)
+                    parse_gpu_ids, run_command)
 
 __all__ = ['main', 'parse_args', 'parse_flags', 'build_parser',
            'make_config']
@@ -76,10 +76,6 @@ def _check(config, error):
         error(f'--max-len {config.max_len} is longer than the position '
               f'embedding (--pos-len {config.pos_len}): raise --pos-len or '
               'lower --max-len')
-    try:
-        check_max_len(config.max_len)
-    except GluonBertError as e:
-        error(e.worded())
     if config.num_hiddens % config.num_heads:
         error(f'--num-hiddens {config.num_hiddens} is not divisible by '
               f'--num-heads {config.num_heads}')

@@ -480,7 +480,7 @@ class TrainOptions:
         Compute model and losses in one graph
         (:class:`~gluon_bert.loss.BERTPretrainLoss`: packed tokens, MLM head
         on the weighted slots only): the same numbers (with dropout, other
-        dropout masks), much faster (README, "Training, measured").  False
+        dropout masks), much faster (benchmarks/README.md, "Training, measured").  False
         runs the book's :func:`get_batch_loss_bert` on ``net``'s outputs.
     hybridize : bool
         Hybridize with ``static_alloc`` and ``static_shape`` first.

@@ -7,7 +7,7 @@ import re
 import sys
 import tempfile
 
-__all__ = ['check_mxnet_install', 'parse_gpu_ids',
+__all__ = ['check_mxnet_install', 'parse_gpu_ids', 'max_len_arg',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
            'HelpFormatter', 'read_text_lines', 'checked_type',
@@ -73,6 +73,15 @@ def checked_type(convert, ok, requirement):
 
 #: An argparse type for counts: an integer, at least 1.
 positive_int = checked_type(int, lambda v: v >= 1, 'at least 1')
+
+
+def max_len_arg(text):
+    """An argparse type for ``--max-len``: :func:`check_max_len`'s rule."""
+    value = checked_type(int, lambda v: True, '')(text)
+    try:
+        return check_max_len(value)
+    except GluonBertError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -52,4 +52,4 @@ def test_compare_bad_arguments(capsys):
     with pytest.raises(SystemExit) as e:
         compare.main(['--steps', '0'])
     assert e.value.code == 2
-    assert '--steps must be at least 1' in capsys.readouterr().err
+    assert 'argument --steps: must be at least 1' in capsys.readouterr().err

@@ -346,7 +346,7 @@ def test_finetune_follows_the_schedule(tmp_path, monkeypatch, schedule,
     (['--schedule', 'cosine'], "invalid choice: 'cosine'"),
     (['--lr', '0'], 'argument --lr: must be a positive number, got 0'),
     (['--gpus', '0', '--cpus', '2'], '--gpus and --cpus exclude each other'),
-    (['--max-len', '3'], '--max-len 3 leaves no room')])
+    (['--max-len', '3'], 'argument --max-len: max_len 3 leaves no room')])
 def test_bad_flags_get_one_line(capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
         finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd'] + flags)
