@@ -40,7 +40,22 @@ def parse_args(argv=None):
     p.add_argument('--gen-blks', type=int, default=1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--log-every', type=int, default=100)
+    p.add_argument('--visible-masks', action='store_true',
+                   help='a check of the detection pipeline, not a recipe: '
+                        "the discriminator reads the masked text (the "
+                        "<mask> tokens visible) instead of the generator's "
+                        'draws, so its targets are easy to learn')
     return p.parse_args(argv)
+
+
+def _show_masks(electra):
+    """--visible-masks: the discriminator's input is the masked text."""
+    draws = electra.replaced_targets
+
+    def visible(F, tokens, *args):
+        _, replaced = draws(F, tokens, *args)
+        return tokens.astype('int32'), replaced
+    electra.replaced_targets = visible
 
 
 def planned_steps(args, step, elapsed, first):
@@ -68,6 +83,9 @@ def main(argv=None):
     from gluon_bert.recipe import learning_rate
     from gluon_bert.threads import set_cpu_threads_for
 
+    if args.visible_masks:
+        from gluon_bert import electra
+        _show_masks(electra)
     seed_everything(args.seed)
     devices = [mx.cpu()]
     set_cpu_threads_for(devices)

@@ -24,7 +24,7 @@ def record(name, model_dir, command, gemm, note=None):
         h = json.load(f)
     with open(os.path.join(model_dir, 'config.json')) as f:
         config = json.load(f)
-    steps = h['step'][-1]
+    steps = int(h['step'][-1])
     seconds = (h.get('wall') or h['seconds'])[-1]
     r = dict(name=name, model_dir=model_dir, command=command, steps=steps,
              minutes=round(seconds / 60, 2), gemm_gflops=gemm, note=note,
