@@ -80,14 +80,16 @@ def headline():
     gains = []
     for task in tasks:
         metric = module.TASKS[task][1]
-        split = 'test' if f'test {metric}' in table.get(
-            (task, 'random'), {}) else 'dev'
+        control = table.get((task, 'random'))
+        if control is None:
+            continue
+        split = 'test' if f'test {metric}' in control else 'dev'
         key = f'{split} {metric}'
-        control = table[task, 'random'][key][0]
-        best = max((s for s in starts if s != 'random'
-                    and (task, s) in table),
-                   key=lambda s: table[task, s][key][0])
-        gains.append(f'{task} {table[task, best][key][0] - control:+.1f} '
+        pretrained = [s for s in starts if s != 'random' and (task, s) in table]
+        if not pretrained:
+            continue
+        best = max(pretrained, key=lambda s: table[task, s][key][0])
+        gains.append(f'{task} {table[task, best][key][0] - control[key][0]:+.1f} '
                      f'({best}, {split} {metric})')
     bert = runs['bert']
     return '\n'.join([
@@ -103,7 +105,33 @@ def headline():
         '| - | ' + '; '.join(gains) + ' |'])
 
 
-KINDS = {'include': include, 'transfer': transfer, 'headline': headline}
+def _cell(value, digits):
+    return '' if value is None else f'{value:.{digits}f}'
+
+
+def pretraining():
+    """The time-budget pretrainings of results/pretrain_30min.json."""
+    with open(_results('pretrain_30min.json')) as f:
+        runs = json.load(f)
+    lines = ['| start | steps | minutes | pairs/sec | GEMM peak (GFLOP/s) | '
+             'valid MLM loss | valid NSP accuracy | training figures, last '
+             '100 steps | command |',
+             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |']
+    for r in runs:
+        train = ', '.join(f'{k[6:-8]} {v:.3f}' for k, v in r.items()
+                          if k.startswith('train_') and k.endswith('last100'))
+        lines.append(
+            f'| {r["name"]} | {r["steps"]} | {r["minutes"]:.1f} | '
+            f'{r["pairs_per_sec"]:.0f} | {_cell(r.get("gemm_gflops"), 0)} | '
+            f'{_cell(r.get("valid_mlm"), 3)} | '
+            f'{_cell(r.get("valid_nsp_acc"), 3)} | {train} | '
+            f'`{r["command"]}` |')
+    notes = [f'- {r["name"]}: {r["note"]}' for r in runs if r.get('note')]
+    return '\n'.join(lines + ([''] + notes if notes else []))
+
+
+KINDS = {'include': include, 'transfer': transfer, 'headline': headline,
+         'pretraining': pretraining}
 
 
 def render(text):

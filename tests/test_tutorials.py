@@ -57,7 +57,8 @@ EXPECTED = {
         'released in <mask> ->'],
     '08_fine_tuning.ipynb': [
         'BERTClassifier with', 'not in the WikiText-2 vocabulary',
-        'majority class: 50.9', 'a gripping , funny film'],
+        'majority class: 50.9', 'a gripping , funny film',
+        'gain over the control'],
 }
 
 
