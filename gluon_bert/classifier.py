@@ -88,17 +88,6 @@ def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
                          packed)['accuracy']
 
 
-def _fine_tuning_trainer(net, lr, weight_decay):
-    """The book's Adam, or AdamW without decay on LayerNorm and biases."""
-    from mxnet import gluon
-    from .recipe import exclude_from_weight_decay
-    if weight_decay > 0:
-        exclude_from_weight_decay(net)
-        return gluon.Trainer(net.collect_params(), 'adamw',
-                             {'learning_rate': lr, 'wd': weight_decay})
-    return gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr})
-
-
 def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
                  rates, batch_size, log):
     """One pass over ``train_set`` in ``order``; returns (summed loss,
@@ -159,10 +148,14 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
 
     from .config import FinetuneConfig
     from .recipe import learning_rate
+    from .trainer import make_trainer
     c = config or FinetuneConfig()
     loss = (gluon.loss.L2Loss() if net.num_classes == 1
             else gluon.loss.SoftmaxCELoss())
-    trainer = _fine_tuning_trainer(net, c.lr, c.weight_decay)
+    # The book's Adam, or AdamW without decay on LayerNorm and biases: the
+    # optimizer pretraining makes
+    trainer = make_trainer(net, c.lr, optimizer='adamw' if c.weight_decay
+                           else 'adam', weight_decay=c.weight_decay)
     rng = onp.random.RandomState(c.seed)
     packed = not c.padded
     heads = net.num_heads if packed else None
