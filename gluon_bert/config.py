@@ -48,8 +48,27 @@ def setting(default, help, group, type=None, choices=None, resume='same',
         required=required))
 
 
+class _Config:
+    """What every job's configuration can do: become a dict (config.json)
+    and come back from one."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """A configuration from saved values; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise GluonBertError(f'unknown settings {", ".join(unknown)}: '
+                                 'the configuration was written by another '
+                                 'version of gluon_bert')
+        return cls(**values)
+
+
 @dataclasses.dataclass
-class PretrainConfig:
+class PretrainConfig(_Config):
     """Every setting of ``python -m gluon_bert.pretrain``; the defaults are
     the guide's (the ``book`` recipe)."""
     # -- devices
@@ -180,23 +199,28 @@ class PretrainConfig:
         'checkpoint, with its settings, up to --steps', 'output',
         resume='free')
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values):
-        """A configuration from saved values; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise GluonBertError(f'unknown settings {", ".join(unknown)}: '
-                                 'the configuration was written by another '
-                                 'version of gluon_bert')
-        return cls(**values)
+#: The tasks of ``finetune --task``, for --help (their readers are
+#: gluon_bert.tasks.TASKS, which has the same names).
+TASK_HELP = {
+    'sst2': 'SST-2, train/dev/test.tsv with sentence and label',
+    'mrpc': "MRPC as GLUE publishes it (byte-order mark, Quality and #1/#2 "
+            'String columns), scored by accuracy and F1',
+    'rte': 'RTE, sentence1/sentence2, entailment or not_entailment',
+    'qnli': 'QNLI (or qnli-small), question/sentence, entailment or '
+            'not_entailment',
+    'sts-b': 'STS-B, a regression: one output, squared-error loss, scored '
+             'by Pearson and Spearman correlation',
+    'snli-small': "the book's SNLI as tab-separated sentence1/sentence2/"
+                  'label files',
+    'snli': "SNLI's own snli_1.0_{train,dev,test}.txt, read as the book does",
+    'tsv': 'GLUE-style train/dev/test.tsv whose header names sentence (or '
+           'sentence1, sentence2) and an integer label',
+}
 
 
 @dataclasses.dataclass
-class FinetuneConfig:
+class FinetuneConfig(_Config):
     """Every setting of ``python -m gluon_bert.finetune``; the defaults are
     the book's (d2l's "Natural Language Inference: Fine-Tuning BERT")."""
     model_dir: str = setting(
@@ -205,10 +229,9 @@ class FinetuneConfig:
         required=True)
     data_dir: str = setting(None, "the task's folder", 'model and data',
                             required=True)
-    task: str = setting('sst2', 'the task, read as its folder publishes it '
-                        '(see gluon_bert.tasks.TASKS)', 'model and data',
-                        choices=('sst2', 'mrpc', 'rte', 'qnli', 'sts-b',
-                                 'snli-small', 'snli', 'tsv'))
+    task: str = setting('sst2', '; '.join(f'{k}: {v}'
+                                          for k, v in TASK_HELP.items()),
+                        'model and data', choices=tuple(TASK_HELP))
     save_dir: str = setting('runs/finetune', 'where the best-dev model and '
                             'results.json go', 'model and data')
     init: str = setting('pretrained', 'random: the same classifier from '
@@ -257,9 +280,6 @@ class FinetuneConfig:
                         'devices', _gpus)
     cpus: int = setting(None, 'shard each batch across N CPU contexts',
                         'devices', positive_int)
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 #: Named presets: the fields each recipe sets (``book`` is the defaults).

@@ -35,24 +35,6 @@ from .utils import (GluonBertError, HelpFormatter, atomic_write,
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
-#: --task, for --help (the readers are gluon_bert.tasks.TASKS).
-TASK_HELP = {
-    'sst2': 'SST-2, train/dev/test.tsv with sentence and label',
-    'mrpc': "MRPC as GLUE publishes it (byte-order mark, Quality and #1/#2 "
-            'String columns), scored by accuracy and F1',
-    'rte': 'RTE, sentence1/sentence2, entailment or not_entailment',
-    'qnli': 'QNLI (or qnli-small), question/sentence, entailment or '
-            'not_entailment',
-    'sts-b': 'STS-B, a regression: one output, squared-error loss, scored '
-             'by Pearson and Spearman correlation',
-    'snli-small': "the book's SNLI as tab-separated sentence1/sentence2/"
-                  'label files',
-    'snli': "SNLI's own snli_1.0_{train,dev,test}.txt, read as the book does",
-    'tsv': 'GLUE-style train/dev/test.tsv whose header names sentence (or '
-           'sentence1, sentence2) and an integer label',
-}
-
-
 #: The configuration's groups of flags, for --help.
 GROUPS = {'model and data': ('model and data', None),
           'training': ('training', "The book's settings by default."),
@@ -68,12 +50,7 @@ def build_parser():
                     'SNLI.  The test split is scored when the folder has '
                     'one (GLUE publishes none for RTE and STS-B).',
         formatter_class=HelpFormatter)
-    add_arguments(p, FinetuneConfig, GROUPS)
-    for action in p._actions:
-        if action.dest == 'task':
-            action.help = (f'{"; ".join(f"{k}: {v}" for k, v in TASK_HELP.items())}'
-                           f' (default: {FinetuneConfig.task})')
-    return p
+    return add_arguments(p, FinetuneConfig, GROUPS)
 
 
 def parse_args(argv=None):

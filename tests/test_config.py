@@ -116,3 +116,8 @@ def test_fine_tuning_has_one_configuration_too():
     assert (config.epochs, config.batch_size, config.dropout) == (5, 512, 0.1)
     with pytest.raises(SystemExit):
         finetune.parse_args(['--data-dir', 'd'])  # --model-dir is required
+
+
+def test_every_task_the_flag_offers_has_a_reader():
+    from gluon_bert.tasks import TASKS
+    assert list(C.TASK_HELP) == list(TASKS)
