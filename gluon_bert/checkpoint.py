@@ -5,6 +5,8 @@ A model directory holds::
     config.json     format version, every model hyperparameter, the run's
                     training settings
     vocab.json      the vocabulary (gluon_bert.vocab.Vocab.save)
+    tokenizer.json  a WordPiece vocabulary as a Hugging Face tokenizer (only
+                    for --vocab wordpiece, when tokenizers is installed)
     model.params    Gluon save_parameters (MXNet's binary format)
     trainer.states  the optimizer's state (MXNet's binary format)
     state.json      the step, the RNG states, the data position, the history
@@ -46,6 +48,8 @@ FORMAT_VERSION = 1
 MODEL_KEYS = ('vocab_size', 'num_hiddens', 'ffn_num_hiddens', 'num_heads',
               'num_blks', 'dropout', 'max_len')
 CONFIG, VOCAB, PARAMS = 'config.json', 'vocab.json', 'model.params'
+#: A WordPiece vocabulary as a Hugging Face tokenizer (when it is one).
+TOKENIZER = 'tokenizer.json'
 STATES, STATE, CKPT_DIR = 'trainer.states', 'state.json', 'checkpoints'
 
 
@@ -71,9 +75,20 @@ def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
         config['files'] = {PARAMS: file_digest(os.path.join(model_dir,
                                                             PARAMS))}
     vocab.save(os.path.join(model_dir, VOCAB))
+    if vocab.kind == 'wordpiece':
+        _save_tokenizer(vocab, model_dir)
     with atomic_write(os.path.join(model_dir, CONFIG), 'w') as f:
         json.dump(config, f, indent=2, sort_keys=True)
     return model_dir
+
+
+def _save_tokenizer(vocab, model_dir):
+    """tokenizer.json beside vocab.json, for Hugging Face code, when
+    ``tokenizers`` is installed (vocab.json alone is what gluon_bert reads)."""
+    try:
+        vocab.save_tokenizer(os.path.join(model_dir, TOKENIZER))
+    except ImportError:
+        pass
 
 
 def _read_json(path):

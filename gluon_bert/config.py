@@ -35,6 +35,9 @@ _positive_float = checked_type(float, lambda v: 0 < v < float('inf'),
 _non_negative_float = checked_type(float, lambda v: 0 <= v < float('inf'),
                                    '0 or more')
 _unit_interval = checked_type(float, lambda v: 0 <= v < 1, 'in [0, 1)')
+_share = checked_type(float, lambda v: 0 < v < 1, 'in (0, 1)')
+_vocab_size = checked_type(int, lambda v: v >= 300, '300 or more (the '
+                           'characters of WikiText-2 alone take ~250)')
 
 
 def setting(default, help, group, type=None, choices=None, resume='same',
@@ -98,6 +101,24 @@ class PretrainConfig(_Config):
         'worker with --kvstore dist_*)', 'data', positive_int)
     max_len: int = setting(64, 'tokens per example, <cls> and <sep> '
                            'included', 'data', max_len_arg)
+    vocab: str = setting(
+        'word', "word: the book's vocabulary, the words seen 5 times or "
+        'more (the rest are <unk>); wordpiece: subwords learnt from the '
+        'training text with Hugging Face tokenizers (pip install '
+        "'gluon_bert[subword]'), so that a rare or unseen word is spelt in "
+        'pieces (play ##ing) instead of being <unk>; vocab.json keeps it, '
+        'and every command splits text with it', 'data',
+        choices=('word', 'wordpiece'))
+    vocab_size: int = setting(
+        10000, 'entries of a --vocab wordpiece vocabulary, special tokens '
+        'included', 'data', _vocab_size)
+    whole_word: bool = setting(
+        False, 'with --vocab wordpiece, predict whole words (every piece of '
+        'a chosen word) instead of single pieces', 'data')
+    mask_prob: float = setting(
+        0.15, "share of each sequence's tokens the MLM task predicts (80 %% "
+        'of them become <mask>, 10 %% stay, 10 %% become a random token)',
+        'data', _share)
     # -- model
     preset: str = setting(
         None, "a named size: small (the guide's), d2l-small (d2l's "
@@ -158,6 +179,10 @@ class PretrainConfig(_Config):
         'left out, so that the graph sees few input shapes', 'training',
         negation='no_resample',
         negation_help='draw the examples once, as the book')
+    no_nsp: bool = setting(
+        False, 'pretrain on MLM alone (RoBERTa): every pair is the true next '
+        'sentence, and the NSP loss is left out of the loss minimized (it '
+        'is still printed)', 'training')
     init: str = setting(
         'xavier', "initial weights: xavier (the book's) or normal (BERT's "
         'N(0, 0.02^2))', 'training', choices=('normal', 'xavier'))
@@ -284,23 +309,29 @@ class FinetuneConfig(_Config):
 
 #: Named presets: the fields each recipe sets (``book`` is the defaults).
 #: A flag given on the command line wins.
-RECIPES = {
-    # The guide's: Adam 0.01, constant, examples drawn once
-    'book': {f.name: f.default for f in dataclasses.fields(PretrainConfig)
-             if f.name in ('optimizer', 'lr', 'batch_size', 'dropout',
-                           'schedule', 'warmup', 'weight_decay', 'clip_norm',
-                           'resample', 'init')},
+_TUNED = {
     # Chosen by measurement (see benchmarks/bench_learning.py)
     'bert': dict(optimizer='adamw', lr=3e-3, batch_size=128, dropout=0.1,
                  schedule='linear', warmup=0.05, weight_decay=0.01,
                  clip_norm=1.0, resample=True, init='normal'),
 }
-RECIPE_KEYS = tuple(RECIPES['bert'])
+#: Every field some recipe sets.
+RECIPE_KEYS = tuple(dict.fromkeys(k for r in _TUNED.values() for k in r))
+_BOOK = {f.name: f.default for f in dataclasses.fields(PretrainConfig)
+         if f.name in RECIPE_KEYS}
+RECIPES = {
+    # The guide's: Adam 0.01, constant, examples drawn once
+    'book': _BOOK,
+    **{name: {**_BOOK, **values} for name, values in _TUNED.items()},
+}
 
 
 def describe_recipe(name):
-    """One line: what recipe ``name`` sets, for ``--help``."""
-    return ', '.join(f'{k}={RECIPES[name][k]}' for k in RECIPE_KEYS)
+    """One line: what recipe ``name`` sets, for ``--help`` (``book``: its
+    values of every recipe field; another: where it differs from
+    ``book``)."""
+    return ', '.join(f'{k}={RECIPES[name][k]}' for k in RECIPE_KEYS
+                     if name == 'book' or RECIPES[name][k] != _BOOK[k])
 
 
 def _flag(name):

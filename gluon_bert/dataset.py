@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import random
+import dataclasses
 import urllib.request
 import zipfile
 
@@ -30,6 +31,7 @@ from .utils import (GluonBertError, atomic_write, check_batch_size,
 from .vocab import Vocab, tokenize
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
+           'Sampling', 'BOOK_SAMPLING', 'wiki_sentences', 'tokenize_paragraphs',
            'DataIter', 'Batch', 'ResampledEpochs', 'load_data_wiki',
            'load_dataset', 'load_heldout', 'EVAL_SEED', 'EVAL_BATCH_SIZE',
            'shard_indices',
@@ -55,6 +57,35 @@ DATA_URLS = ['https://wikitext.smerity.com/wikitext-2-v1.zip',
 DATA_SHA1 = '3c914d17d80b1459be871a5039ac23e752a53cbe'
 _SPLITS = ('train', 'valid', 'test')
 _CACHE_FORMAT = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How the NSP pairs and MLM positions are drawn.
+
+    Parameters
+    ----------
+    mask_prob : float
+        Share of every sequence's tokens that is predicted (the book: 0.15);
+        the prediction slots are ``round(max_len * mask_prob)``.
+    next_prob : float
+        Probability that the second sentence is the true next one (the
+        book: 0.5; 1.0 with NSP off: every pair is running text).
+    whole_word : bool
+        With a WordPiece vocabulary, predict whole words: all pieces of a
+        chosen word, never a lone ``##`` piece (BERT's whole-word masking).
+    """
+    mask_prob: float = 0.15
+    next_prob: float = 0.5
+    whole_word: bool = False
+
+    def key(self):
+        """What the example cache is keyed by (the book's: nothing)."""
+        return [] if self == BOOK_SAMPLING else dataclasses.astuple(self)
+
+
+#: The book's draws.
+BOOK_SAMPLING = Sampling()
 _HOW_TO_SUPPLY = (
     'pass data_dir DIR, set GLUON_BERT_DATA=DIR, '
     "or put the files in d2l's cache folder ../data/wikitext-2")
@@ -234,6 +265,26 @@ def read_wiki(data_dir, split='train'):
     return paragraphs
 
 
+def wiki_sentences(data_dir, split='train'):
+    """Every sentence of the paragraphs :func:`read_wiki` reads, in file
+    order (what a subword vocabulary is trained on); ``random`` is not
+    touched."""
+    return [sentence for paragraph in _read_paragraphs(data_dir, split)
+            for sentence in paragraph]
+
+
+def tokenize_paragraphs(paragraphs, vocab=None):
+    """Paragraphs of sentence strings -> paragraphs of token lists: words
+    split on whitespace, then cut into the pieces of a WordPiece ``vocab``
+    (:meth:`~gluon_bert.vocab.Vocab.split`)."""
+    paragraphs = [tokenize(paragraph, token='word')
+                  for paragraph in paragraphs]
+    if vocab is not None and vocab.kind != 'word':
+        paragraphs = [[vocab.split(sentence) for sentence in paragraph]
+                      for paragraph in paragraphs]
+    return paragraphs
+
+
 # --------------------------------------------------------------------------
 # Examples (the book's functions, consuming `random` in the same order)
 # --------------------------------------------------------------------------
@@ -252,8 +303,10 @@ def get_tokens_and_segments(tokens_a, tokens_b=None):
     return tokens, segments
 
 
-def _get_nsp_data_from_paragraph(paragraph, paragraphs, max_len, rng=random):
-    """NSP pairs of one paragraph: 50 % the true next sentence, else random.
+def _get_nsp_data_from_paragraph(paragraph, paragraphs, max_len, rng=random,
+                                 next_prob=0.5):
+    """NSP pairs of one paragraph: 50 % (``next_prob``) the true next
+    sentence, else a random one.
 
     ``rng`` is Python's ``random`` module (the book's draws) or a
     ``random.Random`` of its own (a re-paired epoch).
@@ -262,7 +315,7 @@ def _get_nsp_data_from_paragraph(paragraph, paragraphs, max_len, rng=random):
     rand, choice = rng.random, rng.choice
     for i in range(len(paragraph) - 1):
         tokens_a, tokens_b = paragraph[i], paragraph[i + 1]
-        if rand() < 0.5:
+        if rand() < next_prob:
             is_next = True
         else:
             # A random sentence of a random paragraph
@@ -294,21 +347,60 @@ def _shuffle(x, getrandbits):
         x[i], x[j] = x[j], x[i]
 
 
+def _whole_words(candidates, token_ids, continuation):
+    """``candidates`` grouped into words: a position whose token continues
+    a word (a ``##`` piece) joins the position before it."""
+    words, last = [], None
+    for position in candidates:
+        if (words and position == last + 1
+                and token_ids[position] in continuation):
+            words[-1].append(position)
+        else:
+            words.append([position])
+        last = position
+    return words
+
+
+def _choose_whole_words(candidates, token_ids, continuation, num_mlm_preds,
+                        getrandbits):
+    """Whole words, in random order, up to ``num_mlm_preds`` positions
+    (a word that would overshoot is skipped, as BERT's
+    ``create_pretraining_data.py`` does)."""
+    words = _whole_words(candidates, token_ids, continuation)
+    _shuffle(words, getrandbits)
+    chosen = []
+    for word in words:
+        if len(chosen) >= num_mlm_preds:
+            break
+        if len(chosen) + len(word) <= num_mlm_preds:
+            chosen.extend(word)
+    return chosen
+
+
 def _get_mlm_data_from_ids(token_ids, candidate_pred_positions, vocab_size,
-                           mask_id, rand, getrandbits, choice):
+                           mask_id, rand, getrandbits, choice,
+                           mask_prob=0.15, continuation=None):
     """Choose MLM positions and replacements, as the book does.
 
-    15 % of the sequence length (at least 1) is predicted, among the
-    ``candidate_pred_positions`` (every position but ``<cls>``/``<sep>``): 80 %
-    become ``<mask>``, 10 % stay, 10 % become a random vocabulary token.
+    15 % (``mask_prob``) of the sequence length (at least 1) is predicted,
+    among the ``candidate_pred_positions`` (every position but
+    ``<cls>``/``<sep>``): 80 % become ``<mask>``, 10 % stay, 10 % become a
+    random vocabulary token.  Given ``continuation`` (the ids of ``##``
+    pieces), whole words are chosen instead of single tokens.
     ``token_ids`` is changed in place into the MLM input; returns the sorted
     ``(position, original id)`` pairs.
     """
-    num_mlm_preds = max(1, round(len(token_ids) * 0.15))
+    num_mlm_preds = max(1, round(len(token_ids) * mask_prob))
     pred_positions_and_labels = []
-    # Shuffle for getting 15% random tokens for prediction
-    _shuffle(candidate_pred_positions, getrandbits)
-    for position in candidate_pred_positions[:num_mlm_preds]:
+    if continuation:
+        chosen = _choose_whole_words(candidate_pred_positions, token_ids,
+                                     continuation, num_mlm_preds,
+                                     getrandbits)
+    else:
+        # Shuffle for getting 15% random tokens for prediction
+        _shuffle(candidate_pred_positions, getrandbits)
+        chosen = candidate_pred_positions[:num_mlm_preds]
+    for position in chosen:
         original = token_ids[position]
         # 80% of the time: replace the word with the '<mask>' token
         if rand() < 0.8:
@@ -336,7 +428,8 @@ def _to_ids(paragraphs, vocab):
             for paragraph in paragraphs]
 
 
-def _build_examples(paragraphs, max_len, vocab, rng=random):
+def _build_examples(paragraphs, max_len, vocab, rng=random,
+                    sampling=BOOK_SAMPLING):
     """All examples of tokenized ``paragraphs``: a dict of seven NumPy arrays.
 
     ``rng`` (Python's ``random`` by default) is consumed exactly as the book's
@@ -345,23 +438,24 @@ def _build_examples(paragraphs, max_len, vocab, rng=random):
     draw.
     """
     return _build_examples_from_ids(_to_ids(paragraphs, vocab), max_len,
-                                    vocab, rng)
+                                    vocab, rng, sampling)
 
 
-def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random):
+def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random,
+                             sampling=BOOK_SAMPLING):
     """:func:`_build_examples` on paragraphs already mapped to token ids."""
     # Get data for the next sentence prediction task
     examples = []
     for paragraph in paragraphs:
-        examples.extend(_get_nsp_data_from_paragraph(paragraph, paragraphs,
-                                                     max_len, rng))
+        examples.extend(_get_nsp_data_from_paragraph(
+            paragraph, paragraphs, max_len, rng, sampling.next_prob))
     if not examples:
         raise GluonBertError(
             f'max_len={max_len} is too small: no sentence pair fits in it '
             'with <cls> and two <sep>; use a larger max_len (the book uses '
             '64)')
     n = len(examples)
-    max_num_mlm_preds = round(max_len * 0.15)
+    max_num_mlm_preds = round(max_len * sampling.mask_prob)
     arrays = {name: onp.zeros((n, max_len) if name in ('tokens', 'segments')
                               else (n,) if name in ('valid_lens', 'nsp_labels')
                               else (n, max_num_mlm_preds), dtype=dtype)
@@ -374,6 +468,8 @@ def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random):
     nsp_out, size = arrays['nsp_labels'], len(vocab)
     rand, getrandbits, choice = rng.random, rng.getrandbits, rng.choice
     specials = {cls, sep}
+    continuation = (frozenset(vocab.continuation_ids())
+                    if sampling.whole_word else None)
     # Get data for the masked language model task
     for k, (ids_a, ids_b, is_next) in enumerate(examples):
         token_ids = [cls] + ids_a + [sep] + ids_b + [sep]
@@ -384,7 +480,8 @@ def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random):
             candidates = [i for i, t in enumerate(token_ids)
                           if t != cls and t != sep]
         positions_and_labels = _get_mlm_data_from_ids(
-            token_ids, candidates, size, mask, rand, getrandbits, choice)
+            token_ids, candidates, size, mask, rand, getrandbits, choice,
+            sampling.mask_prob, continuation)
         tokens_out[k, :length] = token_ids
         segments_out[k, len_a + 2:length] = 1
         valid_lens[k] = length
@@ -457,21 +554,23 @@ class WikiTextDataset:
         when not given; pass the training vocabulary for held-out splits.
     min_freq : int
         Used only when ``vocab`` is built here.
+    sampling : Sampling
+        How pairs and masks are drawn (default: the book's).
 
     Each item is the book's seven fields: token ids (max_len,) int32,
     segments (max_len,) int32, valid length () float32, prediction positions
-    (round(0.15 max_len),) int32, MLM weights float32, MLM labels int32 and the
+    (round(mask_prob max_len),) int32, MLM weights float32, MLM labels int32 and the
     NSP label () float32.  The whole fields are ``self.arrays[name]``.
     """
 
-    def __init__(self, paragraphs, max_len, vocab=None, min_freq=5):
+    def __init__(self, paragraphs, max_len, vocab=None, min_freq=5,
+                 sampling=BOOK_SAMPLING):
         if int(max_len) != max_len or max_len < 1:
             raise GluonBertError(f'max_len must be a positive integer, got '
                                  f'{max_len!r}')
         # Input `paragraphs[i]` is a list of sentence strings; output
         # `paragraphs[i]` is a list of sentences, each a list of tokens
-        paragraphs = [tokenize(paragraph, token='word')
-                      for paragraph in paragraphs]
+        paragraphs = tokenize_paragraphs(paragraphs, vocab)
         if vocab is None:
             sentences = [sentence for paragraph in paragraphs
                          for sentence in paragraph]
@@ -482,7 +581,8 @@ class WikiTextDataset:
             raise GluonBertError(f'the vocabulary lacks {missing}: build it '
                                  'with reserved_tokens=RESERVED_TOKENS')
         self.vocab, self.max_len = vocab, int(max_len)
-        self.arrays = _build_examples(paragraphs, self.max_len, vocab)
+        self.arrays = _build_examples(paragraphs, self.max_len, vocab,
+                                      sampling=sampling)
 
     @classmethod
     def _from_arrays(cls, arrays, vocab, max_len):
@@ -532,13 +632,16 @@ class ResampledEpochs:
         The vocabulary of epoch 0 (the book's); it is not rebuilt.
     seed : int
     split : str
+    sampling : Sampling
     """
 
-    def __init__(self, data_dir, max_len, vocab, seed=0, split='train'):
-        paragraphs = [tokenize(p, token='word')
-                      for p in _read_paragraphs(data_dir, split)]
+    def __init__(self, data_dir, max_len, vocab, seed=0, split='train',
+                 sampling=BOOK_SAMPLING):
+        paragraphs = tokenize_paragraphs(_read_paragraphs(data_dir, split),
+                                         vocab)
         self._paragraphs = _to_ids(paragraphs, vocab)
         self.vocab, self.max_len, self.seed = vocab, int(max_len), int(seed)
+        self.sampling = sampling
 
     def rng(self, epoch):
         """The ``random.Random`` that draws epoch ``epoch``'s examples."""
@@ -550,7 +653,7 @@ class ResampledEpochs:
         paragraphs = list(self._paragraphs)
         rng.shuffle(paragraphs)
         arrays = _build_examples_from_ids(paragraphs, self.max_len,
-                                          self.vocab, rng)
+                                          self.vocab, rng, self.sampling)
         return WikiTextDataset._from_arrays(arrays, self.vocab, self.max_len)
 
 
@@ -649,20 +752,21 @@ def shard_indices(num_examples, rank, num_workers):
 
 def load_dataset(max_len, data_dir=None, split='train', vocab=None,
                  min_freq=5, cache_dir=None, use_cache=True, download=True,
-                 verbose=False):
+                 verbose=False, sampling=BOOK_SAMPLING):
     """Build (or load from the cache) the examples of one split.
 
     The cache entry is keyed by the split file's SHA-1, ``max_len``, the
-    current state of Python's ``random`` and the vocabulary settings; after a
+    current state of Python's ``random``, the vocabulary and ``sampling``; after a
     hit, ``random`` is left in the state a cold build would leave it in.
     Entries live in ``cache_dir`` (default :func:`default_cache_dir`), never in
     the data folder; one that fails its checksum is rebuilt.
     """
     data_dir = resolve_data_dir(data_dir, split, download, cache_dir)
     file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
-    vocab_key = (['vocab', hashlib.sha1('\n'.join(vocab.idx_to_token)
-                                        .encode()).hexdigest()]
+    vocab_key = (['vocab', vocab.kind, hashlib.sha1(
+        '\n'.join(vocab.idx_to_token).encode()).hexdigest()]
                  if vocab is not None else ['min_freq', min_freq])
+    vocab_key += sampling.key()
     rng_state = random.getstate()
     path = None
     if use_cache:
@@ -682,7 +786,7 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
                     arrays, vocab or cached_vocab, max_len)
     paragraphs = read_wiki(data_dir, split)
     dataset = WikiTextDataset(paragraphs, max_len, vocab=vocab,
-                              min_freq=min_freq)
+                              min_freq=min_freq, sampling=sampling)
     if path is not None:
         try:
             _save_cache(path, dataset.arrays, dataset.vocab, random.getstate())
@@ -717,7 +821,8 @@ def load_heldout(max_len, vocab, split='valid', data_dir=None,
 
 
 def load_data_wiki(batch_size, max_len, data_dir=None, split='train',
-                   vocab=None, cache_dir=None, use_cache=True, download=True):
+                   vocab=None, cache_dir=None, use_cache=True, download=True,
+                   sampling=BOOK_SAMPLING):
     """Load WikiText-2 for BERT pretraining, as the book's ``load_data_wiki``.
 
     Returns
@@ -728,6 +833,6 @@ def load_data_wiki(batch_size, max_len, data_dir=None, split='train',
     check_batch_size(batch_size)  # before the (slow) examples are built
     dataset = load_dataset(max_len, data_dir, split, vocab,
                            cache_dir=cache_dir, use_cache=use_cache,
-                           download=download)
+                           download=download, sampling=sampling)
     train_iter = DataIter(dataset, batch_size, shuffle=True)
     return train_iter, dataset.vocab

@@ -169,12 +169,15 @@ def read_inputs(path):
     return lines
 
 
-def _cut_inputs(texts, max_len, warn):
-    """``(tokens, segments)`` of every text, cut to ``max_len``; one
-    ``warn`` says how many were cut."""
+def _cut_inputs(texts, max_len, warn, vocab=None):
+    """``(tokens, segments)`` of every text (its words cut into the pieces
+    of a WordPiece ``vocab``), cut to ``max_len``; one ``warn`` says how
+    many were cut."""
     inputs, num_cut = [], 0
     for text in texts:
         a, b = split_text(text) if isinstance(text, str) else text
+        if vocab is not None:
+            a, b = vocab.split(a), (vocab.split(b) if b is not None else None)
         a, b, cut = truncate_pair(a, b, max_len)
         num_cut += cut
         inputs.append(get_tokens_and_segments(a, b))
@@ -197,7 +200,8 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
     ----------
     net : BERTModel
     vocab : Vocab
-        Unknown words become ``<unk>``.
+        Unknown words become ``<unk>``; a WordPiece vocabulary cuts every
+        word into its pieces first (``pool='none'``: a vector per piece).
     texts : list of str or of (tokens_a, tokens_b or None)
         A string is one sentence, or a pair separated by a tab
         (:func:`split_text`).  Inputs longer than the model's ``max_len``
@@ -232,7 +236,7 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
     if not texts:
         raise GluonBertError('no text to encode')
     inputs = _cut_inputs(texts, net.config['max_len'],
-                         warn or warnings.warn)
+                         warn or warnings.warn, vocab)
     device = net_device(net)
     set_cpu_threads_for([device])
     if not net._active:

@@ -84,6 +84,18 @@ def _check(config, error):
     if config.batch_size < n_devices:
         error(f'--batch-size {config.batch_size} is smaller than the '
               f'{n_devices} devices: each needs at least one example')
+    if round(config.max_len * config.mask_prob) < 1:
+        error(f'--mask-prob {config.mask_prob} of --max-len {config.max_len} '
+              'tokens is no MLM slot: raise --mask-prob')
+    if config.whole_word and config.vocab != 'wordpiece':
+        error('--whole-word needs a subword vocabulary: add --vocab '
+              'wordpiece')
+    if config.vocab == 'wordpiece' and not config.resume:
+        try:
+            import tokenizers  # noqa: F401
+        except ImportError:
+            error("--vocab wordpiece learns its vocabulary with Hugging Face "
+                  "tokenizers: pip install 'gluon_bert[subword]'")
 
 
 def _finish(config):
@@ -259,7 +271,7 @@ def _train_options(config, verbose=True):
         seed=config.seed, max_seconds=(60 * config.max_minutes
                                        if config.max_minutes else None),
         eval_every=config.eval_every, log_every=config.log_every,
-        verbose=verbose)
+        verbose=verbose, nsp_weight=0.0 if config.no_nsp else 1.0)
 
 
 def _valid_evaluator(config, vocab):
@@ -273,13 +285,41 @@ def _valid_evaluator(config, vocab):
     return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
 
 
+def _sampling(config):
+    """How the run draws its pairs and masks."""
+    from . import dataset
+    return dataset.Sampling(mask_prob=config.mask_prob,
+                            next_prob=1.0 if config.no_nsp else 0.5,
+                            whole_word=config.whole_word)
+
+
+def _subword_vocab(config, say):
+    """The run's WordPiece vocabulary: the saved one on --resume, else
+    learnt from the training split now."""
+    from . import checkpoint, dataset, vocab
+    saved = os.path.join(config.save_dir, checkpoint.VOCAB)
+    if config.resume and os.path.isfile(saved):
+        return vocab.Vocab.load(saved)
+    start = time.perf_counter()
+    data_dir = dataset.resolve_data_dir(config.data_dir)
+    learnt = vocab.train_wordpiece(dataset.wiki_sentences(data_dir),
+                                   config.vocab_size,
+                                   dataset.RESERVED_TOKENS)
+    say(f'WordPiece vocabulary of {len(learnt)} learnt in '
+        f'{time.perf_counter() - start:.1f} s', flush=True)
+    return learnt
+
+
 def _training_data(config, rank, workers, say):
     """The examples (this worker's share of them) and the vocabulary."""
     from . import dataset
+    subwords = (_subword_vocab(config, say) if config.vocab == 'wordpiece'
+                else None)
     start = time.perf_counter()
     train_iter, vocab = dataset.load_data_wiki(
         config.batch_size, config.max_len, data_dir=config.data_dir,
-        cache_dir=config.cache_dir, use_cache=not config.no_cache)
+        vocab=subwords, cache_dir=config.cache_dir,
+        use_cache=not config.no_cache, sampling=_sampling(config))
     say(f'{len(train_iter.dataset)} sentence pairs, vocabulary of '
         f'{len(vocab)}, ready in {time.perf_counter() - start:.1f} s',
         flush=True)
@@ -287,7 +327,7 @@ def _training_data(config, rank, workers, say):
     # epochs 1, 2, ... draw new pairs and masks
     resample = dataset.ResampledEpochs(
         dataset.resolve_data_dir(config.data_dir), config.max_len, vocab,
-        config.seed) if config.resample else None
+        config.seed, sampling=_sampling(config)) if config.resample else None
     train_iter = dataset.DataIter(
         train_iter.dataset, config.batch_size,
         shard=(rank, workers) if workers > 1 else None, resample=resample,

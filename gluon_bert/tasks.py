@@ -385,9 +385,9 @@ class ClassificationDataset:
     valid_lens : (no. of examples,) int32
     labels : (no. of examples,) int32, or float32 for scores
     unk_share : float
-        Share of the tokens (specials excluded) that are not in the
-        vocabulary: high values mean the pretrained vocabulary fits the task
-        poorly.
+        Share of the words that become ``<unk>`` (not in a word vocabulary;
+        spelt by no pieces of a WordPiece one): high values mean the
+        pretrained vocabulary fits the task poorly.
     num_cut : int
         Examples that were longer than ``max_len``.
     """
@@ -404,15 +404,18 @@ class ClassificationDataset:
         self.token_ids, self.segments, lens = [], [], []
         words = unknown = self.num_cut = 0
         for a, b in pairs:
-            tokens_a = tokenize(a)
-            tokens_b = tokenize(b) if b is not None else None
+            words_a = tokenize(a)
+            words_b = tokenize(b) if b is not None else []
+            words += len(words_a) + len(words_b)
+            unknown += vocab.count_unknown(words_a + words_b)
+            # A WordPiece vocabulary cuts words into pieces
+            tokens_a = vocab.split(words_a)
+            tokens_b = vocab.split(words_b) if b is not None else None
             tokens_a, tokens_b, cut = truncate_pair(tokens_a, tokens_b,
                                                     max_len)
             self.num_cut += cut
             tokens, segments = get_tokens_and_segments(tokens_a, tokens_b)
             ids = vocab[tokens]
-            words += len(tokens_a) + len(tokens_b or [])
-            unknown += sum(t not in vocab for t in tokens_a + (tokens_b or []))
             self.token_ids.append(ids)
             self.segments.append(segments)
             lens.append(len(ids))

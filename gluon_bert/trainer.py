@@ -367,7 +367,7 @@ def evaluate_bert(net, data_iter, vocab_size):
 
 
 def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
-                      allreduce):
+                      allreduce, nsp_weight=1.0):
     """Losses and gradients of one optimizer step's batches.
 
     Every batch of ``group`` is cut into shards with ``split_and_load``; the
@@ -375,8 +375,10 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
     accumulated) batch, so that the gradients summed over shards, batches
     and workers are those of the whole batch.
 
-    Returns ``(mlm loss, nsp loss, MLM hits, NSP hits, pairs, MLM slots)``;
-    the hits are None on the book's loss path.
+    The loss minimized is MLM + ``nsp_weight`` x NSP (the book's sum by
+    default; 0: MLM alone, the NSP head then learns nothing).  Returns
+    ``(mlm loss, nsp loss, MLM hits, NSP hits, pairs, MLM slots)``; the hits
+    are None on the book's loss path.
     """
     hosts = [host_fields(b) for b in group]
     num_pairs, num_mlm_slots = allreduce(0, [
@@ -404,6 +406,9 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
                     pred_positions_X_shards, mlm_weights_X_shards,
                     mlm_Y_shards, nsp_y_shards,
                     num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
+        if nsp_weight != 1.0:
+            with autograd.record():
+                ls = [m + nsp_weight * n for m, n in zip(mlm_ls, nsp_ls)]
         for l in ls:
             l.backward()
         mlm_all += mlm_ls
@@ -497,6 +502,8 @@ class TrainOptions:
         Print a progress line every so many steps (0: never).
     verbose : bool
         Print progress, evaluations and the book's two closing lines.
+    nsp_weight : float
+        The NSP loss's weight in the loss minimized (0: MLM alone).
     """
     lr: float = None
     schedule: str = 'constant'
@@ -510,6 +517,7 @@ class TrainOptions:
     eval_every: int = 0
     log_every: int = 10
     verbose: bool = True
+    nsp_weight: float = 1.0
 
 
 class _Clock:
@@ -698,7 +706,7 @@ def train_step(model, net, loss, vocab_size, devices, trainer, group,
     allreduce = allreduce or _Allreduce(None)
     mlm, nsp, mlm_hits, nsp_hits, pairs, slots = _forward_backward(
         model, net, loss, vocab_size, devices, group, options.fused,
-        allreduce)
+        allreduce, options.nsp_weight)
     norm = _update(trainer, net, devices, options.clip_norm)
     if options.accumulate > 1:
         net.collect_params().zero_grad()

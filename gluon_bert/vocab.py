@@ -4,6 +4,11 @@
 set of kept tokens), so a model trained here and one trained with the book's
 code agree on what index 42 means.  Unlike the book's class it also saves to
 and loads from JSON, so a vocabulary travels with a checkpoint without pickle.
+
+A vocabulary can also be a WordPiece one (:func:`train_wordpiece`, with
+Hugging Face ``tokenizers``): then :meth:`Vocab.split` cuts every word into
+its pieces (``playing`` -> ``play ##ing``) by greedy longest match, in plain
+Python, so a saved model needs ``tokenizers`` only to train its vocabulary.
 """
 import collections
 import itertools
@@ -11,9 +16,16 @@ import json
 import os
 import re
 
-__all__ = ['tokenize', 'wikitext_tokenize', 'Vocab']
+__all__ = ['tokenize', 'wikitext_tokenize', 'Vocab', 'train_wordpiece',
+           'wordpiece_split', 'CONTINUATION', 'VOCAB_KINDS']
 
 _FORMAT = 'gluon_bert.vocab/1'
+#: How a WordPiece piece that continues a word starts (BERT's).
+CONTINUATION = '##'
+#: Longer words are one ``<unk>`` (BERT's and ``tokenizers``' limit).
+_MAX_WORD_CHARS = 100
+#: The kinds of vocabulary: the book's words, or WordPiece subwords.
+VOCAB_KINDS = ('word', 'wordpiece')
 
 
 def tokenize(lines, token='word'):
@@ -127,6 +139,7 @@ class Vocab:
             token for token, freq in self.token_freqs if freq >= min_freq]))
         self.token_to_idx = {token: idx
                              for idx, token in enumerate(self.idx_to_token)}
+        self.kind, self._pieces = 'word', {}
 
     def __len__(self):
         return len(self.idx_to_token)
@@ -145,6 +158,36 @@ class Vocab:
             return [self.idx_to_token[int(index)] for index in indices]
         return self.idx_to_token[int(indices)]
 
+    def split(self, words):
+        """The vocabulary's tokens for a list of words: the words themselves
+        for a word vocabulary, their WordPiece pieces for a subword one (a
+        word no piece sequence spells is one ``<unk>``)."""
+        if self.kind == 'word':
+            return list(words)
+        cache, out = self._pieces, []
+        for word in words:
+            pieces = cache.get(word)
+            if pieces is None:
+                pieces = cache[word] = wordpiece_split(word, self.token_to_idx)
+            out.extend(pieces)
+        return out
+
+    def count_unknown(self, words):
+        """How many of ``words`` the vocabulary cannot spell: they become
+        ``<unk>`` (a word ``<unk>`` in the text is not counted)."""
+        if self.kind == 'word':
+            return sum(word not in self.token_to_idx for word in words)
+        return sum(self.split([word]) == ['<unk>'] for word in words
+                   if word != '<unk>')
+
+    def continuation_ids(self):
+        """Sorted ids of the pieces that continue a word (none for a word
+        vocabulary): what whole-word masking keeps with the piece before."""
+        if self.kind == 'word':
+            return []
+        return [i for i, t in enumerate(self.idx_to_token)
+                if t.startswith(CONTINUATION) and len(t) > len(CONTINUATION)]
+
     @property
     def unk(self):
         """Index of the unknown token ``'<unk>'``."""
@@ -152,8 +195,11 @@ class Vocab:
 
     # -- persistence --------------------------------------------------------
     def to_dict(self):
-        return {'format': _FORMAT, 'idx_to_token': self.idx_to_token,
+        data = {'format': _FORMAT, 'idx_to_token': self.idx_to_token,
                 'token_freqs': [[t, f] for t, f in self.token_freqs]}
+        if self.kind != 'word':
+            data['kind'] = self.kind
+        return data
 
     @classmethod
     def from_dict(cls, data, source='<dict>'):
@@ -171,17 +217,22 @@ class Vocab:
         vocab.token_to_idx = {t: i for i, t in enumerate(vocab.idx_to_token)}
         vocab.token_freqs = [(str(t), int(f))
                              for t, f in data.get('token_freqs', [])]
+        vocab.kind, vocab._pieces = data.get('kind', 'word'), {}
+        if vocab.kind not in VOCAB_KINDS:
+            raise ValueError(f'{source}: unknown vocabulary kind '
+                             f'{vocab.kind!r}: this version of gluon_bert '
+                             f'reads {" and ".join(VOCAB_KINDS)}')
         return vocab
 
     @classmethod
-    def from_tokens(cls, idx_to_token, source='<list>'):
+    def from_tokens(cls, idx_to_token, source='<list>', kind='word'):
         """A vocabulary with exactly these tokens, in this order.
 
         d2l's published models ship their vocabulary this way: a JSON list,
         index i being token i (``d2l.Vocab`` then maps unknown words to
         ``'<unk>'``, which the list must hold).
         """
-        return cls.from_dict({'format': _FORMAT,
+        return cls.from_dict({'format': _FORMAT, 'kind': kind,
                               'idx_to_token': list(idx_to_token)}, source)
 
     def save(self, path):
@@ -189,6 +240,24 @@ class Vocab:
         from .utils import atomic_write
         with atomic_write(path, 'w') as f:
             json.dump(self.to_dict(), f, ensure_ascii=False)
+
+    def save_tokenizer(self, path):
+        """Write a WordPiece vocabulary as a Hugging Face ``tokenizers``
+        file (``tokenizer.json``: whitespace pre-tokenizer, WordPiece model),
+        which splits words as :meth:`split` does.  Needs ``tokenizers``."""
+        if self.kind != 'wordpiece':
+            raise ValueError('only a WordPiece vocabulary is a tokenizer')
+        tokenizers = _import_tokenizers()
+        from tokenizers import models, pre_tokenizers
+
+        from .utils import atomic_write
+        tokenizer = tokenizers.Tokenizer(models.WordPiece(
+            vocab=dict(self.token_to_idx), unk_token='<unk>',
+            continuing_subword_prefix=CONTINUATION,
+            max_input_chars_per_word=_MAX_WORD_CHARS))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        with atomic_write(path, 'w') as f:
+            f.write(tokenizer.to_str())
 
     @classmethod
     def load(cls, path):
@@ -204,8 +273,93 @@ class Vocab:
         return cls.from_dict(data, source=path)
 
     def __eq__(self, other):
-        return (isinstance(other, Vocab)
+        return (isinstance(other, Vocab) and self.kind == other.kind
                 and self.idx_to_token == other.idx_to_token)
 
     def __repr__(self):
-        return f'Vocab(size={len(self)})'
+        kind = '' if self.kind == 'word' else f', kind={self.kind!r}'
+        return f'Vocab(size={len(self)}{kind})'
+
+
+def wordpiece_split(word, token_to_idx, unk='<unk>'):
+    """WordPiece pieces of one word: greedy longest match first.
+
+    The first piece is the longest prefix of ``word`` in the vocabulary, each
+    next one the longest ``##``-prefixed rest; a word no sequence of pieces
+    spells (or longer than 100 characters) is ``[unk]``.  This is BERT's
+    algorithm and that of ``tokenizers``' WordPiece model.
+
+    Parameters
+    ----------
+    word : str
+    token_to_idx : dict or set
+        The vocabulary's tokens.
+
+    Returns
+    -------
+    list of str
+    """
+    if word in token_to_idx:
+        return [word]
+    if len(word) > _MAX_WORD_CHARS:
+        return [unk]
+    pieces, start = [], 0
+    while start < len(word):
+        prefix = CONTINUATION if start else ''
+        for end in range(len(word), start, -1):
+            piece = prefix + word[start:end]
+            if piece in token_to_idx:
+                break
+        else:
+            return [unk]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _import_tokenizers():
+    try:
+        import tokenizers
+    except ImportError:
+        raise ImportError('WordPiece vocabularies are learnt with Hugging '
+                          "Face tokenizers: pip install 'gluon_bert[subword]' "
+                          '(or pip install tokenizers)') from None
+    return tokenizers
+
+
+def train_wordpiece(sentences, vocab_size, reserved_tokens, min_frequency=2):
+    """Train a WordPiece vocabulary on whitespace-tokenized sentences.
+
+    Hugging Face ``tokenizers`` learns the pieces (words are split on
+    whitespace only: WikiText-2 is tokenized already); the special tokens
+    come first, with ``<unk>``.
+
+    Parameters
+    ----------
+    sentences : iterable of str
+    vocab_size : int
+        Entries, special tokens included.
+    reserved_tokens : list of str
+        ``<pad>``, ``<mask>``, ... (:data:`~gluon_bert.dataset.RESERVED_TOKENS`).
+    min_frequency : int
+        Pieces seen fewer times are not learnt.
+
+    Returns
+    -------
+    Vocab
+        Of kind ``'wordpiece'``, in the tokenizer's id order.
+    """
+    tokenizers = _import_tokenizers()
+    from tokenizers import models, pre_tokenizers, trainers
+    specials = ['<unk>'] + [t for t in reserved_tokens if t != '<unk>']
+    tokenizer = tokenizers.Tokenizer(models.WordPiece(
+        unk_token='<unk>', continuing_subword_prefix=CONTINUATION,
+        max_input_chars_per_word=_MAX_WORD_CHARS))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency,
+        special_tokens=specials, continuing_subword_prefix=CONTINUATION,
+        show_progress=False)
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return Vocab.from_tokens([t for t, _ in by_id], kind='wordpiece')

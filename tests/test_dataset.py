@@ -350,3 +350,68 @@ def test_heldout_split_uses_the_training_vocab(corpus_dir):
     valid = ds.load_dataset(24, corpus_dir, split='valid', vocab=train.vocab)
     assert valid.vocab is train.vocab
     assert valid.arrays['tokens'].max() < len(train.vocab)
+
+
+# -- Sampling: masking share, whole words, NSP off ----------------------------
+def _original_tokens(dataset, k):
+    """Example k's tokens before masking, and its predicted positions."""
+    a = dataset.arrays
+    tokens = a['tokens'][k].copy()
+    chosen = a['mlm_weights'][k] > 0
+    positions = a['pred_positions'][k][chosen]
+    tokens[positions] = a['mlm_labels'][k][chosen]
+    return tokens[:int(a['valid_lens'][k])], set(positions.tolist())
+
+
+def _split_words(dataset, continuation):
+    """Examples where a word's pieces are predicted only in part."""
+    bad = 0
+    for k in range(len(dataset)):
+        tokens, predicted = _original_tokens(dataset, k)
+        bad += any(t in continuation and ((i in predicted)
+                                          != (i - 1 in predicted))
+                   for i, t in enumerate(tokens))
+    return bad
+
+
+def test_whole_word_masking_predicts_every_piece_of_a_word(corpus_dir):
+    pytest.importorskip('tokenizers')
+    from gluon_bert.vocab import train_wordpiece
+    vocab = train_wordpiece(ds.wiki_sentences(corpus_dir), 60,
+                            ds.RESERVED_TOKENS, min_frequency=1)
+    continuation = set(vocab.continuation_ids())
+    assert continuation
+    random.seed(0)
+    paragraphs = ds.read_wiki(corpus_dir)
+    whole = ds.WikiTextDataset(paragraphs, 32, vocab, sampling=ds.Sampling(
+        mask_prob=0.3, whole_word=True))
+    assert whole.arrays['pred_positions'].shape[1] == round(32 * 0.3)
+    assert _split_words(whole, continuation) == 0
+    # Some multi-piece words were predicted: the check above can fail, and
+    # piece-by-piece masking (the default) does cut words
+    assert any(t in continuation and i in _original_tokens(whole, k)[1]
+               for k in range(len(whole))
+               for i, t in enumerate(_original_tokens(whole, k)[0]))
+    random.seed(0)
+    pieces = ds.WikiTextDataset(paragraphs, 32, vocab,
+                                sampling=ds.Sampling(mask_prob=0.3))
+    assert _split_words(pieces, continuation) > 0
+    # Never more predictions than the share asks for
+    lens = whole.arrays['valid_lens']
+    assert (whole.arrays['mlm_weights'].sum(1)
+            <= onp.maximum(1, onp.round(lens * 0.3))).all()
+
+
+def test_mask_prob_sets_the_share_predicted_and_no_nsp_keeps_true_pairs(
+        corpus_dir):
+    random.seed(0)
+    paragraphs = ds.read_wiki(corpus_dir)
+    dataset = ds.WikiTextDataset(paragraphs, 40, sampling=ds.Sampling(
+        mask_prob=0.4, next_prob=1.0))
+    a = dataset.arrays
+    assert a['pred_positions'].shape[1] == 16
+    expected = onp.maximum(1, onp.round(a['valid_lens'] * 0.4))
+    assert (a['mlm_weights'].sum(1) == expected).all()
+    assert (a['nsp_labels'] == 1).all()
+    # the book's sampling keys the cache as before; another one does not
+    assert ds.BOOK_SAMPLING.key() == [] and ds.Sampling(0.4).key()

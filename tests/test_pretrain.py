@@ -98,6 +98,11 @@ def test_defaults_are_the_guides():
     (['--dropout', '1.5'], r'must be in \[0, 1\)'),
     (['--num-heads', '3'], 'not divisible by --num-heads 3'),
     (['--gpus', '0', '--cpus', '2'], 'exclude each other'),
+    (['--whole-word'], '--whole-word needs a subword vocabulary: add --vocab '
+                       'wordpiece'),
+    (['--mask-prob', '0.01', '--max-len', '24'], 'is no MLM slot'),
+    (['--mask-prob', '1'], r'must be in \(0, 1\)'),
+    (['--vocab-size', '50'], 'must be 300 or more'),
 ])
 def test_bad_command_lines_exit_2_and_write_nothing(argv, message, tmp_path,
                                                     capsys, monkeypatch):
@@ -228,3 +233,28 @@ def test_book_loss_path_equals_the_fused_one(corpus_dir, tmp_path):
     assert book['mlm_acc_step'] == [None] * 6  # the book's path has none
     config = json.loads((tmp_path / 'book' / 'config.json').read_text())
     assert config['train']['config']['loss'] == 'book'
+
+
+def test_wordpiece_vocabulary_lives_in_the_model_directory(corpus_dir,
+                                                            tmp_path):
+    """--vocab wordpiece: learnt once, saved as vocab.json (and
+    tokenizer.json), kept on --resume, and used by fine-tuning's reader."""
+    tokenizers = pytest.importorskip('tokenizers')
+    from gluon_bert.tasks import ClassificationDataset
+    save = tmp_path / 'run'
+    argv = ['--data-dir', corpus_dir, '--vocab', 'wordpiece', '--vocab-size',
+            '300', '--whole-word', '--no-nsp', '--save-dir', str(save)] + TINY
+    assert pretrain.main(argv + ['--steps', '2']) == 0
+    net, vocab, config = load_pretrained(str(save))
+    assert vocab.kind == 'wordpiece'
+    assert config['train']['config']['whole_word']
+    words = ['w1', 'w391', 'the']
+    assert vocab.split(words)[-2].startswith('##')
+    hf = tokenizers.Tokenizer.from_file(str(save / 'tokenizer.json'))
+    assert hf.encode(words, is_pretokenized=True).tokens == vocab.split(words)
+    data = ClassificationDataset(['w391 w1'], None, [0], vocab, 16)
+    assert data.token_ids[0] == vocab[['<cls>'] + vocab.split(['w391', 'w1'])
+                                      + ['<sep>']]
+    assert pretrain.main(['--save-dir', str(save), '--resume', '--steps',
+                          '3']) == 0
+    assert load_pretrained(str(save))[1] == vocab

@@ -293,3 +293,34 @@ def test_train_bert_equals_the_books_loop(corpus_dir, fused, hybridize):
         onp.testing.assert_allclose(q.data().asnumpy(), p.data().asnumpy(),
                                     atol=0.01 * len(batches) if key_bias
                                     else 1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_nsp_weight_zero_trains_mlm_alone(corpus_dir, fused):
+    """--no-nsp: the NSP head learns nothing, the rest as before; the NSP
+    loss is still measured."""
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    vocab = dataset.vocab
+    runs = {}
+    for weight in (1.0, 0.0):
+        net = tiny_net(vocab)
+        net(*next(iter(ds.DataIter(dataset, 4, shuffle=False)))[:4])
+        before = {k: p.data().asnumpy().copy()
+                  for k, p in net.collect_params().items()}
+        onp.random.seed(0)
+        history = T.train_bert(
+            ds.DataIter(dataset, 16), net, gluon.loss.SoftmaxCELoss(),
+            len(vocab), [mx.cpu()], 2, options=T.TrainOptions(
+                verbose=False, fused=fused, nsp_weight=weight))
+        # parameter names without the net's own prefix (bertmodelN_)
+        moved = {k[len(net.prefix):] for k, p in net.collect_params().items()
+                 if not onp.array_equal(p.data().asnumpy(), before[k])}
+        runs[weight] = moved, history
+    nsp_head = {k[len(net.prefix):] for k in (
+        *net.hidden.collect_params(), *net.nsp.collect_params())}
+    assert nsp_head <= runs[1.0][0], 'the NSP head learns with the book loss'
+    assert not runs[0.0][0] & nsp_head
+    assert runs[0.0][0] == runs[1.0][0] - nsp_head
+    assert runs[0.0][1]['nsp_step'][0] == pytest.approx(
+        runs[1.0][1]['nsp_step'][0])
