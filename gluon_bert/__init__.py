@@ -5,12 +5,13 @@ The modules follow the data flow, and none imports one downstream of it::
     vocab -> dataset -> model -> loss -> recipe -> trainer -> checkpoint
         -> encoder
 
-Importing the package is cheap and changes nothing in the process; MXNet is
-loaded by the modules that need it.  Two settings are made where they are
-needed, on purpose: ``gluon_bert.model`` switches MXNet to NumPy mode
-(``npx.set_np()``, as the book does), and ``train_bert``/``evaluate_bert``
-give MXNet's CPU operators one thread per core (``gluon_bert.threads``,
-whatever was imported first).
+Importing the package is cheap and loads no MXNet (the modules that need it
+do).  Two settings are made, on purpose: before MXNet loads, importing the
+package sets ``OMP_NUM_THREADS`` to the core count unless you set it
+(``gluon_bert.threads``: MXNet would take half the cores; a program that
+imported mxnet first calls ``gluon_bert.threads.set_cpu_threads()`` once
+instead), and ``gluon_bert.model`` switches MXNet to NumPy mode
+(``npx.set_np()``, as the book does).
 """
 __version__ = '0.1.0'
 
@@ -18,5 +19,10 @@ __version__ = '0.1.0'
 from .utils import check_mxnet_install as _check_mxnet_install
 
 _check_mxnet_install()
+
+# One OpenMP thread per core, set while MXNet can still take it
+from .threads import set_threads_before_mxnet as _set_threads
+
+_set_threads()
 
 __all__ = ['__version__']

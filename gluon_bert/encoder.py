@@ -226,7 +226,6 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
 
     import numpy as onp
 
-    from .threads import set_cpu_threads_for
     if pool not in POOLS:
         raise GluonBertError(f'unknown pool {pool!r}: use one of '
                              f'{", ".join(POOLS)}')
@@ -238,7 +237,6 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
     inputs = _cut_inputs(texts, net.config['max_len'],
                          warn or warnings.warn, vocab)
     device = net_device(net)
-    set_cpu_threads_for([device])
     if not net._active:
         net.hybridize(static_alloc=True)
     hidden = net.config['num_hiddens']

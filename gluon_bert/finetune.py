@@ -147,7 +147,6 @@ def run(args, out=None):
     from mxnet import npx
 
     from .model import BERTClassifier
-    from .threads import set_cpu_threads_for
     from .trainer import parse_devices
     out = out or sys.stdout
     splits = _read_splits(args)
@@ -155,7 +154,6 @@ def run(args, out=None):
     metrics = TASKS[args.task].metrics
     devices = parse_devices(args.gpus, args.cpus,
                             log=lambda m: print(m, file=sys.stderr))
-    set_cpu_threads_for(devices)
     mx.random.seed(args.seed)
     bert, vocab, model = _load_bert(args, devices[0])
     data = _datasets(args, splits, vocab, out)

@@ -27,7 +27,8 @@ __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'LayerNorm', 'AddNorm',
            'NextSentencePred', 'BERTModel', 'BERTClassifier', 'PRESETS',
            'get_bert_model',
            'count_parameters', 'parameter_count', 'estimate_memory',
-           'copy_d2l_parameters', 'net_device']
+           'copy_d2l_parameters', 'net_device', 'MATRIX_LAYERNORM_WIDTHS',
+           'use_matrix_layernorm']
 
 npx.set_np()
 
@@ -181,6 +182,22 @@ class PositionWiseFFN(nn.HybridBlock):
         return self.dense2(self.dense1(X))
 
 
+#: The widths whose LayerNorm runs as matrix products on CPUs: where
+#: benchmarks/bench_layernorm.py measured that form faster than MXNet's kernel
+#: (benchmarks/results/layernorm.json); other widths use MXNet's.
+MATRIX_LAYERNORM_WIDTHS = range(1, 1025)
+#: True/False forces one form at every width (for that benchmark); None: by
+#: width.
+FORCE_MATRIX_LAYERNORM = None
+
+
+def use_matrix_layernorm(width):
+    """Whether a CPU LayerNorm of ``width`` features uses the matrix form."""
+    if FORCE_MATRIX_LAYERNORM is not None:
+        return FORCE_MATRIX_LAYERNORM
+    return width in MATRIX_LAYERNORM_WIDTHS
+
+
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` over the last axis, with matrix products on CPUs.
 
@@ -188,8 +205,10 @@ class LayerNorm(nn.LayerNorm):
     rounding, as MXNet's LayerNorm.  On CPUs every reduction -- the mean and
     variance over the features, and in the backward pass gamma's and beta's
     gradients over all positions -- is a matrix product (``FullyConnected``),
-    which oneDNN runs much faster than MXNet's generic reduction kernels
-    (benchmarks/README.md, "Training, measured").  On GPUs MXNet's own kernel runs.
+    which oneDNN runs faster than MXNet's generic reduction kernels at the
+    widths :data:`MATRIX_LAYERNORM_WIDTHS` lists (measured by
+    ``benchmarks/bench_layernorm.py``).  At other widths, and on GPUs,
+    MXNet's own kernel runs.
 
     Parameters
     ----------
@@ -210,7 +229,7 @@ class LayerNorm(nn.LayerNorm):
 
     def hybrid_forward(self, F, data, gamma, beta):
         n = self.gamma.shape[0]  # unknown (0 or -1) while deferred
-        if n <= 0 or not self._on_cpu():
+        if n <= 0 or not self._on_cpu() or not use_matrix_layernorm(n):
             return super().hybrid_forward(F, data, gamma, beta)
 
         def dense(x, weight, bias=None, units=n):  # x weight^T + bias

@@ -13,6 +13,7 @@ schedule, AdamW, clipping and new examples every epoch
 (:mod:`gluon_bert.recipe`).
 """
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -90,12 +91,10 @@ def _check(config, error):
     if config.whole_word and config.vocab != 'wordpiece':
         error('--whole-word needs a subword vocabulary: add --vocab '
               'wordpiece')
-    if config.vocab == 'wordpiece' and not config.resume:
-        try:
-            import tokenizers  # noqa: F401
-        except ImportError:
-            error("--vocab wordpiece learns its vocabulary with Hugging Face "
-                  "tokenizers: pip install 'gluon_bert[subword]'")
+    if (config.vocab == 'wordpiece' and not config.resume
+            and importlib.util.find_spec('tokenizers') is None):
+        error("--vocab wordpiece learns its vocabulary with Hugging Face "
+              "tokenizers: pip install 'gluon_bert[subword]'")
 
 
 def _finish(config):

@@ -1,17 +1,25 @@
-"""One OpenMP thread per core for MXNet's CPU operators, whenever MXNet loaded.
+"""One OpenMP thread per core for MXNet's CPU operators.
 
 MXNet 1.9 decides its operator threads once, when ``libmxnet`` loads: unless
-``OMP_NUM_THREADS`` is set, it takes half the processors on x86 (one of two
-cores here) and gives every engine worker thread that many.  Setting the
-variable afterwards changes nothing, and MXNet's ``MXSetNumOMPThreads`` only
-sets the calling thread, not the engine's workers where the operators run.
+``OMP_NUM_THREADS`` is set, it takes half the processors on x86 and gives
+every engine worker thread that many.  Setting the variable afterwards
+changes nothing, and MXNet's ``MXSetNumOMPThreads`` only sets the calling
+thread, not the engine's workers where the operators run.  So:
 
-:func:`set_cpu_threads` changes it after the fact, in the two places MXNet
-keeps it:
+* before MXNet loads, :func:`set_threads_before_mxnet` sets
+  ``OMP_NUM_THREADS`` to the core count.  ``import gluon_bert`` calls it, so
+  every command (``python -m gluon_bert.<command>``) and every program that
+  imports gluon_bert before mxnet gets one thread per core, and nothing
+  else is ever changed;
+* a program that imported MXNet first calls :func:`set_cpu_threads` once,
+  explicitly (no library function calls it).  It changes the count after the
+  fact, in the two places MXNet keeps it:
 
-1. the limit of MXNet's own kernels (``engine::OpenMP::omp_thread_max_``, read
-   through the exported ``OpenMP::Get``; the new value is checked by reading it
-   back through ``GetRecommendedOMPThreadCount`` and undone if it disagrees);
+1. the limit of MXNet's own kernels (``engine::OpenMP::omp_thread_max_``,
+   found through the exported ``OpenMP::Get``).  Before anything is written,
+   every field read at its assumed offset is checked, read-only, against what
+   MXNet's own ``GetRecommendedOMPThreadCount`` returns; after the write, the
+   new value is read back the same way and undone if it disagrees;
 2. each CPU engine worker's OpenMP thread count, which oneDNN uses: a small
    function pushed to every worker (``MXEnginePushSync``) calls
    ``MXSetNumOMPThreads`` there.  Workers started later take the new limit.
@@ -22,11 +30,12 @@ fit the MXNet build, one warning says how to set the threads instead.
 """
 import ctypes
 import os
+import sys
 import threading
 import warnings
 
 __all__ = ['set_cpu_threads', 'set_cpu_threads_for', 'cpu_thread_counts',
-           'usable_cores']
+           'usable_cores', 'set_threads_before_mxnet']
 
 # engine::FnProperty values (include/mxnet/engine.h of MXNet 1.9)
 _NORMAL, _CPU_PRIORITIZED = 0, 3
@@ -47,6 +56,22 @@ def usable_cores():
     if hasattr(os, 'sched_getaffinity'):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _user_chose():
+    return bool(os.environ.get('OMP_NUM_THREADS')
+                or os.environ.get('MXNET_OMP_MAX_THREADS'))
+
+
+def set_threads_before_mxnet(n=None):
+    """Set ``OMP_NUM_THREADS`` to ``n`` (default: :func:`usable_cores`) if
+    MXNet is not loaded yet and the user set neither it nor
+    ``MXNET_OMP_MAX_THREADS``.  Returns the count set, or None."""
+    if 'mxnet' in sys.modules or _user_chose():
+        return None
+    n = int(n or usable_cores())
+    os.environ['OMP_NUM_THREADS'] = str(n)
+    return n
 
 
 def _lib():
@@ -126,10 +151,10 @@ def _engine_type():
 def set_cpu_threads(n=None, num_cpu_devices=1):
     """Give MXNet's CPU operators ``n`` OpenMP threads (default: one per core).
 
-    Works whether or not MXNet was imported before gluon_bert.  Called
-    (through :func:`set_cpu_threads_for`) by ``train_bert``,
-    ``evaluate_bert``, ``encode_texts`` and fine-tuning when they run on
-    CPUs; idempotent.
+    For a program that imported MXNet before gluon_bert (otherwise
+    ``import gluon_bert`` has set ``OMP_NUM_THREADS`` and this does nothing):
+    call it once, before training; idempotent.  No library function calls
+    it.
 
     Parameters
     ----------
@@ -146,8 +171,7 @@ def set_cpu_threads(n=None, num_cpu_devices=1):
         (``OMP_NUM_THREADS``/``MXNET_OMP_MAX_THREADS`` set) or the mechanism
         did not fit this MXNet build (then a warning says what to do).
     """
-    if os.environ.get('OMP_NUM_THREADS') or \
-            os.environ.get('MXNET_OMP_MAX_THREADS'):
+    if _user_chose():
         return None
     n = int(n or usable_cores())
     key = (n, num_cpu_devices)
@@ -155,14 +179,7 @@ def set_cpu_threads(n=None, num_cpu_devices=1):
         return n
     try:
         address, recommended = _openmp()
-        enabled, limit, reserve, env_set = (
-            ctypes.c_bool.from_address(address).value,
-            ctypes.c_int.from_address(address + 4),
-            ctypes.c_int.from_address(address + 8).value,
-            ctypes.c_bool.from_address(address + 12).value)
-        if not enabled or env_set or not 0 < limit.value <= 4096 \
-                or not 0 <= reserve <= 4096:
-            raise RuntimeError('unexpected layout of engine::OpenMP')
+        limit = _verified_limit(address, recommended)
         old = limit.value
         limit.value = n
         lib = _lib()
@@ -179,6 +196,29 @@ def set_cpu_threads(n=None, num_cpu_devices=1):
         return None
     _state['done'] = key
     return n
+
+
+def _verified_limit(address, recommended):
+    """The ``omp_thread_max_`` field of ``engine::OpenMP`` at ``address``,
+    after checking, without writing anything, that the four fields read at
+    their offsets (MXNet 1.9's layout: bool enabled_, int omp_thread_max_,
+    int reserve_cores_, bool omp_num_threads_set_in_environment_) are what
+    ``GetRecommendedOMPThreadCount`` computes from."""
+    raw = (ctypes.c_ubyte * 16).from_address(address)
+    enabled, env_set = raw[0], raw[12]
+    limit = ctypes.c_int.from_address(address + 4)
+    reserve = ctypes.c_int.from_address(address + 8).value
+    if enabled != 1 or env_set != 0 or not 0 < limit.value <= 4096 \
+            or not 0 <= reserve <= 4096:
+        raise RuntimeError('unexpected layout of engine::OpenMP')
+    # On this thread MXNet's OpenMP count equals the limit (it set both when
+    # it loaded, or set_cpu_threads did): the recommendation must be the
+    # limit, and the limit less the reserved cores when those are excluded
+    expected = [limit.value, max(1, limit.value - reserve)
+                if reserve < limit.value else 1]
+    if [recommended(address, False), recommended(address, True)] != expected:
+        raise RuntimeError('engine::OpenMP does not hold the values read')
+    return limit
 
 
 def set_cpu_threads_for(devices):

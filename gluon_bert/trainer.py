@@ -22,7 +22,6 @@ from .loss import BERTPretrainLoss, host_fields, pack_shards
 from .model import net_device
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
-from .threads import set_cpu_threads_for
 from .utils import (GluonBertError, numpy_state_from_json,
                     numpy_state_to_json, parse_gpu_ids)
 
@@ -339,7 +338,6 @@ def evaluate_bert(net, data_iter, vocab_size):
     """
     loss = gluon.loss.SoftmaxCELoss()
     device = net_device(net)
-    set_cpu_threads_for([device])
     sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,
                 nsp_correct=0.0, pairs=0)
     for batch in data_iter:
@@ -719,7 +717,6 @@ def train_step(model, net, loss, vocab_size, devices, trainer, group,
 
 def _prepare(net, loss, devices, trainer, options):
     """Initialize, hybridize and make the trainer: ``(model, trainer, lr)``."""
-    set_cpu_threads_for(devices)
     init_bert(net, devices)
     if options.accumulate > 1:
         for param in net.collect_params().values():

@@ -39,14 +39,20 @@ def _child(order, n, **env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize('order', ['mxnet first', 'gluon_bert first'])
-def test_every_engine_worker_gets_the_threads_whatever_loaded_first(order):
+def test_every_engine_worker_gets_the_threads_when_mxnet_came_first():
     # cpu(0)'s and cpu(1)'s workers and the 4 threads of the prioritized
     # pool; 3 threads is neither MXNet's default nor the core count here
-    got = _child(order, 3)
+    got = _child('mxnet first', 3)
     assert got['result'] == 3
     assert len(got['before']) == 6 and 3 not in got['before']
     assert got['after'] == [3] * 6
+
+
+def test_importing_gluon_bert_first_gives_every_worker_the_cores():
+    """OMP_NUM_THREADS is set before MXNet loads: nothing to adjust."""
+    got = _child('gluon_bert first', 3)
+    assert got['before'] == got['after'] == [threads.usable_cores()] * 6
+    assert got['result'] is None  # the environment decides now
 
 
 def test_one_thread_count_for_the_naive_engine():
@@ -75,15 +81,18 @@ def test_a_build_it_does_not_fit_gets_one_warning(monkeypatch):
         assert threads.set_cpu_threads(3) is None
 
 
-def test_train_and_evaluate_set_the_threads_for_their_cpus(monkeypatch,
-                                                           corpus_dir):
+def test_the_library_never_changes_the_threads(monkeypatch, corpus_dir):
+    """Training, evaluation and encoding leave thread state alone: the
+    adjustment is the caller's, once, explicitly."""
     import random
     from gluon_bert import dataset as ds
+    from gluon_bert.encoder import encode_texts
     from gluon_bert.model import get_bert_model
     calls = []
     monkeypatch.setattr(threads, 'set_cpu_threads',
-                        lambda n=None, num_cpu_devices=1:
-                        calls.append(num_cpu_devices))
+                        lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(threads, '_run_on_workers',
+                        lambda *a, **k: calls.append(a))
     random.seed(0)
     dataset = ds.load_dataset(24, corpus_dir)
     net = get_bert_model(len(dataset.vocab), 16, 32, 2, 1, 0.0, 24)
@@ -91,4 +100,24 @@ def test_train_and_evaluate_set_the_threads_for_their_cpus(monkeypatch,
                  len(dataset.vocab), [mx.cpu(0), mx.cpu(1)], 1,
                  options=T.TrainOptions(verbose=False))
     T.evaluate_bert(net, ds.DataIter(dataset, 8), len(dataset.vocab))
-    assert calls == [2, 1]
+    net.collect_params().reset_ctx(mx.cpu(0))
+    encode_texts(net, dataset.vocab, ['w1 w2'])
+    assert calls == []
+
+
+def test_a_layout_that_does_not_check_out_is_never_written(monkeypatch):
+    """The read-only check runs before any write: a recommendation that
+    disagrees with the fields read leaves every byte as it was."""
+    import ctypes
+    fake = (ctypes.c_ubyte * 16)()
+    fake[0] = 1  # enabled_
+    ctypes.c_int.from_buffer(fake, 4).value = 1  # omp_thread_max_
+    snapshot = bytes(fake)
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.delenv('MXNET_OMP_MAX_THREADS', raising=False)
+    monkeypatch.setattr(threads, '_state', {'done': None, 'warned': False})
+    monkeypatch.setattr(threads, '_openmp', lambda: (
+        ctypes.addressof(fake), lambda address, exclude: 7))
+    with pytest.warns(RuntimeWarning, match='does not hold the values read'):
+        assert threads.set_cpu_threads(3) is None
+    assert bytes(fake) == snapshot
