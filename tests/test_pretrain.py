@@ -21,21 +21,26 @@ def test_three_steps_print_and_write(corpus_dir, tmp_path, capsys):
                           '--gpus', '0,1', '--save-dir', str(save)] + TINY)
     assert code == 0
     out = capsys.readouterr().out.splitlines()
-    # this MXNet is a CPU build: the line says so, and how to get CUDA
-    assert out[0].startswith('No GPU: this MXNet is a CPU build without '
-                             'CUDA; for GPUs install a CUDA build')
-    assert out[0].endswith('(asked for --gpus 0,1); training on cpu(0).')
-    assert re.fullmatch(r'\d+ sentence pairs, vocabulary of \d+, ready in '
-                        r'[\d.]+ s', out[1])
-    assert re.fullmatch(r'Model: 0\.0M parameters; estimated memory per '
-                        r'device: .* GB of activations for 16 pairs of 24 '
-                        r'tokens; .* GB available on cpu\(0\)', out[2])
-    assert [line.split()[1] for line in out[3:6]] == ['1/3', '2/3', '3/3']
+    # this MXNet is a CPU build: a line says so, how to get CUDA, and where
+    # it trains instead
+    no_gpu = [line for line in out if line.startswith('No GPU')]
+    assert len(no_gpu) == 1 and 'CPU build' in no_gpu[0]
+    assert 'install a CUDA build' in no_gpu[0]
+    assert no_gpu[0].endswith('training on cpu(0).')
+    assert any(re.fullmatch(r'\d+ sentence pairs, vocabulary of \d+, ready '
+                            r'in [\d.]+ s', line) for line in out)
+    assert any('16 pairs of 24 tokens' in line and 'available on cpu(0)'
+               in line for line in out if line.startswith('Model:'))
+    # a progress line per step (--log-every 1)
+    steps = [line.split()[1] for line in out if line.startswith('step ')]
+    assert steps == ['1/3', '2/3', '3/3']
+    # the book's two closing lines, then where the model went
     history = json.loads((save / 'history.json').read_text())
-    assert out[6] == (f'MLM loss {history["mlm"][-1]:.3f}, '
-                      f'NSP loss {history["nsp"][-1]:.3f}')
-    assert re.fullmatch(r'\d+\.\d sentence pairs/sec on \[cpu\(0\)\]', out[7])
-    assert out[8] == f'Saved the model, history.csv and loss.png to {save}'
+    assert out[-3] == (f'MLM loss {history["mlm"][-1]:.3f}, '
+                       f'NSP loss {history["nsp"][-1]:.3f}')
+    assert re.fullmatch(r'\d+\.\d sentence pairs/sec on \[cpu\(0\)\]',
+                        out[-2])
+    assert out[-1] == f'Saved the model, history.csv and loss.png to {save}'
     assert sorted(os.listdir(save)) == [
         'checkpoints', 'config.json', 'history.csv', 'history.json',
         'loss.png', 'model.params', 'state.json', 'trainer.states',
@@ -163,18 +168,15 @@ def test_mxnet_install_check():
     assert len(check_mxnet_install(warn=warned.append)) == 1
 
 
-def test_setup_requires_no_particular_mxnet_build():
-    """Requiring `mxnet` made pip put the CPU wheel over a CUDA build."""
-    import configparser
-    import os
-    cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(os.path.dirname(__file__), os.pardir, 'setup.cfg'))
-    required = cfg['options']['install_requires'].split()
-    assert not [r for r in required if r.lower().startswith('mxnet')]
-    extras = cfg['options.extras_require']
-    assert extras['cpu'].split() == ['mxnet==1.9.1']
-    assert extras['cu112'].split() == ['mxnet-cu112==1.9.1']
-    assert extras['cu117'].split() == ['mxnet-cu117==1.9.1']
+def test_installing_gluon_bert_never_replaces_an_mxnet_build():
+    """Requiring `mxnet` made pip put the CPU wheel over a CUDA build: the
+    installed package asks for MXNet only through an extra."""
+    from importlib import metadata
+    requires = metadata.requires('gluon_bert') or []
+    mxnet = [r for r in requires if r.lower().startswith('mxnet')]
+    assert mxnet and all('extra ==' in r for r in mxnet)
+    extras = {r.split('extra ==')[1].strip(' "\'') for r in mxnet}
+    assert {'cpu', 'cu112', 'cu117'} <= extras
 
 
 def _memory_args(batch_size):

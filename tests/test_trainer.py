@@ -9,7 +9,7 @@ from d2l import mxnet as d2l
 from mxnet import gluon, init, npx
 
 from gluon_bert import dataset as ds
-from gluon_bert.compare import book_step
+from book_reference import book_step
 from gluon_bert import trainer as T
 from gluon_bert.model import BERTModel, copy_d2l_parameters
 from gluon_bert.utils import GluonBertError
