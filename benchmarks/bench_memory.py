@@ -29,7 +29,7 @@ def main(argv=None):
     p.add_argument('flags', nargs='*', help='more pretrain flags, after --')
     args = p.parse_args(argv)
     from gluon_bert import pretrain, trainer
-    from gluon_bert.loss import pack_shards
+    from gluon_bert.packing import pack_shards
     shapes, samples = set(), []
 
     def spy_pack(host, devices, num_heads):

@@ -78,7 +78,7 @@ def main(argv=None):
     from gluon_bert import checkpoint, dataset, model, trainer
     from gluon_bert.electra import (ElectraPretrainLoss, make_generator,
                                     pack_electra_shards)
-    from gluon_bert.loss import host_fields
+    from gluon_bert.packing import host_fields
     from gluon_bert.pretrain import seed_everything
     from gluon_bert.recipe import learning_rate
     from gluon_bert.threads import set_cpu_threads_for

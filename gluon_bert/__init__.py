@@ -2,7 +2,8 @@
 
 The modules follow the data flow, and none imports one downstream of it::
 
-    vocab -> dataset -> model -> loss -> recipe -> trainer -> checkpoint
+    vocab -> dataset -> packing -> model -> loss -> recipe -> trainer
+        -> checkpoint
         -> encoder
 
 Importing the package is cheap and loads no MXNet (the modules that need it

@@ -6,7 +6,7 @@ predictions (the library behind ``python -m gluon_bert.finetune`` and
 book's ``train_ch13`` does (``split_and_load`` shards, per-shard loss lists,
 ``SoftmaxCELoss``, ``npx.waitall()``; squared error for a one-output
 regression head), each batch's valid tokens packed
-(:func:`~gluon_bert.loss.pack_tokens`); :func:`evaluate_task` scores a
+(:func:`~gluon_bert.packing.pack_tokens`); :func:`evaluate_task` scores a
 dataset as GLUE does; :func:`save_classifier` / :func:`load_classifier`
 write and read a model directory; :func:`predict_texts` classifies raw text.
 """
@@ -41,11 +41,11 @@ def _shards(arrays, devices):
 def _input_shards(inputs, devices, num_heads=None):
     """Per device, the classifier's inputs for its share of a padded batch
     ``(tokens, segments, valid_lens)``: as the book loads them, or packed
-    (:func:`~gluon_bert.loss.pack_tokens`) when ``num_heads`` is given.
+    (:func:`~gluon_bert.packing.pack_tokens`) when ``num_heads`` is given.
     Either way the batch is cut as ``split_and_load`` cuts it."""
     if num_heads is None:
         return _shards(inputs, devices)
-    from .loss import pack_tokens, split_and_pack
+    from .packing import pack_tokens, split_and_pack
 
     def pack(shard):
         (tokens, segments, positions, valid_lens, head_index, merge_index,
@@ -132,7 +132,7 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     (:func:`~gluon_bert.recipe.learning_rate`), and ``weight_decay`` > 0
     uses AdamW (none on LayerNorm and biases), as BERT's own fine-tuning
     does; unless ``padded``, each shard's valid tokens are packed
-    (:func:`~gluon_bert.loss.pack_tokens`), so the per-token layers skip
+    (:func:`~gluon_bert.packing.pack_tokens`), so the per-token layers skip
     the padding (the scores, losses and gradients are the padded batch's).
     A one-output classifier is a regression head (STS-B): squared-error
     loss (``L2Loss``) on the scores.  ``metrics`` score ``dev_set``.

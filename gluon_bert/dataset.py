@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import random
+import collections.abc
 import dataclasses
 import urllib.request
 import zipfile
@@ -597,17 +598,41 @@ class WikiTextDataset:
         return len(self.arrays['tokens'])
 
 
-class Batch(tuple):
-    """A batch: the book's seven fields as ``mxnet.np`` arrays.
+class Batch(collections.abc.Sequence):
+    """A batch: the book's seven fields.
 
-    ``host`` holds the same fields as NumPy arrays, so that work done on the
-    host (packing the MLM slots) needs no copy back from a device.
+    ``host`` holds them as NumPy arrays; indexing or iterating the batch
+    gives them as ``mxnet.np`` arrays, made the first time they are asked
+    for.  So a consumer that works on the host (the fused step packs the
+    tokens and MLM slots there) never makes device arrays it does not read,
+    and one that wants MXNet arrays (the book's loss path, evaluation) gets
+    them as from the book's DataLoader.
+
+    Parameters
+    ----------
+    fields : sequence of mxnet.np.ndarray, or None
+        The MXNet arrays, if made already (None: made on first use).
+    host : sequence of numpy.ndarray
     """
 
-    def __new__(cls, fields, host):
-        self = super().__new__(cls, fields)
-        self.host = host
-        return self
+    def __init__(self, fields, host):
+        self.host = tuple(host)
+        self._fields = None if fields is None else tuple(fields)
+
+    @property
+    def fields(self):
+        """The seven fields as ``mxnet.np`` arrays (made once)."""
+        if self._fields is None:
+            from mxnet import np
+            self._fields = tuple(np.array(a, dtype=a.dtype)
+                                 for a in self.host)
+        return self._fields
+
+    def __getitem__(self, index):
+        return self.fields[index]
+
+    def __len__(self):
+        return len(self.host)
 
 
 class ResampledEpochs:
@@ -662,9 +687,10 @@ class DataIter:
 
     Each iteration reshuffles with NumPy's global RNG exactly as Gluon's
     ``RandomSampler`` does (so a ``numpy.random.seed`` gives the book's batch
-    order) and keeps the last, smaller batch.  Batches are tuples of seven
-    ``mxnet.np`` arrays sliced from the dataset's arrays in one step each,
-    instead of stacking hundreds of per-example arrays.
+    order) and keeps the last, smaller batch.  Batches (:class:`Batch`) are
+    the seven fields sliced from the dataset's arrays in one step each,
+    instead of stacking hundreds of per-example arrays: NumPy arrays, made
+    into ``mxnet.np`` arrays only if the consumer asks for them.
 
     Parameters
     ----------
@@ -722,17 +748,16 @@ class DataIter:
     def batches(self, order, start=0):
         """Yield the batches of ``order``, starting at batch ``start``.
 
-        Each is a :class:`Batch`: the seven fields as ``mxnet.np`` arrays,
-        and the same as NumPy arrays in ``.host``.
+        Each is a :class:`Batch`: the seven fields as NumPy arrays in
+        ``.host``, as ``mxnet.np`` arrays when indexed or iterated.
         """
-        from mxnet import np
         arrays = [self.dataset.arrays[name] for name in FIELDS]
         end = (len(order) // self.batch_size * self.batch_size
                if self.drop_last else len(order))
         for i in range(start * self.batch_size, end, self.batch_size):
             idx = order[i:i + self.batch_size]
             host = tuple(a[idx] for a in arrays)
-            yield Batch(tuple(np.array(a, dtype=a.dtype) for a in host), host)
+            yield Batch(None, host)
 
     def __iter__(self):
         return self.batches(self.batch_order())

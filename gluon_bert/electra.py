@@ -13,14 +13,15 @@ The generator shares the discriminator's token embedding (ELECTRA ties
 them), so its MLM loss also trains the embedding the discriminator reads.
 The draw is not differentiated (ELECTRA does not backpropagate through the
 sampling either).  Everything runs in one hybridized graph on the packed
-batch of :func:`~gluon_bert.loss.pack_batch`, plus three inputs
+batch of :func:`~gluon_bert.packing.pack_batch`, plus three inputs
 :func:`electra_extras` makes on the host.
 """
 import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .loss import MLMSlotLoss, _no_grad, pack_batch, split_and_pack
+from .loss import MLMSlotLoss, _no_grad
+from .packing import pack_batch, split_and_pack
 from .model import BERTModel
 
 __all__ = ['ElectraPretrainLoss', 'make_generator', 'electra_extras',
@@ -73,7 +74,7 @@ def electra_extras(mlm_rows, mlm_weights, num_rows, num_valid):
 
 
 def pack_electra_shards(host, devices, num_heads, rng):
-    """:func:`~gluon_bert.loss.pack_shards` plus the ELECTRA inputs
+    """:func:`~gluon_bert.packing.pack_shards` plus the ELECTRA inputs
     (:func:`electra_extras` and one uniform per slot from ``rng``, a NumPy
     RandomState), per device, in the order of
     :class:`ElectraPretrainLoss`'s inputs."""
@@ -192,7 +193,7 @@ class ElectraPretrainLoss(nn.Block):
 
     Inputs
     ------
-    The eleven packed inputs of :func:`~gluon_bert.loss.pack_batch`, then
+    The eleven packed inputs of :func:`~gluon_bert.packing.pack_batch`, then
     slot_of_row (T,), slot_mask (T,), row_weights (T,) of
     :func:`electra_extras` and uniforms (K,).
 

@@ -11,7 +11,7 @@ pretrained encoder and ``<cls>`` hidden layer with a new output layer
 (``BERTClassifier``), Adam at 1e-4, batch 512, 5 epochs, the book's loop
 (``split_and_load`` shards, per-shard loss lists, ``SoftmaxCELoss``,
 ``npx.waitall()``), hybridized; each batch's valid tokens are packed
-(:func:`~gluon_bert.loss.pack_tokens`: the padded batch's scores and
+(:func:`~gluon_bert.packing.pack_tokens`: the padded batch's scores and
 gradients, fewer FLOPs; ``--padded`` feeds the book's padded batches).
 ``--schedule linear`` and ``--weight-decay`` add BERT's warm-up, linear
 decay and AdamW.  After every epoch the dev split is scored

@@ -51,7 +51,7 @@ class MultiHeadAttention(nn.HybridBlock):
     ------
     X : (batch size, no. of tokens, num_hiddens)
         Or, packed, (T, num_hiddens): the batch's valid tokens one after
-        another (see :func:`gluon_bert.loss.pack_batch`), with
+        another (see :func:`gluon_bert.packing.pack_batch`), with
     valid_lens : (batch size,) or None
         Keys at positions >= valid length get no attention.
     head_index : (batch size * num_heads, no. of tokens) int, packed only
@@ -327,7 +327,7 @@ class BERTEncoder(nn.HybridBlock):
     positions, head_index, merge_index : optional, packed input
         With ``positions`` (T,), ``tokens`` and ``segments`` are (T,) too:
         the valid tokens of the batch one after another, each at its
-        position, as :func:`gluon_bert.loss.pack_batch` makes them; padded
+        position, as :func:`gluon_bert.packing.pack_batch` makes them; padded
         positions then cost nothing outside attention.  See
         :class:`MultiHeadAttention` for the two indices.
 
@@ -368,7 +368,7 @@ class BERTEncoder(nn.HybridBlock):
                 # Packed tokens need the lengths to mask the gathered padding
                 raise ValueError('packed input (positions given) needs '
                                  'valid_lens: pass the batch\'s lengths, as '
-                                 'gluon_bert.loss.pack_batch returns them')
+                                 'gluon_bert.packing.pack_batch returns them')
             packed = (head_index, merge_index)
         # The position embedding of every token, looked up like a word's.
         # Adding the first no.-of-tokens rows with broadcasting, as the book
@@ -428,7 +428,7 @@ class MaskLM(nn.HybridBlock):
         """The MLP's hidden layer (before :attr:`decoder`) at packed slots.
 
         ``X`` (T, num_hiddens) is a packed encoding and ``rows`` (K,) int
-        its rows to predict (see :func:`gluon_bert.loss.pack_batch`).
+        its rows to predict (see :func:`gluon_bert.packing.pack_batch`).
         Returns (K, num_hiddens), for a loss that applies the decoder itself
         (:class:`gluon_bert.loss.BERTPretrainLoss`).
         """
@@ -539,7 +539,7 @@ class BERTModel(nn.HybridBlock):
                       head_index, merge_index):
         """The encoder's output for a packed batch: (T, num_hiddens).
 
-        See :class:`BERTEncoder` and :func:`gluon_bert.loss.pack_batch`.
+        See :class:`BERTEncoder` and :func:`gluon_bert.packing.pack_batch`.
         """
         return self.encoder(tokens, segments, valid_lens, positions,
                             head_index, merge_index)
@@ -577,7 +577,7 @@ class BERTClassifier(nn.HybridBlock):
     segments : (batch size, no. of tokens) int
     valid_lens : (batch size,)
     positions, head_index, merge_index, cls_rows : optional
-        A packed batch instead (:func:`gluon_bert.loss.pack_tokens`):
+        A packed batch instead (:func:`gluon_bert.packing.pack_tokens`):
         tokens and segments are then (T,), positions (T,), head_index
         (batch size * num_heads, max_len), merge_index (T, num_heads) and
         cls_rows (batch size,), the packed row of each ``<cls>``.  The
@@ -591,7 +591,7 @@ class BERTClassifier(nn.HybridBlock):
     def __init__(self, bert, num_classes=3, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
-        # For packing batches (gluon_bert.loss.pack_tokens)
+        # For packing batches (gluon_bert.packing.pack_tokens)
         self.num_heads = bert.config['num_heads']
         with self.name_scope():
             self.encoder = bert.encoder

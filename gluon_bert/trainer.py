@@ -18,7 +18,8 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, init, npx
 
-from .loss import BERTPretrainLoss, host_fields, pack_shards
+from .loss import BERTPretrainLoss
+from .packing import host_fields, pack_shards
 from .model import net_device
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
@@ -196,7 +197,7 @@ def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
 
     The same per-shard lists and the same numbers (normalized by the whole
     batch), from shards packed on the host by
-    :func:`~gluon_bert.loss.pack_shards` (cut as ``split_and_load`` cuts
+    :func:`~gluon_bert.packing.pack_shards` (cut as ``split_and_load`` cuts
     the batch): the layers skip padded tokens and the MLM head scores only
     the weighted slots.  Nothing is copied back from the devices and nothing
     waits: the devices' forward passes can overlap, and the caller

@@ -415,3 +415,21 @@ def test_mask_prob_sets_the_share_predicted_and_no_nsp_keeps_true_pairs(
     assert (a['nsp_labels'] == 1).all()
     # the book's sampling keys the cache as before; another one does not
     assert ds.BOOK_SAMPLING.key() == [] and ds.Sampling(0.4).key()
+
+
+def test_batches_make_device_arrays_only_when_asked(corpus_dir, monkeypatch):
+    """The fused step reads .host only: no mxnet.np array is made for it;
+    indexing gives the book's arrays, equal to the host ones."""
+    from mxnet import np
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    made = []
+    real = np.array
+    monkeypatch.setattr(np, 'array', lambda *a, **k: made.append(1) or real(
+        *a, **k))
+    batch = next(iter(ds.DataIter(dataset, 8, shuffle=False)))
+    assert len(batch.host) == 7 and made == []
+    tokens, *_, nsp = batch
+    assert len(made) == 7
+    onp.testing.assert_array_equal(tokens.asnumpy(), batch.host[0])
+    assert nsp.dtype == onp.float32 and batch[0] is tokens

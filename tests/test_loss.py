@@ -8,8 +8,8 @@ from mxnet import autograd, gluon, init, npx
 
 from gluon_bert import dataset as ds
 from gluon_bert import trainer as T
-from gluon_bert.loss import (BERTPretrainLoss, pack_batch, pack_mlm_slots,
-                             pack_shards)
+from gluon_bert.loss import BERTPretrainLoss
+from gluon_bert.packing import pack_batch, pack_mlm_slots, pack_shards
 from gluon_bert.model import BERTModel
 
 npx.set_np()

@@ -205,7 +205,7 @@ def test_dropout_in_training_mode_is_the_books():
 def test_mlm_scores_of_packed_slots_equal_the_forward_pass():
     # The fused loss scores the packed slots of a packed encoding with the
     # MLM head's hidden layer (slot_hiddens) and its decoder
-    from gluon_bert.loss import pack_batch
+    from gluon_bert.packing import pack_batch
     _, ours = d2l_and_ours()
     tokens, segments, valid_lens, pred_positions = inputs(seed=4)
     # Predictions are made at valid tokens (packing leaves out the others)
