@@ -131,7 +131,7 @@ def main(argv=None):
                   + nsp / pairs for mlm, disc, nsp, *_ in outs]
         for l in ls:
             l.backward()
-        trainer._update(opt, objective, devices, args.clip_norm)
+        trainer.apply_gradients(opt, objective, devices, args.clip_norm)
         npx.waitall()
         step += 1
         if first is None:

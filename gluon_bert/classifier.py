@@ -93,6 +93,8 @@ def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
     """One pass over ``train_set`` in ``order``; returns (summed loss,
     correct predictions or None for a regression, examples)."""
     from mxnet import autograd, npx
+
+    from .trainer import apply_gradients
     # Sum of training loss, no. of correct predictions, no. of examples
     totals = [0.0, 0, 0]
     regression = net.num_classes == 1
@@ -108,7 +110,9 @@ def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
             ls = [loss(pred, y) for pred, y in zip(pred_shards, y_shards)]
         for l in ls:
             l.backward()
-        trainer.step(len(labels))
+        # The summed loss is divided by the batch size here, as train_ch13's
+        # trainer.step(labels.shape[0])
+        apply_gradients(trainer, net, devices, batch_size=len(labels))
         totals[0] += sum(float(l.sum()) for l in ls)
         if not regression:
             totals[1] += sum(int((pred.argmax(axis=-1).astype('int32')

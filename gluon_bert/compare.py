@@ -102,7 +102,8 @@ def run_gluon_bert(data_dir, batch_size, max_len, steps, seed):
 
     from .dataset import DataIter, load_dataset
     from .model import get_bert_model
-    from .trainer import TrainOptions, train_bert, try_all_gpus
+    from .devices import try_all_gpus
+    from .trainer import TrainOptions, train_bert
 
     random.seed(seed)
     start = time.perf_counter()

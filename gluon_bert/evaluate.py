@@ -52,7 +52,7 @@ def parse_args(argv=None):
 def run(args):
     from .checkpoint import load_pretrained
     from .dataset import load_heldout
-    from .trainer import evaluate_bert
+    from .evaluation import evaluate_bert
 
     net, vocab, config = load_pretrained(args.model_dir)
     train = config['train']

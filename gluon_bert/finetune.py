@@ -147,7 +147,7 @@ def run(args, out=None):
     from mxnet import npx
 
     from .model import BERTClassifier
-    from .trainer import parse_devices
+    from .devices import parse_devices
     out = out or sys.stdout
     splits = _read_splits(args)
     num_classes = splits['train'][3]

@@ -9,15 +9,14 @@ with training and valid accuracy, and the valid losses are drawn as points.
 import csv
 import io
 
+from .history import HISTORY_LISTS
 from .utils import atomic_write
 
 __all__ = ['plot_history', 'write_history_csv', 'HISTORY_COLUMNS',
            'EVAL_COLUMNS']
 
 #: Columns of the per-step CSV log, from the training history.
-HISTORY_COLUMNS = ('step', 'mlm', 'nsp', 'mlm_step', 'nsp_step',
-                   'mlm_acc_step', 'nsp_acc_step', 'lr', 'total',
-                   'grad_norm', 'seconds', 'wall')
+HISTORY_COLUMNS = tuple(k for k in HISTORY_LISTS if k != 'pairs')
 #: Columns of the held-out results, filled at the steps that were evaluated.
 EVAL_COLUMNS = ('valid_mlm', 'valid_mlm_acc', 'valid_nsp', 'valid_nsp_acc')
 _EVAL_KEYS = ('mlm_loss', 'mlm_accuracy', 'nsp_loss', 'nsp_accuracy')

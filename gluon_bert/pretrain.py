@@ -215,7 +215,7 @@ def _check_memory(config, vocab_size, devices, say, free_memory=None):
     with a margin for workspaces, a tight fit is only a warning, and the
     run is refused when the estimate clearly exceeds the free memory.
     """
-    from .trainer import available_memory
+    from .devices import available_memory
     free_memory = free_memory or available_memory
     est = estimate_memory(vocab_size, config.num_hiddens, config.ffn_num_hiddens,
                           config.num_heads, config.num_blks, config.max_len,
@@ -277,11 +277,11 @@ def _valid_evaluator(config, vocab):
     """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does
     with its defaults (:func:`~gluon_bert.dataset.load_heldout`), so the
     last figures equal its output."""
-    from . import dataset, trainer
+    from . import dataset, evaluation
     data_iter = dataset.load_heldout(config.max_len, vocab, 'valid',
                                      config.data_dir, cache_dir=config.cache_dir,
                                      use_cache=not config.no_cache)
-    return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
+    return lambda net: evaluation.evaluate_bert(net, data_iter, len(vocab))
 
 
 def _sampling(config):
@@ -389,12 +389,12 @@ def run(config):
     """
     from mxnet import gluon
 
-    from . import checkpoint, model, trainer
+    from . import checkpoint, devices as device_list, model, trainer
     kvstore, rank, workers = _kvstore(config)
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
     seed_everything(config.seed)
-    devices = trainer.parse_devices(config.gpus, config.cpus, log=say)
+    devices = device_list.parse_devices(config.gpus, config.cpus, log=say)
     train_iter, vocab = _training_data(config, rank, workers, say)
     _check_memory(config, len(vocab), devices, say)
     net = model.get_bert_model(len(vocab), config.num_hiddens,

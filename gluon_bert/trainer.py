@@ -1,39 +1,37 @@
-"""The book's pretraining loop: devices, the two losses, ``train_bert``.
+"""The book's pretraining loop: the two losses, one step, ``train_bert``.
 
 The multi-device design is the book's: every batch is cut into one shard per
 device with ``gluon.utils.split_and_load(even_split=False)``, the losses are
 kept as per-shard lists, ``SoftmaxCELoss`` weighs the MLM slots with sample
 weights, and ``npx.waitall()`` synchronises.  What differs from d2l 1.0.3:
-``try_all_gpus`` falls back to ``[cpu(0)]`` (the book's returns ``[]`` on a
-machine without GPUs and then crashes), the model is hybridized by default,
-and ``train_bert`` returns its history instead of only drawing it.
+the model is hybridized by default, and ``train_bert`` returns its history
+(:mod:`gluon_bert.history`) instead of only drawing it.  The devices are
+:mod:`gluon_bert.devices`' and held-out evaluation is
+:mod:`gluon_bert.evaluation`'s.
 """
 import collections
 import dataclasses
 import math
-import os
 import time
 
 import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, init, npx
 
+from .history import UNKNOWN_TOTAL, History
 from .loss import BERTPretrainLoss
 from .packing import host_fields, pack_shards
-from .model import net_device
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
 from .utils import (GluonBertError, numpy_state_from_json,
-                    numpy_state_to_json, parse_gpu_ids)
+                    numpy_state_to_json)
 
-__all__ = ['try_gpu', 'try_all_gpus', 'parse_devices', 'no_gpu_reason',
-           'available_memory',
-           'init_bert',
-           'get_batch_loss_bert', '_get_batch_loss_bert',
-           'get_batch_loss_bert_fused', 'make_trainer', 'step_seed',
+__all__ = ['init_bert',
+           'get_batch_loss_bert',
+           'get_batch_loss_bert_fused', 'make_trainer', 'apply_gradients',
+           'step_seed',
            'train_bert', 'TrainOptions', 'Callbacks', 'train_step',
            'StepResult',
-           'evaluate_bert',
            'NonFiniteLossError']
 
 
@@ -44,75 +42,6 @@ class NonFiniteLossError(GluonBertError):
         self.step = step
         super().__init__(f'loss is not finite at step {step} (MLM {mlm}, NSP '
                          f'{nsp}): lower the learning rate (lr)', ['lr'])
-
-
-def try_gpu(i=0):
-    """``gpu(i)`` if it exists, else ``cpu()``."""
-    return mx.gpu(i) if npx.num_gpus() >= i + 1 else mx.cpu()
-
-
-def try_all_gpus():
-    """All GPUs, or ``[cpu(0)]`` when there is none (d2l 1.0.3 returns [])."""
-    return [mx.gpu(i) for i in range(npx.num_gpus())] or [mx.cpu(0)]
-
-
-def no_gpu_reason(cuda=None):
-    """Why MXNet sees no GPU, and what to do about it, in one sentence."""
-    if cuda is None:
-        cuda = mx.runtime.Features().is_enabled('CUDA')
-    if not cuda:
-        return ('No GPU: this MXNet is a CPU build without CUDA; for GPUs '
-                'install a CUDA build instead (pip uninstall -y mxnet, then '
-                "pip install -e '.[cu112]' or '.[cu117]', i.e. "
-                'mxnet-cu112/-cu117==1.9.1, matching your CUDA)')
-    return ('No GPU: this MXNet has CUDA but sees no GPU; check nvidia-smi '
-            'and CUDA_VISIBLE_DEVICES')
-
-
-def parse_devices(gpus=None, cpus=None, log=print):
-    """Devices from ``gpus`` ('0,1') or ``cpus`` (N).
-
-    ``cpus=N`` gives N CPU contexts, so the sharding runs (and is tested) on
-    machines without GPUs.  GPUs asked for on a machine that has none: said
-    once through ``log``, then ``[cpu(0)]``.
-    """
-    if gpus is not None and cpus is not None:
-        raise GluonBertError('gpus and cpus exclude each other: pick one',
-                             ['gpus', 'cpus'])
-    if cpus is not None:
-        if int(cpus) != cpus or cpus < 1:
-            raise GluonBertError(f'cpus must be a positive integer, got '
-                                 f'{cpus!r}', ['cpus'])
-        return [mx.cpu(i) for i in range(int(cpus))]
-    if gpus is None:
-        return try_all_gpus()
-    ids = parse_gpu_ids(gpus)
-    available = npx.num_gpus()
-    if available == 0:
-        log(f'{no_gpu_reason()} (asked for --gpus {gpus}); training on '
-            'cpu(0).')
-        return [mx.cpu(0)]
-    missing = [i for i in ids if i >= available]
-    if missing:
-        raise GluonBertError(f'gpu({missing[0]}) does not exist: this machine '
-                             f'has {available} GPU(s), numbered 0 to '
-                             f'{available - 1}')
-    return [mx.gpu(i) for i in ids]
-
-
-def available_memory(device):
-    """Bytes free on ``device``: GPU memory, or the machine's available RAM."""
-    if device.device_type == 'gpu':
-        free, _ = mx.context.gpu_memory_info(device.device_id)
-        return free
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
 
 
 def init_bert(net, devices, method='xavier'):
@@ -187,10 +116,6 @@ def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
     return mlm_ls, nsp_ls, ls
 
 
-#: The book's name for it.
-_get_batch_loss_bert = get_batch_loss_bert
-
-
 def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
                               num_pairs, hits=None):
     """:func:`get_batch_loss_bert` through one fused, hybridized graph.
@@ -228,13 +153,6 @@ def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
         nsp_ls.append(nsp_l)
         ls.append(mlm_l + nsp_l)
     return mlm_ls, nsp_ls, ls
-
-
-def _format_seconds(seconds):
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
-    return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
 def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
@@ -325,46 +243,6 @@ class _Allreduce:
         return [float(v) for v in out.asnumpy()]
 
 
-def evaluate_bert(net, data_iter, vocab_size):
-    """MLM and NSP loss and accuracy of ``net`` over a data iterator.
-
-    Runs in prediction mode (no dropout) on the device ``net`` lives on.
-
-    Returns
-    -------
-    dict
-        ``mlm_loss`` and ``mlm_accuracy`` over weighted slots, ``nsp_loss``
-        and ``nsp_accuracy`` over pairs, and the counts ``mlm_slots`` and
-        ``pairs``.
-    """
-    loss = gluon.loss.SoftmaxCELoss()
-    device = net_device(net)
-    sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,
-                nsp_correct=0.0, pairs=0)
-    for batch in data_iter:
-        (tokens, segments, valid_lens, pred_positions, mlm_weights,
-         mlm_labels, nsp_labels) = [x.as_in_context(device) for x in batch]
-        _, mlm_Y_hat, nsp_Y_hat = net(tokens, segments, valid_lens,
-                                      pred_positions)
-        mlm_Y_hat = mlm_Y_hat.reshape((-1, vocab_size))
-        labels, weights = mlm_labels.reshape(-1), mlm_weights.reshape(-1)
-        sums['mlm_loss'] += float((loss(mlm_Y_hat, labels) * weights).sum())
-        hits = (mlm_Y_hat.argmax(axis=-1).astype('int32')
-                == labels.astype('int32'))
-        sums['mlm_correct'] += float((hits.astype('float32') * weights).sum())
-        sums['mlm_slots'] += float(weights.sum())
-        sums['nsp_loss'] += float(loss(nsp_Y_hat, nsp_labels).sum())
-        sums['nsp_correct'] += float(
-            (nsp_Y_hat.argmax(axis=-1).astype('int32')
-             == nsp_labels.astype('int32')).astype('float32').sum())
-        sums['pairs'] += int(tokens.shape[0])
-    return {'mlm_loss': sums['mlm_loss'] / sums['mlm_slots'],
-            'mlm_accuracy': sums['mlm_correct'] / sums['mlm_slots'],
-            'nsp_loss': sums['nsp_loss'] / sums['pairs'],
-            'nsp_accuracy': sums['nsp_correct'] / sums['pairs'],
-            'mlm_slots': int(sums['mlm_slots']), 'pairs': sums['pairs']}
-
-
 def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
                       allreduce, nsp_weight=1.0):
     """Losses and gradients of one optimizer step's batches.
@@ -425,22 +303,27 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
     return mlm_l, nsp_l, mlm_hits, nsp_hits, num_pairs, num_mlm_slots
 
 
-def _update(trainer, net, devices, clip_norm):
+def apply_gradients(trainer, net, devices, clip_norm=0.0, batch_size=1):
     """Sum the gradients over devices (and workers), clip them, update.
 
-    Returns the global gradient norm before clipping (None without clipping).
+    The gradients are divided by ``batch_size`` (``trainer.step``'s
+    argument: 1 when the loss is normalized already, as pretraining's is;
+    the batch's size for a summed loss, as the book's fine-tuning does).
+    Pretraining and fine-tuning both step through here.  Returns the global
+    gradient norm before clipping (None without clipping).
     """
     if not clip_norm:
-        trainer.step(1)  # the book's: allreduce and update in one call
+        trainer.step(batch_size)  # the book's: allreduce and update at once
         return None
     trainer.allreduce_grads()
     params = [p for p in net.collect_params().values()
               if p.grad_req != 'null']
     # Every device holds the same summed gradients, so the same norm
-    norms = [clip_global_norm([p.grad(device) for p in params], clip_norm)
+    norms = [clip_global_norm([p.grad(device) for p in params],
+                              clip_norm * batch_size)
              for device in devices]
-    trainer.update(1)
-    return float(norms[0])
+    trainer.update(batch_size)
+    return float(norms[0]) / batch_size
 
 
 @dataclasses.dataclass
@@ -532,7 +415,7 @@ class _Clock:
     """
 
     #: The estimate before anything is measured: a run of unknown length.
-    UNKNOWN = 10 ** 9
+    UNKNOWN = UNKNOWN_TOTAL
 
     def __init__(self, num_steps, max_seconds, history):
         self.num_steps, self.max_seconds = num_steps, max_seconds
@@ -574,119 +457,6 @@ class _Clock:
         return train_seconds / step * (self.num_steps - step)
 
 
-_HISTORY_LISTS = ('step', 'mlm', 'nsp', 'mlm_step', 'nsp_step',
-                  'mlm_acc_step', 'nsp_acc_step', 'lr', 'total', 'grad_norm',
-                  'seconds', 'wall', 'pairs')
-
-
-class _History:
-    """The run's history, running means and printed lines (bookkeeping).
-
-    ``history`` is what :func:`train_bert` returns and checkpoints keep; a
-    resumed run's history is continued.
-    """
-
-    def __init__(self, devices, resume, options):
-        self.options = options
-        history = {key: [] for key in _HISTORY_LISTS}
-        history.update(eval=[], pairs_per_sec=0.0)
-        if resume is not None:
-            for key, value in resume['history'].items():
-                history[key] = list(value) if isinstance(value, list) \
-                    else value
-            done = len(history['step'])
-            for key in _HISTORY_LISTS:  # checkpoints of older versions
-                if len(history.get(key, [])) != done:
-                    history[key] = [None] * done
-        history['devices'] = [str(d) for d in devices]
-        self.history = history
-        # The book's accumulator: sums of MLM and NSP losses, no. of
-        # sentence pairs, no. of steps
-        self.sums = dict(mlm=sum(history['mlm_step']),
-                         nsp=sum(history['nsp_step']),
-                         pairs=history['pairs'][-1] if history['pairs'] else 0,
-                         steps=len(history['step']))
-        self.train_seconds = (history['seconds'][-1] if history['seconds']
-                              else 0.0)
-
-    @property
-    def steps_done(self):
-        return len(self.history['step'])
-
-    def record_step(self, step, out, rate, total, seconds):
-        h, sums = self.history, self.sums
-        sums['mlm'] += out.mlm
-        sums['nsp'] += out.nsp
-        sums['pairs'] += int(out.pairs)
-        sums['steps'] += 1
-        self.train_seconds += seconds
-        h['step'].append(step)
-        h['mlm'].append(sums['mlm'] / sums['steps'])
-        h['nsp'].append(sums['nsp'] / sums['steps'])
-        h['mlm_step'].append(out.mlm)
-        h['nsp_step'].append(out.nsp)
-        h['mlm_acc_step'].append(None if out.mlm_hits is None
-                                 else out.mlm_hits / max(out.slots, 1e-8))
-        h['nsp_acc_step'].append(None if out.nsp_hits is None
-                                 else out.nsp_hits / out.pairs)
-        h['lr'].append(rate)
-        h['total'].append(total)
-        h['grad_norm'].append(out.grad_norm)
-        h['seconds'].append(self.train_seconds)
-        h['pairs'].append(sums['pairs'])
-        h['pairs_per_sec'] = sums['pairs'] / self.train_seconds
-
-    def record_eval(self, step, result):
-        result['step'] = step
-        self.history['eval'].append(result)
-        if self.options.verbose:
-            print(_eval_line(result, step), flush=True)
-
-    def end_step(self, step, total, last, clock):
-        self.history['wall'].append(clock.wall())
-        every = self.options.log_every
-        if self.options.verbose and every and (step % every == 0 or last):
-            shown = max(total, step) if total < _Clock.UNKNOWN else '?'
-            left = clock.seconds_left(step, self.train_seconds)
-            print(_progress_line(self.history, step, shown, every, left),
-                  flush=True)
-
-    def close(self, devices):
-        """The book's two closing lines."""
-        if self.options.verbose:
-            sums = self.sums
-            print(f'MLM loss {sums["mlm"] / sums["steps"]:.3f}, '
-                  f'NSP loss {sums["nsp"] / sums["steps"]:.3f}')
-            print(f'{sums["pairs"] / self.train_seconds:.1f} sentence pairs/sec '
-                  f'on {str(devices)}')
-
-
-def _progress_line(history, step, total, log_every, seconds_left):
-    """Means over the last ``log_every`` steps, so long runs show progress."""
-    recent = slice(-log_every, None)
-
-    def mean(key):
-        values = [v for v in history[key][recent] if v is not None]
-        return sum(values) / len(values) if values else None
-
-    parts = [f'step {step:>{len(str(total))}}/{total}',
-             f'mlm {mean("mlm_step"):.3f}', f'nsp {mean("nsp_step"):.3f}']
-    if mean('mlm_acc_step') is not None:
-        parts += [f'mlm acc {mean("mlm_acc_step"):.3f}',
-                  f'nsp acc {mean("nsp_acc_step"):.3f}']
-    parts += [f'lr {history["lr"][-1]:.2e}',
-              f'{history["pairs_per_sec"]:.1f} pairs/sec',
-              f'{_format_seconds(seconds_left)} left']
-    return '  '.join(parts)
-
-
-def _eval_line(result, step):
-    return (f'valid at step {step}: MLM loss {result["mlm_loss"]:.3f}, '
-            f'MLM accuracy {result["mlm_accuracy"]:.3f}; NSP loss '
-            f'{result["nsp_loss"]:.3f}, NSP accuracy '
-            f'{result["nsp_accuracy"]:.3f}')
-
-
 #: What one optimizer step measured: losses and hits summed over the batch's
 #: shards (hits None on the book's loss path), the batch's pairs and MLM
 #: slots, and the gradient norm before clipping (None without clipping).
@@ -706,7 +476,7 @@ def train_step(model, net, loss, vocab_size, devices, trainer, group,
     mlm, nsp, mlm_hits, nsp_hits, pairs, slots = _forward_backward(
         model, net, loss, vocab_size, devices, group, options.fused,
         allreduce, options.nsp_weight)
-    norm = _update(trainer, net, devices, options.clip_norm)
+    norm = apply_gradients(trainer, net, devices, options.clip_norm)
     if options.accumulate > 1:
         net.collect_params().zero_grad()
     # The backward pass and the update run asynchronously; wait for them so
@@ -795,7 +565,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                              f'{o.accumulate}')
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = _Allreduce(kvstore)
-    log = _History(devices, resume, o)
+    log = History(devices, resume, o)
     clock = _Clock(num_steps, o.max_seconds, log.history)
     batches = _batches(train_iter, resume and resume.get('position'))
     step = log.steps_done

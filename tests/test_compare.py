@@ -39,7 +39,7 @@ def test_compare_runs_both_on_the_same_data(corpus_dir, tmp_path, capsys):
     # (NSP, two classes after two steps of Adam at 0.01, swings too much
     # with the dropout draws to compare)
     assert abs(ours['mlm'] - d2l_run['mlm']) < 0.05 * d2l_run['mlm']
-    from gluon_bert.trainer import try_all_gpus
+    from gluon_bert.devices import try_all_gpus
     devices = str(try_all_gpus())  # [cpu(0)] here, the GPUs where there are
     assert table[7].endswith(devices) and table[7].count(devices) == 2
     assert 'x pairs/sec' in table[8]

@@ -10,6 +10,7 @@ import pytest
 
 from gluon_bert import threads
 from gluon_bert import trainer as T
+from gluon_bert.evaluation import evaluate_bert
 
 # Runs in a fresh interpreter: MXNet fixes its threads when it loads
 CHILD = r'''
@@ -99,7 +100,7 @@ def test_the_library_never_changes_the_threads(monkeypatch, corpus_dir):
     T.train_bert(ds.DataIter(dataset, 8), net, mx.gluon.loss.SoftmaxCELoss(),
                  len(dataset.vocab), [mx.cpu(0), mx.cpu(1)], 1,
                  options=T.TrainOptions(verbose=False))
-    T.evaluate_bert(net, ds.DataIter(dataset, 8), len(dataset.vocab))
+    evaluate_bert(net, ds.DataIter(dataset, 8), len(dataset.vocab))
     net.collect_params().reset_ctx(mx.cpu(0))
     encode_texts(net, dataset.vocab, ['w1 w2'])
     assert calls == []

@@ -10,6 +10,7 @@ from mxnet import gluon, init, npx
 
 from gluon_bert import dataset as ds
 from book_reference import book_step
+from gluon_bert import devices as D
 from gluon_bert import trainer as T
 from gluon_bert.model import BERTModel, copy_d2l_parameters
 from gluon_bert.utils import GluonBertError
@@ -24,41 +25,41 @@ NO_GPU = pytest.mark.skipif(npx.num_gpus() > 0,
 @NO_GPU
 def test_try_all_gpus_falls_back_to_cpu():
     assert d2l.try_all_gpus() == []  # the book's code, on this machine
-    assert T.try_all_gpus() == [mx.cpu(0)]
-    assert T.try_gpu(3) == mx.cpu()
+    assert D.try_all_gpus() == [mx.cpu(0)]
+    assert D.try_gpu(3) == mx.cpu()
 
 
 @NO_GPU
 def test_parse_devices_without_gpus():
     said = []
-    assert T.parse_devices(gpus='0,1', log=said.append) == [mx.cpu(0)]
-    assert said == [T.no_gpu_reason() + ' (asked for --gpus 0,1); training '
+    assert D.parse_devices(gpus='0,1', log=said.append) == [mx.cpu(0)]
+    assert said == [D.no_gpu_reason() + ' (asked for --gpus 0,1); training '
                     'on cpu(0).']
-    assert T.parse_devices() == [mx.cpu(0)]
+    assert D.parse_devices() == [mx.cpu(0)]
 
 
 def test_no_gpu_reason_names_the_cause_and_the_fix():
-    cpu_build = T.no_gpu_reason(cuda=False)
+    cpu_build = D.no_gpu_reason(cuda=False)
     assert 'CPU build without CUDA' in cpu_build
     assert 'mxnet-cu112' in cpu_build and "'.[cu117]'" in cpu_build
-    assert 'sees no GPU' in T.no_gpu_reason(cuda=True)
-    assert 'nvidia-smi' in T.no_gpu_reason(cuda=True)
+    assert 'sees no GPU' in D.no_gpu_reason(cuda=True)
+    assert 'nvidia-smi' in D.no_gpu_reason(cuda=True)
     # this machine's MXNet decides which one is said
     cuda = mx.runtime.Features().is_enabled('CUDA')
-    assert T.no_gpu_reason() == T.no_gpu_reason(cuda=cuda)
+    assert D.no_gpu_reason() == D.no_gpu_reason(cuda=cuda)
 
 
 def test_parse_devices():
-    assert T.parse_devices(cpus=2) == [mx.cpu(0), mx.cpu(1)]
+    assert D.parse_devices(cpus=2) == [mx.cpu(0), mx.cpu(1)]
     for bad in ('x', '0,0', '-1', ''):
         with pytest.raises(GluonBertError, match='^gpus takes') as e:
-            T.parse_devices(gpus=bad)
+            D.parse_devices(gpus=bad)
         assert e.value.worded().startswith('--gpus takes')
     with pytest.raises(GluonBertError, match='exclude each other') as e:
-        T.parse_devices(gpus='0', cpus=2)
+        D.parse_devices(gpus='0', cpus=2)
     assert e.value.worded() == '--gpus and --cpus exclude each other: pick one'
     with pytest.raises(GluonBertError, match='^cpus must be a positive'):
-        T.parse_devices(cpus=0)
+        D.parse_devices(cpus=0)
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_batch_loss_matches_d2l(tiny):
     shards = [gluon.utils.split_and_load(x, devices, even_split=False)
               for x in batch]
     expected = d2l._get_batch_loss_bert(ref, loss, len(vocab), *shards)
-    got = T._get_batch_loss_bert(net, loss, len(vocab), *shards)
+    got = T.get_batch_loss_bert(net, loss, len(vocab), *shards)
     for a, b in zip(expected, got):
         assert len(a) == len(b) == 2
         onp.testing.assert_allclose([float(x) for x in b],

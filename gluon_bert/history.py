@@ -1,0 +1,136 @@
+"""The history of a pretraining run: one schema for the loop, the plot and
+the checkpoint.
+
+:class:`History` keeps, step by step, the lists :data:`HISTORY_LISTS` names
+(what ``train_bert`` returns, ``state.json`` saves, ``history.csv`` and
+``loss.png`` show), the book's running sums, and prints the progress,
+evaluation and closing lines.  A resumed run's history is continued.
+"""
+
+__all__ = ['HISTORY_LISTS', 'History', 'UNKNOWN_TOTAL', 'format_seconds',
+           'progress_line', 'eval_line']
+
+#: A run's number of steps before anything is measured (a time budget):
+#: shown as "?".
+UNKNOWN_TOTAL = 10 ** 9
+
+#: The per-step lists of a history, in their CSV order (``pairs``: the
+#: running count of sentence pairs, kept for resuming, not printed).
+HISTORY_LISTS = ('step', 'mlm', 'nsp', 'mlm_step', 'nsp_step',
+                  'mlm_acc_step', 'nsp_acc_step', 'lr', 'total', 'grad_norm',
+                  'seconds', 'wall', 'pairs')
+
+
+class History:
+    """The run's history, running means and printed lines (bookkeeping).
+
+    ``history`` is what :func:`train_bert` returns and checkpoints keep; a
+    resumed run's history is continued.
+    """
+
+    def __init__(self, devices, resume, options):
+        self.options = options
+        history = {key: [] for key in HISTORY_LISTS}
+        history.update(eval=[], pairs_per_sec=0.0)
+        if resume is not None:
+            for key, value in resume['history'].items():
+                history[key] = list(value) if isinstance(value, list) \
+                    else value
+            done = len(history['step'])
+            for key in HISTORY_LISTS:  # checkpoints of older versions
+                if len(history.get(key, [])) != done:
+                    history[key] = [None] * done
+        history['devices'] = [str(d) for d in devices]
+        self.history = history
+        # The book's accumulator: sums of MLM and NSP losses, no. of
+        # sentence pairs, no. of steps
+        self.sums = dict(mlm=sum(history['mlm_step']),
+                         nsp=sum(history['nsp_step']),
+                         pairs=history['pairs'][-1] if history['pairs'] else 0,
+                         steps=len(history['step']))
+        self.train_seconds = (history['seconds'][-1] if history['seconds']
+                              else 0.0)
+
+    @property
+    def steps_done(self):
+        return len(self.history['step'])
+
+    def record_step(self, step, out, rate, total, seconds):
+        h, sums = self.history, self.sums
+        sums['mlm'] += out.mlm
+        sums['nsp'] += out.nsp
+        sums['pairs'] += int(out.pairs)
+        sums['steps'] += 1
+        self.train_seconds += seconds
+        h['step'].append(step)
+        h['mlm'].append(sums['mlm'] / sums['steps'])
+        h['nsp'].append(sums['nsp'] / sums['steps'])
+        h['mlm_step'].append(out.mlm)
+        h['nsp_step'].append(out.nsp)
+        h['mlm_acc_step'].append(None if out.mlm_hits is None
+                                 else out.mlm_hits / max(out.slots, 1e-8))
+        h['nsp_acc_step'].append(None if out.nsp_hits is None
+                                 else out.nsp_hits / out.pairs)
+        h['lr'].append(rate)
+        h['total'].append(total)
+        h['grad_norm'].append(out.grad_norm)
+        h['seconds'].append(self.train_seconds)
+        h['pairs'].append(sums['pairs'])
+        h['pairs_per_sec'] = sums['pairs'] / self.train_seconds
+
+    def record_eval(self, step, result):
+        result['step'] = step
+        self.history['eval'].append(result)
+        if self.options.verbose:
+            print(eval_line(result, step), flush=True)
+
+    def end_step(self, step, total, last, clock):
+        self.history['wall'].append(clock.wall())
+        every = self.options.log_every
+        if self.options.verbose and every and (step % every == 0 or last):
+            shown = max(total, step) if total < UNKNOWN_TOTAL else '?'
+            left = clock.seconds_left(step, self.train_seconds)
+            print(progress_line(self.history, step, shown, every, left),
+                  flush=True)
+
+    def close(self, devices):
+        """The book's two closing lines."""
+        if self.options.verbose:
+            sums = self.sums
+            print(f'MLM loss {sums["mlm"] / sums["steps"]:.3f}, '
+                  f'NSP loss {sums["nsp"] / sums["steps"]:.3f}')
+            print(f'{sums["pairs"] / self.train_seconds:.1f} sentence pairs/sec '
+                  f'on {str(devices)}')
+
+
+def progress_line(history, step, total, log_every, seconds_left):
+    """Means over the last ``log_every`` steps, so long runs show progress."""
+    recent = slice(-log_every, None)
+
+    def mean(key):
+        values = [v for v in history[key][recent] if v is not None]
+        return sum(values) / len(values) if values else None
+
+    parts = [f'step {step:>{len(str(total))}}/{total}',
+             f'mlm {mean("mlm_step"):.3f}', f'nsp {mean("nsp_step"):.3f}']
+    if mean('mlm_acc_step') is not None:
+        parts += [f'mlm acc {mean("mlm_acc_step"):.3f}',
+                  f'nsp acc {mean("nsp_acc_step"):.3f}']
+    parts += [f'lr {history["lr"][-1]:.2e}',
+              f'{history["pairs_per_sec"]:.1f} pairs/sec',
+              f'{format_seconds(seconds_left)} left']
+    return '  '.join(parts)
+
+
+def eval_line(result, step):
+    return (f'valid at step {step}: MLM loss {result["mlm_loss"]:.3f}, '
+            f'MLM accuracy {result["mlm_accuracy"]:.3f}; NSP loss '
+            f'{result["nsp_loss"]:.3f}, NSP accuracy '
+            f'{result["nsp_accuracy"]:.3f}')
+
+
+def format_seconds(seconds):
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+    return f'{seconds // 60}m{seconds % 60:02d}s'
