@@ -54,6 +54,8 @@ def main(argv=None):
                         default=[64, 128, 256, 512, 768, 1024])
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--out', default='benchmarks/results/layernorm.json')
+    parser.add_argument('--note', default='',
+                        help='kept in the results (e.g. what else ran)')
     args = parser.parse_args(argv)
     npx.set_np()
     set_cpu_threads()
@@ -77,7 +79,8 @@ def main(argv=None):
     model.FORCE_MATRIX_LAYERNORM = None
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + '.tmp', 'w') as f:
-        json.dump({'cpu': _cpu_name(), 'rows': rows}, f, indent=2)
+        json.dump({'cpu': _cpu_name(), 'note': args.note, 'rows': rows}, f,
+                  indent=2)
     os.replace(args.out + '.tmp', args.out)
 
 

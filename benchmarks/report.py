@@ -12,8 +12,10 @@ are prose with generated blocks in them::
 
 A block's kind is ``include FILE`` (a results file, verbatim, in a text
 block), ``transfer`` (the table of ``results/transfer.json``, as
-``bench_transfer.py`` prints it) or ``headline`` (the front page's table:
-speed, learning and transfer, book against here).  Everything in a block
+``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, as
+``bench_levers.py`` prints it), ``layernorm`` (``results/layernorm.json``),
+``pretraining`` (``results/pretrain_30min.json``) or ``headline`` (the front
+page's table: speed, learning and transfer, book against here).  Everything in a block
 comes from a results file, so a figure there cannot drift from what was
 measured; ``--check`` (run by the test suite) fails when a results file
 changed and the READMEs were not regenerated.
@@ -130,8 +132,35 @@ def pretraining():
     return '\n'.join(lines + ([''] + notes if notes else []))
 
 
+def layernorm():
+    """results/layernorm.json: LayerNorm forward and backward by width."""
+    with open(_results('layernorm.json')) as f:
+        data = json.load(f)
+    lines = ['| width | tokens | MXNet kernel (ms) | matrix form (ms) | '
+             'speed-up of the matrix form |', '| ---: | ---: | ---: | ---: | '
+             '---: |']
+    for r in data['rows']:
+        lines.append(f'| {r["width"]} | {r["tokens"]} | {r["mxnet_ms"]:.1f} '
+                     f'| {r["matrix_ms"]:.1f} | {r["speedup"]:.2f}x |')
+    lines += ['', f'- {data["cpu"]}' + (f'; {data["note"]}'
+                                        if data.get('note') else '')]
+    return '\n'.join(lines)
+
+
+def levers():
+    """results/levers.json: the lever screen (bench_levers.py)."""
+    sys.path.insert(0, HERE)
+    import bench_levers
+    with open(_results('levers.json')) as f:
+        results = json.load(f)
+    tasks = [t for t in bench_levers.bench_transfer.TASKS
+             if any(r['task'] == t for r in results['finetune'])]
+    return bench_levers.format_table(results, tasks)
+
+
 KINDS = {'include': include, 'transfer': transfer, 'headline': headline,
-         'pretraining': pretraining}
+         'pretraining': pretraining, 'layernorm': layernorm,
+         'levers': levers}
 
 
 def render(text):

@@ -185,7 +185,7 @@ class PositionWiseFFN(nn.HybridBlock):
 #: The widths whose LayerNorm runs as matrix products on CPUs: where
 #: benchmarks/bench_layernorm.py measured that form faster than MXNet's kernel
 #: (benchmarks/results/layernorm.json); other widths use MXNet's.
-MATRIX_LAYERNORM_WIDTHS = range(1, 1025)
+MATRIX_LAYERNORM_WIDTHS = range(1, 257)
 #: True/False forces one form at every width (for that benchmark); None: by
 #: width.
 FORCE_MATRIX_LAYERNORM = None

@@ -226,3 +226,32 @@ def test_mlm_scores_of_packed_slots_equal_the_forward_pass():
     expected = mlm_Y_hat.asnumpy()[weights > 0]
     assert scores.shape == expected.shape
     onp.testing.assert_allclose(scores.asnumpy(), expected, atol=1e-5)
+
+@pytest.mark.parametrize('width', [16, 300])
+def test_layernorm_matrix_form_equals_mxnets_kernel(width, monkeypatch):
+    """Both forms give the same outputs and gradients (data, gamma, beta);
+    which one runs follows MATRIX_LAYERNORM_WIDTHS."""
+    assert M.use_matrix_layernorm(width) == (width in
+                                             M.MATRIX_LAYERNORM_WIDTHS)
+    rng = onp.random.RandomState(0)
+    x = np.array(rng.normal(size=(5, 7, width)).astype('float32'))
+    head = np.array(rng.normal(size=(5, 7, width)).astype('float32'))
+    gamma = np.array(rng.uniform(0.5, 1.5, width).astype('float32'))
+    beta = np.array(rng.normal(size=width).astype('float32'))
+    results = []
+    for force in (True, False):
+        monkeypatch.setattr(M, 'FORCE_MATRIX_LAYERNORM', force)
+        ln = M.LayerNorm(width)
+        ln.initialize(ctx=mx.cpu())
+        ln.gamma.set_data(gamma)
+        ln.beta.set_data(beta)
+        ln.hybridize()
+        data = x.copy()
+        data.attach_grad()
+        with autograd.record():
+            y = ln(data)
+        y.backward(head)
+        results.append([a.asnumpy() for a in (
+            y, data.grad, ln.gamma.grad(), ln.beta.grad())])
+    for matrix, kernel in zip(*results):
+        onp.testing.assert_allclose(matrix, kernel, rtol=1e-4, atol=1e-4)
