@@ -26,11 +26,30 @@ __all__ = ['BERTPretrainLoss', 'MLMSlotLoss']
 
 
 def _is_plain_softmax_ce(loss):
-    """Whether ``loss`` is a default softmax cross-entropy on sparse labels:
-    the loss whose gradient :class:`MLMSlotLoss` writes out."""
-    return (type(loss) is gluon.loss.SoftmaxCELoss  # noqa: E721
-            and loss._sparse_label and not loss._from_logits
-            and loss._axis == -1 and loss._weight is None)
+    """Whether ``loss`` computes the default softmax cross-entropy on sparse
+    labels -- the loss whose gradient :class:`MLMSlotLoss` writes out --
+    judged by what it returns on a probe (its settings are private), with
+    and without sample weights."""
+    import numpy as onp
+    from mxnet import autograd, np
+    if not isinstance(loss, gluon.loss.Loss):
+        return False
+    scores = onp.array([[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]], dtype='float32')
+    labels = onp.array([1, 0], dtype='int32')
+    weights = onp.array([[2.0], [0.5]], dtype='float32')
+    log_p = scores - onp.log(onp.exp(scores).sum(-1, keepdims=True))
+    expected = -log_p[[0, 1], labels]
+    try:
+        with autograd.pause():
+            got = loss(np.array(scores), np.array(labels)).asnumpy()
+            weighted = loss(np.array(scores), np.array(labels),
+                            np.array(weights)).asnumpy()
+    except Exception:  # another kind of loss: autograd will do
+        return False
+    return (got.shape == (2,)
+            and onp.allclose(got, expected, rtol=1e-5, atol=1e-6)
+            and onp.allclose(weighted, expected * weights[:, 0], rtol=1e-5,
+                             atol=1e-6))
 
 
 def _no_grad(F, X):
@@ -101,7 +120,8 @@ class MLMSlotLoss(nn.HybridBlock):
         super().__init__(prefix=decoder.prefix, params=decoder.params,
                          **kwargs)
         self.num_chunks = num_chunks
-        self.vocab_size, self.num_hiddens = decoder._units, decoder._in_units
+        # (vocab_size, num_hiddens): the Dense's weight, (out, in)
+        self.vocab_size, self.num_hiddens = decoder.weight.shape
         self.ce = loss
         with self.name_scope():
             # The decoder's own Parameters (the same objects)
@@ -214,7 +234,7 @@ class BERTPretrainLoss(nn.HybridBlock):
             self.mlm_loss = (MLMSlotLoss(decoder, self.ce, num_chunks)
                              if _is_plain_softmax_ce(self.ce)
                              and decoder.bias is not None
-                             and decoder._in_units else None)
+                             and decoder.weight.shape[1] else None)
 
     def hybrid_forward(self, F, tokens, segments, positions, valid_lens,
                        head_index, merge_index, nsp_rows, mlm_rows,

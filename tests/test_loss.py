@@ -225,3 +225,18 @@ def test_hits_count_the_slots_whose_top_score_is_the_label(setup,
     assert float(out[2]) == pytest.approx(expected, rel=1e-6)
     nsp_hits = (nsp_Y_hat.asnumpy().argmax(-1) == host[6]).sum()
     assert float(out[3]) == nsp_hits
+
+
+def test_the_written_out_gradient_only_for_the_plain_cross_entropy():
+    """MLMSlotLoss writes the softmax cross-entropy's gradient out, so it
+    serves only a loss that computes exactly that (judged by its values);
+    any other goes through autograd."""
+    from mxnet import gluon
+    from gluon_bert.model import get_bert_model
+    net = get_bert_model(30, 16, 32, 2, 1, 0.0, 24)
+    L = gluon.loss
+    assert BERTPretrainLoss(net).mlm_loss is not None
+    assert BERTPretrainLoss(net, L.SoftmaxCELoss()).mlm_loss is not None
+    for other in (L.SoftmaxCELoss(from_logits=True), L.SoftmaxCELoss(
+            weight=2.0), L.SoftmaxCELoss(sparse_label=False), L.L2Loss()):
+        assert BERTPretrainLoss(net, other).mlm_loss is None, other
