@@ -10,7 +10,7 @@ from mxnet import np
 
 from .dataset import get_tokens_and_segments
 from .model import net_device
-from .utils import GluonBertError, read_text_lines
+from .utils import GluonBertError, check_batch_size, read_text_lines
 
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
            'get_bert_encodings', 'prepare_input', 'cosine_similarity',
@@ -229,9 +229,7 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
     if pool not in POOLS:
         raise GluonBertError(f'unknown pool {pool!r}: use one of '
                              f'{", ".join(POOLS)}')
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise GluonBertError(f'batch_size must be a positive integer, got '
-                             f'{batch_size!r}')
+    batch_size = check_batch_size(batch_size)
     if not texts:
         raise GluonBertError('no text to encode')
     inputs = _cut_inputs(texts, net.config['max_len'],
