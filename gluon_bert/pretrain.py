@@ -137,33 +137,59 @@ def seed_everything(seed):
     mx.random.seed(seed)
 
 
+class _ForcedExit(BaseException):
+    """A third signal: quit now, without the checkpoint being finished."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class _StopOnSignal:
-    """Turn Ctrl-C into 'stop after this step' while training runs."""
+    """Turn Ctrl-C (SIGINT) and SIGTERM -- what ``timeout``, ``docker stop``,
+    systemd, Slurm and Kubernetes send -- into 'finish this step, save a
+    checkpoint as at the end of a run, exit 128 + the signal number'.
+
+    A second signal is ignored until the checkpoint is complete; a third
+    quits at once (files are written to temporary names and renamed, and an
+    unfinished one is removed, so nothing half-written is left).
+    """
+
+    _SIGNALS = ('SIGINT', 'SIGTERM')
 
     def __init__(self):
-        self.stop = False
-        self._old = None
+        self.signum, self.count, self._old = None, 0, {}
+
+    @property
+    def stop(self):
+        return self.signum is not None
 
     def __enter__(self):
         import signal
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C stays as it is
-            self._old = None
+        for name in self._SIGNALS:
+            sig = getattr(signal, name)
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay as they are
+                pass
         return self
 
     def _handle(self, signum, frame):
-        if self.stop:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.stop = True
-        print('\nInterrupted: finishing this step, then saving a checkpoint '
-              '(Ctrl-C again to quit without saving).', file=sys.stderr,
-              flush=True)
+        import signal
+        self.count += 1
+        if self.count >= 3:
+            raise _ForcedExit(self.signum)
+        if self.count == 1:
+            self.signum = signum
+            if signum == signal.SIGINT:
+                print('\nInterrupted: finishing this step, then saving a '
+                      'checkpoint (Ctrl-C twice more to quit without '
+                      'saving).', file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
         import signal
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _kvstore(config):
@@ -361,7 +387,7 @@ def _restore(config, net, optimizer, devices, say):
     return resume
 
 
-def _write_outputs(config, history, stopped):
+def _write_outputs(config, history, signum):
     """history.json, history.csv and loss.png, and the closing line."""
     from . import plot
     save_dir = config.save_dir
@@ -371,9 +397,11 @@ def _write_outputs(config, history, stopped):
     plot.plot_history(history, os.path.join(save_dir, 'loss.png'),
                       title=f'{history["step"][-1]} steps, batch '
                             f'{config.batch_size}')
-    if stopped:
-        print(f'Stopped at step {history["step"][-1]}; the checkpoint is in '
-              f'{save_dir}. Resume with: python -m gluon_bert.pretrain '
+    if signum is not None:
+        import signal
+        by = 'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'
+        print(f'Stopped by {by} at step {history["step"][-1]}; the checkpoint '
+              f'is in {save_dir}. Resume with: python -m gluon_bert.pretrain '
               f'--save-dir {save_dir} --resume'
               + (f' --steps {config.steps}' if config.steps else ''),
               file=sys.stderr)
@@ -385,7 +413,8 @@ def run(config):
     """Pretrain as ``config`` (a :class:`~gluon_bert.config.PretrainConfig`)
     says: everything after argument parsing.
 
-    Returns the training history and whether Ctrl-C stopped it early.
+    Returns the training history and the signal (SIGINT, SIGTERM) that
+    stopped it early, or None.
     """
     from mxnet import gluon
 
@@ -435,11 +464,12 @@ def run(config):
                     f'{config.save_dir}' if 'step' in last else
                     'no checkpoint was saved (use --checkpoint-every)')
             raise GluonBertError(f'{e.worded()}; {kept}') from None
-    if last.get('step') != history['step'][-1]:
-        save(history, last.get('position'))
-    if chief:
-        _write_outputs(config, history, signal_state.stop)
-    return history, signal_state.stop
+        # Still under the handler: a second signal waits for the checkpoint
+        if last.get('step') != history['step'][-1]:
+            save(history, last.get('position'))
+        if chief:
+            _write_outputs(config, history, signal_state.signum)
+    return history, signal_state.signum
 
 
 def main(argv=None):
@@ -452,10 +482,16 @@ def main(argv=None):
         print('Interrupted before training began; nothing was saved.',
               file=sys.stderr)
         return 130
+    except _ForcedExit as e:
+        print('Stopped by a third signal before the checkpoint was complete; '
+              'the last complete checkpoint (if any) is as it was.',
+              file=sys.stderr)
+        return 128 + e.signum
     if code:
         return code
-    _, stopped = result
-    return 130 if stopped else 0
+    _, signum = result
+    # 130 after Ctrl-C, 143 after SIGTERM: what a shell reports for them
+    return 0 if signum is None else 128 + signum
 
 
 if __name__ == '__main__':

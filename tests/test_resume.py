@@ -194,3 +194,49 @@ def test_resume_without_a_run_is_a_usage_error(tmp_path, capsys):
         pretrain.main(['--save-dir', str(tmp_path / 'none'), '--resume'])
     assert e.value.code == 2
     assert 'state.json does not exist' in capsys.readouterr().err
+
+
+def _terminate_at_step(command, step):
+    """Start ``command``, SIGTERM it once its progress line for ``step`` is
+    printed; returns (return code, stderr)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith('step ') and int(
+                line.split()[1].split('/')[0]) >= step:
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_sigterm_saves_and_resume_repeats_the_uninterrupted_run(corpus_dir,
+                                                                tmp_path):
+    """SIGTERM (timeout, docker stop, Slurm) at a random step: the step
+    ends, a checkpoint is saved as at the end of a run, one line says so,
+    exit 143; --resume then gives the uninterrupted run's losses, with or
+    without periodic checkpoints."""
+    import random
+    steps = 40
+    reference = tmp_path / 'reference'
+    assert pretrain.main(_command(corpus_dir, reference, steps)[3:]) == 0
+    a = _history(reference)
+    rng = random.Random(0)
+    for every in ('0', '7'):
+        save = tmp_path / f'every{every}'
+        command = _command(corpus_dir, save, steps, '--checkpoint-every',
+                           every)
+        command[command.index('--log-every') + 1] = '1'
+        code, err = _terminate_at_step(command, rng.randint(3, 20))
+        assert code == 143, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('Stopped by SIGTERM '
+                                                       'at step '), err
+        stopped = load_checkpoint(str(save))['step']
+        assert f'at step {stopped};' in lines[0] and stopped < steps
+        assert pretrain.main(_command(corpus_dir, save, steps,
+                                      '--resume')[3:]) == 0
+        b = _history(save)
+        assert b['step'] == list(range(1, steps + 1))
+        onp.testing.assert_allclose(b['mlm_step'], a['mlm_step'], rtol=1e-5)
+        onp.testing.assert_allclose(b['nsp_step'], a['nsp_step'], rtol=1e-5)
