@@ -218,11 +218,15 @@ class PretrainConfig(_Config):
         'loss.png', 'output', resume='free')
     checkpoint_every: int = setting(
         0, 'also save a checkpoint every N steps (0: only at the end and on '
-        'Ctrl-C)', 'output', _non_negative_int, resume='free')
+        'Ctrl-C or SIGTERM)', 'output', _non_negative_int, resume='free')
     resume: bool = setting(
         False, 'continue the run saved in --save-dir from its last '
         'checkpoint, with its settings, up to --steps', 'output',
         resume='free')
+    overwrite: bool = setting(
+        False, 'start a new run in a --save-dir that holds a run of other '
+        'settings or more steps (refused otherwise); the earlier run is kept '
+        'in SAVE_DIR/previous/', 'output', resume='free')
 
 
 #: The tasks of ``finetune --task``, for --help (their readers are

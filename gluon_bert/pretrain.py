@@ -13,6 +13,7 @@ schedule, AdamW, clipping and new examples every epoch
 (:mod:`gluon_bert.recipe`).
 """
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -409,6 +410,53 @@ def _write_outputs(config, history, signum):
         print(f'Saved the model, history.csv and loss.png to {save_dir}')
 
 
+def _earlier_run(save_dir):
+    """(settings, step) of the run saved in ``save_dir`` (None when it
+    cannot be read: a damaged run counts as one of other settings), or None
+    when there is no run there."""
+    from . import checkpoint
+    if not os.path.isfile(os.path.join(save_dir, checkpoint.CONFIG)):
+        return None
+    try:
+        train = checkpoint.load_config(save_dir)['train']
+    except GluonBertError:
+        return None, None
+    try:
+        step = checkpoint.load_checkpoint(save_dir)['step']
+    except GluonBertError:
+        step = None
+    return train.get('config') or train.get('settings'), step
+
+
+def _make_room(config, say):
+    """Before a new run (not --resume) writes into --save-dir: an earlier
+    run there of the same settings and no more steps (the guide's command
+    run again) moves to previous/; one of other settings or more steps is
+    refused unless --overwrite (it then moves to previous/ too)."""
+    from . import rundir
+    earlier = _earlier_run(config.save_dir)
+    if earlier is None:
+        return
+    saved, step = earlier
+    same = [f.name for f in dataclasses.fields(PretrainConfig)
+            if f.metadata['resume'] == 'same']
+    differ = (['(unreadable)'] if saved is None else
+              [k for k in same if saved.get(k, getattr(PretrainConfig, k))
+               != getattr(config, k)])
+    more = step is not None and config.steps is not None and step > config.steps
+    if (differ or more) and not config.overwrite:
+        flags = ', '.join('--' + k.replace('_', '-') for k in differ[:4])
+        what = (f'other settings ({flags}{", ..." if len(differ) > 4 else ""})'
+                if differ else f'more steps ({step})')
+        raise GluonBertError(
+            f'{config.save_dir} holds a run of {what}: continue it with '
+            '--resume, replace it with --overwrite (it is then kept in '
+            'previous/), or pick another --save-dir')
+    rundir.keep_previous(config.save_dir)
+    say(f'The earlier run in {config.save_dir} is kept in '
+        f'{os.path.join(config.save_dir, rundir.PREVIOUS)}/', flush=True)
+
+
 def run(config):
     """Pretrain as ``config`` (a :class:`~gluon_bert.config.PretrainConfig`)
     says: everything after argument parsing.
@@ -416,10 +464,24 @@ def run(config):
     Returns the training history and the signal (SIGINT, SIGTERM) that
     stopped it early, or None.
     """
+    from .rundir import RunLock
+    kvstore, rank, workers = _kvstore(config)
+    chief = rank == 0
+    # One run at a time in a folder (the chief writes, so it holds it)
+    lock = RunLock(config.save_dir) if chief else None
+    if lock is None:
+        return _run(config, kvstore, rank, workers)
+    with lock:
+        if not config.resume:
+            _make_room(config, print)
+        return _run(config, kvstore, rank, workers)
+
+
+def _run(config, kvstore, rank, workers):
+    """:func:`run`, once the folder is this run's."""
     from mxnet import gluon
 
     from . import checkpoint, devices as device_list, model, trainer
-    kvstore, rank, workers = _kvstore(config)
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
     seed_everything(config.seed)

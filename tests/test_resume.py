@@ -240,3 +240,61 @@ def test_sigterm_saves_and_resume_repeats_the_uninterrupted_run(corpus_dir,
         assert b['step'] == list(range(1, steps + 1))
         onp.testing.assert_allclose(b['mlm_step'], a['mlm_step'], rtol=1e-5)
         onp.testing.assert_allclose(b['nsp_step'], a['nsp_step'], rtol=1e-5)
+
+
+def _lock(save, pid, host=None):
+    import socket
+    save.mkdir(parents=True, exist_ok=True)
+    (save / '.lock').write_text(json.dumps({
+        'pid': pid, 'host': host or socket.gethostname(),
+        'started': 'earlier'}))
+
+
+def test_one_run_per_folder_and_stale_locks_are_taken_over(corpus_dir,
+                                                            tmp_path, capsys):
+    save = tmp_path / 'run'
+    argv = _command(corpus_dir, save, 2)[3:]
+    holder = subprocess.Popen([sys.executable, '-c',
+                               'import time; time.sleep(60)'])
+    try:
+        _lock(save, holder.pid)
+        assert pretrain.main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count('\n') == 0 and f'pid {holder.pid}' in err
+        assert 'in use by another run' in err
+        assert sorted(os.listdir(save)) == ['.lock']  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, and taken over
+    assert pretrain.main(argv) == 0
+    assert not (save / '.lock').exists()  # released at the end
+    assert load_checkpoint(str(save))['step'] == 2
+
+
+def test_a_new_run_never_silently_replaces_an_earlier_one(corpus_dir,
+                                                          tmp_path, capsys):
+    save = tmp_path / 'run'
+
+    def run(steps, *extra):
+        return pretrain.main(_command(corpus_dir, save, steps, *extra)[3:])
+    assert run(4) == 0
+    first = (save / 'model.params').read_bytes()
+    # the same command again: trains, the first model kept in previous/
+    assert run(4) == 0
+    assert (save / 'previous' / 'model.params').read_bytes() == first
+    assert load_checkpoint(str(save / 'previous'))['step'] == 4
+    capsys.readouterr()
+    # fewer steps, or other settings: refused, in one line, nothing moved
+    for extra in ([], ['--lr', '0.1']):
+        steps = 2 if not extra else 4
+        assert run(steps, *extra) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count('\n') == 0 and '--resume' in err
+        assert '--overwrite' in err
+        assert load_checkpoint(str(save))['step'] == 4
+    # --overwrite replaces it, keeping it as previous/
+    second = (save / 'model.params').read_bytes()
+    assert run(2, '--overwrite') == 0
+    assert load_checkpoint(str(save))['step'] == 2
+    assert (save / 'previous' / 'model.params').read_bytes() == second

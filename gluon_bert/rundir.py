@@ -1,0 +1,118 @@
+"""The folder a run writes into: one run at a time, and the one before kept.
+
+A run holds a lock on its folder (``.lock``: the pid, host and start time of
+the process, made with ``O_EXCL`` so that two processes cannot both take
+it); a second run into a held folder is refused, naming the holder.  A lock
+whose process is gone (same host, pid not running) is stale and taken over.
+
+A new run into a folder that holds an earlier one moves that run's files
+into ``previous/`` first (one generation: an older ``previous/`` is
+replaced), so a finished model is never lost to a second run and never
+mixed with it.  Whether the new run may start there at all is the caller's
+rule (see ``gluon_bert.pretrain``).
+"""
+import json
+import os
+import shutil
+import socket
+import time
+
+from .utils import GluonBertError, atomic_write
+
+__all__ = ['RunLock', 'LOCK', 'PREVIOUS', 'keep_previous']
+
+LOCK, PREVIOUS = '.lock', 'previous'
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+class RunLock:
+    """The lock of one run on ``folder``; a context manager.
+
+    Raises :class:`~gluon_bert.utils.GluonBertError` (setting
+    ``save_dir``) when another live process holds it.
+    """
+
+    def __init__(self, folder):
+        self.folder = os.fspath(folder)
+        self.path = os.path.join(self.folder, LOCK)
+        self.held = False
+
+    def _holder(self):
+        try:
+            with open(self.path, encoding='utf-8') as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def acquire(self):
+        os.makedirs(self.folder, exist_ok=True)
+        me = {'pid': os.getpid(), 'host': socket.gethostname(),
+              'started': time.strftime('%Y-%m-%d %H:%M:%S')}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is None or (holder.get('host') == me['host']
+                                      and not _alive(holder.get('pid', -1))):
+                    # stale (its process is gone) or unreadable: take it over
+                    with atomic_write(self.path, 'w') as f:
+                        json.dump(me, f)
+                    self.held = True
+                    return self
+                raise GluonBertError(
+                    f'{self.folder} is in use by another run (pid '
+                    f'{holder.get("pid")} on {holder.get("host")}, started '
+                    f'{holder.get("started")}): wait for it to end, or write '
+                    'to another save_dir', ['save_dir'])
+            with os.fdopen(fd, 'w', encoding='utf-8') as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise GluonBertError(f'could not lock {self.folder}', ['save_dir'])
+
+    def release(self):
+        if self.held:
+            holder = self._holder()
+            if holder and holder.get('pid') == os.getpid():
+                try:
+                    os.remove(self.path)
+                except OSError:
+                    pass
+            self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def keep_previous(folder):
+    """Move everything in ``folder`` but the lock and ``previous/`` into a
+    fresh ``previous/`` (replacing an older one).  Returns the number of
+    entries moved."""
+    folder = os.fspath(folder)
+    names = [n for n in os.listdir(folder) if n not in (LOCK, PREVIOUS)]
+    if not names:
+        return 0
+    staging = os.path.join(folder, f'.{PREVIOUS}.new')
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    for name in names:
+        os.replace(os.path.join(folder, name), os.path.join(staging, name))
+    old = os.path.join(folder, PREVIOUS)
+    if os.path.isdir(old):
+        shutil.rmtree(old)
+    os.replace(staging, old)
+    return len(names)
