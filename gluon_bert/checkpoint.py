@@ -35,7 +35,8 @@ from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
                     random_state_from_json, random_state_to_json)
 from .vocab import Vocab
 
-__all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
+__all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir', 'check_room',
+           'checkpoint_bytes',
            'load_config', 'load_pretrained', 'save_trainer_states',
            'load_trainer_states', 'save_checkpoint', 'load_checkpoint',
            'restore_random_states', 'export_encoder', 'import_encoder',
@@ -392,16 +393,89 @@ def _link_latest(src, dst):
             shutil.copyfile(src, tmp)
 
 
+def checkpoint_bytes(net):
+    """About how many bytes one checkpoint of ``net`` (shapes known) takes:
+    float32 parameters and Adam's two moments."""
+    from .model import count_parameters
+    return 3 * 4 * count_parameters(net)
+
+
+def _free_bytes(folder):
+    import shutil
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _mb(n):
+    return 'unknown' if n is None else f'{n / 2 ** 20:.0f} MB'
+
+
+def check_room(model_dir, net, copies=2):
+    """Refuse to start a run whose folder cannot take ``copies``
+    checkpoints: not writable, or too little free space."""
+    os.makedirs(model_dir, exist_ok=True)
+    if not os.access(model_dir, os.W_OK):
+        raise GluonBertError(f'{model_dir} is not writable: pick a save_dir '
+                             'you can write to', ['save_dir'])
+    need, free = copies * checkpoint_bytes(net), _free_bytes(model_dir)
+    if free is not None and free < need:
+        raise GluonBertError(
+            f'{model_dir} has {_mb(free)} free, but {copies} checkpoints of '
+            f'this model take about {_mb(need)}: free some space or pick '
+            'another save_dir', ['save_dir'])
+
+
 def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
                     position, keep=2):
     """Save everything needed to continue training exactly.
 
     ``history`` and ``position`` are what :func:`~gluon_bert.trainer.
     train_bert` hands its ``on_step`` callback.  Older checkpoints beyond the
-    newest ``keep`` are removed once the new one is complete.
+    newest ``keep`` are removed once the new one is complete.  A write that
+    cannot complete (a full disk, a read-only or vanished folder) removes
+    this checkpoint's files and raises a one-line
+    :class:`~gluon_bert.utils.GluonBertError`; the last complete checkpoint
+    stays loadable.
     """
-    import numpy as onp
     step = history['step'][-1] if history['step'] else 0
+    try:
+        return _write_checkpoint(model_dir, net, vocab, trainer, train_config,
+                                 history, position, keep, step)
+    except (OSError, mx.MXNetError) as e:
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else str(e).strip().splitlines()[0][:100])
+        kept = _drop_incomplete(model_dir, step)
+        raise GluonBertError(
+            f'could not write the checkpoint of step {step} to {model_dir} '
+            f'({reason}; {_mb(_free_bytes(model_dir))} free, about '
+            f'{_mb(checkpoint_bytes(net))} needed); '
+            + (f'the last complete checkpoint (step {kept}) is kept'
+               if kept is not None else 'no checkpoint was completed'),
+            ['save_dir']) from None
+
+
+def _drop_incomplete(model_dir, step):
+    """Remove the files of the checkpoint of ``step`` unless state.json
+    names them; returns the step of the complete checkpoint, or None."""
+    try:
+        with open(os.path.join(model_dir, STATE)) as f:
+            saved = json.load(f).get('step')
+    except (OSError, ValueError):
+        saved = None
+    if saved != step:
+        for name in (f'model-{step:08d}.params', f'trainer-{step:08d}.states'):
+            try:
+                os.remove(os.path.join(model_dir, CKPT_DIR, name))
+            except OSError:
+                pass
+    return saved
+
+
+def _write_checkpoint(model_dir, net, vocab, trainer, train_config, history,
+                      position, keep, step):
+    import numpy as onp
     save_model_dir(model_dir, net, vocab, train_config, params=False)
     folder = os.path.join(model_dir, CKPT_DIR)
     os.makedirs(folder, exist_ok=True)

@@ -492,6 +492,8 @@ def _run(config, kvstore, rank, workers):
                                config.ffn_num_hiddens, config.num_heads,
                                config.num_blks, config.dropout, config.pos_len)
     trainer.init_bert(net, devices, config.init)
+    if chief:  # before the first step: room for two checkpoints
+        checkpoint.check_room(config.save_dir, net)
     optimizer = trainer.make_trainer(net, config.lr, kvstore or config.kvstore,
                                      config.optimizer, config.weight_decay)
     evaluate = _valid_evaluator(config, vocab) if config.eval_every else None

@@ -298,3 +298,59 @@ def test_a_new_run_never_silently_replaces_an_earlier_one(corpus_dir,
     assert run(2, '--overwrite') == 0
     assert load_checkpoint(str(save))['step'] == 2
     assert (save / 'previous' / 'model.params').read_bytes() == second
+
+
+@pytest.mark.parametrize('fail_at', [1, 2])
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(
+        corpus_dir, tmp_path, capsys, monkeypatch, fail_at):
+    """ENOSPC while writing the first or a later checkpoint: one line, no
+    traceback, the unfinished checkpoint's files removed, the earlier one
+    resumes exactly."""
+    import mxnet as mx
+    steps = 8
+    reference = tmp_path / 'reference'
+    assert pretrain.main(_command(corpus_dir, reference, steps)[3:]) == 0
+    save = tmp_path / 'run'
+    calls, real = [], mx.nd.save
+
+    def full_disk(fname, data):  # the optimizer state's write fails
+        calls.append(fname)
+        if len(calls) == fail_at:
+            with open(fname, 'wb') as f:
+                f.write(b'\0' * 100)  # what got out before the disk filled
+            raise mx.MXNetError('[00:00:00] src/io/local_filesys.cc:166: '
+                                'Check failed: FileStream.Write incomplete')
+        return real(fname, data)
+    monkeypatch.setattr(mx.nd, 'save', full_disk)
+    capsys.readouterr()
+    code = pretrain.main(_command(corpus_dir, save, steps,
+                                  '--checkpoint-every', '3')[3:])
+    monkeypatch.undo()
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'Traceback' not in err
+    assert f'could not write the checkpoint of step {3 * fail_at}' in err
+    assert 'MB free, about' in err
+    left = sorted(os.listdir(save / 'checkpoints'))
+    if fail_at == 1:
+        assert left == [] and 'no checkpoint was completed' in err
+        return
+    assert 'the last complete checkpoint (step 3) is kept' in err
+    assert left == ['model-00000003.params', 'trainer-00000003.states']
+    assert not [n for n in os.listdir(save) if n.endswith('.tmp')]
+    assert pretrain.main(_command(corpus_dir, save, steps, '--resume')[3:]) == 0
+    onp.testing.assert_allclose(_history(save)['mlm_step'],
+                                _history(reference)['mlm_step'], rtol=1e-5)
+
+
+def test_no_room_for_two_checkpoints_refuses_before_training(
+        corpus_dir, tmp_path, capsys, monkeypatch):
+    import collections
+    import shutil
+    usage = collections.namedtuple('usage', 'total used free')
+    monkeypatch.setattr(shutil, 'disk_usage', lambda p: usage(10, 10, 1000))
+    save = tmp_path / 'run'
+    assert pretrain.main(_command(corpus_dir, save, 2)[3:]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and '2 checkpoints of this model' in err
+    assert not (save / 'state.json').exists()
