@@ -56,7 +56,8 @@ def finetune(args, start, model_dir, task, seed, lr):
            '--model-dir', model_dir, '--save-dir', save, '--seed', str(seed),
            '--lr', str(lr), '--epochs', str(args.epochs), '--batch-size',
            str(args.batch_size), '--log-every', '0']
-    if start == 'random':
+    control = getattr(args, 'control', 'random')
+    if start == control:
         cmd += ['--init', 'random']
     print('$', ' '.join(cmd), flush=True)
     begin = time.perf_counter()
@@ -64,7 +65,8 @@ def finetune(args, start, model_dir, task, seed, lr):
     minutes = (time.perf_counter() - begin) / 60
     with open(os.path.join(save, 'results.json')) as f:
         r = json.load(f)
-    return dict(task=task, start=start, model=model_dir, seed=seed, lr=lr,
+    return dict(task=task, start=start, control=control, model=model_dir,
+                seed=seed, lr=lr,
                 epochs=args.epochs, batch_size=args.batch_size,
                 minutes=minutes, dev=r['dev'], test=r['test'],
                 best_epoch=r['best_epoch'], unk_shares=r['unk_shares'],
@@ -132,7 +134,8 @@ def summary(results, starts, args):
             if not rows:
                 continue
             entry = dict(lr=lr, seeds=len(rows), metric=metric,
-                         minutes=statistics.mean(r['minutes'] for r in rows))
+                         minutes=statistics.mean(r['minutes'] for r in rows),
+                         control=rows[0].get('control', 'random'))
             for split in ('dev', 'test'):
                 for name in rows[0][split] or {}:
                     entry[f'{split} {name}'] = _stat(
@@ -147,18 +150,18 @@ def format_table(table, starts, tasks):
     lines = ['| task | start | lr | seeds | dev | test | gain over the control '
              '| min/run |', '| --- | --- | ---: | ---: | --- | --- | --- | ---: |']
     for task in tasks:
-        control = table.get((task, 'random'))
         for start in starts:
             e = table.get((task, start))
             if e is None:
                 continue
+            control = table.get((task, e['control']))
 
             def cells(split):
                 return ', '.join(
                     f'{k.split()[1]} {v[0]:.1f} ± {v[1]:.1f}'
                     for k, v in e.items() if k.startswith(split + ' ')) or '-'
             gain = ''
-            if control and start != 'random':
+            if control and start != e['control']:
                 gain = ', '.join(
                     f'{split} {e[key][0] - control[key][0]:+.1f}'
                     for split in ('dev', 'test')
@@ -177,6 +180,7 @@ def settings_of(results):
     benchmark's order (for a report of a results file alone)."""
     starts = {'random': None}
     for r in results:
+        starts.setdefault(r.get('control', 'random'), None)
         starts.setdefault(r['start'], r['model'])
     tasks = [t for t in TASKS if any(r['task'] == t for r in results)]
     seeds = sorted({r['seed'] for r in results})
@@ -188,13 +192,15 @@ def plot_gains(table, starts, args):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    names = [s for s in starts if s != 'random']
+    controls = {e['control'] for e in table.values()}
+    names = [s for s in starts if s not in controls]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / max(len(names), 1)
     for i, start in enumerate(names):
         gains, errors = [], []
         for task in args.tasks:
-            e, c = table.get((task, start)), table.get((task, 'random'))
+            e = table.get((task, start))
+            c = table.get((task, e['control'])) if e else None
             main = f'dev {TASKS[task][1]}'
             ok = e is not None and c is not None
             gains.append(e[main][0] - c[main][0] if ok else 0.0)
@@ -233,13 +239,18 @@ def main(argv=None):
                         default='benchmarks/results/transfer.json')
     parser.add_argument('--figure',
                         default='benchmarks/results/transfer.png')
+    parser.add_argument('--control', default='random',
+                        help='the name of the random-init start (on the first '
+                             "model's vocabulary); give another name for a "
+                             'start of another vocabulary, so that each is '
+                             'compared with its own control')
     parser.add_argument('--report-only', action='store_true',
                         help='print the table of --results, run nothing')
     args = parser.parse_args(argv)
-    starts = {'random': args.model[0].split('=', 1)[1]}
+    starts = {args.control: args.model[0].split('=', 1)[1]}
     for spec in args.model:
         name, _, path = spec.partition('=')
-        if not path or name == 'random':
+        if not path or name == args.control:
             parser.error(f'--model {spec!r}: give NAME=DIR, NAME not random')
         starts[name] = path
     results = []

@@ -82,16 +82,17 @@ def headline():
     gains = []
     for task in tasks:
         metric = module.TASKS[task][1]
-        control = table.get((task, 'random'))
-        if control is None:
+        # each pretrained start against its own control (same vocabulary)
+        pairs = [(s, table[task, s], table.get((task, table[task, s]['control'])))
+                 for s in starts if (task, s) in table
+                 and table[task, s]['control'] != s]
+        pairs = [(s, e, c) for s, e, c in pairs if c is not None]
+        if not pairs:
             continue
-        split = 'test' if f'test {metric}' in control else 'dev'
+        split = 'test' if f'test {metric}' in pairs[0][2] else 'dev'
         key = f'{split} {metric}'
-        pretrained = [s for s in starts if s != 'random' and (task, s) in table]
-        if not pretrained:
-            continue
-        best = max(pretrained, key=lambda s: table[task, s][key][0])
-        gains.append(f'{task} {table[task, best][key][0] - control[key][0]:+.1f} '
+        best, e, c = max(pairs, key=lambda p: p[1][key][0] - p[2][key][0])
+        gains.append(f'{task} {e[key][0] - c[key][0]:+.1f} '
                      f'({best}, {split} {metric})')
     bert = runs['bert']
     return '\n'.join([
