@@ -121,3 +121,17 @@ def test_fine_tuning_has_one_configuration_too():
 def test_every_task_the_flag_offers_has_a_reader():
     from gluon_bert.tasks import TASKS
     assert list(C.TASK_HELP) == list(TASKS)
+
+
+@pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
+                                  'finetune', 'predict', 'compare', 'launch',
+                                  'doctor'])
+def test_every_command_answers_help(name, capsys):
+    import importlib
+    command = importlib.import_module(f'gluon_bert.{name}')
+    with pytest.raises(SystemExit) as e:
+        command.main(['--help'])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f'usage: python -m gluon_bert.{name}')
+    assert '-h, --help' in out
