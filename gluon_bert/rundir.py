@@ -44,7 +44,7 @@ class RunLock:
     def __init__(self, folder):
         self.folder = os.fspath(folder)
         self.path = os.path.join(self.folder, LOCK)
-        self.held = False
+        self.held = self.created = False
 
     def _holder(self):
         try:
@@ -54,6 +54,8 @@ class RunLock:
             return None
 
     def acquire(self):
+        # made here: removed again on release if the run wrote nothing
+        self.created = not os.path.isdir(self.folder)
         os.makedirs(self.folder, exist_ok=True)
         me = {'pid': os.getpid(), 'host': socket.gethostname(),
               'started': time.strftime('%Y-%m-%d %H:%M:%S')}
@@ -90,6 +92,11 @@ class RunLock:
                 except OSError:
                     pass
             self.held = False
+            if self.created:
+                try:
+                    os.rmdir(self.folder)  # only if empty
+                except OSError:
+                    pass
 
     def __enter__(self):
         return self.acquire()
