@@ -144,8 +144,11 @@ class PretrainConfig(_Config):
         'book', "book: the guide's training, the book's numbers (default); "
         'bert: warm-up then linear decay of the learning rate, AdamW with '
         'weight decay except on LayerNorm and biases, gradient clipping, new '
-        'NSP pairs and MLM masks every epoch: a model that keeps learning',
-        'training', choices=('bert', 'book'))
+        'NSP pairs and MLM masks every epoch: a model that keeps learning; '
+        'bert-wp: bert with a WordPiece vocabulary learnt from the text and '
+        'whole-word masking (needs tokenizers): the one that transfers best '
+        '(benchmarks/README.md, "Transfer")', 'training',
+        choices=('bert', 'bert-wp', 'book'))
     steps: int = setting(
         None, 'optimizer steps (default: 50; with --max-minutes, no limit but '
         'the clock)', 'training', positive_int, resume='free')
@@ -319,6 +322,8 @@ _TUNED = {
                  schedule='linear', warmup=0.05, weight_decay=0.01,
                  clip_norm=1.0, resample=True, init='normal'),
 }
+# Chosen by what it transfers (benchmarks/bench_levers.py, bench_transfer.py)
+_TUNED['bert-wp'] = dict(_TUNED['bert'], vocab='wordpiece', whole_word=True)
 #: Every field some recipe sets.
 RECIPE_KEYS = tuple(dict.fromkeys(k for r in _TUNED.values() for k in r))
 _BOOK = {f.name: f.default for f in dataclasses.fields(PretrainConfig)

@@ -21,7 +21,8 @@ import random
 import sys
 import time
 
-from .config import (PretrainConfig, add_arguments, config_from_flags,
+from .config import (RECIPES, PretrainConfig, add_arguments,
+                     config_from_flags,
                      describe_recipe, resumed_config)
 from .model import PRESETS, estimate_memory
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
@@ -33,10 +34,11 @@ __all__ = ['main', 'parse_args', 'parse_flags', 'build_parser',
 #: The configuration's groups of flags, for --help.
 GROUPS = {
     'model': ("model (the book's small BERT by default)", None),
-    'training': ('training', 'A recipe sets the flags of this group marked '
-                 '"from --recipe" (and --batch-size, --dropout); a flag given '
-                 'on the command line wins.  book: ' + describe_recipe('book')
-                 + '.  bert: ' + describe_recipe('bert') + '.'),
+    'training': ('training', 'A recipe sets the flags marked "from '
+                 '--recipe" (and --batch-size, --dropout, --vocab, '
+                 '--whole-word); a flag given on the command line wins.  '
+                 + '  '.join(f'{name}: {describe_recipe(name)}.'
+                             for name in RECIPES)),
 }
 _SIZES = ('num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks')
 
