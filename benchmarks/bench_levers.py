@@ -143,7 +143,8 @@ def format_table(results, tasks):
     """Markdown: per lever, its pretraining and each task's dev (test)
     score x100 and the gain over its vocabulary's control."""
     scores = {(r['task'], r['start']): r for r in results['finetune']}
-    head = ['lever', 'steps', 'min', 'valid MLM', 'valid NSP acc']
+    head = ['lever', 'steps', 'wall min', 'valid MLM', 'valid MLM acc',
+            'valid NSP acc']
     lines = ['| ' + ' | '.join(head + [
         f'{t} {bench_transfer.TASKS[t][1]}' for t in tasks]) + ' |',
         '| --- |' + ' ---: |' * (len(head) - 1 + len(tasks))]
@@ -151,6 +152,7 @@ def format_table(results, tasks):
         cells = [lever + (f' ({p["vocab"]})' if p['vocab'] != 'word' else ''),
                  str(p['steps']), f'{p["minutes"]:.1f}',
                  f'{p["valid"]["mlm_loss"]:.2f}',
+                 f'{p["valid"]["mlm_accuracy"]:.3f}',
                  f'{p["valid"]["nsp_accuracy"]:.2f}']
         for task in tasks:
             metric = bench_transfer.TASKS[task][1]
@@ -166,7 +168,7 @@ def format_table(results, tasks):
             cells.append(f'{split} {value:.1f}{gain}')
         lines.append('| ' + ' | '.join(cells) + ' |')
     for vocab in sorted({p['vocab'] for p in results['pretrain'].values()}):
-        cells = [f'control ({vocab} vocabulary)', '-', '-', '-', '-']
+        cells = [f'control ({vocab} vocabulary)'] + ['-'] * (len(head) - 1)
         for task in tasks:
             c = scores.get((task, f'random-{vocab}'))
             metric = bench_transfer.TASKS[task][1]
