@@ -123,8 +123,9 @@ def run(args, out=None):
     net, vocab, _ = load_pretrained(args.model_dir)
     if lines is not None:
         return run_file(args, lines, net, vocab, out)
-    tokens_a = args.sentences[0].lower().split()
-    tokens_b = (args.sentences[1].lower().split()
+    # A WordPiece model's vocabulary cuts the words into its pieces
+    tokens_a = vocab.split(args.sentences[0].lower().split())
+    tokens_b = (vocab.split(args.sentences[1].lower().split())
                 if len(args.sentences) == 2 else None)
     tokens, _ = prepare_input(net, tokens_a, tokens_b)
     shown = [t if t in vocab else '<unk>' for t in tokens]
