@@ -238,7 +238,7 @@ def test_book_loss_path_equals_the_fused_one(corpus_dir, tmp_path):
 
 
 def test_wordpiece_vocabulary_lives_in_the_model_directory(corpus_dir,
-                                                            tmp_path):
+                                                            tmp_path, capsys):
     """--vocab wordpiece: learnt once, saved as vocab.json (and
     tokenizer.json), kept on --resume, and used by fine-tuning's reader."""
     tokenizers = pytest.importorskip('tokenizers')
@@ -260,3 +260,9 @@ def test_wordpiece_vocabulary_lives_in_the_model_directory(corpus_dir,
     assert pretrain.main(['--save-dir', str(save), '--resume', '--steps',
                           '3']) == 0
     assert load_pretrained(str(save))[1] == vocab
+    # encode shows the vectors of the pieces
+    from gluon_bert import encode
+    capsys.readouterr()
+    assert encode.main(['--model-dir', str(save), 'w391 w1']) == 0
+    out = capsys.readouterr().out
+    assert all(f'"{piece}"' in out for piece in vocab.split(['w391']))
