@@ -46,10 +46,6 @@ LEVERS = {
 BY_TIME = ('bert', 'len128')
 
 
-def _save(results, path):
-    bench_transfer._save(results, path)
-
-
 def pretrain(args, lever, steps):
     """Pretrain one lever (unless done); returns its record."""
     save = os.path.join(args.out, lever)
@@ -111,7 +107,7 @@ def main(argv=None):
         if lever not in results['pretrain']:
             steps = results['pretrain'].get('bert', {}).get('steps')
             results['pretrain'][lever] = pretrain(args, lever, steps)
-            _save(results, args.results)
+            bench_transfer._save(results, args.results)
     ft_args = argparse.Namespace(out=os.path.join(args.out, 'finetune'),
                                  data_root=args.data_root, epochs=args.epochs,
                                  batch_size=args.batch_size)
@@ -132,7 +128,7 @@ def main(argv=None):
                 r['start'] = start
                 results['finetune'].append(r)
                 done.add((task, start))
-                _save(results, args.results)
+                bench_transfer._save(results, args.results)
                 print(f'{task} {start}: dev {r["dev"]} test {r["test"]} '
                       f'({r["minutes"]:.1f} min)', flush=True)
     print(f'benchmark: {(time.perf_counter() - begin) / 60:.1f} min')

@@ -107,16 +107,22 @@ def _finish(config):
     return config
 
 
+def _saved_settings(save_dir):
+    """The pretraining settings config.json of ``save_dir`` keeps (None if
+    it keeps none)."""
+    from .checkpoint import load_config
+    train = load_config(save_dir)['train']
+    # 'settings': what runs of gluon_bert 0.1 before the configuration kept
+    return train.get('config') or train.get('settings')
+
+
 def make_config(given):
     """The run's configuration: from the flags, or with --resume the saved
     run's, with the flags that may change (a new budget, devices, output)."""
     if not given.get('resume'):
         return _finish(config_from_flags(given))
-    from .checkpoint import load_config
     save_dir = given.get('save_dir', PretrainConfig.save_dir)
-    train = load_config(save_dir)['train']
-    # 'settings': what runs of gluon_bert 0.1 before the configuration kept
-    saved = train.get('config') or train.get('settings')
+    saved = _saved_settings(save_dir)
     if not saved:
         raise GluonBertError(f'{save_dir} holds no pretraining settings to '
                              'resume: train into another --save-dir')
@@ -420,14 +426,14 @@ def _earlier_run(save_dir):
     if not os.path.isfile(os.path.join(save_dir, checkpoint.CONFIG)):
         return None
     try:
-        train = checkpoint.load_config(save_dir)['train']
+        saved = _saved_settings(save_dir)
     except GluonBertError:
         return None, None
     try:
         step = checkpoint.load_checkpoint(save_dir)['step']
     except GluonBertError:
         step = None
-    return train.get('config') or train.get('settings'), step
+    return saved, step
 
 
 def _make_room(config, say):

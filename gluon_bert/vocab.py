@@ -247,15 +247,8 @@ class Vocab:
         which splits words as :meth:`split` does.  Needs ``tokenizers``."""
         if self.kind != 'wordpiece':
             raise ValueError('only a WordPiece vocabulary is a tokenizer')
-        tokenizers = _import_tokenizers()
-        from tokenizers import models, pre_tokenizers
-
         from .utils import atomic_write
-        tokenizer = tokenizers.Tokenizer(models.WordPiece(
-            vocab=dict(self.token_to_idx), unk_token='<unk>',
-            continuing_subword_prefix=CONTINUATION,
-            max_input_chars_per_word=_MAX_WORD_CHARS))
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tokenizer = _wordpiece_tokenizer(dict(self.token_to_idx))
         with atomic_write(path, 'w') as f:
             f.write(tokenizer.to_str())
 
@@ -317,14 +310,23 @@ def wordpiece_split(word, token_to_idx, unk='<unk>'):
     return pieces
 
 
-def _import_tokenizers():
+def _wordpiece_tokenizer(token_to_idx=None):
+    """A Hugging Face WordPiece tokenizer as gluon_bert splits words:
+    whitespace pre-tokenizer, ``##`` continuations, ``<unk>``; with
+    ``token_to_idx`` its vocabulary, else empty (to be trained)."""
     try:
         import tokenizers
+        from tokenizers import models, pre_tokenizers
     except ImportError:
         raise ImportError('WordPiece vocabularies are learnt with Hugging '
                           "Face tokenizers: pip install 'gluon_bert[subword]' "
                           '(or pip install tokenizers)') from None
-    return tokenizers
+    tokenizer = tokenizers.Tokenizer(models.WordPiece(
+        vocab=token_to_idx, unk_token='<unk>',
+        continuing_subword_prefix=CONTINUATION,
+        max_input_chars_per_word=_MAX_WORD_CHARS))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tokenizer
 
 
 def train_wordpiece(sentences, vocab_size, reserved_tokens, min_frequency=2):
@@ -349,13 +351,9 @@ def train_wordpiece(sentences, vocab_size, reserved_tokens, min_frequency=2):
     Vocab
         Of kind ``'wordpiece'``, in the tokenizer's id order.
     """
-    tokenizers = _import_tokenizers()
-    from tokenizers import models, pre_tokenizers, trainers
+    tokenizer = _wordpiece_tokenizer()
+    from tokenizers import trainers
     specials = ['<unk>'] + [t for t in reserved_tokens if t != '<unk>']
-    tokenizer = tokenizers.Tokenizer(models.WordPiece(
-        unk_token='<unk>', continuing_subword_prefix=CONTINUATION,
-        max_input_chars_per_word=_MAX_WORD_CHARS))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency,
         special_tokens=specials, continuing_subword_prefix=CONTINUATION,
