@@ -349,7 +349,8 @@ def train_wordpiece(sentences, vocab_size, reserved_tokens, min_frequency=2):
     Returns
     -------
     Vocab
-        Of kind ``'wordpiece'``, in the tokenizer's id order.
+        Of kind ``'wordpiece'``: the special tokens, then the pieces in
+        sorted order (the same ids for the same text, every run).
     """
     tokenizer = _wordpiece_tokenizer()
     from tokenizers import trainers
@@ -359,5 +360,8 @@ def train_wordpiece(sentences, vocab_size, reserved_tokens, min_frequency=2):
         special_tokens=specials, continuing_subword_prefix=CONTINUATION,
         show_progress=False)
     tokenizer.train_from_iterator(sentences, trainer=trainer)
-    by_id = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    return Vocab.from_tokens([t for t, _ in by_id], kind='wordpiece')
+    # tokenizers learns the same pieces every time but numbers them in a
+    # hash order that changes from run to run: the special tokens first,
+    # then the pieces sorted, so that the same text gives the same ids
+    learnt = set(tokenizer.get_vocab()) - set(specials)
+    return Vocab.from_tokens(specials + sorted(learnt), kind='wordpiece')

@@ -115,6 +115,16 @@ def test_wordpiece_round_trip_equals_tokenizers(corpus_dir, tmp_path):
         j for j in joined if j != '<unk>']
 
 
+def test_the_same_text_gives_the_same_wordpiece_ids(corpus_dir):
+    """tokenizers numbers its pieces in a run-dependent order; the
+    vocabulary does not."""
+    pytest.importorskip('tokenizers')
+    first, _ = _wordpiece(corpus_dir, size=200)
+    for _ in range(3):
+        assert _wordpiece(corpus_dir, size=200)[0].idx_to_token == \
+            first.idx_to_token
+
+
 def test_unknown_words_counted_by_what_the_vocabulary_spells(corpus_dir):
     pytest.importorskip('tokenizers')
     vocab, _ = _wordpiece(corpus_dir)
