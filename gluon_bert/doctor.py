@@ -92,9 +92,13 @@ def _cuda_version(name):
 def _gpus(asked):
     from mxnet import npx
     from .devices import no_gpu_reason
+    from .utils import GluonBertError, parse_gpu_ids
+    try:
+        ids = parse_gpu_ids(asked)
+    except GluonBertError as e:
+        return FAIL, e.worded()
     n = npx.num_gpus()
     if n:
-        ids = [int(i) for i in asked.split(',')] if asked else []
         missing = [i for i in ids if i >= n]
         if missing:
             return FAIL, (f'{n} GPU(s) visible, but --gpus {asked} asks for '

@@ -52,3 +52,5 @@ def test_python_and_mxnet_builds():
     assert status == 'FAIL' and 'several MXNet builds' in line
     assert doctor._mxnet(lambda: [])[0] == 'FAIL'
     assert doctor._cuda_version('mxnet-cu117') == '11.7'
+    status, line = doctor._gpus('0,x')
+    assert status == 'FAIL' and "--gpus takes distinct GPU numbers" in line
