@@ -17,8 +17,8 @@ UNKNOWN_TOTAL = 10 ** 9
 #: The per-step lists of a history, in their CSV order (``pairs``: the
 #: running count of sentence pairs, kept for resuming, not printed).
 HISTORY_LISTS = ('step', 'mlm', 'nsp', 'mlm_step', 'nsp_step',
-                  'mlm_acc_step', 'nsp_acc_step', 'lr', 'total', 'grad_norm',
-                  'seconds', 'wall', 'pairs')
+                 'mlm_acc_step', 'nsp_acc_step', 'lr', 'total', 'grad_norm',
+                 'seconds', 'wall', 'pairs')
 
 
 class History:
