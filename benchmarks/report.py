@@ -14,8 +14,11 @@ A block's kind is ``include FILE`` (a results file, verbatim, in a text
 block), ``transfer`` (the table of ``results/transfer.json``, as
 ``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, as
 ``bench_levers.py`` prints it), ``layernorm`` (``results/layernorm.json``),
-``pretraining`` (``results/pretrain_30min.json``) or ``headline`` (the front
-page's table: speed, learning and transfer, book against here).  Everything in a block
+``pretraining`` (``results/pretrain_30min.json``), ``finetune FILE`` (an
+SST-2 study's runs, grouped by settings, start and learning rate),
+``recipes`` (what each ``--recipe`` sets, from ``gluon_bert.config``) or
+``headline`` (the front page's table: speed, learning and transfer, book
+against here).  Everything in a block
 comes from a results file, so a figure there cannot drift from what was
 measured; ``--check`` (run by the test suite) fails when a results file
 changed and the READMEs were not regenerated.
@@ -148,6 +151,65 @@ def layernorm():
     return '\n'.join(lines)
 
 
+_START_NAMES = {'random': 'control', 'bert': 'pretrained',
+                'book50': "the guide's 50-step model"}
+
+
+def _mean_sd(values):
+    """``80.8 ± 0.5`` (x100) of one or more fractions; one value alone."""
+    import statistics
+    values = [100 * v for v in values if v is not None]
+    if not values:
+        return '-'
+    if len(values) == 1:
+        return f'{values[0]:.1f}'
+    return f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
+
+
+def finetune(name):
+    """An SST-2 fine-tuning study (``bench_finetune.py`` or
+    ``finetune_variants.py`` records in ``results/NAME``): one row per
+    settings, start and learning rate, mean ± standard deviation over its
+    seeds."""
+    with open(_results(os.path.relpath(name, 'results')
+                       if name.startswith('results/') else name)) as f:
+        runs = json.load(f)
+    groups = {}
+    for r in runs:
+        settings = r.get('variant') or r.get('args') or "the book's"
+        groups.setdefault((settings, r['name'], r.get('lr', 1e-4)),
+                          []).append(r)
+    order = {"the book's": 0, '--schedule linear': 1}
+    starts = {'random': 0, 'bert': 1}
+    lines = ['| settings | start | lr | seeds | dev % | test % | best epochs '
+             '| minutes per run |', '| --- | --- | ---: | ---: | ---: | ---: '
+             '| --- | --- |']
+    for (settings, start, lr), rs in sorted(
+            groups.items(), key=lambda kv: (order.get(kv[0][0], 2), kv[0][0],
+                                            starts.get(kv[0][1], 2), kv[0])):
+        rs.sort(key=lambda r: r['seed'])
+        lines.append(
+            f'| {settings} | {_START_NAMES.get(start, start)} | {lr:g} | '
+            f'{len(rs)} | {_mean_sd([r["dev_acc"] for r in rs])} | '
+            f'{_mean_sd([r["test_acc"] for r in rs])} | '
+            + ', '.join(str(r['best_epoch']) for r in rs) + ' | '
+            + ', '.join(f'{r["minutes"]:.1f}' for r in rs) + ' |')
+    return '\n'.join(lines)
+
+
+def recipes():
+    """What each ``--recipe`` sets (gluon_bert.config.RECIPES)."""
+    sys.path.insert(0, os.path.dirname(HERE))
+    from gluon_bert import config
+    names = list(config.RECIPES)
+    lines = ['| setting | ' + ' | '.join(f'`--recipe {n}`' for n in names)
+             + ' |', '| --- |' + ' --- |' * len(names)]
+    for key in config.RECIPE_KEYS:
+        lines.append(f'| `--{key.replace("_", "-")}` | ' + ' | '.join(
+            str(config.RECIPES[n][key]) for n in names) + ' |')
+    return '\n'.join(lines)
+
+
 def levers():
     """results/levers.json: the lever screen (bench_levers.py)."""
     sys.path.insert(0, HERE)
@@ -161,7 +223,7 @@ def levers():
 
 KINDS = {'include': include, 'transfer': transfer, 'headline': headline,
          'pretraining': pretraining, 'layernorm': layernorm,
-         'levers': levers}
+         'levers': levers, 'finetune': finetune, 'recipes': recipes}
 
 
 def render(text):

@@ -30,3 +30,27 @@ def test_a_stale_block_fails_the_check_and_is_rewritten(tmp_path):
                    check=True, capture_output=True)
     assert _check(tmp_path).returncode == 0
     assert '999.9' in (tmp_path / 'README.md').read_text()
+
+
+def test_a_finetune_study_is_grouped_by_settings_start_and_rate(tmp_path):
+    import json
+    sys.path.insert(0, os.path.dirname(REPORT))
+    import report
+    (tmp_path / 'results').mkdir()
+    runs = [dict(name='bert', seed=s, lr=1e-3, dev_acc=d, test_acc=0.5,
+                 best_epoch=s + 1, minutes=1.0) for s, d in
+            enumerate([0.70, 0.72, 0.74])]
+    runs.append(dict(name='random', seed=0, lr=1e-4, dev_acc=0.8,
+                     test_acc=None, best_epoch=2, minutes=2.0,
+                     args='--epochs 3'))
+    (tmp_path / 'results' / 'study.json').write_text(json.dumps(runs))
+    old, report.HERE = report.HERE, str(tmp_path)
+    try:
+        lines = report.finetune('results/study.json').splitlines()
+    finally:
+        report.HERE = old
+    # mean 72.0, sample standard deviation 2.0 (x100), over the three seeds
+    assert lines[2] == ("| the book's | pretrained | 0.001 | 3 | 72.0 ± 2.0 "
+                        "| 50.0 ± 0.0 | 1, 2, 3 | 1.0, 1.0, 1.0 |")
+    assert lines[3] == '| --epochs 3 | control | 0.0001 | 1 | 80.0 | - | 2 | 2.0 |'
+    assert len(lines) == 4
