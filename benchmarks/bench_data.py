@@ -1,6 +1,7 @@
 """Data preparation: the d2l book's pipeline against gluon_bert's, side by side.
 
     python benchmarks/bench_data.py [--data-dir DIR] [--max-len 64] [--seed 0]
+        [--out benchmarks/results/bench_data.txt]
 
 Each variant runs in a fresh subprocess (so peak memory is its own) and times
 only the preparation, not the imports:
@@ -67,6 +68,8 @@ def main(argv=None):
         'GLUON_BERT_DATA', '../shared/data/wikitext-2'))
     parser.add_argument('--max-len', type=int, default=64)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', help='also write the table to this file '
+                        '(the README includes results/bench_data.txt)')
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as cache:
         rows = [('d2l (book)', run('d2l', args.data_dir, args.max_len,
@@ -76,12 +79,31 @@ def main(argv=None):
                 ('gluon_bert, cached', run('ours', args.data_dir,
                                            args.max_len, args.seed, cache))]
     base = rows[0][1]['seconds']
-    print(f'{"variant":<20}{"seconds":>9}{"speed-up":>10}{"examples":>10}'
-          f'{"vocab":>8}{"peak MB":>9}  same examples')
+    lines = [f'$ python benchmarks/bench_data.py --max-len {args.max_len} '
+             f'--seed {args.seed}   # {_cpu()}, {os.cpu_count()} cores',
+             f'{"variant":<20}{"seconds":>9}{"speed-up":>10}{"examples":>10}'
+             f'{"vocab":>8}{"peak MB":>9}  same examples']
     for name, r in rows:
-        print(f'{name:<20}{r["seconds"]:>9.2f}{base / r["seconds"]:>9.1f}x'
-              f'{r["examples"]:>10}{r["vocab"]:>8}{r["peak_mb"]:>9.0f}  '
-              f'{r["digest"] == rows[0][1]["digest"]}')
+        lines.append(
+            f'{name:<20}{r["seconds"]:>9.2f}{base / r["seconds"]:>9.1f}x'
+            f'{r["examples"]:>10}{r["vocab"]:>8}{r["peak_mb"]:>9.0f}  '
+            f'{r["digest"] == rows[0][1]["digest"]}')
+    print('\n'.join(lines))
+    if args.out:
+        with open(args.out + '.tmp', 'w', encoding='utf-8') as f:
+            f.write('\n'.join(lines) + '\n')
+        os.replace(args.out + '.tmp', args.out)
+
+
+def _cpu():
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown CPU'
 
 
 if __name__ == '__main__':
