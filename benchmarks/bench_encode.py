@@ -10,7 +10,10 @@ does not depend on the weights) on this machine's CPU, in one process:
 
 * one ``get_bert_encoding`` call per sentence, then its ``<cls>`` vector
   copied to NumPy (the guide's function, as a user would loop over it);
-* ``encode_texts(..., pool='cls')`` (batches of 64 grouped by length).
+* ``encode_texts(..., pool='cls')`` (batches of 64 grouped by length);
+* the same through ONNX Runtime (what ``encode --backend onnxruntime``
+  runs): the model exported by ``gluon_bert.interop.export_onnx``, when the
+  ``[onnx]`` extra is installed (``--no-onnx`` skips it).
 
 Both run on the same hybridized model (``load_pretrained`` hybridizes with
 ``static_alloc``); prints the wall-clock time of each, the ratio, and the
@@ -44,6 +47,8 @@ def main(argv=None):
         'GLUON_BERT_DATA', '../shared/data/wikitext-2'))
     parser.add_argument('--lines', type=int, default=10000)
     parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--no-onnx', action='store_true',
+                        help='skip the ONNX Runtime row')
     args = parser.parse_args(argv)
 
     import mxnet as mx
@@ -85,6 +90,39 @@ def main(argv=None):
           f'{fast:7.1f} s ({len(sentences) / fast:7.1f} sentences/sec)')
     print(f'speed-up: {slow / fast:.1f}x; output {batched.shape}; largest '
           f'difference {float(onp.abs(batched - one_by_one).max()):.1e}')
+    if not args.no_onnx:
+        _onnx_row(net, vocab, sentences, args.batch_size, batched, fast)
+
+
+def _onnx_row(net, vocab, sentences, batch_size, batched, fast):
+    """The same encode_texts call through ONNX Runtime."""
+    import importlib.util
+    import tempfile
+
+    import numpy as onp
+
+    from gluon_bert import interop
+    from gluon_bert.encoder import encode_texts
+    missing = [m for m in ('torch', 'onnx', 'onnxruntime')
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f'ONNX Runtime: not measured ({", ".join(missing)} not '
+              "installed: pip install 'gluon_bert[onnx]')")
+        return
+    import onnxruntime
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'bert.onnx')
+        interop.export_onnx(interop.torch_model(net, {'model': net.config}),
+                            path)
+        encoder = interop.OnnxEncoder(path, net.config)
+        start = time.perf_counter()
+        vectors = encode_texts(encoder, vocab, sentences,
+                               batch_size=batch_size, pool='cls')
+        onnx = time.perf_counter() - start
+    print(f'encode_texts, ONNX Runtime {onnxruntime.__version__:<10}  : '
+          f'{onnx:7.1f} s ({len(sentences) / onnx:7.1f} sentences/sec)')
+    print(f'ONNX Runtime against MXNet: {fast / onnx:.2f}x the speed; '
+          f'largest difference {float(onp.abs(vectors - batched).max()):.1e}')
 
 
 if __name__ == '__main__':

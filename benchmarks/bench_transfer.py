@@ -227,18 +227,29 @@ def main(argv=None):
                         help='a pretrained start (repeatable); the control '
                              "uses the first one's vocabulary")
     parser.add_argument('--tasks', nargs='+', default=list(TASKS),
-                        choices=list(TASKS))
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+                        choices=list(TASKS), help='the tasks to fine-tune on')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2],
+                        help='the first seed tries every rate; the others '
+                             "run at each start's best one")
     parser.add_argument('--lrs', type=float, nargs='+',
-                        default=[1e-4, 3e-4, 1e-3])
-    parser.add_argument('--epochs', type=int, default=5)
-    parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--data-root', default='../shared/data')
-    parser.add_argument('--out', default='runs/bench_transfer')
+                        default=[1e-4, 3e-4, 1e-3],
+                        help='the learning-rate grid, the same for every '
+                             'start')
+    parser.add_argument('--epochs', type=int, default=5,
+                        help='epochs per run (the best dev epoch is kept)')
+    parser.add_argument('--batch-size', type=int, default=64,
+                        help='examples per batch')
+    parser.add_argument('--data-root', default='../shared/data',
+                        help="the folder holding each task's folder")
+    parser.add_argument('--out', default='runs/bench_transfer',
+                        help="where each run's model directory goes")
     parser.add_argument('--results',
-                        default='benchmarks/results/transfer.json')
+                        default='benchmarks/results/transfer.json',
+                        help='every finished run is added here at once '
+                             '(runs already in it are not run again)')
     parser.add_argument('--figure',
-                        default='benchmarks/results/transfer.png')
+                        default='benchmarks/results/transfer.png',
+                        help='the figure of the gains over the control')
     parser.add_argument('--control', default='random',
                         help='the name of the random-init start (on the first '
                              "model's vocabulary); give another name for a "

@@ -31,6 +31,7 @@ import mxnet as mx
 
 from .model import BERTModel, net_device
 from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
+                    free_bytes, megabytes, write_error,
                     numpy_state_from_json, numpy_state_to_json,
                     random_state_from_json, random_state_to_json)
 from .vocab import Vocab
@@ -400,18 +401,6 @@ def checkpoint_bytes(net):
     return 3 * 4 * count_parameters(net)
 
 
-def _free_bytes(folder):
-    import shutil
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
-
-
-def _mb(n):
-    return 'unknown' if n is None else f'{n / 2 ** 20:.0f} MB'
-
-
 def check_room(model_dir, net, copies=2):
     """Refuse to start a run whose folder cannot take ``copies``
     checkpoints: not writable, or too little free space."""
@@ -419,11 +408,11 @@ def check_room(model_dir, net, copies=2):
     if not os.access(model_dir, os.W_OK):
         raise GluonBertError(f'{model_dir} is not writable: pick a save_dir '
                              'you can write to', ['save_dir'])
-    need, free = copies * checkpoint_bytes(net), _free_bytes(model_dir)
+    need, free = copies * checkpoint_bytes(net), free_bytes(model_dir)
     if free is not None and free < need:
         raise GluonBertError(
-            f'{model_dir} has {_mb(free)} free, but {copies} checkpoints of '
-            f'this model take about {_mb(need)}: free some space or pick '
+            f'{model_dir} has {megabytes(free)} free, but {copies} checkpoints of '
+            f'this model take about {megabytes(need)}: free some space or pick '
             'another save_dir', ['save_dir'])
 
 
@@ -444,15 +433,13 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
         return _write_checkpoint(model_dir, net, vocab, trainer, train_config,
                                  history, position, keep, step)
     except (OSError, mx.MXNetError) as e:
-        reason = (e.strerror if isinstance(e, OSError) and e.strerror
-                  else str(e).strip().splitlines()[0][:100])
         kept = _drop_incomplete(model_dir, step)
+        error = write_error(e, f'the checkpoint of step {step}', model_dir,
+                            checkpoint_bytes(net))
         raise GluonBertError(
-            f'could not write the checkpoint of step {step} to {model_dir} '
-            f'({reason}; {_mb(_free_bytes(model_dir))} free, about '
-            f'{_mb(checkpoint_bytes(net))} needed); '
-            + (f'the last complete checkpoint (step {kept}) is kept'
-               if kept is not None else 'no checkpoint was completed'),
+            f'{error}; ' + (f'the last complete checkpoint (step {kept}) is '
+                            'kept' if kept is not None
+                            else 'no checkpoint was completed'),
             ['save_dir']) from None
 
 

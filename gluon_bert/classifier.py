@@ -17,7 +17,12 @@ from .utils import GluonBertError
 
 __all__ = ['finetune', 'predict_dataset', 'evaluate_task',
            'evaluate_classifier', 'save_classifier', 'load_classifier',
+           'save_progress', 'load_progress', 'PROGRESS',
            'predict_texts', 'format_metrics', 'set_dropout']
+
+#: The folder, inside a fine-tuning run's save_dir, of the run stopped by a
+#: signal: what ``--resume`` continues from.
+PROGRESS = 'resume'
 
 
 def set_dropout(net, rate):
@@ -88,44 +93,57 @@ def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
                          packed)['accuracy']
 
 
-def _train_epoch(net, loss, trainer, train_set, order, devices, heads,
-                 rates, batch_size, log):
-    """One pass over ``train_set`` in ``order``; returns (summed loss,
+def _train_batch(net, loss, trainer, train_set, idx, devices, heads, totals):
+    """One step on the examples ``idx``; adds to ``totals`` (summed loss,
     correct predictions or None for a regression, examples)."""
     from mxnet import autograd, npx
 
     from .trainer import apply_gradients
-    # Sum of training loss, no. of correct predictions, no. of examples
-    totals = [0.0, 0, 0]
-    regression = net.num_classes == 1
-    num_batches = -(-len(train_set) // batch_size)
-    for i in range(num_batches):
-        trainer.set_learning_rate(next(rates))
-        *inputs, labels = train_set.batch(
-            order[i * batch_size:(i + 1) * batch_size])
-        X_shards = _input_shards(inputs, devices, heads)
-        y_shards = [y for (y,) in _shards([labels], devices)]
-        with autograd.record():
-            pred_shards = [net(*X) for X in X_shards]
-            ls = [loss(pred, y) for pred, y in zip(pred_shards, y_shards)]
-        for l in ls:
-            l.backward()
-        # The summed loss is divided by the batch size here, as train_ch13's
-        # trainer.step(labels.shape[0])
-        apply_gradients(trainer, net, devices, batch_size=len(labels))
-        totals[0] += sum(float(l.sum()) for l in ls)
-        if not regression:
-            totals[1] += sum(int((pred.argmax(axis=-1).astype('int32')
-                                  == y).sum())
-                             for pred, y in zip(pred_shards, y_shards))
-        totals[2] += len(labels)
-        npx.waitall()
-        log(i + 1, num_batches, totals)
-    return totals[0], (None if regression else totals[1]), totals[2]
+    *inputs, labels = train_set.batch(idx)
+    X_shards = _input_shards(inputs, devices, heads)
+    y_shards = [y for (y,) in _shards([labels], devices)]
+    with autograd.record():
+        pred_shards = [net(*X) for X in X_shards]
+        ls = [loss(pred, y) for pred, y in zip(pred_shards, y_shards)]
+    for l in ls:
+        l.backward()
+    # The summed loss is divided by the batch size here, as train_ch13's
+    # trainer.step(labels.shape[0])
+    apply_gradients(trainer, net, devices, batch_size=len(labels))
+    totals[0] += sum(float(l.sum()) for l in ls)
+    if totals[1] is not None:
+        totals[1] += sum(int((pred.argmax(axis=-1).astype('int32') == y).sum())
+                         for pred, y in zip(pred_shards, y_shards))
+    totals[2] += len(labels)
+    npx.waitall()
+
+
+def _start(c, regression, metrics, resume):
+    """Where the loop starts: a fresh run's position and history, or those
+    of ``resume`` (what ``on_step`` was handed when the run stopped).  The
+    position is the epoch, the batches done in it, the steps done, the
+    NumPy RNG state at the epoch's start (it decides the order) and the
+    epoch's running totals."""
+    import numpy as onp
+
+    from .utils import numpy_state_from_json, numpy_state_to_json
+    rng = onp.random.RandomState(c.seed)
+    if resume is not None:
+        position, history = resume['position'], resume['history']
+        rng.set_state(numpy_state_from_json(position['rng']))
+        return rng, dict(position), history
+    history = {'train_loss': [], 'train_acc': [], 'dev': [], 'dev_score': [],
+               'seconds': []}
+    if 'accuracy' in metrics:
+        history['dev_acc'] = []
+    position = dict(epoch=1, batch=0, step=0, seconds=0.0,
+                    rng=numpy_state_to_json(rng.get_state()),
+                    totals=[0.0, None if regression else 0, 0])
+    return rng, position, history
 
 
 def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
-             metrics=('accuracy',), verbose=True):
+             metrics=('accuracy',), verbose=True, on_step=None, resume=None):
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
     book's ``train_ch13`` does; score ``dev_set`` after every epoch.
 
@@ -140,64 +158,87 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     the padding (the scores, losses and gradients are the padded batch's).
     A one-output classifier is a regression head (STS-B): squared-error
     loss (``L2Loss``) on the scores.  ``metrics`` score ``dev_set``.
+    Dropout is seeded per step from ``(seed, step)``, so a run can stop
+    after any step and continue exactly.
 
     Returns the history: per epoch ``train_loss``, ``train_acc`` (None for
     a regression), ``dev`` (``{metric: value}`` of ``metrics``),
     ``dev_score`` (the first metric), ``dev_acc`` (with accuracy among the
     metrics) and ``seconds``.  ``on_epoch(epoch, history)`` is called after
-    each epoch.
+    each epoch; ``on_step(history, position, trainer)`` after each step, and
+    when it returns True training stops there (the history so far is
+    returned): ``resume=dict(position=..., history=..., trainer_path=...,
+    trainer_meta=...)`` continues from that point exactly.
     """
-    import numpy as onp
+    import mxnet as mx
     from mxnet import gluon
 
+    from .checkpoint import load_trainer_states
+    from .utils import numpy_state_to_json
     from .config import FinetuneConfig
     from .recipe import learning_rate
-    from .trainer import make_trainer
+    from .trainer import make_trainer, step_seed
     c = config or FinetuneConfig()
-    loss = (gluon.loss.L2Loss() if net.num_classes == 1
-            else gluon.loss.SoftmaxCELoss())
+    regression = net.num_classes == 1
+    loss = gluon.loss.L2Loss() if regression else gluon.loss.SoftmaxCELoss()
     # The book's Adam, or AdamW without decay on LayerNorm and biases: the
     # optimizer pretraining makes
     trainer = make_trainer(net, c.lr, optimizer='adamw' if c.weight_decay
                            else 'adam', weight_decay=c.weight_decay)
-    rng = onp.random.RandomState(c.seed)
-    packed = not c.padded
-    heads = net.num_heads if packed else None
-    history = {'train_loss': [], 'train_acc': [], 'dev': [], 'dev_score': [],
-               'seconds': []}
-    if 'accuracy' in metrics:
-        history['dev_acc'] = []
-    total = c.epochs * -(-len(train_set) // c.batch_size)
-    rates = (learning_rate(step, total, c.lr, c.schedule, c.warmup)
-             for step in range(1, total + 1))
-    start_time = time.perf_counter()
-    for epoch in range(1, c.epochs + 1):
-        def log(i, n, totals):
-            if verbose and c.log_every and i % c.log_every == 0:
-                print(f'epoch {epoch} batch {i}/{n}: train loss '
-                      f'{totals[0] / totals[2]:.3f}', flush=True)
-        loss_sum, correct, seen = _train_epoch(
-            net, loss, trainer, train_set, rng.permutation(len(train_set)),
-            devices, heads, rates, c.batch_size, log)
-        dev = evaluate_task(net, dev_set, devices, metrics, c.batch_size,
-                            packed)
-        history['train_loss'].append(loss_sum / seen)
-        history['train_acc'].append(None if correct is None
-                                    else correct / seen)
-        history['dev'].append(dev)
-        history['dev_score'].append(dev[metrics[0]])
-        if 'dev_acc' in history:
-            history['dev_acc'].append(dev['accuracy'])
-        history['seconds'].append(time.perf_counter() - start_time)
-        if verbose:
-            acc = ('' if correct is None
-                   else f', train acc {correct / seen:.3f}')
-            print(f'epoch {epoch}/{c.epochs}: train loss {loss_sum / seen:.3f}'
-                  f'{acc}, dev {format_metrics(dev)} '
-                  f'({history["seconds"][-1]:.0f} s)', flush=True)
+    if resume is not None:
+        load_trainer_states(trainer, resume['trainer_path'],
+                            resume['trainer_meta'])
+    heads = None if c.padded else net.num_heads
+    num_batches = -(-len(train_set) // c.batch_size)
+    total = c.epochs * num_batches
+    rng, pos, history = _start(c, regression, metrics, resume)
+    clock = time.perf_counter() - pos['seconds']
+    for epoch in range(pos['epoch'], c.epochs + 1):
+        if epoch != pos['epoch']:  # a new epoch: its order, fresh totals
+            pos.update(epoch=epoch, batch=0, totals=[
+                0.0, None if regression else 0, 0],
+                rng=numpy_state_to_json(rng.get_state()))
+        order = rng.permutation(len(train_set))
+        totals = pos['totals']
+        for i in range(pos['batch'], num_batches):
+            pos['step'] += 1
+            trainer.set_learning_rate(learning_rate(
+                pos['step'], total, c.lr, c.schedule, c.warmup))
+            mx.random.seed(step_seed(c.seed, pos['step']))
+            _train_batch(net, loss, trainer, train_set,
+                         order[i * c.batch_size:(i + 1) * c.batch_size],
+                         devices, heads, totals)
+            pos.update(batch=i + 1, seconds=time.perf_counter() - clock)
+            if verbose and c.log_every and (i + 1) % c.log_every == 0:
+                print(f'epoch {epoch} batch {i + 1}/{num_batches}: train '
+                      f'loss {totals[0] / totals[2]:.3f}', flush=True)
+            if on_step is not None and on_step(history, pos, trainer):
+                return history
+        _end_epoch(net, dev_set, devices, metrics, c, history, totals,
+                   time.perf_counter() - clock, epoch, verbose)
         if on_epoch is not None:
             on_epoch(epoch, history)
     return history
+
+
+def _end_epoch(net, dev_set, devices, metrics, c, history, totals, seconds,
+               epoch, verbose):
+    """Score the dev split and add the epoch to ``history``."""
+    loss_sum, correct, seen = totals
+    dev = evaluate_task(net, dev_set, devices, metrics, c.batch_size,
+                        not c.padded)
+    history['train_loss'].append(loss_sum / seen)
+    history['train_acc'].append(None if correct is None else correct / seen)
+    history['dev'].append(dev)
+    history['dev_score'].append(dev[metrics[0]])
+    if 'dev_acc' in history:
+        history['dev_acc'].append(dev['accuracy'])
+    history['seconds'].append(seconds)
+    if verbose:
+        acc = '' if correct is None else f', train acc {correct / seen:.3f}'
+        print(f'epoch {epoch}/{c.epochs}: train loss {loss_sum / seen:.3f}'
+              f'{acc}, dev {format_metrics(dev)} ({seconds:.0f} s)',
+              flush=True)
 
 
 def format_metrics(values):
@@ -208,10 +249,113 @@ def format_metrics(values):
 def save_classifier(model_dir, net, vocab, bert_config, info):
     """Write config.json (the BERT settings and ``classifier``: ``info``),
     vocab.json and model.params, as a pretrained model directory is
-    written."""
+    written.  The files are written into a folder beside them first and
+    then renamed into place, so a write that cannot complete (a full disk)
+    leaves the model saved before it as it was, and raises a one-line
+    :class:`~gluon_bert.utils.GluonBertError`."""
+    import shutil
+
+    import mxnet as mx
+
     from .checkpoint import save_model_dir
-    save_model_dir(model_dir, net, vocab, model_config=bert_config,
-                   sections={'classifier': dict(info)})
+    from .utils import write_error
+    staging = os.path.join(model_dir, '.saving')
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_model_dir(staging, net, vocab, model_config=bert_config,
+                       sections={'classifier': dict(info)})
+    except (OSError, mx.MXNetError) as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise write_error(e, 'the fine-tuned model', model_dir,
+                          _params_bytes(net)) from None
+    names = sorted(os.listdir(staging), key=lambda n: n == 'config.json')
+    for name in names:  # config.json last: it marks a complete directory
+        os.replace(os.path.join(staging, name), os.path.join(model_dir, name))
+    os.rmdir(staging)
+
+
+def save_progress(model_dir, net, trainer, history, position, extra=None):
+    """Save a fine-tuning run stopped after a step (what ``on_step`` of
+    :func:`finetune` was handed) into ``model_dir/resume/``: the weights,
+    the optimizer state and ``state.json`` (position, history, ``extra``),
+    each under a new name, then state.json, then the older files removed,
+    so the last complete state stays loadable if a write fails (a one-line
+    :class:`~gluon_bert.utils.GluonBertError`)."""
+    import json
+
+    import mxnet as mx
+
+    from .checkpoint import save_trainer_states
+    from .utils import atomic_path, atomic_write, file_digest, write_error
+    folder = os.path.join(model_dir, PROGRESS)
+    step = position['step']
+    names = {'params': f'model-{step:08d}.params',
+             'states': f'trainer-{step:08d}.states'}
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with atomic_path(os.path.join(folder, names['params'])) as tmp:
+            net.save_parameters(tmp)
+        meta = save_trainer_states(trainer,
+                                   os.path.join(folder, names['states']))
+        state = dict(position=position, history=history, trainer=meta,
+                     files={k: {'path': n, 'sha1': file_digest(
+                         os.path.join(folder, n))} for k, n in names.items()},
+                     **(extra or {}))
+        with atomic_write(os.path.join(folder, 'state.json'), 'w') as f:
+            json.dump(state, f)
+    except (OSError, mx.MXNetError) as e:
+        for name in names.values():
+            _remove(os.path.join(folder, name))
+        raise write_error(e, f'the state of step {step}', model_dir,
+                          3 * _params_bytes(net)) from None
+    for name in os.listdir(folder):
+        if name.endswith(('.params', '.states')) and name not in \
+                names.values():
+            _remove(os.path.join(folder, name))
+    return state
+
+
+def load_progress(model_dir):
+    """The state :func:`save_progress` wrote (its files checked), as
+    :func:`finetune` takes it (``resume=``), plus what was saved beside it;
+    ``model_params`` is the weights' path."""
+    import json
+
+    from .utils import file_digest
+    folder = os.path.join(model_dir, PROGRESS)
+    path = os.path.join(folder, 'state.json')
+    if not os.path.isfile(path):
+        raise GluonBertError(f'{model_dir} holds no stopped fine-tuning run '
+                             f'({path} is missing): start one without '
+                             'resume', ['resume'])
+    try:
+        with open(path, encoding='utf-8') as f:
+            state = json.load(f)
+        files = {k: os.path.join(folder, v['path'])
+                 for k, v in state['files'].items()}
+        damaged = [p for k, p in files.items()
+                   if file_digest(p) != state['files'][k]['sha1']]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GluonBertError(f'{path} cannot be read ({e}): start the run '
+                             'again without resume', ['resume']) from None
+    if damaged:
+        raise GluonBertError(f'{damaged[0]} does not match its checksum in '
+                             f'{path}: start the run again without resume',
+                             ['resume'])
+    return dict(state, model_params=files['params'],
+                trainer_path=files['states'], trainer_meta=state['trainer'])
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _params_bytes(net):
+    from .model import count_parameters
+    return 4 * count_parameters(net)
 
 
 def load_classifier(model_dir, device=None):

@@ -18,6 +18,7 @@ from .utils import (GluonBertError, checked_type, max_len_arg, parse_gpu_ids,
 
 __all__ = ['PretrainConfig', 'FinetuneConfig', 'RECIPES', 'RECIPE_KEYS',
            'add_arguments', 'config_from_flags', 'resumed_config',
+           'differing_settings', 'command_line',
            'describe_recipe']
 
 
@@ -265,7 +266,15 @@ class FinetuneConfig(_Config):
                                           for k, v in TASK_HELP.items()),
                         'model and data', choices=tuple(TASK_HELP))
     save_dir: str = setting('runs/finetune', 'where the best-dev model and '
-                            'results.json go', 'model and data')
+                            'results.json go', 'output', resume='free')
+    resume: bool = setting(
+        False, 'continue the run stopped by Ctrl-C or SIGTERM in --save-dir '
+        'exactly where it stopped (give the same flags again)', 'output',
+        resume='free')
+    overwrite: bool = setting(
+        False, 'start a new run in a --save-dir that holds a fine-tuned '
+        'model of other settings (refused otherwise); the earlier one is '
+        'kept in SAVE_DIR/previous/', 'output', resume='free')
     init: str = setting('pretrained', 'random: the same classifier from '
                         'freshly initialized weights (the control)',
                         'model and data', choices=('pretrained', 'random'))
@@ -307,11 +316,12 @@ class FinetuneConfig(_Config):
     seed: int = setting(0, 'seeds the initialization, dropout and the '
                         'order of the examples', 'training', int)
     log_every: int = setting(50, 'print a progress line every N batches (0: '
-                             'never)', 'training', _non_negative_int)
+                             'never)', 'training', _non_negative_int,
+                             resume='free')
     gpus: str = setting(None, 'GPUs to shard each batch across, e.g. 0,1',
-                        'devices', _gpus)
+                        'devices', _gpus, resume='free')
     cpus: int = setting(None, 'shard each batch across N CPU contexts',
-                        'devices', positive_int)
+                        'devices', positive_int, resume='free')
 
 
 #: Named presets: the fields each recipe sets (``book`` is the defaults).
@@ -403,6 +413,36 @@ def config_from_flags(given, cls=PretrainConfig):
     """The configuration the flags ``given`` ask for: the defaults, then the
     recipe's values, then the flags themselves."""
     return cls(**{**RECIPES[given.get('recipe', 'book')], **given})
+
+
+def command_line(config, drop=()):
+    """The flags that give ``config`` (every field off its default, and
+    the required ones), as one string: ``--task qnli --lr 0.0003``."""
+    import shlex
+    words = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if (f.name in drop or not f.metadata['flag']
+                or (value == f.default and not f.metadata['required'])):
+            continue
+        if isinstance(value, bool):
+            if value or f.metadata['negation']:
+                words.append(_flag(f.name if value
+                                   else f.metadata['negation']))
+        else:
+            words += [_flag(f.name), shlex.quote(str(value))]
+    return ' '.join(words)
+
+
+def differing_settings(saved, config):
+    """The settings a resumed run must keep (``resume='same'``) in which
+    ``saved`` (a configuration's :meth:`to_dict`; None: unreadable) and
+    ``config`` differ."""
+    if saved is None:
+        return ['(unreadable)']
+    return [f.name for f in dataclasses.fields(config)
+            if f.metadata['resume'] == 'same'
+            and saved.get(f.name, f.default) != getattr(config, f.name)]
 
 
 def resumed_config(saved, given, cls=PretrainConfig):

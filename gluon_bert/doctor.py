@@ -20,8 +20,10 @@ __all__ = ['main', 'build_parser', 'checks', 'OK', 'WARN', 'FAIL']
 OK, WARN, FAIL = 'ok', 'warn', 'FAIL'
 #: Optional extras: what each enables.
 EXTRAS = {'tokenizers': "--vocab wordpiece (pip install 'gluon_bert[subword]')",
-          'torch': 'export to PyTorch', 'onnx': 'export to ONNX',
-          'onnxruntime': 'ONNX Runtime inference'}
+          'torch': "export --format torch (pip install 'gluon_bert[torch]')",
+          'onnx': "export --format onnx (pip install 'gluon_bert[onnx]')",
+          'onnxruntime': "encode --backend onnxruntime (pip install "
+                         "'gluon_bert[onnx]')"}
 
 
 def build_parser():

@@ -15,6 +15,7 @@ with numpy.save.  Text is lower-cased and split on whitespace, like the
 WikiText-2 training data; unknown words become <unk>.
 """
 import argparse
+import os
 import sys
 import time
 
@@ -55,6 +56,13 @@ def build_parser():
                         'every token, (lines, longest, hidden), zero-padded')
     g.add_argument('--batch-size', type=positive_int, default=64,
                    help='lines encoded together (grouped by length)')
+    g.add_argument('--backend', choices=('mxnet', 'onnxruntime'),
+                   default='mxnet',
+                   help='onnxruntime: run the ONNX graph of --onnx (made by '
+                        'python -m gluon_bert.export --format onnx) instead '
+                        "of MXNet; --model-dir still gives the vocabulary")
+    g.add_argument('--onnx', default=None, metavar='FILE.onnx',
+                   help='the ONNX graph, with --backend onnxruntime')
     return p
 
 
@@ -70,6 +78,16 @@ def parse_args(argv=None):
         parser.error('give one sentence, a pair, or --input FILE')
     elif args.output is not None:
         parser.error('--output goes with --input')
+    if args.backend == 'onnxruntime':
+        if args.input is None:
+            parser.error('--backend onnxruntime goes with --input')
+        if args.onnx is None:
+            parser.error('--backend onnxruntime needs --onnx FILE.onnx')
+        if not os.path.isfile(args.onnx):
+            parser.error(f'--onnx {args.onnx} does not exist: make it with '
+                         'python -m gluon_bert.export --format onnx')
+    elif args.onnx is not None:
+        parser.error('--onnx goes with --backend onnxruntime')
     if len(args.sentences) > 2:
         parser.error(f'give one sentence or a pair, not '
                      f'{len(args.sentences)}')
@@ -96,19 +114,51 @@ class _Progress:
               file=self.stream, flush=True)
 
 
+def _check_output(path, need):
+    """Before the encoding: the output's folder (made if missing) must be
+    writable and have room for about ``need`` bytes."""
+    from .utils import free_bytes, megabytes
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise GluonBertError(f'--output {path}: cannot make {folder} '
+                             f'({e.strerror}): write elsewhere') from None
+    if not os.access(folder, os.W_OK):
+        raise GluonBertError(f'--output {path}: {folder} is not writable: '
+                             'write elsewhere')
+    free = free_bytes(folder)
+    if free is not None and free < need:
+        raise GluonBertError(f'--output {path}: {folder} has '
+                             f'{megabytes(free)} free, the vectors take about '
+                             f'{megabytes(need)}: free some space or write '
+                             'elsewhere')
+
+
 def run_file(args, lines, net, vocab, out):
     import numpy as onp
 
     from .encoder import encode_texts
-    from .utils import atomic_write
+    from .utils import atomic_write, write_error
 
     def warn(message):
         print(f'warning: {message}', file=sys.stderr)
+    # (no. of lines, num_hiddens) float32; with --pool none, per token of
+    # the longest input (at least its words, <cls> and two <sep>)
+    tokens = (max(len(line.split()) for line in lines) + 3
+              if args.pool == 'none' and lines else 1)
+    need = len(lines) * net.config['num_hiddens'] * 4 * tokens
+    _check_output(args.output, need)
     vectors = encode_texts(net, vocab, lines, batch_size=args.batch_size,
                            pool=args.pool, progress=_Progress(sys.stderr),
                            warn=warn)
-    with atomic_write(args.output) as f:
-        onp.save(f, vectors)
+    try:
+        with atomic_write(args.output) as f:
+            onp.save(f, vectors)
+    except OSError as e:
+        raise write_error(e, os.path.basename(args.output),
+                          os.path.dirname(os.path.abspath(args.output)),
+                          vectors.nbytes, settings=()) from None
     print(f'{len(lines)} lines -> {args.output}: array of shape '
           f'{vectors.shape}, float32', file=out)
     return vectors
@@ -120,7 +170,10 @@ def run(args, out=None):
     from .encoder import get_bert_encoding, prepare_input, read_inputs
 
     lines = read_inputs(args.input) if args.input is not None else None
-    net, vocab, _ = load_pretrained(args.model_dir)
+    net, vocab, config = load_pretrained(args.model_dir)
+    if args.backend == 'onnxruntime':
+        from .interop import OnnxEncoder
+        net = OnnxEncoder(args.onnx, config['model'])
     if lines is not None:
         return run_file(args, lines, net, vocab, out)
     # A WordPiece model's vocabulary cuts the words into its pieces

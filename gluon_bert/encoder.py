@@ -187,6 +187,29 @@ def _cut_inputs(texts, max_len, warn, vocab=None):
     return inputs
 
 
+def _host(array):
+    """A NumPy copy of an MXNet array (a NumPy array as it is)."""
+    return array.asnumpy() if hasattr(array, 'asnumpy') else array
+
+
+def _forward(net):
+    """``forward(token_ids, segments, lens)`` (lists of a padded batch) ->
+    encodings (batch, width, num_hiddens): through a BERTModel (hybridized
+    on first use, on its device), or an :class:`~gluon_bert.interop.
+    OnnxEncoder` in ONNX Runtime."""
+    if not hasattr(net, 'collect_params'):  # an OnnxEncoder
+        return net.encode
+    device = net_device(net)
+    if not net._active:
+        net.hybridize(static_alloc=True)
+
+    def forward(token_ids, segments, lens):
+        return net.encode(np.array(token_ids, ctx=device, dtype='int32'),
+                          np.array(segments, ctx=device, dtype='int32'),
+                          np.array(lens, ctx=device, dtype='float32'))
+    return forward
+
+
 def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
                  progress=None, warn=None):
     """BERT vectors of many texts, as one NumPy array.
@@ -198,7 +221,9 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
 
     Parameters
     ----------
-    net : BERTModel
+    net : BERTModel or OnnxEncoder
+        An ONNX graph from ``gluon_bert.export`` in ONNX Runtime
+        (:class:`~gluon_bert.interop.OnnxEncoder`) gives the same vectors.
     vocab : Vocab
         Unknown words become ``<unk>``; a WordPiece vocabulary cuts every
         word into its pieces first (``pool='none'``: a vector per piece).
@@ -234,9 +259,7 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
         raise GluonBertError('no text to encode')
     inputs = _cut_inputs(texts, net.config['max_len'],
                          warn or warnings.warn, vocab)
-    device = net_device(net)
-    if not net._active:
-        net.hybridize(static_alloc=True)
+    forward = _forward(net)
     hidden = net.config['num_hiddens']
     longest = max(len(tokens) for tokens, _ in inputs)
     shape = ((len(inputs), longest, hidden) if pool == 'none'
@@ -253,21 +276,17 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
         segments = [inputs[i][1] + [0] * (width - n)
                     for i, n in zip(rows, lens)]
         # (batch size, width, num_hiddens)
-        encoded_X = net.encode(np.array(token_ids, ctx=device, dtype='int32'),
-                               np.array(segments, ctx=device, dtype='int32'),
-                               np.array(lens, ctx=device, dtype='float32'))
+        encoded_X = forward(token_ids, segments, lens)
         if pool == 'cls':
-            result[rows] = encoded_X[:, 0, :].asnumpy()
+            result[rows] = _host(encoded_X[:, 0, :])
         elif pool == 'mean':
             # (batch size, width): 1 over each input's own tokens
             mask = (onp.arange(width)[None, :]
                     < onp.array(lens)[:, None]).astype('float32')
-            mask = np.array(mask / onp.array(lens, dtype='float32')[:, None],
-                            ctx=device)
-            result[rows] = (encoded_X * np.expand_dims(mask, -1)).sum(
-                axis=1).asnumpy()
+            mask /= onp.array(lens, dtype='float32')[:, None]
+            result[rows] = (_host(encoded_X) * mask[:, :, None]).sum(axis=1)
         else:
-            encoded = encoded_X.asnumpy()
+            encoded = _host(encoded_X)
             for j, (i, n) in enumerate(zip(rows, lens)):
                 result[i, :n] = encoded[j, :n]
         if progress is not None:

@@ -20,6 +20,14 @@ model.params), which ``gluon_bert.predict`` loads; at the end the best model
 is scored on the test split and results.json is written.  ``--init random``
 trains the same classifier from freshly initialized weights: the control
 that tells whether pretraining helped.
+
+Nothing lost: the run locks --save-dir; a folder holding a model of other
+settings (or something else, a pretrained model say) is refused unless
+--overwrite, one of the same settings moves to previous/; Ctrl-C or
+SIGTERM finishes the step, saves the state in SAVE_DIR/resume/ and exits
+130 or 143, and the same flags with --resume continue exactly (dropout is
+seeded per step); a write that fails (a full disk) is one line and keeps
+the best model saved before.
 """
 import argparse
 import json
@@ -31,14 +39,17 @@ from .classifier import (evaluate_task, finetune, format_metrics,
 from .config import FinetuneConfig, add_arguments
 from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    run_command)
+                    run_command, write_error)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
 #: The configuration's groups of flags, for --help.
 GROUPS = {'model and data': ('model and data', None),
           'training': ('training', "The book's settings by default."),
-          'devices': ('devices', None)}
+          'devices': ('devices', None),
+          'output': ('output', 'Ctrl-C or SIGTERM finishes the step, saves '
+                     'the state in SAVE_DIR/resume/ and exits 130 or 143; '
+                     '--resume continues from there exactly.')}
 
 
 def build_parser():
@@ -142,37 +153,120 @@ def _datasets(args, splits, vocab, out):
     return data
 
 
+def _earlier_settings(save_dir):
+    """The settings of the fine-tuning run in ``save_dir`` (None when its
+    files cannot be read, or hold something else: a pretrained model), or
+    False when there is no run there."""
+    from .classifier import PROGRESS
+    paths = [os.path.join(save_dir, 'config.json'),
+             os.path.join(save_dir, PROGRESS, 'state.json')]
+    found = [p for p in paths if os.path.isfile(p)]
+    if not found:
+        return False
+    try:
+        with open(found[0], encoding='utf-8') as f:
+            saved = json.load(f)
+        return (saved['classifier'] if found[0] == paths[0]
+                else saved)['config']
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _make_room(args, say):
+    """Before a new run (not --resume): the rule of :func:`~gluon_bert.
+    rundir.make_room` (a model of other settings, or a folder that holds
+    something else, such as a pretrained model, is not replaced without
+    --overwrite)."""
+    from . import rundir
+    from .config import differing_settings
+    saved = _earlier_settings(args.save_dir)
+    if saved is not False:
+        rundir.make_room(args.save_dir, differing_settings(saved, args),
+                         overwrite=args.overwrite, say=say)
+
+
+def _progress(args):
+    """The stopped run of --save-dir that --resume continues, checked to
+    have this command's settings."""
+    from .classifier import load_progress
+    from .config import differing_settings
+    state = load_progress(args.save_dir)
+    differ = differing_settings(state.get('config'), args)
+    if differ:
+        raise GluonBertError(
+            f'the run stopped in {args.save_dir} has other settings '
+            f'({", ".join(differ[:4])}): give its flags again with resume, '
+            'or start anew with overwrite', ['resume', 'overwrite'] + differ)
+    return state
+
+
 def run(args, out=None):
+    """Fine-tune as ``args`` (a :class:`~gluon_bert.config.FinetuneConfig`)
+    says, holding the lock of --save-dir.  Returns ``(results, signal)``:
+    the results of a finished run, or None and the signal (SIGINT,
+    SIGTERM) that stopped it, its state saved for --resume."""
+    from .rundir import RunLock
+    out = out or sys.stdout
+    with RunLock(args.save_dir):
+        if args.resume:
+            state = _progress(args)
+        else:
+            state = None
+            _make_room(args, lambda m, **k: print(m, file=out, **k))
+        return _run(args, state, out)
+
+
+def _build(args, state, devices, out):
+    """The classifier (its weights restored from ``state`` when resuming),
+    the datasets and the run's description for results.json."""
     import mxnet as mx
-    from mxnet import npx
 
     from .model import BERTClassifier
-    from .devices import parse_devices
-    out = out or sys.stdout
     splits = _read_splits(args)
     num_classes = splits['train'][3]
-    metrics = TASKS[args.task].metrics
-    devices = parse_devices(args.gpus, args.cpus,
-                            log=lambda m: print(m, file=sys.stderr))
     mx.random.seed(args.seed)
     bert, vocab, model = _load_bert(args, devices[0])
     data = _datasets(args, splits, vocab, out)
     net = BERTClassifier(bert, num_classes)
     net.output.initialize(mx.init.Xavier(), ctx=devices)
     net.collect_params().reset_ctx(devices)
+    if state is not None:
+        net.load_parameters(state['model_params'], ctx=devices)
     net.hybridize(static_alloc=True)
     info = dict(task=args.task, num_classes=num_classes, max_len=args.max_len,
                 pair=splits['train'][1] is not None,
                 label_names=_label_names(args.task, num_classes),
                 init=args.init, pretrained=str(args.model_dir),
                 tokenizer=tokenizer_for(args.task, args.tokenizer),
-                metrics=list(metrics), lr=args.lr,
+                metrics=list(TASKS[args.task].metrics), lr=args.lr,
                 batch_size=args.batch_size, epochs=args.epochs,
                 padded=args.padded, schedule=args.schedule,
                 warmup=args.warmup, weight_decay=args.weight_decay,
                 dropout=args.dropout, seed=args.seed,
                 config=args.to_dict())
-    best = {'score': -float('inf')}
+    return net, vocab, model, data, info
+
+
+def _run(args, state, out):
+    """:func:`run`, once the folder is this run's."""
+    import shutil
+
+    from mxnet import npx
+
+    from .checkpoint import check_room
+    from .classifier import PROGRESS, save_progress
+    from .devices import parse_devices
+    from .signals import StopOnSignal
+    devices = parse_devices(args.gpus, args.cpus,
+                            log=lambda m: print(m, file=sys.stderr))
+    net, vocab, model, data, info = _build(args, state, devices, out)
+    metrics = TASKS[args.task].metrics
+    check_room(args.save_dir, net)  # before the first step
+    best = dict(state['best']) if state else {'score': -float('inf')}
+    if state:
+        pos = state['position']
+        print(f'Resuming from epoch {pos["epoch"]}, batch {pos["batch"]} '
+              f'(step {pos["step"]}) of {args.save_dir}', file=out, flush=True)
 
     def on_epoch(epoch, history):
         if history['dev_score'][-1] > best['score']:
@@ -182,8 +276,21 @@ def run(args, out=None):
                             dict(info, best_epoch=epoch))
             print(f'  best dev {metrics[0]} so far: saved to '
                   f'{args.save_dir}', file=out, flush=True)
-    history = finetune(net, data['train'], data['dev'], devices, args,
-                       on_epoch, metrics)
+
+    with StopOnSignal() as signal_state:
+        def on_step(history, position, trainer):
+            if signal_state.stop:  # the step is done: save where it stopped
+                save_progress(args.save_dir, net, trainer, history, position,
+                              dict(config=args.to_dict(), best=best))
+                stopped.update(position)
+            return signal_state.stop
+        stopped = {}
+        history = finetune(net, data['train'], data['dev'], devices, args,
+                           on_epoch, metrics, on_step=on_step, resume=state)
+    if stopped:
+        _say_stopped(args, stopped, signal_state.signum)
+        return None, signal_state.signum
+    shutil.rmtree(os.path.join(args.save_dir, PROGRESS), ignore_errors=True)
     test = None
     if 'test' in data:
         best_net, _, _ = load_classifier(args.save_dir, devices[0])
@@ -191,7 +298,19 @@ def run(args, out=None):
         test = evaluate_task(best_net, data['test'], devices, metrics,
                              args.batch_size, not args.padded)
     npx.waitall()
-    return _write_results(args, info, best, test, history, data, out)
+    return _write_results(args, info, best, test, history, data, out), None
+
+
+def _say_stopped(args, position, signum):
+    """The one line of a run stopped by a signal, and how to go on."""
+    from .signals import signal_name
+    from .config import command_line
+    flags = command_line(args, drop=('resume', 'overwrite'))
+    print(f'Stopped by {signal_name(signum)} at epoch {position["epoch"]}, '
+          f'batch {position["batch"]} (step {position["step"]}); the state '
+          f'is in {os.path.join(args.save_dir, "resume")}. Resume with the '
+          f'same flags and --resume: python -m gluon_bert.finetune {flags} '
+          '--resume', file=sys.stderr, flush=True)
 
 
 def _write_results(args, info, best, test, history, data, out):
@@ -204,8 +323,12 @@ def _write_results(args, info, best, test, history, data, out):
     if 'accuracy' in info['metrics']:  # the names earlier results used
         results['dev_acc'] = best['dev']['accuracy']
         results['test_acc'] = test['accuracy'] if test else None
-    with atomic_write(os.path.join(args.save_dir, 'results.json'), 'w') as f:
-        json.dump(results, f, indent=2)
+    try:
+        with atomic_write(os.path.join(args.save_dir, 'results.json'),
+                          'w') as f:
+            json.dump(results, f, indent=2)
+    except OSError as e:
+        raise write_error(e, 'results.json', args.save_dir) from None
     tested = f'; test {format_metrics(test)}' if test else '; no test split'
     print(f'best dev {format_metrics(best["dev"])} (epoch {best["epoch"]})'
           f'{tested}; {history["seconds"][-1]:.0f} s', file=out)
@@ -213,8 +336,24 @@ def _write_results(args, info, best, test, history, data, out):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit code."""
-    return run_command(build_parser().prog, run, parse_args(argv))[0]
+    """Command-line entry point; returns the exit code (130 after Ctrl-C,
+    143 after SIGTERM: what a shell reports for them)."""
+    from .signals import ForcedExit
+    args = parse_args(argv)
+    try:
+        code, result = run_command(build_parser().prog, run, args)
+    except KeyboardInterrupt:
+        print('Interrupted before training began; nothing was saved.',
+              file=sys.stderr)
+        return 130
+    except ForcedExit as e:
+        print('Stopped by a third signal before the state was saved; the '
+              'last saved files are as they were.', file=sys.stderr)
+        return 128 + e.signum
+    if code:
+        return code
+    _, signum = result
+    return 0 if signum is None else 128 + signum
 
 
 if __name__ == '__main__':

@@ -12,8 +12,11 @@ engine the summed gradients of a dist_sync job differed from run to run.  Every 
 with the role and number of its process.  The job ends when every worker has
 exited: with code 0 if all succeeded, otherwise the launcher stops the rest as
 soon as one process fails (or --timeout passes) and exits non-zero, saying
-which one.  (The wheel's own ``dmlc_tracker`` calls ``Thread.isAlive()`` and
-breaks on Python 3.9+.)
+which one.  SIGTERM or Ctrl-C to the launcher is forwarded to the workers
+(over ssh to a remote one's pid), which finish their step, agree on it and
+save (rank 0 writes); after ``--grace`` seconds whatever still runs is
+stopped, and the launcher exits 143 or 130.  (The wheel's own
+``dmlc_tracker`` calls ``Thread.isAlive()`` and breaks on Python 3.9+.)
 """
 import argparse
 import os
@@ -28,7 +31,7 @@ import time
 from .utils import HelpFormatter
 
 __all__ = ['main', 'parse_args', 'build_parser', 'free_port', 'plan_job',
-           'Job']
+           'Job', 'handle_signals', 'PID_MARKER']
 
 
 #: How hosts are reached: no password prompt (BatchMode), a new host's key
@@ -37,6 +40,10 @@ DEFAULT_SSH = ('ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new '
                '-o ConnectTimeout=10')
 #: Environment variables passed on to remote processes when set here.
 FORWARDED_PREFIXES = ('GLUON_BERT_', 'MXNET_', 'OMP_', 'PS_')
+#: The first line of a remote process: its pid there.
+PID_MARKER = 'gluon_bert.launch:pid='
+#: Seconds the workers get to save their checkpoint after SIGTERM.
+DEFAULT_GRACE = 120.0
 
 
 def free_port(host='127.0.0.1'):
@@ -63,6 +70,10 @@ def build_parser():
                    help="the scheduler's port (default: a free one)")
     p.add_argument('--timeout', type=float, default=None,
                    help='stop everything and fail after this many seconds')
+    p.add_argument('--grace', type=float, default=DEFAULT_GRACE,
+                   help='on SIGTERM or Ctrl-C, the seconds the workers get '
+                        'to finish their step and save (rank 0 writes the '
+                        'checkpoint) before they are killed')
     p.add_argument('--ssh', default=DEFAULT_SSH,
                    help='the ssh command used with -H, e.g. "ssh -i KEY -p '
                         '2222"; each host must accept it without a password')
@@ -105,7 +116,8 @@ def plan_job(num_workers, num_servers, command, hosts=None, port=None,
     a scheduler or server at import when ``DMLC_ROLE`` says so.  With
     ``hosts``, every argv is an ssh command (``ssh``, with ``-tt``: a remote
     process gets SIGHUP when its connection closes, so stopping the local
-    ssh stops it) that changes to ``cwd`` on the remote host and sets the
+    ssh stops it) that prints the remote pid (:data:`PID_MARKER`, so that
+    :meth:`Job.terminate` can send it SIGTERM), changes to ``cwd`` on the remote host and sets the
     DMLC_* variables and those of ``environ`` (default ``os.environ``) whose
     names start with one of :data:`FORWARDED_PREFIXES`.
     """
@@ -139,8 +151,10 @@ def plan_job(num_workers, num_servers, command, hosts=None, port=None,
         host = hosts[0] if name == 'scheduler' else hosts[(i - 1) % len(hosts)]
         setting = ' '.join(f'{k}={shlex.quote(v)}'
                            for k, v in dict(forwarded, **env).items())
-        line = (f'cd {shlex.quote(cwd)} && exec env {setting} '
-                f'{" ".join(shlex.quote(a) for a in argv)}')
+        # The remote pid first (the shell's, which exec makes the
+        # command's), so that SIGTERM can be forwarded to it
+        line = (f'cd {shlex.quote(cwd)} && echo {PID_MARKER}$$ && exec env '
+                f'{setting} {" ".join(shlex.quote(a) for a in argv)}')
         remote.append((f'{name}@{host}',
                        shlex.split(ssh) + ['-tt', host, line], {}))
     return remote
@@ -178,13 +192,25 @@ def check_hosts(hosts, port, ssh=DEFAULT_SSH, run=subprocess.run):
     return None
 
 
-class Job:
-    """Run the processes of :func:`plan_job`; fail fast, prefix output."""
+class _Terminated(Exception):
+    """SIGTERM or SIGINT reached the launcher."""
 
-    def __init__(self, plan, out=None):
-        self.plan, self.out = plan, out or sys.stdout
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Job:
+    """Run the processes of :func:`plan_job`; fail fast, prefix output.
+
+    ``ssh``: how the hosts of a multi-host plan are reached (to forward
+    SIGTERM to a remote worker).
+    """
+
+    def __init__(self, plan, out=None, ssh=DEFAULT_SSH):
+        self.plan, self.out, self.ssh = plan, out or sys.stdout, ssh
         self.procs, self._lock = [], threading.Lock()
-        self._threads = []
+        self._threads, self.remote_pids = [], {}
 
     def _say(self, name, line):
         with self._lock:
@@ -195,7 +221,11 @@ class Job:
 
     def _pump(self, name, stream):
         for line in iter(stream.readline, ''):
-            self._say(name, line.replace('\r', ''))  # ssh -tt: CR LF
+            line = line.replace('\r', '')  # ssh -tt: CR LF
+            if line.startswith(PID_MARKER) and name not in self.remote_pids:
+                self.remote_pids[name] = int(line[len(PID_MARKER):])
+                continue
+            self._say(name, line)
         stream.close()
 
     def start(self):
@@ -229,8 +259,64 @@ class Job:
                     pass
                 proc.wait()
 
+    def _signal_worker(self, name, proc, signum):
+        """Send ``signum`` to a worker: its process group here, or over ssh
+        to its pid on its host."""
+        if '@' not in name:
+            try:
+                os.killpg(proc.pid, signum)
+            except OSError:
+                pass
+            return
+        pid, host = self.remote_pids.get(name), name.rsplit('@', 1)[1]
+        if pid is None:  # it never started: stopping ssh stops it
+            self.stop_one(proc)
+            return
+        subprocess.run(shlex.split(self.ssh) + [host, f'kill -{int(signum)} '
+                                                      f'{pid}'],
+                       capture_output=True, timeout=60)
+
+    def stop_one(self, proc):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+    def terminate(self, grace=DEFAULT_GRACE, signum=signal.SIGTERM):
+        """Forward SIGTERM to the workers, give them ``grace`` seconds to
+        finish their step and save (they agree on the step; rank 0 writes),
+        then stop whatever still runs.  Returns 128 + ``signum``, or 1 when
+        a worker had to be killed."""
+        workers = [(n, p) for n, p in self.procs if n.startswith('worker')]
+        self._say('launch', f'{signal.Signals(signum).name}: asking the '
+                            f'workers to save and stop (up to {grace:g} s)')
+        # All at once (a remote one is an ssh round trip away), so that
+        # they stop at about the same step
+        senders = [threading.Thread(target=self._signal_worker,
+                                    args=(name, proc, signal.SIGTERM))
+                   for name, proc in workers if proc.poll() is None]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(timeout=60)
+        deadline, killed = time.time() + grace, []
+        for name, proc in workers:
+            try:
+                proc.wait(max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                killed.append(name)
+        for name in killed:
+            self._say('launch', f'{name} did not stop within {grace:g} s: '
+                                'killed (its checkpoint may be incomplete)')
+        self.stop()
+        return 1 if killed else 128 + signum
+
+    grace = DEFAULT_GRACE
+
     def wait(self, timeout=None, poll=0.1, linger=30.0):
-        """Exit code of the job: 0, or 1 when a process failed or time ran out."""
+        """Exit code of the job: 0, or 1 when a process failed or time ran
+        out; SIGTERM or Ctrl-C (see :func:`handle_signals`) ends it with
+        :meth:`terminate`: 143 or 130 once the workers have saved."""
         start = time.time()
         workers = [(n, p) for n, p in self.procs if n.startswith('worker')]
         workers_done = None
@@ -259,15 +345,27 @@ class Job:
                     self.stop()
                     return 1
                 time.sleep(poll)
-        except KeyboardInterrupt:
-            self._say('launch', 'interrupted; stopping everything')
-            self.stop()
-            return 130
+        except _Terminated as e:
+            return self.terminate(self.grace, e.signum)
         finally:
             for thread in self._threads:
                 thread.join(timeout=2)
         self._say('launch', 'all workers finished')
         return 0
+
+
+def handle_signals():
+    """Turn SIGTERM and SIGINT into the exception :meth:`Job.wait` answers
+    by stopping the workers gracefully (main thread only)."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise _Terminated(signum)
+    try:
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
 
 
 def main(argv=None):
@@ -279,8 +377,13 @@ def main(argv=None):
         print(f'{build_parser().prog}: error: {problem}', file=sys.stderr)
         return 2
     job = Job(plan_job(args.num_workers, args.num_servers, args.command,
-                       args.hosts, port, ssh=args.ssh))
-    job.start()
+                       args.hosts, port, ssh=args.ssh), ssh=args.ssh)
+    job.grace = args.grace
+    handle_signals()
+    try:
+        job.start()
+    except _Terminated as e:  # before the job was watched
+        return job.terminate(args.grace, e.signum)
     return job.wait(args.timeout)
 
 

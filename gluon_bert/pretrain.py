@@ -13,11 +13,11 @@ schedule, AdamW, clipping and new examples every epoch
 (:mod:`gluon_bert.recipe`).
 """
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
 import random
+import signal
 import sys
 import time
 
@@ -25,6 +25,7 @@ from .config import (RECIPES, PretrainConfig, add_arguments,
                      config_from_flags,
                      describe_recipe, resumed_config)
 from .model import PRESETS, estimate_memory
+from .signals import ForcedExit, StopOnSignal, signal_name
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     parse_gpu_ids, run_command)
 
@@ -144,61 +145,6 @@ def seed_everything(seed):
     random.seed(seed)
     onp.random.seed(seed)
     mx.random.seed(seed)
-
-
-class _ForcedExit(BaseException):
-    """A third signal: quit now, without the checkpoint being finished."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _StopOnSignal:
-    """Turn Ctrl-C (SIGINT) and SIGTERM -- what ``timeout``, ``docker stop``,
-    systemd, Slurm and Kubernetes send -- into 'finish this step, save a
-    checkpoint as at the end of a run, exit 128 + the signal number'.
-
-    A second signal is ignored until the checkpoint is complete; a third
-    quits at once (files are written to temporary names and renamed, and an
-    unfinished one is removed, so nothing half-written is left).
-    """
-
-    _SIGNALS = ('SIGINT', 'SIGTERM')
-
-    def __init__(self):
-        self.signum, self.count, self._old = None, 0, {}
-
-    @property
-    def stop(self):
-        return self.signum is not None
-
-    def __enter__(self):
-        import signal
-        for name in self._SIGNALS:
-            sig = getattr(signal, name)
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: signals stay as they are
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        import signal
-        self.count += 1
-        if self.count >= 3:
-            raise _ForcedExit(self.signum)
-        if self.count == 1:
-            self.signum = signum
-            if signum == signal.SIGINT:
-                print('\nInterrupted: finishing this step, then saving a '
-                      'checkpoint (Ctrl-C twice more to quit without '
-                      'saving).', file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        import signal
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _kvstore(config):
@@ -407,9 +353,7 @@ def _write_outputs(config, history, signum):
                       title=f'{history["step"][-1]} steps, batch '
                             f'{config.batch_size}')
     if signum is not None:
-        import signal
-        by = 'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'
-        print(f'Stopped by {by} at step {history["step"][-1]}; the checkpoint '
+        print(f'Stopped by {signal_name(signum)} at step {history["step"][-1]}; the checkpoint '
               f'is in {save_dir}. Resume with: python -m gluon_bert.pretrain '
               f'--save-dir {save_dir} --resume'
               + (f' --steps {config.steps}' if config.steps else ''),
@@ -437,32 +381,18 @@ def _earlier_run(save_dir):
 
 
 def _make_room(config, say):
-    """Before a new run (not --resume) writes into --save-dir: an earlier
-    run there of the same settings and no more steps (the guide's command
-    run again) moves to previous/; one of other settings or more steps is
-    refused unless --overwrite (it then moves to previous/ too)."""
+    """Before a new run (not --resume) writes into --save-dir: the rule of
+    :func:`~gluon_bert.rundir.make_room`."""
     from . import rundir
+    from .config import differing_settings
     earlier = _earlier_run(config.save_dir)
     if earlier is None:
         return
     saved, step = earlier
-    same = [f.name for f in dataclasses.fields(PretrainConfig)
-            if f.metadata['resume'] == 'same']
-    differ = (['(unreadable)'] if saved is None else
-              [k for k in same if saved.get(k, getattr(PretrainConfig, k))
-               != getattr(config, k)])
-    more = step is not None and config.steps is not None and step > config.steps
-    if (differ or more) and not config.overwrite:
-        flags = ', '.join('--' + k.replace('_', '-') for k in differ[:4])
-        what = (f'other settings ({flags}{", ..." if len(differ) > 4 else ""})'
-                if differ else f'more steps ({step})')
-        raise GluonBertError(
-            f'{config.save_dir} holds a run of {what}: continue it with '
-            '--resume, replace it with --overwrite (it is then kept in '
-            'previous/), or pick another --save-dir')
-    rundir.keep_previous(config.save_dir)
-    say(f'The earlier run in {config.save_dir} is kept in '
-        f'{os.path.join(config.save_dir, rundir.PREVIOUS)}/', flush=True)
+    more = (step if step is not None and config.steps is not None
+            and step > config.steps else None)
+    rundir.make_room(config.save_dir, differing_settings(saved, config),
+                     more, config.overwrite, say)
 
 
 def run(config):
@@ -518,19 +448,19 @@ def _run(config, kvstore, rank, workers):
                                        record, history, position)
         last['step'] = history['step'][-1]
 
-    with _StopOnSignal() as signal_state:
+    with StopOnSignal(keep=workers > 1) as signal_state:
         def on_step(step, history, position):
             last['history'], last['position'] = history, position
             if config.checkpoint_every and step % config.checkpoint_every == 0:
                 save(history, position)
             return signal_state.stop
 
+        callbacks = trainer.Callbacks(evaluate, on_step)
         try:
             history = trainer.train_bert(
                 train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
                 devices, config.steps, optimizer, _train_options(config, chief),
-                callbacks=trainer.Callbacks(evaluate, on_step), resume=resume,
-                kvstore=kvstore)
+                callbacks=callbacks, resume=resume, kvstore=kvstore)
         except trainer.NonFiniteLossError as e:
             kept = (f'the last good checkpoint (step {last["step"]}) is in '
                     f'{config.save_dir}' if 'step' in last else
@@ -539,9 +469,13 @@ def _run(config, kvstore, rank, workers):
         # Still under the handler: a second signal waits for the checkpoint
         if last.get('step') != history['step'][-1]:
             save(history, last.get('position'))
+        # Stopped with the other workers of a job before this one's own
+        # signal came: the launcher's SIGTERM
+        signum = signal_state.signum or (signal.SIGTERM if callbacks.stopped
+                                         else None)
         if chief:
-            _write_outputs(config, history, signal_state.signum)
-    return history, signal_state.signum
+            _write_outputs(config, history, signum)
+    return history, signum
 
 
 def main(argv=None):
@@ -554,7 +488,7 @@ def main(argv=None):
         print('Interrupted before training began; nothing was saved.',
               file=sys.stderr)
         return 130
-    except _ForcedExit as e:
+    except ForcedExit as e:
         print('Stopped by a third signal before the checkpoint was complete; '
               'the last complete checkpoint (if any) is as it was.',
               file=sys.stderr)

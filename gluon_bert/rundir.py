@@ -8,8 +8,9 @@ whose process is gone (same host, pid not running) is stale and taken over.
 A new run into a folder that holds an earlier one moves that run's files
 into ``previous/`` first (one generation: an older ``previous/`` is
 replaced), so a finished model is never lost to a second run and never
-mixed with it.  Whether the new run may start there at all is the caller's
-rule (see ``gluon_bert.pretrain``).
+mixed with it.  :func:`make_room` is the rule for whether a new run may
+start there at all: only over a run of the same settings and no more steps,
+unless ``overwrite``.
 """
 import json
 import os
@@ -19,7 +20,7 @@ import time
 
 from .utils import GluonBertError, atomic_write
 
-__all__ = ['RunLock', 'LOCK', 'PREVIOUS', 'keep_previous']
+__all__ = ['RunLock', 'LOCK', 'PREVIOUS', 'keep_previous', 'make_room']
 
 LOCK, PREVIOUS = '.lock', 'previous'
 
@@ -123,3 +124,25 @@ def keep_previous(folder):
         shutil.rmtree(old)
     os.replace(staging, old)
     return len(names)
+
+
+def make_room(folder, differ, more_steps=None, overwrite=False, say=print):
+    """Before a new run (not a resumed one) writes into ``folder``, which
+    holds an earlier run: ``differ`` names the settings in which the two
+    differ (['(unreadable)'] for a damaged one), ``more_steps`` the earlier
+    run's step count when it trained further than the new one will.  An
+    earlier run of the same settings and no more steps (the guide's command
+    run again) moves to ``previous/``; another is refused unless
+    ``overwrite`` (it then moves to ``previous/`` too)."""
+    if (differ or more_steps) and not overwrite:
+        names = ', '.join(differ[:4]) + (', ...' if len(differ) > 4 else '')
+        what = (f'other settings ({names})' if differ
+                else f'more steps ({more_steps})')
+        raise GluonBertError(
+            f'{folder} holds a run of {what}: continue it with resume, '
+            'replace it with overwrite (it is then kept in previous/), or '
+            'pick another save_dir',
+            ['resume', 'overwrite', 'save_dir'] + list(differ))
+    keep_previous(folder)
+    say(f'The earlier run in {folder} is kept in '
+        f'{os.path.join(folder, PREVIOUS)}/', flush=True)

@@ -339,10 +339,15 @@ class Callbacks:
     on_step : callable, optional
         Called as ``on_step(step, history, position)`` after every step;
         ``position`` locates the next batch (see ``resume``).  Returning True
-        stops training after that step.
+        stops training after that step; in a distributed job every worker
+        stops after the step at which any of them returned True.
+    stopped : int or None
+        Set by :func:`train_bert`: the step after which it stopped because
+        ``on_step`` asked (on this worker or, in a distributed job, on any).
     """
     evaluate: object = None
     on_step: object = None
+    stopped: object = None
 
 
 @dataclasses.dataclass
@@ -590,7 +595,13 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                 step % o.eval_every == 0 or last):
             log.record_eval(step, evaluate(net))
         log.end_step(step, total, last, clock)
-        if on_step is not None and on_step(step, log.history, position):
+        stop = on_step is not None and bool(on_step(step, log.history,
+                                                   position))
+        # A distributed job stops as one: at the step where any worker asked
+        if allreduce.kvstore is not None:
+            stop = allreduce(3, [float(stop)])[0] > 0
+        if stop:
+            callbacks.stopped = step
             break
     log.close(devices)
     return log.history

@@ -203,6 +203,35 @@ def atomic_path(path):
         raise
 
 
+def free_bytes(folder):
+    """Free bytes in ``folder``'s file system (None when it cannot be told:
+    the folder is gone)."""
+    import shutil
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def megabytes(n):
+    """``12 MB`` (``unknown`` for None)."""
+    return 'unknown' if n is None else f'{n / 2 ** 20:.0f} MB'
+
+
+def write_error(error, what, folder, need=None, settings=('save_dir',)):
+    """A write that could not complete (a full disk, a quota, a read-only or
+    vanished folder: ``error``, an OSError or MXNet's error) as a one-line
+    :class:`GluonBertError`: what, where, how much space is free and about
+    how much ``need`` is.  The callers write to temporary names, so nothing
+    half-written is left."""
+    reason = (error.strerror if isinstance(error, OSError) and error.strerror
+              else (str(error).strip().splitlines() or ['?'])[0][:100])
+    needed = f', about {megabytes(need)} needed' if need else ''
+    return GluonBertError(f'could not write {what} to {folder} ({reason}; '
+                          f'{megabytes(free_bytes(folder))} free{needed})',
+                          settings)
+
+
 def random_state_to_json(state):
     """``random.getstate()`` as JSON-able lists."""
     version, internal, gauss = state

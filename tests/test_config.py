@@ -93,7 +93,7 @@ def test_no_command_imports_another():
                 if any(isinstance(n, ast.FunctionDef) and n.name == 'main'
                        for n in tree.body)}
     assert {'pretrain', 'finetune', 'predict', 'encode', 'evaluate',
-            'compare', 'launch', 'doctor'} <= commands
+            'compare', 'launch', 'doctor', 'export'} <= commands
     imports = []
     for name in commands:
         for node in ast.walk(trees[name]):
@@ -125,7 +125,7 @@ def test_every_task_the_flag_offers_has_a_reader():
 
 @pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
                                   'finetune', 'predict', 'compare', 'launch',
-                                  'doctor'])
+                                  'doctor', 'export'])
 def test_every_command_answers_help(name, capsys):
     import importlib
     command = importlib.import_module(f'gluon_bert.{name}')

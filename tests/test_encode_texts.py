@@ -266,3 +266,36 @@ def test_progress_reaches_the_end_and_shows_for_long_inputs(model, capsys):
     err = capsys.readouterr().err
     assert '500/1000 lines' in err and '1000/1000 lines' in err
     assert err.endswith('lines/sec\n')  # the bar ends its line when done
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_file(model, tmp_path, capsys,
+                                                     monkeypatch):
+    """No room before encoding: refused at once; ENOSPC while writing: one
+    line naming the free and needed space, no half-written file."""
+    import collections
+    import errno
+    import shutil
+    net, vocab = model
+    save_model_dir(str(tmp_path / 'm'), net, vocab)
+    source = tmp_path / 'in.txt'
+    source.write_text('\n'.join(TEXTS) + '\n', encoding='utf-8')
+    out = tmp_path / 'out' / 'vectors.npy'
+    argv = ['--model-dir', str(tmp_path / 'm'), '--input', str(source),
+            '--output', str(out)]
+    usage = collections.namedtuple('usage', 'total used free')
+    with monkeypatch.context() as m:
+        m.setattr(shutil, 'disk_usage', lambda p: usage(10, 10, 100))
+        assert encode.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'the vectors take about' in err
+
+    def full_disk(f, array):
+        f.write(b'\x93NUMPY')  # what got out before the disk filled
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(onp, 'save', full_disk)
+    assert encode.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'Traceback' not in err
+    assert 'could not write vectors.npy' in err
+    assert 'No space left on device' in err and 'needed' in err
+    assert os.listdir(tmp_path / 'out') == []

@@ -352,3 +352,135 @@ def test_bad_flags_get_one_line(capsys, flags, message):
         finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd'] + flags)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# -- Nothing lost: SIGTERM and --resume, one run per folder, a full disk -----
+def _ft_argv(pretrained_dir, data, save, *extra):
+    return ['--model-dir', pretrained_dir, '--data-dir', data, '--save-dir',
+            str(save), '--epochs', '3', '--lr', '3e-3', '--batch-size', '8',
+            '--max-len', '16', '--log-every', '1', *extra]
+
+
+def _history_of(save):
+    with open(os.path.join(save, 'results.json')) as f:
+        return json.load(f)['history']
+
+
+def test_sigterm_saves_and_resume_repeats_the_uninterrupted_run(
+        tmp_path, pretrained_dir, capsys):
+    """SIGTERM at a random step of a fine-tuning run: the step ends, the
+    state is saved, one line says so, exit 143; --resume with the same
+    flags then gives the uninterrupted run's losses and scores."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    data = _sst_dir(tmp_path / 'sst')
+    reference = tmp_path / 'reference'
+    assert finetune.main(_ft_argv(pretrained_dir, data, reference)) == 0
+    a = _history_of(reference)
+    save = tmp_path / 'run'
+    stop_at = random.Random(0).randint(3, 18)  # of 24 steps, 8 per epoch
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'gluon_bert.finetune',
+         *_ft_argv(pretrained_dir, data, save)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    seen = 0
+    for line in proc.stdout:
+        seen += line.startswith('epoch ') and ' batch ' in line
+        if seen >= stop_at:
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('Stopped by SIGTERM at '
+                                                   'epoch '), err
+    assert '--resume' in lines[0] and '--task' not in lines[0]  # the default
+    assert not (save / 'results.json').exists()
+    state = json.loads((save / 'resume' / 'state.json').read_text())
+    assert 0 < state['position']['step'] < 24
+    capsys.readouterr()
+    assert finetune.main(_ft_argv(pretrained_dir, data, save,
+                                  '--resume')) == 0
+    assert 'Resuming from epoch' in capsys.readouterr().out
+    b = _history_of(save)
+    onp.testing.assert_allclose(b['train_loss'], a['train_loss'], rtol=1e-5)
+    onp.testing.assert_allclose(b['dev_score'], a['dev_score'], rtol=1e-5)
+    assert not (save / 'resume').exists()  # finished: nothing to resume
+    # --resume with other settings is refused, naming them
+    assert finetune.main(_ft_argv(pretrained_dir, data, reference,
+                                  '--resume')) == 1
+    assert 'holds no stopped fine-tuning run' in capsys.readouterr().err
+
+
+def test_a_finetune_folder_holds_one_run_and_keeps_the_one_before(
+        tmp_path, pretrained_dir, capsys):
+    import subprocess
+    import sys
+    data = _sst_dir(tmp_path / 'sst')
+    save = tmp_path / 'clf'
+
+    def run(*extra):
+        return finetune.main(_ft_argv(pretrained_dir, data, save,
+                                      '--epochs', '1', '--log-every', '0',
+                                      *extra))
+    assert run() == 0
+    first = (save / 'model.params').read_bytes()
+    assert run() == 0  # the same command again: the first kept
+    assert (save / 'previous' / 'model.params').read_bytes() == first
+    capsys.readouterr()
+    assert run('--lr', '1e-3') == 1  # other settings: refused, one line
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and '--lr' in err and '--overwrite' in err
+    assert run('--lr', '1e-3', '--overwrite') == 0
+    assert json.loads((save / 'results.json').read_text())['lr'] == 1e-3
+    # a pretrained model is not a fine-tuning run: never replaced unasked
+    capsys.readouterr()
+    assert finetune.main(_ft_argv(pretrained_dir, data, pretrained_dir)) == 1
+    assert 'holds a run of other settings' in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(pretrained_dir, 'previous'))
+    # a folder in use by a live process: refused, naming it
+    holder = subprocess.Popen([sys.executable, '-c',
+                               'import time; time.sleep(60)'])
+    try:
+        import socket
+        (save / '.lock').write_text(json.dumps(
+            {'pid': holder.pid, 'host': socket.gethostname(),
+             'started': 'earlier'}))
+        assert run() == 1
+        err = capsys.readouterr().err
+        assert f'pid {holder.pid}' in err and 'in use by another run' in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run('--lr', '1e-3') == 0  # stale now: taken over
+
+
+def test_a_full_disk_keeps_the_best_model_saved_before(
+        tmp_path, pretrained_dir, capsys, monkeypatch):
+    """ENOSPC while saving a better model after epoch 1: one line, no
+    traceback, nothing half-written; the model saved before still loads."""
+    data = _sst_dir(tmp_path / 'sst')
+    save = tmp_path / 'clf'
+    real, calls = mx.npx.save, []
+
+    def full_disk(fname, data):
+        calls.append(fname)
+        if len(calls) > 1:  # the second save: after epoch 2 or later
+            with open(fname, 'wb') as f:
+                f.write(b'\0' * 100)
+            raise mx.MXNetError('Check failed: FileStream.Write incomplete')
+        return real(fname, data)
+    monkeypatch.setattr(mx.npx, 'save', full_disk)
+    code = finetune.main(_ft_argv(pretrained_dir, data, save, '--epochs',
+                                  '6', '--log-every', '0'))
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(calls) == 2, err
+    assert err.count('\n') == 0 and 'Traceback' not in err
+    assert 'could not write the fine-tuned model' in err and 'MB free' in err
+    left = sorted(n for n in os.listdir(save) if n != 'previous')
+    assert left == ['config.json', 'model.params', 'vocab.json']
+    net, _, config = classifier.load_classifier(str(save))
+    assert config['classifier']['best_epoch'] == 1

@@ -275,3 +275,16 @@ def test_a_job_resumed_after_a_lost_worker_equals_an_uninterrupted_one(
     b = json.loads((broken / 'history.json').read_text())
     onp.testing.assert_allclose(b['mlm_step'], a['mlm_step'], rtol=1e-5)
     onp.testing.assert_allclose(b['nsp_step'], a['nsp_step'], rtol=1e-5)
+
+
+def test_sigterm_to_the_launcher_stops_both_hosts_and_resume_continues(
+        hosts, corpus_dir, tmp_path):
+    """SIGTERM reaches the remote workers over ssh (not as a hang-up):
+    they agree on a step, rank 0 saves, and --resume continues exactly."""
+    from test_launch import sigterm_then_resume
+
+    def launch(argv):
+        return _launch(hosts, argv)
+    sigterm_then_resume(launch, corpus_dir, tmp_path / 'dist',
+                        r'\[worker 0@[\d.]+\] step +4/')
+    assert _job_pids(hosts) == []

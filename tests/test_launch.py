@@ -113,7 +113,9 @@ def test_plan_job_environment():
     argv = remote[-1][1]
     # -tt: the remote process is hung up when the local ssh is stopped
     assert argv[:4] == ['ssh', '-i', 'k', '-tt'] and argv[-2] == 'b'
-    assert argv[-1].startswith("cd '/w d' && exec env GLUON_BERT_DATA=/d "
+    # the remote pid first, then the command in its place (exec)
+    assert argv[-1].startswith(f"cd '/w d' && echo {launch.PID_MARKER}$$ && "
+                               'exec env GLUON_BERT_DATA=/d '
                                'DMLC_PS_ROOT_URI=a ')
     assert 'HOME' not in argv[-1] and 'DMLC_ROLE=x' not in argv[-1]
     assert 'DMLC_ROLE=worker' in argv[-1] and argv[-1].endswith(
@@ -266,3 +268,40 @@ def test_presets_and_memory_check(corpus_dir, tmp_path, capsys):
                      r'[\d.]+ GB available: about \d+ pairs fit per batch: '
                      r'try --batch-size \d+ --accumulate \d+', err)
     assert not (tmp_path / 'large').exists()
+
+
+def sigterm_then_resume(launch, corpus_dir, save, step_pattern):
+    """SIGTERM to the launcher of a running job (``launch(argv)`` starts
+    it) once ``step_pattern`` is printed: the workers finish a step, agree
+    on it, rank 0 saves, the launcher exits 143; the job relaunched with
+    --resume equals one process trained for as many steps."""
+    argv = ['-n', '2', '-s', '1', '--timeout', '240', '--grace', '60', '--',
+            sys.executable, '-m', 'gluon_bert.pretrain', '--kvstore',
+            'dist_sync', '--data-dir', corpus_dir, '--save-dir', str(save),
+            '--batch-size', '8', '--optimizer', 'sgd', '--lr', '0.5']
+    proc = launch(argv + ['--steps', '100000'] + TINY)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if re.search(step_pattern, line):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    out = ''.join(lines) + rest
+    assert proc.returncode == 143, out
+    assert '[launch] SIGTERM: asking the workers to save and stop' in out
+    stopped = json.loads((save / 'state.json').read_text())['step']
+    assert re.search(rf'\] Stopped by SIGTERM at step {stopped}; the '
+                     'checkpoint is in', out), out
+    assert 'did not stop within' not in out
+    proc = launch(argv + ['--steps', str(stopped + 3), '--resume'] + TINY)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert f'Resuming from step {stopped}' in out
+    assert_equals_one_process(corpus_dir, save, stopped + 3)
+
+
+def test_sigterm_to_the_launcher_saves_and_resume_continues(corpus_dir,
+                                                             tmp_path):
+    sigterm_then_resume(_launch, corpus_dir, tmp_path / 'dist',
+                        r'\[worker 0\] step +4/')

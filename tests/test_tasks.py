@@ -257,7 +257,7 @@ def test_sts_b_finetunes_as_a_regression_and_predicts_scores(
     save = str(tmp_path / 'clf')
     assert finetune.main(['--task', 'sts-b', '--model-dir', pretrained_dir,
                           '--data-dir', data, '--save-dir', save, '--epochs',
-                          '12', '--lr', '3e-3', '--batch-size', '16',
+                          '20', '--lr', '3e-3', '--batch-size', '16',
                           '--max-len', '16', '--log-every', '0']) == 0
     out = capsys.readouterr().out
     assert 'a regression (one output)' in out and 'no test split' in out

@@ -1,0 +1,115 @@
+"""Export a model to the book's PyTorch BERT or to ONNX.
+
+    python -m gluon_bert.export --model-dir runs/bert --format torch --output bert.pt
+    python -m gluon_bert.export --model-dir runs/bert --format onnx --output bert.onnx
+
+``--format torch`` writes a ``state_dict`` that the book's
+``d2l.torch.BERTModel`` of the same sizes loads with ``strict=True`` (a
+fine-tuned classifier: the book's PyTorch ``BERTClassifier``), and beside
+it, under the same name with ``.json``, the settings and the vocabulary.
+``--format onnx`` writes the encoder (tokens, segments, valid_lens ->
+encodings and the ``<cls>`` hidden layer's output) as an ONNX graph with a
+dynamic batch and length, which ``python -m gluon_bert.encode --backend
+onnxruntime`` runs without MXNet.  Needs ``pip install 'gluon_bert[torch]'``
+(and ``[onnx]`` for ONNX).
+"""
+import argparse
+import json
+import os
+import sys
+
+from .utils import GluonBertError, HelpFormatter, atomic_path, run_command
+
+__all__ = ['main', 'parse_args', 'build_parser', 'run']
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog='python -m gluon_bert.export',
+        description="Export a gluon_bert model (pretrained or fine-tuned) to "
+                    "the d2l book's PyTorch BERT or to ONNX, to keep it "
+                    'beyond MXNet.', formatter_class=HelpFormatter)
+    p.add_argument('--model-dir', required=True,
+                   help='a directory written by gluon_bert.pretrain or '
+                        'gluon_bert.finetune')
+    p.add_argument('--format', choices=('torch', 'onnx'), default='torch',
+                   help="torch: a state_dict for the book's PyTorch model, "
+                        'and OUTPUT.json; onnx: the encoder as an ONNX graph '
+                        '(pretrained models)')
+    p.add_argument('--output', required=True,
+                   help='the file to write (its folder must exist)')
+    p.add_argument('--force', action='store_true',
+                   help='replace an existing output file')
+    return p
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        parser.error(f'--output {args.output}: the folder {folder} does not '
+                     'exist: create it first')
+    if args.output.endswith('.json'):
+        parser.error(f'--output {args.output}: the settings go to NAME.json '
+                     'beside the output; name it .pt or .onnx')
+    for path in (args.output, _sidecar(args.output)):
+        if os.path.exists(path) and not args.force:
+            parser.error(f'{path} exists: pass --force to replace it')
+    return args
+
+
+def _sidecar(output):
+    return os.path.splitext(output)[0] + '.json'
+
+
+def _load(model_dir):
+    """(net, vocab, config) of a pretrained or fine-tuned model directory."""
+    from .checkpoint import load_config, load_pretrained
+    from .classifier import load_classifier
+    if not os.path.isdir(model_dir):
+        raise GluonBertError(f'--model-dir {model_dir} is not a folder: pass '
+                             'a directory written by gluon_bert.pretrain or '
+                             'finetune')
+    config = load_config(model_dir)
+    if 'classifier' in config:
+        return load_classifier(model_dir)
+    return load_pretrained(model_dir, hybridize=False)
+
+
+def run(args, out=None):
+    from . import interop
+    out = out or sys.stdout
+    torch = interop.require('torch')
+    if args.format == 'onnx':
+        interop.require('onnx')
+    net, vocab, config = _load(args.model_dir)
+    if args.format == 'onnx' and 'classifier' in config:
+        raise GluonBertError(f'{args.model_dir} is a fine-tuned classifier; '
+                             '--format onnx exports a pretrained encoder: '
+                             'use --format torch')
+    model = interop.torch_model(net, config)
+    meta = {'format': 'gluon_bert.export/1', 'source': str(args.model_dir),
+            'model': config['model'], 'classifier': config.get('classifier'),
+            'vocab': list(vocab.idx_to_token), 'vocab_kind': vocab.kind}
+    with atomic_path(args.output) as tmp:
+        if args.format == 'torch':
+            torch.save(model.state_dict(), tmp)
+        else:
+            interop.export_onnx(model, tmp)
+        side = _sidecar(args.output)
+        with atomic_path(side) as tmp_side:
+            with open(tmp_side, 'w', encoding='utf-8') as f:
+                json.dump(meta, f)
+    print(f'{args.model_dir} -> {args.output} ({args.format}), settings and '
+          f'vocabulary in {_sidecar(args.output)}', file=out)
+    return args.output
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit code."""
+    return run_command(build_parser().prog, run, parse_args(argv))[0]
+
+
+if __name__ == '__main__':
+    sys.exit(main())

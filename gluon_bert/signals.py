@@ -1,0 +1,84 @@
+"""Stopping a run cleanly on Ctrl-C (SIGINT) or SIGTERM.
+
+SIGTERM is what ``timeout``, ``docker stop``, systemd, Slurm and Kubernetes
+send; both ``pretrain`` and ``finetune`` turn either signal into 'finish
+this step, save a checkpoint as at the end of a run, exit 128 + the signal
+number' (:class:`StopOnSignal`).
+"""
+import os
+import sys
+
+__all__ = ['StopOnSignal', 'ForcedExit', 'signal_name']
+
+
+class ForcedExit(BaseException):
+    """A third signal: quit now, without the checkpoint being finished."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def signal_name(signum):
+    """``SIGTERM`` or ``Ctrl-C``: how a stop message names the signal."""
+    import signal
+    return 'SIGTERM' if signum == signal.SIGTERM else 'Ctrl-C'
+
+
+class StopOnSignal:
+    """A context manager: while inside, the first SIGINT or SIGTERM sets
+    ``stop`` (the training loop finishes its step and saves); a second is
+    ignored until the checkpoint is complete; a third raises
+    :class:`ForcedExit` at once (files are written to temporary names and
+    renamed, and an unfinished one is removed, so nothing half-written is
+    left).  Outside the main thread signals stay as they are.  With
+    ``keep`` (a distributed job), the handler stays after the block: a late
+    signal is then ignored (the third still quits at once), so that a worker
+    stopped by the others' agreement finishes its exit handshake.
+    """
+
+    _SIGNALS = ('SIGINT', 'SIGTERM')
+
+    def __init__(self, keep=False):
+        self.signum, self.count, self._old = None, 0, {}
+        self.keep = keep
+
+    @property
+    def stop(self):
+        return self.signum is not None
+
+    def __enter__(self):
+        import signal
+        for name in self._SIGNALS:
+            sig = getattr(signal, name)
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+        self.count += 1
+        if self.count >= 3:
+            raise ForcedExit(self.signum)
+        if self.count == 1:
+            self.signum = signum
+            if signum == signal.SIGINT:
+                print('\nInterrupted: finishing this step, then saving a '
+                      'checkpoint (Ctrl-C twice more to quit without '
+                      'saving).', file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, self._late if self.keep else old)
+
+    def _late(self, signum, frame):
+        # After the loop of a distributed job: a signal that comes late
+        # (the job already agreed to stop) must not kill the process before
+        # MXNet's parameter-server client says goodbye at exit, or the other
+        # workers wait for it forever; the third quits at once
+        self.count += 1
+        if self.count >= 3:
+            os._exit(128 + signum)

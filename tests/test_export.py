@@ -1,0 +1,191 @@
+"""Export to the book's PyTorch BERT and to ONNX (the [torch] and [onnx]
+extras; skipped, with the reason, when they are not installed)."""
+import json
+import os
+import sys
+import types
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import init, np, npx
+
+from gluon_bert import encode, export
+from gluon_bert.checkpoint import save_model_dir
+from gluon_bert.classifier import save_classifier
+from gluon_bert.model import BERTClassifier, BERTModel
+from gluon_bert.vocab import Vocab
+
+torch = pytest.importorskip('torch', reason="the [torch] extra: pip install "
+                            "'gluon_bert[torch]'")
+npx.set_np()
+
+SENTENCES = ['the crane is flying over the river', 'a crane driver came',
+             'he just left', 'the river is long and the crane is tall and '
+             'the driver came back over the long river', 'flying']
+
+
+def _d2l_torch():
+    """The installed d2l's PyTorch code (the oracle).  d2l.torch imports
+    torchvision for its image chapters; where torchvision cannot be
+    imported beside this torch, an empty stand-in lets the BERT classes,
+    which do not use it, load."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:
+        stub = types.ModuleType('torchvision')
+        stub.transforms = types.ModuleType('torchvision.transforms')
+        sys.modules['torchvision'] = stub
+        sys.modules['torchvision.transforms'] = stub.transforms
+    from d2l import torch as d2l_torch
+    return d2l_torch
+
+
+def _vocab():
+    words = sorted({w for s in SENTENCES for w in s.split()})
+    return Vocab(words, reserved_tokens=['<pad>', '<mask>', '<cls>', '<sep>'])
+
+
+@pytest.fixture(scope='module')
+def model_dir(tmp_path_factory):
+    vocab = _vocab()
+    mx.random.seed(0)
+    net = BERTModel(len(vocab), 32, 64, 2, 2, 0.0, max_len=64)
+    net.initialize(init.Normal(0.5))
+    folder = str(tmp_path_factory.mktemp('m') / 'bert')
+    return save_model_dir(folder, net, vocab), net, vocab
+
+
+def _batch(vocab, sentences):
+    """(tokens, segments, valid_lens) of padded single sentences."""
+    rows = [['<cls>'] + s.split() + ['<sep>'] for s in sentences]
+    width = max(map(len, rows))
+    tokens = [vocab[r] + [vocab['<pad>']] * (width - len(r)) for r in rows]
+    return (onp.array(tokens, dtype='int64'),
+            onp.zeros((len(rows), width), dtype='int64'),
+            onp.array([len(r) for r in rows], dtype='float32'))
+
+
+def test_the_books_pytorch_model_loads_the_export_and_agrees(model_dir,
+                                                             tmp_path):
+    folder, net, vocab = model_dir
+    out = tmp_path / 'bert.pt'
+    assert export.main(['--model-dir', folder, '--output', str(out)]) == 0
+    meta = json.loads((tmp_path / 'bert.json').read_text())
+    m = meta['model']
+    d2l_torch = _d2l_torch()
+    book = d2l_torch.BERTModel(m['vocab_size'], m['num_hiddens'],
+                               m['ffn_num_hiddens'], m['num_heads'],
+                               m['num_blks'], 0.0, max_len=m['max_len'])
+    book.load_state_dict(torch.load(out), strict=True)
+    book.eval()
+    assert meta['vocab'] == vocab.idx_to_token
+    tokens, segments, valid_lens = _batch(vocab, SENTENCES)
+    positions = onp.array([[1, 2], [1, 3], [2, 1], [5, 9], [1, 1]])
+    with torch.no_grad():
+        theirs = book(torch.from_numpy(tokens), torch.from_numpy(segments),
+                      torch.from_numpy(valid_lens),
+                      torch.from_numpy(positions))
+    ours = net(np.array(tokens, dtype='int32'),
+               np.array(segments, dtype='int32'), np.array(valid_lens),
+               np.array(positions, dtype='int32'))
+    for a, b in zip(ours, theirs):  # encodings, MLM scores, NSP scores
+        onp.testing.assert_allclose(b.numpy(), a.asnumpy(), atol=1e-5)
+
+
+def test_a_fine_tuned_classifier_predicts_the_same(model_dir, tmp_path):
+    from gluon_bert import interop
+    folder, net, vocab = model_dir
+    clf = BERTClassifier(net, 3)
+    clf.output.initialize(init.Normal(0.5))
+    save = str(tmp_path / 'clf')
+    save_classifier(save, clf, vocab, dict(net.config),
+                    dict(num_classes=3, task='snli-small'))
+    out = tmp_path / 'clf.pt'
+    assert export.main(['--model-dir', save, '--output', str(out)]) == 0
+    meta = json.loads((tmp_path / 'clf.json').read_text())
+    m = meta['model']
+    twin = interop.torch_classifier(interop.torch_bert(
+        m['vocab_size'], m['num_hiddens'], m['ffn_num_hiddens'],
+        m['num_heads'], m['num_blks'], 0.0, m['max_len']),
+        meta['classifier']['num_classes'])
+    twin.load_state_dict(torch.load(out), strict=True)
+    tokens, segments, valid_lens = _batch(vocab, SENTENCES)
+    with torch.no_grad():
+        theirs = twin.eval()(torch.from_numpy(tokens),
+                             torch.from_numpy(segments),
+                             torch.from_numpy(valid_lens)).numpy()
+    ours = clf(np.array(tokens, dtype='int32'),
+               np.array(segments, dtype='int32'),
+               np.array(valid_lens)).asnumpy()
+    onp.testing.assert_allclose(theirs, ours, atol=1e-5)
+    assert (theirs.argmax(1) == ours.argmax(1)).all()
+
+
+def test_onnx_runtime_gives_the_same_vectors(model_dir, tmp_path):
+    pytest.importorskip('onnxruntime', reason="the [onnx] extra: pip "
+                        "install 'gluon_bert[onnx]'")
+    folder, _, _ = model_dir
+    graph = tmp_path / 'bert.onnx'
+    assert export.main(['--model-dir', folder, '--format', 'onnx',
+                        '--output', str(graph)]) == 0
+    rng = onp.random.RandomState(0)
+    words = ' '.join(SENTENCES).split()
+    lines = [' '.join(rng.choice(words, rng.randint(1, 30)))
+             for _ in range(64)]
+    source = tmp_path / 'in.txt'
+    for batch in (1, 64):
+        source.write_text('\n'.join(lines[:batch]) + '\n', encoding='utf-8')
+        got = {}
+        for backend in ('mxnet', 'onnxruntime'):
+            out = tmp_path / f'{backend}{batch}.npy'
+            extra = ['--onnx', str(graph)] if backend == 'onnxruntime' else []
+            assert encode.main(['--model-dir', folder, '--input', str(source),
+                                '--output', str(out), '--pool', 'none',
+                                '--backend', backend, '--batch-size', '64']
+                               + extra) == 0
+            got[backend] = onp.load(out)
+        assert got['mxnet'].shape[0] == batch
+        onp.testing.assert_allclose(got['onnxruntime'], got['mxnet'],
+                                    atol=1e-4)
+
+
+def test_bad_export_input_is_one_line_and_writes_nothing(model_dir, tmp_path,
+                                                         capsys, monkeypatch):
+    from gluon_bert import interop
+    folder, _, _ = model_dir
+    out = tmp_path / 'x.pt'
+
+    def fails(argv, message, code=1):
+        if code == 2:
+            with pytest.raises(SystemExit) as e:
+                export.main(argv)
+            assert e.value.code == 2
+        else:
+            assert export.main(argv) == code
+        err = capsys.readouterr().err.strip()
+        assert message in err.splitlines()[-1] and 'Traceback' not in err
+        assert code == 2 or err.count('\n') == 0, err  # else usage + error
+        assert [n for n in os.listdir(tmp_path) if n.startswith('x')] == []
+    damaged = tmp_path / 'damaged'
+    damaged.mkdir()
+    (damaged / 'config.json').write_text('{not json')
+    fails(['--model-dir', str(damaged), '--output', str(out)],
+          'config.json')
+    fails(['--model-dir', str(tmp_path), '--output', str(out)],
+          'not a gluon_bert model directory')
+    fails(['--model-dir', folder, '--output', str(tmp_path / 'no' / 'x.pt')],
+          'does not exist', code=2)
+    out.write_bytes(b'keep')
+    with pytest.raises(SystemExit):
+        export.main(['--model-dir', folder, '--output', str(out)])
+    assert 'exists: pass --force' in capsys.readouterr().err
+    assert out.read_bytes() == b'keep'
+    out.unlink()
+
+    def missing(module):
+        raise interop.GluonBertError(
+            f"{module} is not installed: pip install 'gluon_bert[onnx]'")
+    monkeypatch.setattr(interop, 'require', missing)
+    fails(['--model-dir', folder, '--format', 'onnx', '--output',
+           str(tmp_path / 'x.onnx')], "pip install 'gluon_bert[onnx]'")
