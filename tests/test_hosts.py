@@ -286,5 +286,5 @@ def test_sigterm_to_the_launcher_stops_both_hosts_and_resume_continues(
     def launch(argv):
         return _launch(hosts, argv)
     sigterm_then_resume(launch, corpus_dir, tmp_path / 'dist',
-                        r'\[worker 0@[\d.]+\] step +4/')
+                        r'\[worker \d@[\d.]+\] step +4/')
     assert _job_pids(hosts) == []
