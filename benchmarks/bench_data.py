@@ -79,8 +79,9 @@ def main(argv=None):
                 ('gluon_bert, cached', run('ours', args.data_dir,
                                            args.max_len, args.seed, cache))]
     base = rows[0][1]['seconds']
+    from gluon_bert.devices import cpu_name
     lines = [f'$ python benchmarks/bench_data.py --max-len {args.max_len} '
-             f'--seed {args.seed}   # {_cpu()}, {os.cpu_count()} cores',
+             f'--seed {args.seed}   # {cpu_name()}, {os.cpu_count()} cores',
              f'{"variant":<20}{"seconds":>9}{"speed-up":>10}{"examples":>10}'
              f'{"vocab":>8}{"peak MB":>9}  same examples']
     for name, r in rows:
@@ -93,17 +94,6 @@ def main(argv=None):
         with open(args.out + '.tmp', 'w', encoding='utf-8') as f:
             f.write('\n'.join(lines) + '\n')
         os.replace(args.out + '.tmp', args.out)
-
-
-def _cpu():
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown CPU'
 
 
 if __name__ == '__main__':

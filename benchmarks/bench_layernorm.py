@@ -22,6 +22,7 @@ from mxnet import autograd, gluon, np, npx
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..'))
 from gluon_bert import model  # noqa: E402
+from gluon_bert.devices import cpu_name  # noqa: E402
 from gluon_bert.threads import set_cpu_threads  # noqa: E402
 
 
@@ -79,20 +80,9 @@ def main(argv=None):
     model.FORCE_MATRIX_LAYERNORM = None
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + '.tmp', 'w') as f:
-        json.dump({'cpu': _cpu_name(), 'note': args.note, 'rows': rows}, f,
+        json.dump({'cpu': cpu_name(), 'note': args.note, 'rows': rows}, f,
                   indent=2)
     os.replace(args.out + '.tmp', args.out)
-
-
-def _cpu_name():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return 'unknown'
 
 
 if __name__ == '__main__':

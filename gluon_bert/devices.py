@@ -14,7 +14,7 @@ from mxnet import npx
 from .utils import GluonBertError, parse_gpu_ids
 
 __all__ = ['try_gpu', 'try_all_gpus', 'no_gpu_reason', 'parse_devices',
-           'available_memory']
+           'available_memory', 'cpu_name']
 
 
 def try_gpu(i=0):
@@ -84,3 +84,16 @@ def available_memory(device):
     except OSError:
         pass
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_AVPHYS_PAGES')
+
+
+def cpu_name():
+    """The CPU's model name (what a benchmark's results record of the
+    machine), or 'unknown CPU'."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown CPU'
