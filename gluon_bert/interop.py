@@ -7,18 +7,16 @@ its parameters (:func:`torch_state_dict`): LayerNorm's gamma/beta become
 weight/bias, and the book's PyTorch ``hidden`` and MLM ``mlp`` are
 ``nn.Sequential`` with the activations as layers of their own (other
 indices).  :func:`torch_bert` and :func:`torch_classifier` make those
-PyTorch models (``TorchBERT``, ``TorchBERTClassifier``), with the book's
-parameter names, so that a ``state_dict``
-made here loads into ``d2l.torch.BERTModel`` with ``strict=True`` and back;
-their attention masks with ``torch.where`` instead of the book's in-place
-assignment, which ONNX exports as one graph (:func:`export_onnx`).
+PyTorch models (:mod:`gluon_bert.torch_bert`), with the book's parameter
+names, so that a ``state_dict`` made here loads into ``d2l.torch.BERTModel``
+with ``strict=True`` and back; their attention masks with ``torch.where``
+instead of the book's in-place assignment, which ONNX exports as one graph
+(:func:`export_onnx`).
 
 Needs the optional extra ``torch`` (``pip install 'gluon_bert[torch]'``);
 ONNX export and ONNX Runtime need ``onnx`` (``gluon_bert[onnx]``).
 """
-import functools
 import importlib
-import math
 
 from .utils import GluonBertError
 
@@ -66,175 +64,20 @@ def torch_state_dict(net):
     return state
 
 
-def _modules():
-    """The PyTorch classes, defined once torch is imported."""
-    torch = require('torch')
-    nn = torch.nn
-
-    def masked_softmax(scores, valid_lens):
-        # scores: (batch size * heads, no. of queries, no. of keys);
-        # valid_lens: (batch size * heads,). The book's -1e6 beyond each
-        # input's end, with torch.where (no in-place write)
-        keys = torch.arange(scores.shape[-1], device=scores.device)
-        mask = keys[None, None, :] < valid_lens[:, None, None]
-        return nn.functional.softmax(
-            torch.where(mask, scores, torch.full_like(scores, -1e6)), dim=-1)
-
-    class MultiHeadAttention(nn.Module):
-        def __init__(self, num_hiddens, num_heads, dropout):
-            super().__init__()
-            self.num_heads = num_heads
-            self.W_q, self.W_k, self.W_v, self.W_o = (
-                nn.Linear(num_hiddens, num_hiddens) for _ in range(4))
-            self.dropout = nn.Dropout(dropout)
-
-        def _split(self, X):
-            # (batch size, no. of tokens, num_hiddens) ->
-            # (batch size * num_heads, no. of tokens, num_hiddens / num_heads)
-            b, t = X.shape[0], X.shape[1]
-            X = X.reshape(b, t, self.num_heads, -1).permute(0, 2, 1, 3)
-            return X.reshape(b * self.num_heads, t, -1)
-
-        def forward(self, X, valid_lens):
-            q, k, v = (self._split(W(X)) for W in (self.W_q, self.W_k,
-                                                    self.W_v))
-            scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(q.shape[-1])
-            weights = masked_softmax(scores, torch.repeat_interleave(
-                valid_lens, self.num_heads, dim=0))
-            out = torch.bmm(self.dropout(weights), v)
-            b, t = X.shape[0], X.shape[1]
-            out = out.reshape(b, self.num_heads, t, -1).permute(0, 2, 1, 3)
-            return self.W_o(out.reshape(b, t, -1))
-
-    class AddNorm(nn.Module):
-        def __init__(self, num_hiddens, dropout):
-            super().__init__()
-            self.dropout = nn.Dropout(dropout)
-            self.ln = nn.LayerNorm(num_hiddens)
-
-        def forward(self, X, Y):
-            return self.ln(self.dropout(Y) + X)
-
-    class PositionWiseFFN(nn.Module):
-        def __init__(self, ffn_num_hiddens, num_hiddens):
-            super().__init__()
-            self.dense1 = nn.Linear(num_hiddens, ffn_num_hiddens)
-            self.relu = nn.ReLU()
-            self.dense2 = nn.Linear(ffn_num_hiddens, num_hiddens)
-
-        def forward(self, X):
-            return self.dense2(self.relu(self.dense1(X)))
-
-    class TransformerEncoderBlock(nn.Module):
-        def __init__(self, num_hiddens, ffn_num_hiddens, num_heads, dropout):
-            super().__init__()
-            self.attention = MultiHeadAttention(num_hiddens, num_heads,
-                                                dropout)
-            self.addnorm1 = AddNorm(num_hiddens, dropout)
-            self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens)
-            self.addnorm2 = AddNorm(num_hiddens, dropout)
-
-        def forward(self, X, valid_lens):
-            Y = self.addnorm1(X, self.attention(X, valid_lens))
-            return self.addnorm2(Y, self.ffn(Y))
-
-    class BERTEncoder(nn.Module):
-        def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens,
-                     num_heads, num_blks, dropout, max_len):
-            super().__init__()
-            self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
-            self.segment_embedding = nn.Embedding(2, num_hiddens)
-            self.blks = nn.Sequential(*(TransformerEncoderBlock(
-                num_hiddens, ffn_num_hiddens, num_heads, dropout)
-                for _ in range(num_blks)))
-            self.pos_embedding = nn.Parameter(torch.zeros(1, max_len,
-                                                          num_hiddens))
-
-        def forward(self, tokens, segments, valid_lens):
-            X = self.token_embedding(tokens) + self.segment_embedding(
-                segments)
-            X = X + self.pos_embedding[:, :X.shape[1], :]
-            for blk in self.blks:
-                X = blk(X, valid_lens)
-            return X
-
-    return nn, BERTEncoder
-
-
-def _bert_class():
-    nn, BERTEncoder = _modules()
-    torch = require('torch')
-
-    class TorchBERT(nn.Module):
-        """The book's PyTorch ``BERTModel`` (same names and outputs):
-        ``forward(tokens, segments, valid_lens, pred_positions=None)`` ->
-        (encodings (batch, tokens, num_hiddens), MLM scores or None, NSP
-        scores (batch, 2))."""
-
-        def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens,
-                     num_heads, num_blks, dropout, max_len=1000):
-            super().__init__()
-            self.encoder = BERTEncoder(vocab_size, num_hiddens,
-                                       ffn_num_hiddens, num_heads, num_blks,
-                                       dropout, max_len)
-            self.hidden = nn.Sequential(nn.Linear(num_hiddens, num_hiddens),
-                                        nn.Tanh())
-            self.mlm = nn.Module()
-            self.mlm.mlp = nn.Sequential(
-                nn.Linear(num_hiddens, num_hiddens), nn.ReLU(),
-                nn.LayerNorm(num_hiddens), nn.Linear(num_hiddens, vocab_size))
-            self.nsp = nn.Module()
-            self.nsp.output = nn.Linear(num_hiddens, 2)
-
-        def forward(self, tokens, segments, valid_lens, pred_positions=None):
-            encoded_X = self.encoder(tokens, segments, valid_lens)
-            mlm_Y_hat = None
-            if pred_positions is not None:
-                # (batch size, no. of positions, num_hiddens)
-                masked_X = torch.gather(encoded_X, 1, pred_positions.long()[
-                    :, :, None].expand(-1, -1, encoded_X.shape[-1]))
-                mlm_Y_hat = self.mlm.mlp(masked_X)
-            nsp_Y_hat = self.nsp.output(self.hidden(encoded_X[:, 0, :]))
-            return encoded_X, mlm_Y_hat, nsp_Y_hat
-    return TorchBERT
-
-
-def _classifier_class():
-    nn, _ = _modules()
-
-    class TorchBERTClassifier(nn.Module):
-        """The book's PyTorch ``BERTClassifier`` (its natural-language-
-        inference chapter): the encoder, the ``<cls>`` hidden layer and a
-        new output layer; ``forward(tokens, segments, valid_lens)`` ->
-        (batch, num_classes)."""
-
-        def __init__(self, bert, num_classes):
-            super().__init__()
-            self.encoder = bert.encoder
-            self.hidden = bert.hidden
-            self.output = nn.Linear(bert.hidden[0].out_features, num_classes)
-
-        def forward(self, tokens, segments, valid_lens):
-            encoded_X = self.encoder(tokens, segments, valid_lens)
-            return self.output(self.hidden(encoded_X[:, 0, :]))
-    return TorchBERTClassifier
-
-
 def torch_bert(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                num_blks, dropout=0.0, max_len=1000):
-    """A :class:`TorchBERT` (defined when torch is first needed)."""
-    return _classes()[0](vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
-                         num_blks, dropout, max_len)
+    """The book's PyTorch BERTModel (:class:`gluon_bert.torch_bert.
+    BERTModel`; torch is imported here)."""
+    require('torch')
+    from . import torch_bert as tb
+    return tb.BERTModel(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
+                        num_blks, dropout, max_len)
 
 
 def torch_classifier(bert, num_classes):
-    """A :class:`TorchBERTClassifier` over a :func:`torch_bert`."""
-    return _classes()[1](bert, num_classes)
-
-
-@functools.lru_cache(maxsize=None)
-def _classes():
-    return _bert_class(), _classifier_class()
+    """The book's PyTorch BERTClassifier over a :func:`torch_bert`."""
+    from . import torch_bert as tb
+    return tb.BERTClassifier(bert, num_classes)
 
 
 def torch_model(net, config):
