@@ -122,9 +122,12 @@ def main(argv=None):
             for start, model in starts:
                 if (task, start) in done:
                     continue
-                r = bench_transfer.finetune(ft_args, 'random' if start
-                                            .startswith('random') else start,
-                                            model, task, args.seed, args.lr)
+                # each vocabulary's control in a folder of its own
+                # (random-word, random-wordpiece), trained with --init random
+                ft_args.control = (start if start.startswith('random')
+                                   else None)
+                r = bench_transfer.finetune(ft_args, start, model, task,
+                                            args.seed, args.lr)
                 r['start'] = start
                 results['finetune'].append(r)
                 done.add((task, start))
