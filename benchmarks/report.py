@@ -71,6 +71,11 @@ def _row(text, label):
     raise ValueError(f'no line {label!r}')
 
 
+#: The pretrained start the front page's transfer row shows: the recipe
+#: kept for transfer (``--recipe bert-wp``).
+HEADLINE_START = 'bert-wp'
+
+
 def headline():
     with open(_results('compare.txt'), encoding='utf-8') as f:
         compare = f.read()
@@ -94,9 +99,12 @@ def headline():
             continue
         split = 'test' if f'test {metric}' in pairs[0][2] else 'dev'
         key = f'{split} {metric}'
-        best, e, c = max(pairs, key=lambda p: p[1][key][0] - p[2][key][0])
+        # the recipe the package keeps, on every task (no picking the best
+        # start per task)
+        kept = [p for p in pairs if p[0] == HEADLINE_START] or pairs[:1]
+        best, e, c = kept[0]
         gains.append(f'{task} {e[key][0] - c[key][0]:+.1f} '
-                     f'({best}, {split} {metric})')
+                     f'({split} {metric})')
     bert = runs['bert']
     return '\n'.join([
         '| | the book\'s code | gluon_bert |', '| --- | ---: | ---: |',
@@ -107,8 +115,9 @@ def headline():
         f'{book[0]} steps) | {bert["valid_mlm"]:.2f} / '
         f'{bert["valid_nsp_acc"]:.2f} (`--recipe bert`, {bert["steps"]} '
         'steps) |',
-        '| fine-tuned, gain over the same model from random init (3 seeds) '
-        '| - | ' + '; '.join(gains) + ' |'])
+        f'| fine-tuned, gain of `--recipe {HEADLINE_START}` (30 minutes) over '
+        'the same classifier from random init (3 seeds) | - | '
+        + '; '.join(gains) + ' |'])
 
 
 def _cell(value, digits):
