@@ -11,8 +11,8 @@ are prose with generated blocks in them::
     <!-- /report -->
 
 A block's kind is ``include FILE`` (a results file, verbatim, in a text
-block), ``transfer`` (the table of ``results/transfer.json``, as
-``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, as
+block), ``transfer [FILE]`` (the table of ``results/transfer.json`` or of
+FILE, as ``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, as
 ``bench_levers.py`` prints it), ``layernorm`` (``results/layernorm.json``),
 ``pretraining`` (``results/pretrain_30min.json``), ``finetune FILE`` (an
 SST-2 study's runs, grouped by settings, start and learning rate),
@@ -47,10 +47,11 @@ def include(name):
     return f'```text\n{text}\n```'
 
 
-def _transfer_table():
+def _transfer_table(name='transfer.json'):
     sys.path.insert(0, HERE)
     import bench_transfer
-    with open(_results('transfer.json')) as f:
+    with open(_results(os.path.relpath(name, 'results')
+                       if name.startswith('results/') else name)) as f:
         results = json.load(f)
     starts, tasks, seeds, lrs = bench_transfer.settings_of(results)
     args = argparse.Namespace(tasks=tasks, seeds=seeds, lrs=lrs)
@@ -58,8 +59,10 @@ def _transfer_table():
         starts, tasks
 
 
-def transfer():
-    module, table, starts, tasks = _transfer_table()
+def transfer(name='transfer.json'):
+    """The table of a bench_transfer results file (``transfer.json`` by
+    default)."""
+    module, table, starts, tasks = _transfer_table(name)
     return module.format_table(table, starts, tasks)
 
 
