@@ -328,3 +328,42 @@ def test_nsp_weight_zero_trains_mlm_alone(corpus_dir, fused):
     assert runs[0.0][0] == runs[1.0][0] - nsp_head
     assert runs[0.0][1]['nsp_step'][0] == pytest.approx(
         runs[1.0][1]['nsp_step'][0])
+
+
+class _OtherWorker:
+    """A stand-in for a dist_sync kvstore of two workers in which the
+    other worker contributes nothing to the sums but asks to stop (the
+    stop slot) at step ``stop_at``."""
+    num_workers = 2
+
+    def __init__(self, stop_at):
+        self.stop_at, self.values, self.stop_calls = stop_at, {}, 0
+
+    def init(self, key, value):
+        self.values[key] = value
+
+    def push(self, key, value):
+        if key == T._Allreduce.KEY + 3:  # the stop flags, one per step
+            self.stop_calls += 1
+            value = value + float(self.stop_calls == self.stop_at)
+        self.values[key] = value
+
+    def pull(self, key, out):
+        self.values[key].copyto(out)
+
+
+def test_a_distributed_job_stops_where_any_worker_asks(corpus_dir):
+    """The workers of a job agree on the stop step: this one never asks,
+    the other asks after step 3, and both stop there."""
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    onp.random.seed(0)
+    net = tiny_net(dataset.vocab)
+    other = _OtherWorker(stop_at=3)
+    callbacks = T.Callbacks(on_step=lambda s, h, p: False)
+    history = T.train_bert(ds.DataIter(dataset, 16), net,
+                           gluon.loss.SoftmaxCELoss(), len(dataset.vocab),
+                           [mx.cpu(0)], 10,
+                           options=T.TrainOptions(verbose=False),
+                           callbacks=callbacks, kvstore=other)
+    assert history['step'] == [1, 2, 3] and callbacks.stopped == 3
