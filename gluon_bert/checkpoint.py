@@ -411,9 +411,9 @@ def check_room(model_dir, net, copies=2):
     need, free = copies * checkpoint_bytes(net), free_bytes(model_dir)
     if free is not None and free < need:
         raise GluonBertError(
-            f'{model_dir} has {megabytes(free)} free, but {copies} checkpoints of '
-            f'this model take about {megabytes(need)}: free some space or pick '
-            'another save_dir', ['save_dir'])
+            f'{model_dir} has {megabytes(free)} free, but {copies} '
+            f'checkpoints of this model take about {megabytes(need)}: free '
+            'some space or pick another save_dir', ['save_dir'])
 
 
 def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,

@@ -285,7 +285,7 @@ def save_progress(model_dir, net, trainer, history, position, extra=None):
 
     import mxnet as mx
 
-    from .checkpoint import save_trainer_states
+    from .checkpoint import checkpoint_bytes, save_trainer_states
     from .utils import atomic_path, atomic_write, file_digest, write_error
     folder = os.path.join(model_dir, PROGRESS)
     step = position['step']
@@ -307,7 +307,7 @@ def save_progress(model_dir, net, trainer, history, position, extra=None):
         for name in names.values():
             _remove(os.path.join(folder, name))
         raise write_error(e, f'the state of step {step}', model_dir,
-                          3 * _params_bytes(net)) from None
+                          checkpoint_bytes(net)) from None
     for name in os.listdir(folder):
         if name.endswith(('.params', '.states')) and name not in \
                 names.values():

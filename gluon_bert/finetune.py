@@ -39,7 +39,7 @@ from .classifier import (evaluate_task, finetune, format_metrics,
 from .config import FinetuneConfig, add_arguments
 from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    run_command, write_error)
+                    write_error)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
@@ -156,20 +156,20 @@ def _datasets(args, splits, vocab, out):
 def _earlier_settings(save_dir):
     """The settings of the fine-tuning run in ``save_dir`` (None when its
     files cannot be read, or hold something else: a pretrained model), or
-    False when there is no run there."""
+    False when there is no run there: its model's config.json, else the
+    state of a run stopped before its first epoch ended."""
+    from .checkpoint import CONFIG, load_config
     from .classifier import PROGRESS
-    paths = [os.path.join(save_dir, 'config.json'),
-             os.path.join(save_dir, PROGRESS, 'state.json')]
-    found = [p for p in paths if os.path.isfile(p)]
-    if not found:
-        return False
+    stopped = os.path.join(save_dir, PROGRESS, 'state.json')
     try:
-        with open(found[0], encoding='utf-8') as f:
-            saved = json.load(f)
-        return (saved['classifier'] if found[0] == paths[0]
-                else saved)['config']
-    except (OSError, ValueError, KeyError, TypeError):
+        if os.path.isfile(os.path.join(save_dir, CONFIG)):
+            return load_config(save_dir)['classifier']['config']
+        if os.path.isfile(stopped):
+            with open(stopped, encoding='utf-8') as f:
+                return json.load(f)['config']
+    except (GluonBertError, OSError, ValueError, KeyError, TypeError):
         return None
+    return False
 
 
 def _make_room(args, say):
@@ -303,12 +303,13 @@ def _run(args, state, out):
 
 def _say_stopped(args, position, signum):
     """The one line of a run stopped by a signal, and how to go on."""
-    from .signals import signal_name
+    from .classifier import PROGRESS
     from .config import command_line
+    from .signals import signal_name
     flags = command_line(args, drop=('resume', 'overwrite'))
     print(f'Stopped by {signal_name(signum)} at epoch {position["epoch"]}, '
           f'batch {position["batch"]} (step {position["step"]}); the state '
-          f'is in {os.path.join(args.save_dir, "resume")}. Resume with the '
+          f'is in {os.path.join(args.save_dir, PROGRESS)}. Resume with the '
           f'same flags and --resume: python -m gluon_bert.finetune {flags} '
           '--resume', file=sys.stderr, flush=True)
 
@@ -337,23 +338,9 @@ def _write_results(args, info, best, test, history, data, out):
 
 def main(argv=None):
     """Command-line entry point; returns the exit code (130 after Ctrl-C,
-    143 after SIGTERM: what a shell reports for them)."""
-    from .signals import ForcedExit
-    args = parse_args(argv)
-    try:
-        code, result = run_command(build_parser().prog, run, args)
-    except KeyboardInterrupt:
-        print('Interrupted before training began; nothing was saved.',
-              file=sys.stderr)
-        return 130
-    except ForcedExit as e:
-        print('Stopped by a third signal before the state was saved; the '
-              'last saved files are as they were.', file=sys.stderr)
-        return 128 + e.signum
-    if code:
-        return code
-    _, signum = result
-    return 0 if signum is None else 128 + signum
+    143 after SIGTERM)."""
+    from .signals import run_stoppable
+    return run_stoppable(build_parser().prog, run, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -117,8 +117,8 @@ def plan_job(num_workers, num_servers, command, hosts=None, port=None,
     ``hosts``, every argv is an ssh command (``ssh``, with ``-tt``: a remote
     process gets SIGHUP when its connection closes, so stopping the local
     ssh stops it) that prints the remote pid (:data:`PID_MARKER`, so that
-    :meth:`Job.terminate` can send it SIGTERM), changes to ``cwd`` on the remote host and sets the
-    DMLC_* variables and those of ``environ`` (default ``os.environ``) whose
+    :meth:`Job.terminate` can send it SIGTERM), changes to ``cwd`` on the
+    remote host and sets the DMLC_* variables and those of ``environ`` (default ``os.environ``) whose
     names start with one of :data:`FORWARDED_PREFIXES`.
     """
     root = hosts[0] if hosts else '127.0.0.1'
@@ -204,11 +204,13 @@ class Job:
     """Run the processes of :func:`plan_job`; fail fast, prefix output.
 
     ``ssh``: how the hosts of a multi-host plan are reached (to forward
-    SIGTERM to a remote worker).
+    SIGTERM to a remote worker); ``grace``: the seconds the workers get to
+    save after SIGTERM or Ctrl-C (:meth:`terminate`).
     """
 
-    def __init__(self, plan, out=None, ssh=DEFAULT_SSH):
+    def __init__(self, plan, out=None, ssh=DEFAULT_SSH, grace=DEFAULT_GRACE):
         self.plan, self.out, self.ssh = plan, out or sys.stdout, ssh
+        self.grace = grace
         self.procs, self._lock = [], threading.Lock()
         self._threads, self.remote_pids = [], {}
 
@@ -240,53 +242,46 @@ class Job:
             thread.start()
             self._threads.append(thread)
 
+    @staticmethod
+    def _killpg(proc, signum):
+        """Send ``signum`` to the process group of ``proc`` (gone: nothing)."""
+        try:
+            os.killpg(proc.pid, signum)
+        except OSError:
+            pass
+
     def stop(self, grace=5.0):
         """SIGTERM every process still running, SIGKILL after ``grace``."""
         for _, proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except OSError:
-                    pass
+                self._killpg(proc, signal.SIGTERM)
         deadline = time.time() + grace
         for _, proc in self.procs:
             try:
                 proc.wait(max(0.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                self._killpg(proc, signal.SIGKILL)
                 proc.wait()
 
     def _signal_worker(self, name, proc, signum):
         """Send ``signum`` to a worker: its process group here, or over ssh
-        to its pid on its host."""
-        if '@' not in name:
-            try:
-                os.killpg(proc.pid, signum)
-            except OSError:
-                pass
+        to its pid on its host (one that never printed its pid has not
+        started: stopping its ssh stops it)."""
+        pid = self.remote_pids.get(name)
+        if '@' not in name or pid is None:
+            self._killpg(proc, signum)
             return
-        pid, host = self.remote_pids.get(name), name.rsplit('@', 1)[1]
-        if pid is None:  # it never started: stopping ssh stops it
-            self.stop_one(proc)
-            return
+        host = name.rsplit('@', 1)[1]
         subprocess.run(shlex.split(self.ssh) + [host, f'kill -{int(signum)} '
                                                       f'{pid}'],
                        capture_output=True, timeout=60)
 
-    def stop_one(self, proc):
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except OSError:
-            pass
-
-    def terminate(self, grace=DEFAULT_GRACE, signum=signal.SIGTERM):
+    def terminate(self, signum=signal.SIGTERM):
         """Forward SIGTERM to the workers, give them ``grace`` seconds to
         finish their step and save (they agree on the step; rank 0 writes),
         then stop whatever still runs.  Returns 128 + ``signum``, or 1 when
         a worker had to be killed."""
+        grace = self.grace
         workers = [(n, p) for n, p in self.procs if n.startswith('worker')]
         self._say('launch', f'{signal.Signals(signum).name}: asking the '
                             f'workers to save and stop (up to {grace:g} s)')
@@ -310,8 +305,6 @@ class Job:
                                 'killed (its checkpoint may be incomplete)')
         self.stop()
         return 1 if killed else 128 + signum
-
-    grace = DEFAULT_GRACE
 
     def wait(self, timeout=None, poll=0.1, linger=30.0):
         """Exit code of the job: 0, or 1 when a process failed or time ran
@@ -346,7 +339,7 @@ class Job:
                     return 1
                 time.sleep(poll)
         except _Terminated as e:
-            return self.terminate(self.grace, e.signum)
+            return self.terminate(signum=e.signum)
         finally:
             for thread in self._threads:
                 thread.join(timeout=2)
@@ -377,13 +370,13 @@ def main(argv=None):
         print(f'{build_parser().prog}: error: {problem}', file=sys.stderr)
         return 2
     job = Job(plan_job(args.num_workers, args.num_servers, args.command,
-                       args.hosts, port, ssh=args.ssh), ssh=args.ssh)
-    job.grace = args.grace
+                       args.hosts, port, ssh=args.ssh), ssh=args.ssh,
+              grace=args.grace)
     handle_signals()
     try:
         job.start()
     except _Terminated as e:  # before the job was watched
-        return job.terminate(args.grace, e.signum)
+        return job.terminate(signum=e.signum)
     return job.wait(args.timeout)
 
 

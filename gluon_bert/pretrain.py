@@ -25,9 +25,9 @@ from .config import (RECIPES, PretrainConfig, add_arguments,
                      config_from_flags,
                      describe_recipe, resumed_config)
 from .model import PRESETS, estimate_memory
-from .signals import ForcedExit, StopOnSignal, signal_name
+from .signals import StopOnSignal, run_stoppable, signal_name
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    parse_gpu_ids, run_command)
+                    parse_gpu_ids)
 
 __all__ = ['main', 'parse_args', 'parse_flags', 'build_parser',
            'make_config']
@@ -353,8 +353,8 @@ def _write_outputs(config, history, signum):
                       title=f'{history["step"][-1]} steps, batch '
                             f'{config.batch_size}')
     if signum is not None:
-        print(f'Stopped by {signal_name(signum)} at step {history["step"][-1]}; the checkpoint '
-              f'is in {save_dir}. Resume with: python -m gluon_bert.pretrain '
+        print(f'Stopped by {signal_name(signum)} at step '
+              f'{history["step"][-1]}; the checkpoint is in {save_dir}. Resume with: python -m gluon_bert.pretrain '
               f'--save-dir {save_dir} --resume'
               + (f' --steps {config.steps}' if config.steps else ''),
               file=sys.stderr)
@@ -479,25 +479,10 @@ def _run(config, kvstore, rank, workers):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the exit code."""
-    given = parse_flags(argv)
-    try:
-        code, result = run_command(build_parser().prog,
-                                   lambda g: run(make_config(g)), given)
-    except KeyboardInterrupt:
-        print('Interrupted before training began; nothing was saved.',
-              file=sys.stderr)
-        return 130
-    except ForcedExit as e:
-        print('Stopped by a third signal before the checkpoint was complete; '
-              'the last complete checkpoint (if any) is as it was.',
-              file=sys.stderr)
-        return 128 + e.signum
-    if code:
-        return code
-    _, signum = result
-    # 130 after Ctrl-C, 143 after SIGTERM: what a shell reports for them
-    return 0 if signum is None else 128 + signum
+    """Command-line entry point; returns the exit code (130 after Ctrl-C,
+    143 after SIGTERM)."""
+    return run_stoppable(build_parser().prog, lambda g: run(make_config(g)),
+                         parse_flags(argv))
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ number' (:class:`StopOnSignal`).
 import os
 import sys
 
-__all__ = ['StopOnSignal', 'ForcedExit', 'signal_name']
+__all__ = ['StopOnSignal', 'ForcedExit', 'signal_name', 'run_stoppable']
 
 
 class ForcedExit(BaseException):
@@ -17,6 +17,31 @@ class ForcedExit(BaseException):
     def __init__(self, signum):
         super().__init__(signum)
         self.signum = signum
+
+
+def run_stoppable(prog, run, args):
+    """A training command's exit code: ``run(args)`` (through
+    :func:`~gluon_bert.utils.run_command`) returns ``(result, signal or
+    None)``; 0 when it finished, 130 after Ctrl-C and 143 after SIGTERM
+    (what a shell reports for them), 1 for a one-line error, and the same
+    130/143 when the signal came before training began or a third one
+    forced the exit."""
+    from .utils import run_command
+    try:
+        code, result = run_command(prog, run, args)
+    except KeyboardInterrupt:
+        print('Interrupted before training began; nothing was saved.',
+              file=sys.stderr)
+        return 130
+    except ForcedExit as e:
+        print('Stopped by a third signal before the checkpoint was complete; '
+              'the last complete checkpoint (if any) is as it was.',
+              file=sys.stderr)
+        return 128 + e.signum
+    if code:
+        return code
+    _, signum = result
+    return 0 if signum is None else 128 + signum
 
 
 def signal_name(signum):
