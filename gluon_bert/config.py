@@ -436,10 +436,7 @@ def command_line(config, drop=()):
 
 def differing_settings(saved, config):
     """The settings a resumed run must keep (``resume='same'``) in which
-    ``saved`` (a configuration's :meth:`to_dict`; None: unreadable) and
-    ``config`` differ."""
-    if saved is None:
-        return ['(unreadable)']
+    ``saved`` (a configuration's :meth:`to_dict`) and ``config`` differ."""
     return [f.name for f in dataclasses.fields(config)
             if f.metadata['resume'] == 'same'
             and saved.get(f.name, f.default) != getattr(config, f.name)]

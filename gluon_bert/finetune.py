@@ -153,23 +153,27 @@ def _datasets(args, splits, vocab, out):
     return data
 
 
-def _earlier_settings(save_dir):
-    """The settings of the fine-tuning run in ``save_dir`` (None when its
-    files cannot be read, or hold something else: a pretrained model), or
-    False when there is no run there: its model's config.json, else the
-    state of a run stopped before its first epoch ended."""
+def _earlier_run(save_dir):
+    """What ``save_dir`` holds, for :func:`_make_room`: None when no run is
+    there, else ``(settings, holds)``: the settings of the fine-tuning run
+    in it (its model's config.json, else the state of a run stopped before
+    its first epoch ended), or None and what it holds instead (a pretrained
+    model, or files that cannot be read)."""
     from .checkpoint import CONFIG, load_config
     from .classifier import PROGRESS
     stopped = os.path.join(save_dir, PROGRESS, 'state.json')
     try:
         if os.path.isfile(os.path.join(save_dir, CONFIG)):
-            return load_config(save_dir)['classifier']['config']
+            config = load_config(save_dir)
+            if 'classifier' not in config:
+                return None, 'a pretrained model, not a fine-tuning run'
+            return config['classifier']['config'], None
         if os.path.isfile(stopped):
             with open(stopped, encoding='utf-8') as f:
-                return json.load(f)['config']
+                return json.load(f)['config'], None
     except (GluonBertError, OSError, ValueError, KeyError, TypeError):
-        return None
-    return False
+        return None, 'a fine-tuning run whose files cannot be read'
+    return None
 
 
 def _make_room(args, say):
@@ -179,10 +183,36 @@ def _make_room(args, say):
     --overwrite)."""
     from . import rundir
     from .config import differing_settings
-    saved = _earlier_settings(args.save_dir)
-    if saved is not False:
-        rundir.make_room(args.save_dir, differing_settings(saved, args),
-                         overwrite=args.overwrite, say=say)
+    earlier = _earlier_run(args.save_dir)
+    if earlier is not None:
+        saved, holds = earlier
+        differ = differing_settings(saved, args) if holds is None else []
+        rundir.make_room(args.save_dir, differ, overwrite=args.overwrite,
+                         say=say, holds=holds)
+
+
+def check_folders(args):
+    """Refuse a --save-dir that is, or holds, the --model-dir being
+    fine-tuned (an easy slip: the same folder twice): writing there would
+    move the pretrained model into previous/.  Raises
+    :class:`~gluon_bert.utils.UsageError` before anything is touched."""
+    from .checkpoint import D2L_PREFIX
+    from .utils import UsageError
+    if str(args.model_dir).startswith(D2L_PREFIX):
+        return
+    model = os.path.realpath(args.model_dir)
+    save = os.path.realpath(args.save_dir)
+    if model == save:
+        where, instead = 'is', args.save_dir.rstrip(os.sep) + '-' + args.task
+    elif model.startswith(save + os.sep):
+        where = f'holds ({os.path.relpath(model, save)})'
+        instead = os.path.join(args.save_dir, args.task)
+    else:
+        return
+    raise UsageError(f'save_dir {args.save_dir} {where} the model_dir being '
+                     'fine-tuned: give the fine-tuned model a folder of its '
+                     f'own, such as save_dir {instead}',
+                     ['save_dir', 'model_dir'])
 
 
 def _progress(args):
@@ -207,6 +237,7 @@ def run(args, out=None):
     SIGTERM) that stopped it, its state saved for --resume."""
     from .rundir import RunLock
     out = out or sys.stdout
+    check_folders(args)  # before the lock touches --save-dir
     with RunLock(args.save_dir):
         if args.resume:
             state = _progress(args)

@@ -112,7 +112,7 @@ def _saved_settings(save_dir):
     """The pretraining settings config.json of ``save_dir`` keeps (None if
     it keeps none)."""
     from .checkpoint import load_config
-    train = load_config(save_dir)['train']
+    train = load_config(save_dir).get('train') or {}
     # 'settings': what runs of gluon_bert 0.1 before the configuration kept
     return train.get('config') or train.get('settings')
 
@@ -363,21 +363,30 @@ def _write_outputs(config, history, signum):
 
 
 def _earlier_run(save_dir):
-    """(settings, step) of the run saved in ``save_dir`` (None when it
-    cannot be read: a damaged run counts as one of other settings), or None
-    when there is no run there."""
+    """What ``save_dir`` holds, for :func:`_make_room`: None when no run is
+    there, else ``(settings, step, holds)``: the pretraining run's settings
+    and step, or ``holds`` saying what the folder holds instead (a
+    fine-tuned classifier, or a run that cannot be read)."""
     from . import checkpoint
     if not os.path.isfile(os.path.join(save_dir, checkpoint.CONFIG)):
         return None
     try:
         saved = _saved_settings(save_dir)
     except GluonBertError:
-        return None, None
+        saved = None
+    if not saved:
+        try:
+            fine_tuned = 'classifier' in checkpoint.load_config(save_dir)
+        except GluonBertError:
+            fine_tuned = False
+        return None, None, ('a fine-tuned classifier, not a pretraining run'
+                            if fine_tuned else
+                            'a run whose config.json cannot be read')
     try:
         step = checkpoint.load_checkpoint(save_dir)['step']
     except GluonBertError:
         step = None
-    return saved, step
+    return saved, step, None
 
 
 def _make_room(config, say):
@@ -388,11 +397,12 @@ def _make_room(config, say):
     earlier = _earlier_run(config.save_dir)
     if earlier is None:
         return
-    saved, step = earlier
+    saved, step, holds = earlier
     more = (step if step is not None and config.steps is not None
             and step > config.steps else None)
-    rundir.make_room(config.save_dir, differing_settings(saved, config),
-                     more, config.overwrite, say)
+    rundir.make_room(config.save_dir,
+                     differing_settings(saved, config) if saved else [],
+                     more, config.overwrite, say, holds)
 
 
 def run(config):

@@ -126,21 +126,25 @@ def keep_previous(folder):
     return len(names)
 
 
-def make_room(folder, differ, more_steps=None, overwrite=False, say=print):
+def make_room(folder, differ, more_steps=None, overwrite=False, say=print,
+              holds=None):
     """Before a new run (not a resumed one) writes into ``folder``, which
     holds an earlier run: ``differ`` names the settings in which the two
-    differ (['(unreadable)'] for a damaged one), ``more_steps`` the earlier
-    run's step count when it trained further than the new one will.  An
-    earlier run of the same settings and no more steps (the guide's command
-    run again) moves to ``previous/``; another is refused unless
-    ``overwrite`` (it then moves to ``previous/`` too)."""
-    if (differ or more_steps) and not overwrite:
+    differ, ``more_steps`` the earlier run's step count when it trained
+    further than the new one will, ``holds`` says what the folder holds when
+    it is not a run of this command that can be compared (``'a pretrained
+    model'``, ``'a run whose config.json cannot be read'``).  An earlier run
+    of the same settings and no more steps (the guide's command run again)
+    moves to ``previous/``; anything else is refused unless ``overwrite``
+    (it then moves to ``previous/`` too)."""
+    if (holds or differ or more_steps) and not overwrite:
         names = ', '.join(differ[:4]) + (', ...' if len(differ) > 4 else '')
-        what = (f'other settings ({names})' if differ
-                else f'more steps ({more_steps})')
+        what = (holds or (f'a run of other settings ({names})' if differ
+                          else f'a run of more steps ({more_steps})'))
         raise GluonBertError(
-            f'{folder} holds a run of {what}: continue it with resume, '
-            'replace it with overwrite (it is then kept in previous/), or '
+            f'{folder} holds {what}: '
+            + ('' if holds else 'continue it with resume, ')
+            + 'replace it with overwrite (it is then kept in previous/), or '
             'pick another save_dir',
             ['resume', 'overwrite', 'save_dir'] + list(differ))
     keep_previous(folder)

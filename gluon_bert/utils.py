@@ -10,6 +10,7 @@ import tempfile
 __all__ = ['check_mxnet_install', 'parse_gpu_ids', 'max_len_arg',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
+           'UsageError',
            'HelpFormatter', 'read_text_lines', 'checked_type',
            'positive_int',
            'run_command', 'random_state_to_json', 'random_state_from_json',
@@ -117,6 +118,11 @@ class GluonBertError(Exception):
             message = re.sub(rf'(?<![-\w]){re.escape(name)}(?![-\w])',
                              flag(name), message)
         return message
+
+
+class UsageError(GluonBertError):
+    """Settings that contradict each other, found before anything is
+    touched: a command exits 2 for it, as for any other usage error."""
 
 
 #: The shortest example: <cls>, a token, <sep>, a token, <sep>.
@@ -290,7 +296,8 @@ def run_command(prog, run, args):
     """Call a command's ``run(args)``; returns ``(exit code, result)``.
 
     A :class:`GluonBertError` becomes one line on stderr, ``prog: error:
-    ...``, and exit code 1, instead of a traceback.  MXNet's NumPy mode is
+    ...``, and exit code 1 (2 for a :class:`UsageError`), instead of a
+    traceback.  MXNet's NumPy mode is
     switched on first: it is per thread, and a command may run in any.
     """
     from mxnet import npx
@@ -299,4 +306,4 @@ def run_command(prog, run, args):
         return 0, run(args)
     except GluonBertError as e:
         print(f'{prog}: error: {e.worded()}', file=sys.stderr)
-        return 1, None
+        return 2 if isinstance(e, UsageError) else 1, None

@@ -11,7 +11,7 @@ from d2l import mxnet as d2l
 from mxnet import init, np, npx
 
 from gluon_bert import classifier, finetune, predict
-from gluon_bert.checkpoint import save_model_dir
+from gluon_bert.checkpoint import load_pretrained, save_model_dir
 from gluon_bert.config import FinetuneConfig
 from gluon_bert.model import BERTClassifier, BERTModel, copy_d2l_parameters
 from gluon_bert.dataset import read_wiki
@@ -435,11 +435,16 @@ def test_a_finetune_folder_holds_one_run_and_keeps_the_one_before(
     assert err.count('\n') == 0 and '--lr' in err and '--overwrite' in err
     assert run('--lr', '1e-3', '--overwrite') == 0
     assert json.loads((save / 'results.json').read_text())['lr'] == 1e-3
-    # a pretrained model is not a fine-tuning run: never replaced unasked
+    # a pretrained model is not a fine-tuning run: never replaced unasked,
+    # and said so (not '(unreadable)')
+    other = tmp_path / 'other-bert'
+    shutil.copytree(pretrained_dir, other)
     capsys.readouterr()
-    assert finetune.main(_ft_argv(pretrained_dir, data, pretrained_dir)) == 1
-    assert 'holds a run of other settings' in capsys.readouterr().err
-    assert not os.path.exists(os.path.join(pretrained_dir, 'previous'))
+    assert finetune.main(_ft_argv(pretrained_dir, data, other)) == 1
+    err = capsys.readouterr().err
+    assert 'holds a pretrained model, not a fine-tuning run' in err, err
+    assert 'unreadable' not in err and '--overwrite' in err
+    assert not (other / 'previous').exists()
     # a folder in use by a live process: refused, naming it
     holder = subprocess.Popen([sys.executable, '-c',
                                'import time; time.sleep(60)'])
@@ -455,6 +460,40 @@ def test_a_finetune_folder_holds_one_run_and_keeps_the_one_before(
         holder.kill()
         holder.wait()
     assert run('--lr', '1e-3') == 0  # stale now: taken over
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file under ``folder``."""
+    return {os.path.relpath(os.path.join(d, n), folder):
+            open(os.path.join(d, n), 'rb').read()
+            for d, _, names in os.walk(folder) for n in names}
+
+
+@pytest.mark.parametrize('where', ['same', 'parent'])
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_fine_tuning_into_the_folder_it_reads_is_refused_before_anything_moves(
+        tmp_path, pretrained_dir, capsys, where, overwrite):
+    """--save-dir M with --model-dir M (an easy slip), or a --save-dir that
+    holds M: exit 2, one line naming the slip, M byte-identical (with
+    --overwrite too, which once moved the model into M/previous/)."""
+    data = _sst_dir(tmp_path / 'sst')
+    before = _tree(pretrained_dir)
+    save = (pretrained_dir if where == 'same'
+            else os.path.dirname(pretrained_dir))
+    outer = _tree(save)
+    code = finetune.main(_ft_argv(pretrained_dir, data, save,
+                                  *(['--overwrite'] if overwrite else [])))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.count('\n') == 0 and '--model-dir' in err, err
+    assert ('is the --model-dir' if where == 'same'
+            else 'holds (bert) the --model-dir') in err, err
+    assert _tree(pretrained_dir) == before and _tree(save) == outer
+    # the model still loads, and the suggested folder works
+    load_pretrained(pretrained_dir)
+    suggested = err.rsplit('--save-dir ', 1)[1]
+    assert finetune.main(_ft_argv(pretrained_dir, data, suggested,
+                                  '--epochs', '1')) == 0
 
 
 def test_a_full_disk_keeps_the_best_model_saved_before(

@@ -298,6 +298,19 @@ def test_a_new_run_never_silently_replaces_an_earlier_one(corpus_dir,
     assert run(2, '--overwrite') == 0
     assert load_checkpoint(str(save))['step'] == 2
     assert (save / 'previous' / 'model.params').read_bytes() == second
+    # a folder whose config.json cannot be read, or that holds a fine-tuned
+    # classifier: said so, in one line, and nothing moved
+    config = json.loads((save / 'config.json').read_text())
+    for holds, text in (('a run whose config.json cannot be read', '{'),
+                        ('a fine-tuned classifier, not a pretraining run',
+                         json.dumps(dict(config, train={},
+                                         classifier={'config': {}})))):
+        (save / 'config.json').write_text(text)
+        assert run(2) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count('\n') == 0 and holds in err, err
+        assert 'unreadable' not in err and '--overwrite' in err
+        assert (save / 'model.params').exists()
 
 
 @pytest.mark.parametrize('fail_at', [1, 2])
