@@ -16,43 +16,40 @@ A model directory holds::
                     are hard links to the newest)
 
 Every file is written to a temporary name and renamed, and state.json, last,
-only ever names complete files: a crash at any moment leaves the previous
-checkpoint loadable.  Nothing is pickled (MXNet's own ``Trainer.save_states``
+only ever names complete files (:mod:`gluon_bert.state`, which fine-tuning's
+resume uses too): a crash at any moment leaves the previous checkpoint
+loadable.  Nothing is pickled (MXNet's own ``Trainer.save_states``
 pickles, so the optimizer state is saved with ``nd.save`` instead): loading
 a model directory from someone else runs no code.  Loading checks each file
 and says which one is wrong; it never loads a model partially.
 """
-import glob
 import json
 import os
-import random
 
 import mxnet as mx
 
-from .model import BERTModel, net_device
+from . import state
+from .model import BERTModel
+from .state import PARAMS, STATE
 from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
-                    free_bytes, megabytes, write_error,
-                    numpy_state_from_json, numpy_state_to_json,
-                    random_state_from_json, random_state_to_json)
+                    write_error)
 from .vocab import Vocab
 
-__all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir', 'check_room',
-           'checkpoint_bytes',
-           'load_config', 'load_pretrained', 'save_trainer_states',
-           'load_trainer_states', 'save_checkpoint', 'load_checkpoint',
-           'restore_random_states', 'export_encoder', 'import_encoder',
-           'D2L_MODELS', 'D2L_PREFIX', 'load_d2l_pretrained',
-           'checked_files', 'bert_from_config']
+__all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
+           'load_config', 'load_pretrained', 'save_checkpoint',
+           'load_checkpoint', 'D2L_MODELS', 'D2L_PREFIX',
+           'load_d2l_pretrained', 'checked_files', 'bert_from_config']
 
 #: Bumped whenever the directory layout changes incompatibly.
 FORMAT_VERSION = 1
 #: The arguments of BERTModel, all stored in config.json['model'].
 MODEL_KEYS = ('vocab_size', 'num_hiddens', 'ffn_num_hiddens', 'num_heads',
               'num_blks', 'dropout', 'max_len')
-CONFIG, VOCAB, PARAMS = 'config.json', 'vocab.json', 'model.params'
+CONFIG, VOCAB = 'config.json', 'vocab.json'
 #: A WordPiece vocabulary as a Hugging Face tokenizer (when it is one).
 TOKENIZER = 'tokenizer.json'
-STATES, STATE, CKPT_DIR = 'trainer.states', 'state.json', 'checkpoints'
+#: Where a model directory keeps its newest checkpoints' files.
+CKPT_DIR = 'checkpoints'
 
 
 def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
@@ -309,80 +306,15 @@ def _recorded_params_sha1(model_dir, config):
     state_path = os.path.join(model_dir, STATE)
     if os.path.isfile(state_path):
         try:
-            state = _read_json(state_path)
-            return (state['files'][PARAMS]['sha1'], state_path)
+            saved = _read_json(state_path)
+            return (saved['files'][PARAMS]['sha1'], state_path)
         except (GluonBertError, KeyError, TypeError):
             pass  # an unreadable state.json matters to --resume, not here
     return None, None
 
 
 # --------------------------------------------------------------------------
-# Optimizer state, without pickle
-# --------------------------------------------------------------------------
-def _flatten_state(state, prefix, arrays):
-    """Adam's (mean, var) and other nested tuples -> named NDArrays."""
-    if state is None:
-        return None
-    if isinstance(state, (tuple, list)):
-        return [_flatten_state(s, f'{prefix}.{i}', arrays)
-                for i, s in enumerate(state)]
-    arrays[prefix] = state.as_nd_ndarray() if hasattr(
-        state, 'as_nd_ndarray') else state
-    return prefix
-
-
-def _unflatten_state(layout, arrays, device):
-    if layout is None:
-        return None
-    if isinstance(layout, list):
-        return tuple(_unflatten_state(x, arrays, device) for x in layout)
-    return arrays[layout].copyto(device)
-
-
-def save_trainer_states(trainer, path):
-    """Write the optimizer state of ``trainer`` to ``path``.
-
-    Returns the JSON-able part (update counts and the layout of the arrays),
-    which :func:`save_checkpoint` keeps in state.json.
-    """
-    updater = trainer._updaters[0]
-    arrays, layout = {}, {}
-    for index, state in updater.states.items():
-        layout[str(index)] = _flatten_state(state, f's{index}', arrays)
-    with atomic_path(path) as tmp:
-        mx.nd.save(tmp, arrays)
-    optimizer = trainer._optimizer
-    return {'layout': layout, 'num_update': optimizer.num_update,
-            'index_update_count': {
-                str(dev): {str(k): v for k, v in counts.items()}
-                for dev, counts in optimizer._all_index_update_counts.items()}}
-
-
-def load_trainer_states(trainer, path, meta):
-    """Restore what :func:`save_trainer_states` wrote, on every device."""
-    try:
-        arrays = mx.nd.load(path)
-    except mx.MXNetError as e:
-        first = str(e).strip().splitlines()[0][:120]
-        raise GluonBertError(f'{path} cannot be read ({first}): the file is '
-                             'damaged') from None
-    contexts = trainer._contexts
-    for updater, device in zip(trainer._updaters, contexts):
-        for index, layout in meta['layout'].items():
-            updater.states[int(index)] = _unflatten_state(
-                layout, arrays, device)
-            updater.states_synced[int(index)] = True
-    optimizer = trainer._optimizer
-    optimizer.num_update = meta['num_update']
-    optimizer._all_index_update_counts = {
-        int(dev): {int(k): v for k, v in counts.items()}
-        for dev, counts in meta['index_update_count'].items()}
-    optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(
-        0, {})
-
-
-# --------------------------------------------------------------------------
-# Checkpoints
+# Pretraining checkpoints (the training state of gluon_bert.state)
 # --------------------------------------------------------------------------
 def _link_latest(src, dst):
     """Make ``dst`` the same file as ``src`` (atomically)."""
@@ -394,192 +326,45 @@ def _link_latest(src, dst):
             shutil.copyfile(src, tmp)
 
 
-def checkpoint_bytes(net):
-    """About how many bytes one checkpoint of ``net`` (shapes known) takes:
-    float32 parameters and Adam's two moments."""
-    from .model import count_parameters
-    return 3 * 4 * count_parameters(net)
-
-
-def check_room(model_dir, net, copies=2):
-    """Refuse to start a run whose folder cannot take ``copies``
-    checkpoints: not writable, or too little free space."""
-    os.makedirs(model_dir, exist_ok=True)
-    if not os.access(model_dir, os.W_OK):
-        raise GluonBertError(f'{model_dir} is not writable: pick a save_dir '
-                             'you can write to', ['save_dir'])
-    need, free = copies * checkpoint_bytes(net), free_bytes(model_dir)
-    if free is not None and free < need:
-        raise GluonBertError(
-            f'{model_dir} has {megabytes(free)} free, but {copies} '
-            f'checkpoints of this model take about {megabytes(need)}: free '
-            'some space or pick another save_dir', ['save_dir'])
-
-
 def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
                     position, keep=2):
-    """Save everything needed to continue training exactly.
-
-    ``history`` and ``position`` are what :func:`~gluon_bert.trainer.
-    train_bert` hands its ``on_step`` callback.  Older checkpoints beyond the
-    newest ``keep`` are removed once the new one is complete.  A write that
-    cannot complete (a full disk, a read-only or vanished folder) removes
-    this checkpoint's files and raises a one-line
-    :class:`~gluon_bert.utils.GluonBertError`; the last complete checkpoint
-    stays loadable.
-    """
+    """Save everything needed to continue training exactly: the model
+    directory's config.json and vocab.json, then the training state
+    (:func:`~gluon_bert.state.write_state`: weights, optimizer state, RNG
+    states, ``position`` and ``history`` as
+    :func:`~gluon_bert.trainer.train_bert` hands them to ``on_step``) with
+    the newest ``keep`` steps' files in checkpoints/, and model.params and
+    trainer.states linked to the newest.  A write that cannot complete
+    raises a one-line :class:`~gluon_bert.utils.GluonBertError`; the last
+    complete checkpoint stays loadable."""
     step = history['step'][-1] if history['step'] else 0
     try:
-        return _write_checkpoint(model_dir, net, vocab, trainer, train_config,
-                                 history, position, keep, step)
+        save_model_dir(model_dir, net, vocab, train_config, params=False)
     except (OSError, mx.MXNetError) as e:
-        kept = _drop_incomplete(model_dir, step)
-        error = write_error(e, f'the checkpoint of step {step}', model_dir,
-                            checkpoint_bytes(net))
-        raise GluonBertError(
-            f'{error}; ' + (f'the last complete checkpoint (step {kept}) is '
-                            'kept' if kept is not None
-                            else 'no checkpoint was completed'),
-            ['save_dir']) from None
-
-
-def _drop_incomplete(model_dir, step):
-    """Remove the files of the checkpoint of ``step`` unless state.json
-    names them; returns the step of the complete checkpoint, or None."""
-    try:
-        with open(os.path.join(model_dir, STATE)) as f:
-            saved = json.load(f).get('step')
-    except (OSError, ValueError):
-        saved = None
-    if saved != step:
-        for name in (f'model-{step:08d}.params', f'trainer-{step:08d}.states'):
-            try:
-                os.remove(os.path.join(model_dir, CKPT_DIR, name))
-            except OSError:
-                pass
+        raise write_error(e, f'the checkpoint of step {step}', model_dir,
+                          state.checkpoint_bytes(net)) from None
+    seed = (train_config.get('config') or train_config).get('seed')
+    fields = {'format_version': FORMAT_VERSION, 'position': position,
+              'history': history,
+              'rng': dict(state.random_states(), mxnet={
+                  'seed': seed, 'scheme': 'mx.random.seed(step_seed(seed, '
+                                          'step)) before every step'})}
+    saved = state.write_state(model_dir, step, net, trainer, fields,
+                              sub=CKPT_DIR, keep=keep, what='checkpoint')
+    # The newest, under the names a model directory promises
+    for name, entry in saved['files'].items():
+        _link_latest(os.path.join(model_dir, entry['path']),
+                     os.path.join(model_dir, name))
     return saved
 
 
-def _write_checkpoint(model_dir, net, vocab, trainer, train_config, history,
-                      position, keep, step):
-    import numpy as onp
-    save_model_dir(model_dir, net, vocab, train_config, params=False)
-    folder = os.path.join(model_dir, CKPT_DIR)
-    os.makedirs(folder, exist_ok=True)
-    params_name = os.path.join(CKPT_DIR, f'model-{step:08d}.params')
-    states_name = os.path.join(CKPT_DIR, f'trainer-{step:08d}.states')
-    with atomic_path(os.path.join(model_dir, params_name)) as tmp:
-        net.save_parameters(tmp)
-    trainer_meta = save_trainer_states(trainer,
-                                       os.path.join(model_dir, states_name))
-    state = {
-        'format_version': FORMAT_VERSION, 'step': step,
-        'files': {name: {'path': rel, 'sha1': file_digest(
-            os.path.join(model_dir, rel))}
-            for name, rel in ((PARAMS, params_name), (STATES, states_name))},
-        'trainer': trainer_meta,
-        'rng': {'python': random_state_to_json(random.getstate()),
-                'numpy': numpy_state_to_json(onp.random.get_state()),
-                'mxnet': {'seed': (train_config.get('config')
-                                   or train_config).get('seed'),
-                          'scheme': 'mx.random.seed(step_seed(seed, step)) '
-                                    'before every step'}},
-        'position': position,
-        'history': history,
-    }
-    with atomic_write(os.path.join(model_dir, STATE), 'w') as f:
-        json.dump(state, f)
-    # The newest, under the names a model directory promises
-    _link_latest(os.path.join(model_dir, params_name),
-                 os.path.join(model_dir, PARAMS))
-    _link_latest(os.path.join(model_dir, states_name),
-                 os.path.join(model_dir, STATES))
-    steps = sorted({int(os.path.basename(p)[6:14]) for p in glob.glob(
-        os.path.join(folder, 'model-*.params'))})
-    for old in steps[:-keep]:
-        for pattern in (f'model-{old:08d}.params', f'trainer-{old:08d}.states'):
-            try:
-                os.remove(os.path.join(folder, pattern))
-            except OSError:
-                pass
-    return state
-
-
 def load_checkpoint(model_dir):
-    """state.json of ``model_dir``, with its files checked.
-
-    Returns the state dict, with ``files[name]['path']`` made absolute.
-    """
-    path = os.path.join(model_dir, STATE)
-    state = _read_json(path)
-    if state.get('format_version', 0) > FORMAT_VERSION:
-        raise GluonBertError(f'{path} has format version '
-                             f'{state["format_version"]}, newer than this '
-                             'gluon_bert reads: upgrade gluon_bert')
-    for name, entry in state['files'].items():
-        full = os.path.join(model_dir, entry['path'])
-        if not os.path.isfile(full):
-            raise GluonBertError(f'{full} is missing: {path} needs it to '
-                                 'resume')
-        if file_digest(full) != entry['sha1']:
-            raise GluonBertError(f'{full} does not match the SHA-1 in {path}:'
-                                 ' the file is damaged')
-        entry['path'] = full
-    return state
-
-
-def restore_random_states(state):
-    """Put Python's and NumPy's RNGs back as a checkpoint saved them."""
-    import numpy as onp
-    random.setstate(random_state_from_json(state['rng']['python']))
-    onp.random.set_state(numpy_state_from_json(state['rng']['numpy']))
-
-
-# --------------------------------------------------------------------------
-# Export
-# --------------------------------------------------------------------------
-def export_encoder(net, prefix, max_len=8):
-    """Export ``net`` (encoder + NSP head) as symbol JSON + params.
-
-    Writes ``prefix-symbol.json`` and ``prefix-0000.params``
-    (``HybridBlock.export``); inputs are tokens, segments and valid_lens, and
-    the outputs ``encoded_X`` and ``nsp_Y_hat``.  Returns the two paths.
-    """
-    from mxnet import gluon, np
-
-    class EncodingGraph(gluon.HybridBlock):  # net's encoder and NSP head
-        def __init__(self):
-            super().__init__(prefix='')
-            # Only the parts used: the MLM head is left out of the graph
-            self.encoder, self.hidden, self.nsp = (net.encoder, net.hidden,
-                                                   net.nsp)
-
-        def hybrid_forward(self, F, tokens, segments, valid_lens):
-            encoded_X = net.encode(tokens, segments, valid_lens)
-            return encoded_X, net.next_sentence_logits(F, encoded_X)
-
-    graph = EncodingGraph()
-    device = net_device(net)
-    graph.hybridize(static_alloc=True)
-    tokens = np.zeros((1, max_len), dtype='int32', ctx=device)
-    graph(tokens, tokens, np.array([max_len], dtype='float32', ctx=device))
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    graph.export(prefix)
-    return f'{prefix}-symbol.json', f'{prefix}-0000.params'
-
-
-def import_encoder(prefix, device=None):
-    """Load what :func:`export_encoder` wrote, as a ``SymbolBlock``.
-
-    Call it as ``block(tokens, segments, valid_lens)`` ->
-    ``(encoded_X, nsp_Y_hat)``.
-    """
-    from mxnet import gluon
-    symbol_file, params_file = f'{prefix}-symbol.json', f'{prefix}-0000.params'
-    for path in (symbol_file, params_file):
-        if not os.path.isfile(path):
-            raise GluonBertError(f'{path} is missing: export the model with '
-                                 'export_encoder first')
-    return gluon.SymbolBlock.imports(symbol_file, ['data0', 'data1', 'data2'],
-                                     params_file, ctx=device or mx.cpu(0))
+    """state.json of ``model_dir``, with its files checked
+    (:func:`~gluon_bert.state.read_state`).  Returns the state dict, with
+    ``files[name]['path']`` made absolute."""
+    saved = state.read_state(model_dir)
+    if saved.get('format_version', 0) > FORMAT_VERSION:
+        raise GluonBertError(f'{os.path.join(model_dir, STATE)} has format '
+                             f'version {saved["format_version"]}, newer than '
+                             'this gluon_bert reads: upgrade gluon_bert')
+    return saved

@@ -173,7 +173,7 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     import mxnet as mx
     from mxnet import gluon
 
-    from .checkpoint import load_trainer_states
+    from .state import load_trainer_states
     from .utils import numpy_state_to_json
     from .config import FinetuneConfig
     from .recipe import learning_rate
@@ -276,81 +276,31 @@ def save_classifier(model_dir, net, vocab, bert_config, info):
 
 def save_progress(model_dir, net, trainer, history, position, extra=None):
     """Save a fine-tuning run stopped after a step (what ``on_step`` of
-    :func:`finetune` was handed) into ``model_dir/resume/``: the weights,
-    the optimizer state and ``state.json`` (position, history, ``extra``),
-    each under a new name, then state.json, then the older files removed,
-    so the last complete state stays loadable if a write fails (a one-line
-    :class:`~gluon_bert.utils.GluonBertError`)."""
-    import json
-
-    import mxnet as mx
-
-    from .checkpoint import checkpoint_bytes, save_trainer_states
-    from .utils import atomic_path, atomic_write, file_digest, write_error
-    folder = os.path.join(model_dir, PROGRESS)
-    step = position['step']
-    names = {'params': f'model-{step:08d}.params',
-             'states': f'trainer-{step:08d}.states'}
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with atomic_path(os.path.join(folder, names['params'])) as tmp:
-            net.save_parameters(tmp)
-        meta = save_trainer_states(trainer,
-                                   os.path.join(folder, names['states']))
-        state = dict(position=position, history=history, trainer=meta,
-                     files={k: {'path': n, 'sha1': file_digest(
-                         os.path.join(folder, n))} for k, n in names.items()},
-                     **(extra or {}))
-        with atomic_write(os.path.join(folder, 'state.json'), 'w') as f:
-            json.dump(state, f)
-    except (OSError, mx.MXNetError) as e:
-        for name in names.values():
-            _remove(os.path.join(folder, name))
-        raise write_error(e, f'the state of step {step}', model_dir,
-                          checkpoint_bytes(net)) from None
-    for name in os.listdir(folder):
-        if name.endswith(('.params', '.states')) and name not in \
-                names.values():
-            _remove(os.path.join(folder, name))
-    return state
+    :func:`finetune` was handed) into ``model_dir/resume/`` with
+    :func:`~gluon_bert.state.write_state`, pretraining's checkpoint writer:
+    the weights, the optimizer state and ``state.json`` (position, history,
+    ``extra``); the last complete state stays loadable if a write fails (a
+    one-line :class:`~gluon_bert.utils.GluonBertError`)."""
+    from .state import write_state
+    return write_state(os.path.join(model_dir, PROGRESS), position['step'],
+                       net, trainer, dict(extra or {}, position=position,
+                                          history=history))
 
 
 def load_progress(model_dir):
-    """The state :func:`save_progress` wrote (its files checked), as
-    :func:`finetune` takes it (``resume=``), plus what was saved beside it;
-    ``model_params`` is the weights' path."""
-    import json
-
-    from .utils import file_digest
+    """The state :func:`save_progress` wrote (its files checked by
+    :func:`~gluon_bert.state.read_state`), as :func:`finetune` takes it
+    (``resume=``), plus what was saved beside it; ``model_params`` is the
+    weights' path."""
+    from .state import PARAMS, STATE, STATES, read_state
     folder = os.path.join(model_dir, PROGRESS)
-    path = os.path.join(folder, 'state.json')
-    if not os.path.isfile(path):
-        raise GluonBertError(f'{model_dir} holds no stopped fine-tuning run '
-                             f'({path} is missing): start one without '
-                             'resume', ['resume'])
-    try:
-        with open(path, encoding='utf-8') as f:
-            state = json.load(f)
-        files = {k: os.path.join(folder, v['path'])
-                 for k, v in state['files'].items()}
-        damaged = [p for k, p in files.items()
-                   if file_digest(p) != state['files'][k]['sha1']]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise GluonBertError(f'{path} cannot be read ({e}): start the run '
-                             'again without resume', ['resume']) from None
-    if damaged:
-        raise GluonBertError(f'{damaged[0]} does not match its checksum in '
-                             f'{path}: start the run again without resume',
-                             ['resume'])
-    return dict(state, model_params=files['params'],
-                trainer_path=files['states'], trainer_meta=state['trainer'])
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    state = read_state(folder, missing=(
+        f'{model_dir} holds no stopped fine-tuning run '
+        f'({os.path.join(folder, STATE)} is missing): start one without '
+        'resume'), settings=['resume'])
+    return dict(state, model_params=state['files'][PARAMS]['path'],
+                trainer_path=state['files'][STATES]['path'],
+                trainer_meta=state['trainer'])
 
 
 def _params_bytes(net):

@@ -19,7 +19,7 @@ from .utils import (GluonBertError, checked_type, max_len_arg, parse_gpu_ids,
 __all__ = ['PretrainConfig', 'FinetuneConfig', 'RECIPES', 'RECIPE_KEYS',
            'add_arguments', 'config_from_flags', 'resumed_config',
            'differing_settings', 'command_line',
-           'describe_recipe']
+           'describe_recipe', 'LOG_LEVELS']
 
 
 def _gpus(text):
@@ -39,6 +39,10 @@ _unit_interval = checked_type(float, lambda v: 0 <= v < 1, 'in [0, 1)')
 _share = checked_type(float, lambda v: 0 < v < 1, 'in (0, 1)')
 _vocab_size = checked_type(int, lambda v: v >= 300, '300 or more (the '
                            'characters of WikiText-2 alone take ~250)')
+
+
+#: --log-level's choices; -q and -v are short for the first and the last.
+LOG_LEVELS = ('warning', 'info', 'debug')
 
 
 def setting(default, help, group, type=None, choices=None, resume='same',
@@ -231,6 +235,11 @@ class PretrainConfig(_Config):
         False, 'start a new run in a --save-dir that holds a run of other '
         'settings or more steps (refused otherwise); the earlier run is kept '
         'in SAVE_DIR/previous/', 'output', resume='free')
+    log_level: str = setting(
+        'info', 'what the library reports: warning (only problems; -q), info '
+        '(progress and results), debug (also each phase of the work with its '
+        'time, such as the shutdown of a distributed job; -v)', 'output',
+        choices=LOG_LEVELS, resume='free')
 
 
 #: The tasks of ``finetune --task``, for --help (their readers are
@@ -275,6 +284,11 @@ class FinetuneConfig(_Config):
         False, 'start a new run in a --save-dir that holds a fine-tuned '
         'model of other settings (refused otherwise); the earlier one is '
         'kept in SAVE_DIR/previous/', 'output', resume='free')
+    log_level: str = setting(
+        'info', 'what the library reports: warning (only problems; -q), info '
+        '(progress and results), debug (also each phase of the work with its '
+        'time, such as the shutdown of a distributed job; -v)', 'output',
+        choices=LOG_LEVELS, resume='free')
     init: str = setting('pretrained', 'random: the same classifier from '
                         'freshly initialized weights (the control)',
                         'model and data', choices=('pretrained', 'random'))
@@ -406,6 +420,13 @@ def add_arguments(parser, cls=PretrainConfig, groups=None):
             group.add_argument(flag, type=meta['type'] or str,
                                choices=meta['choices'], help=_help(field, cls),
                                **common)
+        if field.name == 'log_level':
+            group.add_argument('-q', '--quiet', action='store_const',
+                               const=LOG_LEVELS[0], help='--log-level '
+                               f'{LOG_LEVELS[0]}', **common)
+            group.add_argument('-v', '--verbose', action='store_const',
+                               const=LOG_LEVELS[-1], help='--log-level '
+                               f'{LOG_LEVELS[-1]}', **common)
     return parser
 
 

@@ -284,7 +284,7 @@ def _run(args, state, out):
 
     from mxnet import npx
 
-    from .checkpoint import check_room
+    from .state import check_room
     from .classifier import PROGRESS, save_progress
     from .devices import parse_devices
     from .signals import StopOnSignal

@@ -20,6 +20,7 @@ stopped, and the launcher exits 143 or 130.  (The wheel's own
 """
 import argparse
 import os
+import re
 import shlex
 import signal
 import socket
@@ -31,7 +32,7 @@ import time
 from .utils import HelpFormatter
 
 __all__ = ['main', 'parse_args', 'build_parser', 'free_port', 'plan_job',
-           'Job', 'handle_signals', 'PID_MARKER']
+           'Job', 'handle_signals', 'PID_MARKER', 'STOPPED_LINE']
 
 
 #: How hosts are reached: no password prompt (BatchMode), a new host's key
@@ -44,6 +45,10 @@ FORWARDED_PREFIXES = ('GLUON_BERT_', 'MXNET_', 'OMP_', 'PS_')
 PID_MARKER = 'gluon_bert.launch:pid='
 #: Seconds the workers get to save their checkpoint after SIGTERM.
 DEFAULT_GRACE = 120.0
+#: The line of rank 0 that says where its checkpoint is (gluon_bert.pretrain
+#: prints it once the checkpoint is complete).
+STOPPED_LINE = re.compile(r'Stopped by (\S+) at step (\d+); the checkpoint is '
+                          r'in (.+?)\. Resume with')
 
 
 def free_port(host='127.0.0.1'):
@@ -213,6 +218,8 @@ class Job:
         self.grace = grace
         self.procs, self._lock = [], threading.Lock()
         self._threads, self.remote_pids = [], {}
+        #: (worker, step, folder) of the checkpoint a worker said it saved
+        self.checkpoint = None
 
     def _say(self, name, line):
         with self._lock:
@@ -227,6 +234,9 @@ class Job:
             if line.startswith(PID_MARKER) and name not in self.remote_pids:
                 self.remote_pids[name] = int(line[len(PID_MARKER):])
                 continue
+            stopped = STOPPED_LINE.search(line)
+            if stopped:
+                self.checkpoint = (name, int(stopped[2]), stopped[3])
             self._say(name, line)
         stream.close()
 
@@ -277,10 +287,12 @@ class Job:
                        capture_output=True, timeout=60)
 
     def terminate(self, signum=signal.SIGTERM):
-        """Forward SIGTERM to the workers, give them ``grace`` seconds to
-        finish their step and save (they agree on the step; rank 0 writes),
-        then stop whatever still runs.  Returns 128 + ``signum``, or 1 when
-        a worker had to be killed."""
+        """Forward SIGTERM to the workers still running, give them ``grace``
+        seconds to finish their step and save (they agree on the step; rank
+        0 writes), then stop whatever still runs, and say whether rank 0's
+        checkpoint is complete (:meth:`checkpoint_account`).  Returns 128 +
+        ``signum`` when it is (or when the job stopped before anything was
+        to be saved), 1 when it is not."""
         grace = self.grace
         workers = [(n, p) for n, p in self.procs if n.startswith('worker')]
         self._say('launch', f'{signal.Signals(signum).name}: asking the '
@@ -300,11 +312,33 @@ class Job:
                 proc.wait(max(0.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 killed.append(name)
-        for name in killed:
-            self._say('launch', f'{name} did not stop within {grace:g} s: '
-                                'killed (its checkpoint may be incomplete)')
         self.stop()
-        return 1 if killed else 128 + signum
+        for thread in self._threads:  # the workers' last lines
+            thread.join(timeout=2)
+        complete, account = self.checkpoint_account()
+        if killed:
+            account = (f'{" and ".join(killed)} did not stop within '
+                       f'{grace:g} s: killed; {account}')
+        self._say('launch', account)
+        if complete or (complete is None and not killed):
+            return 128 + signum
+        return 1
+
+    def checkpoint_account(self):
+        """``(complete, line)``: whether the checkpoint a worker said it
+        saved is complete, read from its state.json and checksums (over ssh
+        on the worker's host when the folder is not on this machine), and
+        one line saying so; ``complete`` is None when no worker said it
+        saved one."""
+        if self.checkpoint is None:
+            return None, 'no worker saved a checkpoint'
+        name, step, folder = self.checkpoint
+        problem = _checkpoint_problem(folder, step, name, self.ssh)
+        if problem:
+            return False, (f"rank 0's checkpoint of step {step} in {folder} "
+                           f'is incomplete: {problem}')
+        return True, (f"rank 0's checkpoint of step {step} in {folder} is "
+                      'complete (state.json and checksums verified)')
 
     def wait(self, timeout=None, poll=0.1, linger=30.0):
         """Exit code of the job: 0, or 1 when a process failed or time ran
@@ -317,6 +351,12 @@ class Job:
             while True:
                 for name, proc in self.procs:
                     code = proc.poll()
+                    if name.startswith('worker') and code in _STOPPED_CODES:
+                        # stopped by a signal that reached it first (a
+                        # cluster's preemption): the rest of the job too
+                        self._say('launch', f'{name} stopped by '
+                                  f'{signal.Signals(code - 128).name}')
+                        return self.terminate(signum=code - 128)
                     if code not in (None, 0):
                         how = (f'was killed by signal {-code}' if code < 0
                                else f'exited with code {code}')
@@ -345,6 +385,38 @@ class Job:
                 thread.join(timeout=2)
         self._say('launch', 'all workers finished')
         return 0
+
+
+#: A worker's exit codes after Ctrl-C and SIGTERM, its checkpoint saved.
+_STOPPED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
+def _checkpoint_problem(folder, step, name, ssh):
+    """None when ``folder`` holds a complete checkpoint of ``step``, else
+    what is wrong; read here, or over ``ssh`` on the host in ``name``
+    (``worker 0@HOST``) when ``folder`` is not on this machine."""
+    code = ('import sys\n'
+            'from gluon_bert.state import read_state\n'
+            'from gluon_bert.utils import GluonBertError\n'
+            'try:\n'
+            '    print(read_state(sys.argv[1])["step"])\n'
+            'except GluonBertError as e:\n'
+            '    print(e)\n')
+    argv = [sys.executable, '-c', code, folder]
+    if not os.path.isdir(folder) and '@' in name:
+        argv = shlex.split(ssh) + [name.rsplit('@', 1)[1]] + [
+            shlex.quote(a) for a in argv]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f'it could not be read ({e})'
+    said = (done.stdout.strip().splitlines() or [done.stderr.strip()
+                                                 or 'no answer'])[-1]
+    if said != str(step):
+        return (said if not said.isdigit()
+                else f'state.json names step {said}')
+    return None
 
 
 def handle_signals():

@@ -15,6 +15,7 @@ schedule, AdamW, clipping and new examples every epoch
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import random
 import signal
@@ -31,6 +32,8 @@ from .utils import (GluonBertError, HelpFormatter, atomic_write,
 
 __all__ = ['main', 'parse_args', 'parse_flags', 'build_parser',
            'make_config']
+
+logger = logging.getLogger('gluon_bert.pretrain')  # also when run as __main__
 
 #: The configuration's groups of flags, for --help.
 GROUPS = {
@@ -151,19 +154,8 @@ def _kvstore(config):
     """(kvstore or None, rank, no. of workers) for --kvstore."""
     if not config.kvstore.startswith('dist'):
         return None, 0, 1
-    if 'DMLC_ROLE' not in os.environ:
-        raise GluonBertError(
-            f'--kvstore {config.kvstore} needs a job of scheduler, servers and '
-            'workers: start it with python -m gluon_bert.launch -n WORKERS '
-            '-s SERVERS -- python -m gluon_bert.pretrain --kvstore '
-            f'{config.kvstore} ...')
-    import mxnet as mx
-    kvstore = mx.kv.create(config.kvstore)
-    if (kvstore.rank == 0
-            and os.environ.get('MXNET_ENGINE_TYPE') != 'NaiveEngine'):
-        print('warning: with MXNet\'s threaded engine, dist_sync gradients '
-              'have differed from run to run; python -m gluon_bert.launch '
-              'sets MXNET_ENGINE_TYPE=NaiveEngine', file=sys.stderr)
+    from .distributed import join_job
+    kvstore = join_job(config.kvstore)
     return kvstore, kvstore.rank, kvstore.num_workers
 
 
@@ -321,14 +313,14 @@ def _training_data(config, rank, workers, say):
 def _restore(config, net, optimizer, devices, say):
     """Load the checkpoint of --save-dir into ``net`` and ``optimizer``;
     returns it (what ``train_bert`` resumes from)."""
-    from . import checkpoint
+    from . import checkpoint, state
     save_dir = config.save_dir
     resume = checkpoint.load_checkpoint(save_dir)
     net.load_parameters(resume['files']['model.params']['path'], ctx=devices)
-    checkpoint.load_trainer_states(
+    state.load_trainer_states(
         optimizer, resume['files']['trainer.states']['path'],
         resume['trainer'])
-    checkpoint.restore_random_states(resume)
+    state.restore_random_states(resume)
     if config.steps is not None and resume['step'] >= config.steps:
         raise GluonBertError(f'the run in {save_dir} is at step '
                              f'{resume["step"]} already: pass a larger '
@@ -429,7 +421,7 @@ def _run(config, kvstore, rank, workers):
     """:func:`run`, once the folder is this run's."""
     from mxnet import gluon
 
-    from . import checkpoint, devices as device_list, model, trainer
+    from . import checkpoint, devices as device_list, model, state, trainer
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
     seed_everything(config.seed)
@@ -441,7 +433,7 @@ def _run(config, kvstore, rank, workers):
                                config.num_blks, config.dropout, config.pos_len)
     trainer.init_bert(net, devices, config.init)
     if chief:  # before the first step: room for two checkpoints
-        checkpoint.check_room(config.save_dir, net)
+        state.check_room(config.save_dir, net)
     optimizer = trainer.make_trainer(net, config.lr, kvstore or config.kvstore,
                                      config.optimizer, config.weight_decay)
     evaluate = _valid_evaluator(config, vocab) if config.eval_every else None
@@ -456,6 +448,8 @@ def _run(config, kvstore, rank, workers):
         if chief:  # one writer in a distributed job
             checkpoint.save_checkpoint(config.save_dir, net, vocab, optimizer,
                                        record, history, position)
+            logger.debug('checkpoint of step %d written to %s',
+                         history['step'][-1], config.save_dir)
         last['step'] = history['step'][-1]
 
     with StopOnSignal(keep=workers > 1) as signal_state:
@@ -485,6 +479,9 @@ def _run(config, kvstore, rank, workers):
                                          else None)
         if chief:
             _write_outputs(config, history, signum)
+        if kvstore is not None:  # the goodbye, under the signal handler
+            from .distributed import leave_job
+            leave_job(kvstore)
     return history, signum
 
 

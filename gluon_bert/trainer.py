@@ -11,6 +11,7 @@ the model is hybridized by default, and ``train_bert`` returns its history
 """
 import collections
 import dataclasses
+import logging
 import math
 import time
 
@@ -18,6 +19,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, init, npx
 
+from .distributed import Allreduce
 from .history import UNKNOWN_TOTAL, History
 from .loss import BERTPretrainLoss
 from .packing import host_fields, pack_shards
@@ -33,6 +35,8 @@ __all__ = ['init_bert',
            'train_bert', 'TrainOptions', 'Callbacks', 'train_step',
            'StepResult',
            'NonFiniteLossError']
+
+logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(GluonBertError):
@@ -213,34 +217,6 @@ def _batches(train_iter, position):
             done += 1
             yield batch, {'epoch': epoch, 'epoch_rng': state, 'batch': done}
         epoch += 1
-
-
-class _Allreduce:
-    """Sum a few floats over the workers of a distributed kvstore.
-
-    Used for the batch totals (the loss of every worker is normalized by the
-    whole global batch) and for the reported losses (so every worker sees,
-    and stops on, the same numbers).  With one worker it does nothing.
-    """
-
-    KEY = 1 << 30  # far above the Trainer's parameter indices
-
-    def __init__(self, kvstore):
-        multi = kvstore is not None and getattr(kvstore, 'num_workers', 1) > 1
-        self.kvstore = kvstore if multi else None
-        self._keys = set()
-
-    def __call__(self, slot, values):
-        if self.kvstore is None:
-            return list(values)
-        key = self.KEY + slot
-        if key not in self._keys:
-            self.kvstore.init(key, mx.nd.zeros(len(values)))
-            self._keys.add(key)
-        self.kvstore.push(key, mx.nd.array(values))
-        out = mx.nd.zeros(len(values))
-        self.kvstore.pull(key, out=out)
-        return [float(v) for v in out.asnumpy()]
 
 
 def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
@@ -477,7 +453,7 @@ def train_step(model, net, loss, vocab_size, devices, trainer, group,
     summed over devices (and workers), clipped, and applied.  Returns a
     :data:`StepResult`.
     """
-    allreduce = allreduce or _Allreduce(None)
+    allreduce = allreduce or Allreduce(None)
     mlm, nsp, mlm_hits, nsp_hits, pairs, slots = _forward_backward(
         model, net, loss, vocab_size, devices, group, options.fused,
         allreduce, options.nsp_weight)
@@ -569,7 +545,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         raise GluonBertError(f'accumulate must be at least 1, got '
                              f'{o.accumulate}')
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
-    allreduce = _Allreduce(kvstore)
+    allreduce = Allreduce(kvstore)
     log = History(devices, resume, o)
     clock = _Clock(num_steps, o.max_seconds, log.history)
     batches = _batches(train_iter, resume and resume.get('position'))
@@ -601,6 +577,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         if allreduce.kvstore is not None:
             stop = allreduce(3, [float(stop)])[0] > 0
         if stop:
+            logger.debug('the workers agreed to stop after step %d', step)
             callbacks.stopped = step
             break
     log.close(devices)

@@ -2,6 +2,7 @@
 import argparse
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import sys
@@ -13,7 +14,7 @@ __all__ = ['check_mxnet_install', 'parse_gpu_ids', 'max_len_arg',
            'UsageError',
            'HelpFormatter', 'read_text_lines', 'checked_type',
            'positive_int',
-           'run_command', 'random_state_to_json', 'random_state_from_json',
+           'run_command', 'configure_logging', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
 
 
@@ -292,6 +293,41 @@ def file_digest(path, algorithm='sha1', chunk=1 << 20):
     return h.hexdigest()
 
 
+class _Stdout(logging.Handler):
+    """One line per record on whatever ``sys.stdout`` is when it comes (a
+    test's capture, a notebook's cell); warnings and errors on stderr,
+    after ``warning:``."""
+
+    def emit(self, record):
+        try:
+            line = self.format(record)
+            if record.levelno >= logging.WARNING:
+                print(f'{record.levelname.lower()}: {line}', file=sys.stderr,
+                      flush=True)
+            else:
+                print(line, flush=True)
+        except Exception:  # noqa: BLE001 -- logging must never raise
+            self.handleError(record)
+
+
+def configure_logging(level='info'):
+    """How a command shows what the library reports: the ``gluon_bert``
+    loggers at ``level`` ('warning', 'info' or 'debug'), each record one
+    line on stdout, with the time and the module at 'debug'.  Called by
+    every command; a program that uses the library sets up ``logging`` as
+    it likes."""
+    root = logging.getLogger('gluon_bert')
+    for handler in [h for h in root.handlers if isinstance(h, _Stdout)]:
+        root.removeHandler(handler)
+    handler = _Stdout()
+    handler.setFormatter(logging.Formatter(
+        '%(asctime)s.%(msecs)03d %(name)s: %(message)s' if level == 'debug'
+        else '%(message)s', '%H:%M:%S'))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
 def run_command(prog, run, args):
     """Call a command's ``run(args)``; returns ``(exit code, result)``.
 
@@ -302,6 +338,8 @@ def run_command(prog, run, args):
     """
     from mxnet import npx
     npx.set_np()
+    configure_logging((args.get('log_level') if isinstance(args, dict)
+                       else getattr(args, 'log_level', None)) or 'info')
     try:
         return 0, run(args)
     except GluonBertError as e:

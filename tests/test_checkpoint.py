@@ -117,25 +117,6 @@ def test_not_a_folder(tmp_path):
                                                             'nowhere')))
 
 
-def test_export_and_import_give_the_same_encodings(model_dir, tmp_path):
-    from gluon_bert.checkpoint import export_encoder, import_encoder
-    path, net, vocab = model_dir
-    loaded, _, _ = load_pretrained(path)
-    symbol_file, params_file = export_encoder(loaded, str(tmp_path / 'e' /
-                                                          'bert'))
-    assert os.path.isfile(symbol_file) and os.path.isfile(params_file)
-    block = import_encoder(str(tmp_path / 'e' / 'bert'))
-    tokens = np.array([[2, 5, 6, 7, 3], [2, 8, 3, 9, 3]], dtype='int32')
-    segments = np.array([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]], dtype='int32')
-    valid_lens = np.array([5.0, 5.0])
-    expected = loaded(tokens, segments, valid_lens)
-    got = block(tokens, segments, valid_lens)
-    for a, b in zip((expected[0], expected[2]), got):
-        onp.testing.assert_allclose(b.asnumpy(), a.asnumpy(), atol=1e-6)
-    with pytest.raises(GluonBertError, match='is missing'):
-        import_encoder(str(tmp_path / 'nothing'))
-
-
 @pytest.mark.parametrize('command', ['encode', 'evaluate'])
 def test_commands_on_damaged_params_of_a_run(corpus_dir, tmp_path, command):
     """One line naming the file, a non-zero exit, no traceback anywhere."""

@@ -270,31 +270,50 @@ def test_presets_and_memory_check(corpus_dir, tmp_path, capsys):
     assert not (tmp_path / 'large').exists()
 
 
+def _dist_argv(corpus_dir, save, *extra):
+    return ['-n', '2', '-s', '1', '--timeout', '240', '--grace', '60', '--',
+            sys.executable, '-m', 'gluon_bert.pretrain', '--kvstore',
+            'dist_sync', '--data-dir', corpus_dir, '--save-dir', str(save),
+            '--batch-size', '8', '--optimizer', 'sgd', '--lr', '0.5',
+            *extra] + TINY
+
+
+def _timed_lines(proc):
+    """(seconds since the call, line) of each line the job prints, to the
+    end."""
+    start = time.time()
+    return [(time.time() - start, line) for line in proc.stdout]
+
+
 def sigterm_then_resume(launch, corpus_dir, save, step_pattern):
     """SIGTERM to the launcher of a running job (``launch(argv)`` starts
     it) once ``step_pattern`` is printed: the workers finish a step, agree
-    on it, rank 0 saves, the launcher exits 143; the job relaunched with
+    on it, rank 0 saves, the launcher checks the checkpoint and exits 143
+    within 10 s of rank 0's checkpoint line; the job relaunched with
     --resume equals one process trained for as many steps."""
-    argv = ['-n', '2', '-s', '1', '--timeout', '240', '--grace', '60', '--',
-            sys.executable, '-m', 'gluon_bert.pretrain', '--kvstore',
-            'dist_sync', '--data-dir', corpus_dir, '--save-dir', str(save),
-            '--batch-size', '8', '--optimizer', 'sgd', '--lr', '0.5']
-    proc = launch(argv + ['--steps', '100000'] + TINY)
+    proc = launch(_dist_argv(corpus_dir, save, '--steps', '100000'))
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if re.search(step_pattern, line):
             proc.send_signal(signal.SIGTERM)
             break
-    rest, _ = proc.communicate(timeout=120)
-    out = ''.join(lines) + rest
+    rest = _timed_lines(proc)
+    proc.wait(timeout=120)
+    out = ''.join(lines) + ''.join(line for _, line in rest)
     assert proc.returncode == 143, out
     assert '[launch] SIGTERM: asking the workers to save and stop' in out
     stopped = json.loads((save / 'state.json').read_text())['step']
-    assert re.search(rf'\] Stopped by SIGTERM at step {stopped}; the '
-                     'checkpoint is in', out), out
+    saved_at = [t for t, line in rest if re.search(
+        rf'\] Stopped by SIGTERM at step {stopped}; the checkpoint is in',
+        line)]
+    assert saved_at, out
+    assert rest[-1][0] - saved_at[0] < 10, out  # nobody waits on anybody
+    assert (f"[launch] rank 0's checkpoint of step {stopped} in {save} is "
+            'complete (state.json and checksums verified)') in out, out
     assert 'did not stop within' not in out
-    proc = launch(argv + ['--steps', str(stopped + 3), '--resume'] + TINY)
+    proc = launch(_dist_argv(corpus_dir, save, '--steps', str(stopped + 3),
+                             '--resume'))
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert f'Resuming from step {stopped}' in out
@@ -305,3 +324,87 @@ def test_sigterm_to_the_launcher_saves_and_resume_continues(corpus_dir,
                                                              tmp_path):
     sigterm_then_resume(_launch, corpus_dir, tmp_path / 'dist',
                         r'\[worker \d\] step +4/')  # rank 0 prints
+
+
+def test_a_late_sigterm_during_the_parameter_server_goodbye_is_ignored(
+        corpus_dir, tmp_path):
+    """What made a preempted job hang: a worker stopped by the others'
+    agreement says the parameter server's goodbye (a barrier of every
+    process of the job); a SIGTERM that reaches it while it waits there must
+    not kill it, or the others wait for it for ever.  Here rank 0 alone gets
+    SIGTERM, is frozen (SIGSTOP) once the other worker has agreed to stop,
+    so that the other waits in the goodbye, which then gets its SIGTERM;
+    thawed, rank 0 saves and the job ends 143 with a complete checkpoint.
+    (Left to the end of the process, the goodbye ran after Python had put
+    SIGTERM back to its default action, and the signal killed the worker.)
+    """
+    save = tmp_path / 'dist'
+    proc = _launch(_dist_argv(corpus_dir, save, '--steps', '100000', '-v'))
+    pids, lines, chief = {}, [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.match(r'\[launch\] (worker \d): pid (\d+)', line)
+            if m:
+                pids[m[1]] = int(m[2])
+            m = re.match(r'\[(worker \d)\] step +4/', line)
+            if m and chief is None:  # rank 0 prints the progress
+                chief = m[1]
+                os.kill(pids[chief], signal.SIGTERM)
+            m = re.match(r'\[(worker \d)\] .*the workers agreed to stop',
+                         line)
+            if m and m[1] != chief:
+                os.kill(pids[chief], signal.SIGSTOP)
+                break
+        other = pids[next(name for name in pids if name != chief)]
+        time.sleep(3)  # the other worker is in the goodbye, waiting
+        assert proc.poll() is None and _alive(other), ''.join(lines)
+        os.kill(other, signal.SIGTERM)
+        time.sleep(1)
+        os.kill(pids[chief], signal.SIGCONT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        for pid in pids.values():
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+    out = ''.join(lines) + out
+    assert proc.returncode == 143, out
+    assert "rank 0's checkpoint of step" in out and 'is complete' in out
+
+
+def test_a_worker_stopped_by_its_own_signal_stops_the_job_cleanly(
+        corpus_dir, tmp_path):
+    """SIGTERM straight to a worker (a cluster preempting it before the
+    launcher hears of it): the job stops as one, the launcher says the
+    checkpoint is complete and exits 143."""
+    save = tmp_path / 'dist'
+    proc = _launch(_dist_argv(corpus_dir, save, '--steps', '100000'))
+    pids, lines = {}, []
+    for line in proc.stdout:
+        lines.append(line)
+        m = re.match(r'\[launch\] (worker \d): pid (\d+)', line)
+        if m:
+            pids[m[1]] = int(m[2])
+        if re.match(r'\[worker \d\] step +4/', line):
+            os.kill(pids['worker 1'], signal.SIGTERM)
+            break
+    out, _ = proc.communicate(timeout=120)
+    out = ''.join(lines) + out
+    assert proc.returncode == 143, out
+    assert re.search(r'\[launch\] worker \d stopped by SIGTERM', out), out
+    stopped = json.loads((save / 'state.json').read_text())['step']
+    assert f"rank 0's checkpoint of step {stopped} in {save} is complete" \
+        in out, out
+
+
+def _alive(pid):
+    """Running, not a zombie."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False

@@ -10,7 +10,7 @@ import numpy as onp
 import pytest
 from mxnet import npx
 
-from gluon_bert import pretrain
+from gluon_bert import pretrain, state
 from gluon_bert.checkpoint import load_checkpoint, load_pretrained
 
 TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
@@ -160,10 +160,10 @@ def test_trainer_states_round_trip(corpus_dir, tmp_path):
             loss = out[1].sum() + out[2].sum()
         loss.backward()
         opt.step(2)
-    meta = checkpoint.save_trainer_states(opt, str(tmp_path / 't.states'))
+    meta = state.save_trainer_states(opt, str(tmp_path / 't.states'))
     json.dumps(meta)
     fresh = trainer.make_trainer(net)
-    checkpoint.load_trainer_states(fresh, str(tmp_path / 't.states'), meta)
+    state.load_trainer_states(fresh, str(tmp_path / 't.states'), meta)
     a, b = opt._updaters[0].states, fresh._updaters[0].states
     assert sorted(a) == sorted(b)
     for k in a:

@@ -12,6 +12,7 @@ from gluon_bert import dataset as ds
 from book_reference import book_step
 from gluon_bert import devices as D
 from gluon_bert import trainer as T
+from gluon_bert.distributed import Allreduce
 from gluon_bert.model import BERTModel, copy_d2l_parameters
 from gluon_bert.utils import GluonBertError
 
@@ -343,7 +344,7 @@ class _OtherWorker:
         self.values[key] = value
 
     def push(self, key, value):
-        if key == T._Allreduce.KEY + 3:  # the stop flags, one per step
+        if key == Allreduce.KEY + 3:  # the stop flags, one per step
             self.stop_calls += 1
             value = value + float(self.stop_calls == self.stop_at)
         self.values[key] = value

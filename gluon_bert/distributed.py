@@ -1,0 +1,99 @@
+"""A worker's part in a distributed job (MXNet's parameter server).
+
+:func:`join_job` creates the ``dist_sync`` kvstore a worker trains with,
+:class:`Allreduce` sums a few floats over the workers (the batch totals, the
+reported losses and the stop flag), and :func:`leave_job` says the
+parameter server's goodbye.
+
+Why the goodbye is said here and not left to the end of the process:
+MXNet's kvstore says it in its destructor (``ps::Finalize``: rank 0 stops
+the servers, then every node waits in a barrier for all the others).  Left
+to Python, that destructor runs while the interpreter shuts down, after
+Python has put SIGTERM back to its default action; a SIGTERM that reaches
+a worker then (the launcher's, when the other workers' agreement stopped
+this one first) kills it inside the barrier, and every other process of
+the job waits there for ever.  Said by :func:`leave_job`, while the
+training command's signal handler is still installed, a late signal is
+only noted, and every process of a stopped job exits as soon as all have
+said goodbye.
+
+Each phase of the shutdown is logged (``gluon_bert.distributed`` logger,
+debug level, with the time: ``-v`` shows it).
+"""
+import logging
+import os
+
+from .utils import GluonBertError
+
+__all__ = ['join_job', 'leave_job', 'Allreduce']
+
+logger = logging.getLogger(__name__)
+
+
+def join_job(kind):
+    """The kvstore of this worker in a job of ``kind`` (``'dist_sync'``,
+    ...), made from the ``DMLC_*`` environment :mod:`gluon_bert.launch`
+    sets; a one-line error when there is no job."""
+    if 'DMLC_ROLE' not in os.environ:
+        raise GluonBertError(
+            f'--kvstore {kind} needs a job of scheduler, servers and '
+            'workers: start it with python -m gluon_bert.launch -n WORKERS '
+            '-s SERVERS -- python -m gluon_bert.pretrain --kvstore '
+            f'{kind} ...')
+    import mxnet as mx
+    kvstore = mx.kv.create(kind)
+    if (kvstore.rank == 0
+            and os.environ.get('MXNET_ENGINE_TYPE') != 'NaiveEngine'):
+        logger.warning("with MXNet's threaded engine, dist_sync gradients have "
+                    'differed from run to run; python -m gluon_bert.launch '
+                    'sets MXNET_ENGINE_TYPE=NaiveEngine')
+    logger.debug('rank %d of %d workers joined the job', kvstore.rank,
+              kvstore.num_workers)
+    return kvstore
+
+
+def leave_job(kvstore):
+    """Say the parameter server's goodbye now (MXNet's ``ps::Finalize``:
+    rank 0 stops the servers; every node waits until all have said it) and
+    free the kvstore, which must not be used afterwards.  Call it while a
+    signal handler is installed (see the module's notes)."""
+    from mxnet.base import _LIB, check_call
+    if kvstore is None or getattr(kvstore, 'handle', None) is None:
+        return
+    rank = kvstore.rank
+    logger.debug('rank %d: parameter-server goodbye (waits for every node)',
+              rank)
+    check_call(_LIB.MXKVStoreFree(kvstore.handle))
+    # the destructor has run: the object's own __del__ frees nothing more
+    # (MXKVStoreFree of NULL deletes nothing)
+    kvstore.handle = None
+    logger.debug('rank %d: goodbye done, the job is over for this worker', rank)
+
+
+class Allreduce:
+    """Sum a few floats over the workers of a distributed kvstore.
+
+    Used for the batch totals (the loss of every worker is normalized by the
+    whole global batch) and for the reported losses (so every worker sees,
+    and stops on, the same numbers).  With one worker it does nothing.
+    """
+
+    KEY = 1 << 30  # far above the Trainer's parameter indices
+
+    def __init__(self, kvstore):
+        multi = kvstore is not None and getattr(kvstore, 'num_workers', 1) > 1
+        self.kvstore = kvstore if multi else None
+        self._keys = set()
+
+    def __call__(self, slot, values):
+        import mxnet as mx
+        if self.kvstore is None:
+            return list(values)
+        key = self.KEY + slot
+        if key not in self._keys:
+            self.kvstore.init(key, mx.nd.zeros(len(values)))
+            self._keys.add(key)
+        self.kvstore.push(key, mx.nd.array(values))
+        out = mx.nd.zeros(len(values))
+        self.kvstore.pull(key, out=out)
+        return [float(v) for v in out.asnumpy()]
