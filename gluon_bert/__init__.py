@@ -9,9 +9,9 @@ The modules follow the data flow, and none imports one downstream of it::
 Importing the package is cheap and loads no MXNet (the modules that need it
 do).  Two settings are made, on purpose: before MXNet loads, importing the
 package sets ``OMP_NUM_THREADS`` to the core count unless you set it
-(``gluon_bert.threads``: MXNet would take half the cores; a program that
-imported mxnet first calls ``gluon_bert.threads.set_cpu_threads()`` once
-instead), and ``gluon_bert.model`` switches MXNet to NumPy mode
+(``gluon_bert.threads``: MXNet would take half the cores; in a program
+that imported mxnet first, training, fine-tuning and encoding set them when
+they start), and ``gluon_bert.model`` switches MXNet to NumPy mode
 (``npx.set_np()``, as the book does).
 """
 __version__ = '0.1.0'

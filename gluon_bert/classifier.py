@@ -177,7 +177,9 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     from .utils import numpy_state_to_json
     from .config import FinetuneConfig
     from .recipe import learning_rate
+    from .threads import ensure_cpu_threads
     from .trainer import make_trainer, step_seed
+    ensure_cpu_threads(devices)  # a script that imported mxnet first
     c = config or FinetuneConfig()
     regression = net.num_classes == 1
     loss = gluon.loss.L2Loss() if regression else gluon.loss.SoftmaxCELoss()

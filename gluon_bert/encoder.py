@@ -199,7 +199,9 @@ def _forward(net):
     OnnxEncoder` in ONNX Runtime."""
     if not hasattr(net, 'collect_params'):  # an OnnxEncoder
         return net.encode
+    from .threads import ensure_cpu_threads
     device = net_device(net)
+    ensure_cpu_threads([device])  # a script that imported mxnet first
     if not net._active:
         net.hybridize(static_alloc=True)
 

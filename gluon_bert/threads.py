@@ -11,9 +11,10 @@ thread, not the engine's workers where the operators run.  So:
   every command (``python -m gluon_bert.<command>``) and every program that
   imports gluon_bert before mxnet gets one thread per core, and nothing
   else is ever changed;
-* a program that imported MXNet first calls :func:`set_cpu_threads` once,
-  explicitly (no library function calls it).  It changes the count after the
-  fact, in the two places MXNet keeps it:
+* in a program that imported MXNet first, the library's training, fine-tuning
+  and encoding functions call :func:`ensure_cpu_threads`, which calls
+  :func:`set_cpu_threads` once.  It changes the count after the fact, in the
+  two places MXNet keeps it:
 
 1. the limit of MXNet's own kernels (``engine::OpenMP::omp_thread_max_``,
    found through the exported ``OpenMP::Get``).  Before anything is written,
@@ -35,7 +36,7 @@ import threading
 import warnings
 
 __all__ = ['set_cpu_threads', 'set_cpu_threads_for', 'cpu_thread_counts',
-           'usable_cores', 'set_threads_before_mxnet']
+           'usable_cores', 'set_threads_before_mxnet', 'ensure_cpu_threads']
 
 # engine::FnProperty values (include/mxnet/engine.h of MXNet 1.9)
 _NORMAL, _CPU_PRIORITIZED = 0, 3
@@ -43,7 +44,7 @@ _CPU = 1  # Context::kCPU
 _PUSH_TIMEOUT = 10.0
 
 _SYNC_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
-_state = {'done': None, 'warned': False}
+_state = {'done': None, 'warned': False, 'mxnet_first': False}
 _stranded = []
 
 
@@ -67,7 +68,8 @@ def set_threads_before_mxnet(n=None):
     """Set ``OMP_NUM_THREADS`` to ``n`` (default: :func:`usable_cores`) if
     MXNet is not loaded yet and the user set neither it nor
     ``MXNET_OMP_MAX_THREADS``.  Returns the count set, or None."""
-    if 'mxnet' in sys.modules or _user_chose():
+    _state['mxnet_first'] = 'mxnet' in sys.modules
+    if _state['mxnet_first'] or _user_chose():
         return None
     n = int(n or usable_cores())
     os.environ['OMP_NUM_THREADS'] = str(n)
@@ -152,9 +154,8 @@ def set_cpu_threads(n=None, num_cpu_devices=1):
     """Give MXNet's CPU operators ``n`` OpenMP threads (default: one per core).
 
     For a program that imported MXNet before gluon_bert (otherwise
-    ``import gluon_bert`` has set ``OMP_NUM_THREADS`` and this does nothing):
-    call it once, before training; idempotent.  No library function calls
-    it.
+    ``import gluon_bert`` has set ``OMP_NUM_THREADS`` and this does nothing);
+    :func:`ensure_cpu_threads` calls it; idempotent.
 
     Parameters
     ----------
@@ -219,6 +220,18 @@ def _verified_limit(address, recommended):
     if [recommended(address, False), recommended(address, True)] != expected:
         raise RuntimeError('engine::OpenMP does not hold the values read')
     return limit
+
+
+def ensure_cpu_threads(devices):
+    """One thread per core for ``devices``' CPU work, whatever the import
+    order: when MXNet was loaded before gluon_bert (so ``OMP_NUM_THREADS``
+    could not be set in time) and the user chose no thread count,
+    :func:`set_cpu_threads_for` ``devices``; otherwise nothing.  Called by
+    :func:`~gluon_bert.trainer.train_bert`, :func:`~gluon_bert.classifier.
+    finetune` and :func:`~gluon_bert.encoder.encode_texts`."""
+    if not _state['mxnet_first'] or _user_chose():
+        return None
+    return set_cpu_threads_for(devices)
 
 
 def set_cpu_threads_for(devices):

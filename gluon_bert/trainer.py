@@ -23,6 +23,7 @@ from .distributed import Allreduce
 from .history import UNKNOWN_TOTAL, History
 from .loss import BERTPretrainLoss
 from .packing import host_fields, pack_shards
+from .threads import ensure_cpu_threads
 from .recipe import (clip_global_norm, exclude_from_weight_decay,
                      learning_rate)
 from .utils import (GluonBertError, numpy_state_from_json,
@@ -544,6 +545,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     if o.accumulate < 1:
         raise GluonBertError(f'accumulate must be at least 1, got '
                              f'{o.accumulate}')
+    ensure_cpu_threads(devices)  # a script that imported mxnet first
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = Allreduce(kvstore)
     log = History(devices, resume, o)

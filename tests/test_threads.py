@@ -82,16 +82,23 @@ def test_a_build_it_does_not_fit_gets_one_warning(monkeypatch):
         assert threads.set_cpu_threads(3) is None
 
 
-def test_the_library_never_changes_the_threads(monkeypatch, corpus_dir):
-    """Training, evaluation and encoding leave thread state alone: the
-    adjustment is the caller's, once, explicitly."""
+@pytest.mark.parametrize('mxnet_first', [False, True])
+def test_training_evaluation_and_encoding_set_the_threads_only_when_needed(
+        monkeypatch, corpus_dir, mxnet_first):
+    """Imported after gluon_bert, MXNet has one thread per core already:
+    the library changes nothing.  Imported before it (a script's usual
+    order), training, fine-tuning and encoding give their devices one
+    thread per core, so a script runs at the commands' speed."""
     import random
     from gluon_bert import dataset as ds
     from gluon_bert.encoder import encode_texts
     from gluon_bert.model import get_bert_model
     calls = []
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.delenv('MXNET_OMP_MAX_THREADS', raising=False)
+    monkeypatch.setitem(threads._state, 'mxnet_first', mxnet_first)
     monkeypatch.setattr(threads, 'set_cpu_threads',
-                        lambda *a, **k: calls.append(a))
+                        lambda *a, **k: calls.append(k))
     monkeypatch.setattr(threads, '_run_on_workers',
                         lambda *a, **k: calls.append(a))
     random.seed(0)
@@ -103,7 +110,42 @@ def test_the_library_never_changes_the_threads(monkeypatch, corpus_dir):
     evaluate_bert(net, ds.DataIter(dataset, 8), len(dataset.vocab))
     net.collect_params().reset_ctx(mx.cpu(0))
     encode_texts(net, dataset.vocab, ['w1 w2'])
-    assert calls == []
+    if mxnet_first:  # train_bert's two CPU contexts, then encoding's one
+        assert calls == [{'num_cpu_devices': 2}, {'num_cpu_devices': 1}]
+    else:
+        assert calls == []
+
+
+SCRIPT = r'''
+import json, sys
+import mxnet as mx            # first, as a script usually does
+from mxnet import gluon
+import gluon_bert
+from gluon_bert import threads, trainer as T
+from gluon_bert import dataset as ds
+from gluon_bert.model import get_bert_model
+before = threads.cpu_thread_counts(1)
+dataset = ds.load_dataset(24, sys.argv[1])
+net = get_bert_model(len(dataset.vocab), 16, 32, 2, 1, 0.0, 24)
+T.train_bert(ds.DataIter(dataset, 8), net, gluon.loss.SoftmaxCELoss(),
+             len(dataset.vocab), [mx.cpu(0)], 1,
+             options=T.TrainOptions(verbose=False))
+print(json.dumps({'before': before, 'after': threads.cpu_thread_counts(1)}))
+'''
+
+
+def test_a_script_that_imports_mxnet_first_trains_with_a_thread_per_core(
+        corpus_dir):
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ('OMP_NUM_THREADS', 'MXNET_OMP_MAX_THREADS')}
+    out = subprocess.run([sys.executable, '-c', SCRIPT, corpus_dir],
+                         env=environ, capture_output=True, text=True,
+                         check=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    cores = threads.usable_cores()
+    assert got['after'] == [cores] * 5
+    if cores > 1:  # MXNet's own default: half the processors
+        assert got['before'] != got['after']
 
 
 def test_a_layout_that_does_not_check_out_is_never_written(monkeypatch):
