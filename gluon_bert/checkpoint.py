@@ -125,6 +125,9 @@ def load_config(model_dir):
 def load_pretrained(model_dir, device=None, hybridize=True):
     """Load a model directory, or one of the book's models (``d2l:NAME``).
 
+    The directory of a fine-tuned classifier gives the BERT it holds: its
+    fine-tuned encoder (``encode`` uses it), with new MLM and NSP heads.
+
     Returns
     -------
     (net, vocab, config)
@@ -139,11 +142,30 @@ def load_pretrained(model_dir, device=None, hybridize=True):
                              'directory written by gluon_bert.pretrain')
     config = load_config(model_dir)
     vocab, params_path = checked_files(model_dir, config)
-    net = _load_params(bert_from_config(config), params_path,
-                       device or mx.cpu(0), CONFIG)
+    if 'classifier' in config:
+        net = _fine_tuned_bert(config, params_path, device or mx.cpu(0))
+    else:
+        net = _load_params(bert_from_config(config), params_path,
+                           device or mx.cpu(0), CONFIG)
     if hybridize:
         net.hybridize(static_alloc=True)
     return net, vocab, config
+
+
+def _fine_tuned_bert(config, params_path, device):
+    """The BERT inside a fine-tuned classifier (gluon_bert.finetune's model
+    directory): its fine-tuned encoder and ``<cls>`` hidden layer; the MLM
+    and NSP heads, which fine-tuning leaves out, freshly initialized
+    (``config['classifier']`` tells a caller that it got one)."""
+    from mxnet import init
+
+    from .model import BERTClassifier
+    bert = bert_from_config(config)
+    classifier = BERTClassifier(bert, config['classifier']['num_classes'])
+    _load_params(classifier, params_path, device, CONFIG)
+    bert.mlm.initialize(init.Normal(0.02), ctx=device)
+    bert.nsp.initialize(init.Normal(0.02), ctx=device)
+    return bert
 
 
 def bert_from_config(config):

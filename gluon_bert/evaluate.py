@@ -55,6 +55,12 @@ def run(args):
     from .evaluation import evaluate_bert
 
     net, vocab, config = load_pretrained(args.model_dir)
+    if 'classifier' in config:
+        raise GluonBertError(
+            f'{args.model_dir} holds a fine-tuned classifier, which keeps no '
+            'MLM and NSP heads to score: evaluate the pretrained model it '
+            f'started from ({config["classifier"].get("pretrained")}); '
+            'encode takes the classifier\'s encoder')
     train = config['train']
     max_len = args.max_len or train.get('config', train).get('max_len', 64)
     if max_len > config['model']['max_len']:

@@ -523,3 +523,39 @@ def test_a_full_disk_keeps_the_best_model_saved_before(
     assert left == ['config.json', 'model.params', 'vocab.json']
     net, _, config = classifier.load_classifier(str(save))
     assert config['classifier']['best_epoch'] == 1
+
+
+def test_a_fine_tuned_folder_encodes_with_its_encoder_and_evaluate_says_why_not(
+        tmp_path, pretrained_dir, capsys, corpus_dir):
+    """encode on finetune's folder uses the fine-tuned encoder (the same
+    vectors as the classifier's own encoder); evaluate says in one line that
+    a classifier has no MLM/NSP heads and names the pretrained model."""
+    from gluon_bert import encode, evaluate
+    from gluon_bert.encoder import encode_texts
+    data = _sst_dir(tmp_path / 'sst')
+    save = tmp_path / 'clf'
+    assert finetune.main(_ft_argv(pretrained_dir, data, save,
+                                  '--epochs', '1')) == 0
+    capsys.readouterr()
+    assert encode.main(['--model-dir', str(save), 'a gripping film',
+                        '--num-elements', '2']) == 0
+    assert 'gripping' in capsys.readouterr().out
+    clf, vocab, _ = classifier.load_classifier(str(save))
+    bert, _, config = load_pretrained(str(save))
+    assert 'classifier' in config
+    texts = ['a gripping funny film', 'a dull movie']
+    got = encode_texts(bert, vocab, texts)
+    fresh = BERTModel(**{k: config['model'][k] for k in (
+        'vocab_size', 'num_hiddens', 'ffn_num_hiddens', 'num_heads',
+        'num_blks', 'dropout', 'max_len')})
+    fresh.initialize()
+    fresh.encoder = clf.encoder  # the classifier's own fine-tuned encoder
+    onp.testing.assert_allclose(got, encode_texts(fresh, vocab, texts),
+                                atol=1e-5)
+    before = encode_texts(load_pretrained(pretrained_dir)[0], vocab, texts)
+    assert not onp.allclose(got, before)  # fine-tuning moved it
+    assert evaluate.main(['--model-dir', str(save), '--data-dir',
+                          corpus_dir]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'holds a fine-tuned classifier' in err
+    assert pretrained_dir in err
