@@ -154,12 +154,17 @@ def build_parser():
         description='Run the d2l reference and gluon_bert on the same data '
                     'and compare them with the book.',
         formatter_class=HelpFormatter)
-    p.add_argument('--steps', type=positive_int, default=50)
+    p.add_argument('--steps', type=positive_int, default=50,
+                   help="training steps of each loop (the guide's 50)")
     p.add_argument('--data-dir', default=None,
                    help='folder with wiki.train.tokens (default: as pretrain)')
-    p.add_argument('--batch-size', type=positive_int, default=512)
-    p.add_argument('--max-len', type=max_len_arg, default=64)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--batch-size', type=positive_int, default=512,
+                   help='sentence pairs per batch, the same for both loops')
+    p.add_argument('--max-len', type=max_len_arg, default=64,
+                   help='tokens per example, <cls> and <sep> included')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seeds the examples, the initialization and '
+                        'dropout of both loops')
     p.add_argument('--output', default=None,
                    help='also write the numbers to this JSON file')
     return p

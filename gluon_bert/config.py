@@ -379,7 +379,8 @@ def _help(field, cls=PretrainConfig):
     if cls is PretrainConfig and field.name in RECIPE_KEYS:
         given = ', '.join(f'{r} {RECIPES[r][field.name]}' for r in RECIPES)
         return f'{text} (default: from --recipe: {given})'
-    if 'default' in text or field.default in (None, False):
+    # 'is', not 'in': 0 == False, and a default of 0 is worth showing
+    if 'default' in text or field.default is None or field.default is False:
         return text
     return f'{text} (default: {field.default})'
 

@@ -36,10 +36,9 @@ def join_job(kind):
     sets; a one-line error when there is no job."""
     if 'DMLC_ROLE' not in os.environ:
         raise GluonBertError(
-            f'--kvstore {kind} needs a job of scheduler, servers and '
-            'workers: start it with python -m gluon_bert.launch -n WORKERS '
-            '-s SERVERS -- python -m gluon_bert.pretrain --kvstore '
-            f'{kind} ...')
+            f'kvstore {kind} needs a job of scheduler, servers and '
+            'workers: start the command under python -m gluon_bert.launch '
+            '-n WORKERS -s SERVERS', ['kvstore'])
     import mxnet as mx
     kvstore = mx.kv.create(kind)
     if (kvstore.rank == 0

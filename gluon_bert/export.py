@@ -6,7 +6,8 @@
 ``--format torch`` writes a ``state_dict`` that the book's
 ``d2l.torch.BERTModel`` of the same sizes loads with ``strict=True`` (a
 fine-tuned classifier: the book's PyTorch ``BERTClassifier``), and beside
-it, under the same name with ``.json``, the settings and the vocabulary.
+it, under the same name with ``.json``, the settings and the vocabulary
+(both formats write it; the ``.pt`` and ``.onnx`` of one model share it).
 ``--format onnx`` writes the encoder (tokens, segments, valid_lens ->
 encodings and the ``<cls>`` hidden layer's output) as an ONNX graph with a
 dynamic batch and length, which ``python -m gluon_bert.encode --backend
@@ -33,9 +34,11 @@ def build_parser():
                    help='a directory written by gluon_bert.pretrain or '
                         'gluon_bert.finetune')
     p.add_argument('--format', choices=('torch', 'onnx'), default='torch',
-                   help="torch: a state_dict for the book's PyTorch model, "
-                        'and OUTPUT.json; onnx: the encoder as an ONNX graph '
-                        '(pretrained models)')
+                   help="torch: a state_dict for the book's PyTorch model; "
+                        'onnx: the encoder as an ONNX graph (pretrained '
+                        'models).  Either writes the settings and vocabulary '
+                        'to NAME.json beside OUTPUT: bert.pt and bert.onnx of '
+                        'one model share one bert.json')
     p.add_argument('--output', required=True,
                    help='the file to write (its folder must exist)')
     p.add_argument('--force', action='store_true',
@@ -53,9 +56,8 @@ def parse_args(argv=None):
     if args.output.endswith('.json'):
         parser.error(f'--output {args.output}: the settings go to NAME.json '
                      'beside the output; name it .pt or .onnx')
-    for path in (args.output, _sidecar(args.output)):
-        if os.path.exists(path) and not args.force:
-            parser.error(f'{path} exists: pass --force to replace it')
+    if os.path.exists(args.output) and not args.force:
+        parser.error(f'{args.output} exists: pass --force to replace it')
     return args
 
 
@@ -92,18 +94,38 @@ def run(args, out=None):
     meta = {'format': 'gluon_bert.export/1', 'source': str(args.model_dir),
             'model': config['model'], 'classifier': config.get('classifier'),
             'vocab': list(vocab.idx_to_token), 'vocab_kind': vocab.kind}
+    side = _sidecar(args.output)
+    keep_side = _same_sidecar(side, meta, args.force)
     with atomic_path(args.output) as tmp:
         if args.format == 'torch':
             torch.save(model.state_dict(), tmp)
         else:
             interop.export_onnx(model, tmp)
-        side = _sidecar(args.output)
-        with atomic_path(side) as tmp_side:
-            with open(tmp_side, 'w', encoding='utf-8') as f:
-                json.dump(meta, f)
+        if not keep_side:
+            with atomic_path(side) as tmp_side:
+                with open(tmp_side, 'w', encoding='utf-8') as f:
+                    json.dump(meta, f)
     print(f'{args.model_dir} -> {args.output} ({args.format}), settings and '
           f'vocabulary in {_sidecar(args.output)}', file=out)
     return args.output
+
+
+def _same_sidecar(side, meta, force):
+    """True when ``side`` already holds ``meta`` (the other format of the
+    same model was exported under this name: it is kept); an existing one
+    that describes something else is refused unless ``force``."""
+    if not os.path.exists(side):
+        return False
+    try:
+        with open(side, encoding='utf-8') as f:
+            same = json.load(f) == json.loads(json.dumps(meta))
+    except (OSError, ValueError):
+        same = False
+    if not same and not force:
+        raise GluonBertError(f'{side} exists and describes another model: '
+                             'pass --force to replace it, or export under '
+                             'another --output name')
+    return same
 
 
 def main(argv=None):

@@ -20,8 +20,8 @@ import importlib
 
 from .utils import GluonBertError
 
-__all__ = ['require', 'torch_state_dict', 'torch_bert', 'torch_classifier',
-           'torch_model', 'export_onnx', 'OnnxEncoder']
+__all__ = ['require', 'd2l_torch', 'torch_state_dict', 'torch_bert',
+           'torch_classifier', 'torch_model', 'export_onnx', 'OnnxEncoder']
 
 #: The optional extra that provides each module.
 EXTRAS = {'torch': 'torch', 'onnx': 'onnx', 'onnxruntime': 'onnx'}
@@ -36,6 +36,31 @@ def require(module):
         raise GluonBertError(
             f'{module} is not installed: pip install '
             f"'gluon_bert[{EXTRAS.get(module, module)}]'") from None
+
+
+def d2l_torch():
+    """The book's PyTorch code, ``d2l.torch``, to load an export into.
+
+    ``d2l.torch`` imports torchvision for its image chapters; where
+    torchvision is missing or cannot load beside this torch (PyPI's does not
+    beside the CPU build), an empty stand-in lets the BERT classes, which
+    do not use it, import::
+
+        from gluon_bert.interop import d2l_torch
+        d2l = d2l_torch()
+    """
+    import sys
+    import types
+    require('torch')
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 -- ImportError, or a failed operator
+        stub = types.ModuleType('torchvision')
+        stub.transforms = types.ModuleType('torchvision.transforms')
+        sys.modules['torchvision'] = stub
+        sys.modules['torchvision.transforms'] = stub.transforms
+    from d2l import torch as d2l
+    return d2l
 
 
 def _torch_name(name):

@@ -91,8 +91,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     say it already, and never '(default: None)'."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or \
-                'default' in (action.help or ''):
+        # 'is', not 'in': 0 == False, and a default of 0 is worth showing
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or 'default' in (action.help or ''):
             return action.help
         return super()._get_help_string(action)
 

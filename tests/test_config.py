@@ -135,3 +135,32 @@ def test_every_command_answers_help(name, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f'usage: python -m gluon_bert.{name}')
     assert '-h, --help' in out
+
+
+@pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
+                                  'finetune', 'predict', 'compare', 'launch',
+                                  'doctor', 'export'])
+def test_every_option_explains_itself_and_shows_its_default(name):
+    """Every option has a help text, and every default a user would have to
+    guess (0 included) is shown."""
+    import argparse
+    import importlib
+    parser = importlib.import_module(f'gluon_bert.{name}').build_parser()
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        text = formatter._get_help_string(action) or ''
+        flag = '/'.join(action.option_strings) or action.dest
+        assert text.strip(), f'{name} {flag} has no help'
+        default = action.default
+        if isinstance(action, argparse._StoreConstAction):
+            continue  # -q and -v: short for --log-level, which shows it
+        if name in ('pretrain', 'finetune'):  # defaults from the config
+            field = {f.name: f for f in dataclasses.fields(
+                C.PretrainConfig if name == 'pretrain'
+                else C.FinetuneConfig)}.get(action.dest)
+            default = field.default if field else default
+        if default is not None and default is not False \
+                and default is not argparse.SUPPRESS:
+            assert 'default' in text, f'{name} {flag}: no default shown'

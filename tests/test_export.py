@@ -2,8 +2,6 @@
 extras; skipped, with the reason, when they are not installed)."""
 import json
 import os
-import sys
-import types
 
 import mxnet as mx
 import numpy as onp
@@ -26,19 +24,10 @@ SENTENCES = ['the crane is flying over the river', 'a crane driver came',
 
 
 def _d2l_torch():
-    """The installed d2l's PyTorch code (the oracle).  d2l.torch imports
-    torchvision for its image chapters; where torchvision cannot be
-    imported beside this torch, an empty stand-in lets the BERT classes,
-    which do not use it, load."""
-    try:
-        import torchvision  # noqa: F401
-    except Exception:
-        stub = types.ModuleType('torchvision')
-        stub.transforms = types.ModuleType('torchvision.transforms')
-        sys.modules['torchvision'] = stub
-        sys.modules['torchvision.transforms'] = stub.transforms
-    from d2l import torch as d2l_torch
-    return d2l_torch
+    """The installed d2l's PyTorch code (the oracle), as the README's
+    snippet gets it."""
+    from gluon_bert.interop import d2l_torch
+    return d2l_torch()
 
 
 def _vocab():
@@ -189,3 +178,34 @@ def test_bad_export_input_is_one_line_and_writes_nothing(model_dir, tmp_path,
     monkeypatch.setattr(interop, 'require', missing)
     fails(['--model-dir', folder, '--format', 'onnx', '--output',
            str(tmp_path / 'x.onnx')], "pip install 'gluon_bert[onnx]'")
+
+
+def test_both_formats_of_one_model_share_their_settings_file(model_dir,
+                                                             tmp_path,
+                                                             capsys):
+    """bert.pt then bert.onnx in one folder: both written, the one bert.json
+    kept (it describes both); another model under the same name is refused
+    unless --force, and nothing is written."""
+    pytest.importorskip('onnx', reason="the [onnx] extra")
+    folder, _, vocab = model_dir
+    pt, graph = tmp_path / 'bert.pt', tmp_path / 'bert.onnx'
+    assert export.main(['--model-dir', folder, '--output', str(pt)]) == 0
+    side = (tmp_path / 'bert.json').read_bytes()
+    assert export.main(['--model-dir', folder, '--format', 'onnx',
+                        '--output', str(graph)]) == 0
+    assert graph.exists() and (tmp_path / 'bert.json').read_bytes() == side
+    other = tmp_path / 'other'
+    net = BERTModel(len(vocab), 16, 32, 2, 1, 0.0, max_len=64)
+    net.initialize()
+    save_model_dir(str(other), net, vocab)
+    capsys.readouterr()
+    graph.unlink()
+    assert export.main(['--model-dir', str(other), '--format', 'onnx',
+                        '--output', str(graph)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert 'describes another model' in err and err.count('\n') == 0
+    assert not graph.exists() and (tmp_path / 'bert.json').read_bytes() == side
+    assert export.main(['--model-dir', str(other), '--format', 'onnx',
+                        '--output', str(graph), '--force']) == 0
+    assert json.loads((tmp_path / 'bert.json').read_text())['model'][
+        'num_hiddens'] == 16
