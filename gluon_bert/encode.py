@@ -56,6 +56,11 @@ def build_parser():
                         'every token, (lines, longest, hidden), zero-padded')
     g.add_argument('--batch-size', type=positive_int, default=64,
                    help='lines encoded together (grouped by length)')
+    g.add_argument('--blank-lines', choices=('skip', 'error'),
+                   default='skip',
+                   help='skip: leave blank lines out (the rows follow the '
+                        'other lines; the count is said); error: refuse a '
+                        'file with one')
     g.add_argument('--backend', choices=('mxnet', 'onnxruntime'),
                    default='mxnet',
                    help='onnxruntime: run the ONNX graph of --onnx (made by '
@@ -79,8 +84,6 @@ def parse_args(argv=None):
     elif args.output is not None:
         parser.error('--output goes with --input')
     if args.backend == 'onnxruntime':
-        if args.input is None:
-            parser.error('--backend onnxruntime goes with --input')
         if args.onnx is None:
             parser.error('--backend onnxruntime needs --onnx FILE.onnx')
         if not os.path.isfile(args.onnx):
@@ -159,8 +162,11 @@ def run_file(args, lines, net, vocab, out):
         raise write_error(e, os.path.basename(args.output),
                           os.path.dirname(os.path.abspath(args.output)),
                           vectors.nbytes, settings=()) from None
+    skipped = getattr(lines, 'blank', 0)
     print(f'{len(lines)} lines -> {args.output}: array of shape '
-          f'{vectors.shape}, float32', file=out)
+          f'{vectors.shape}, float32'
+          + (f' ({skipped} blank lines skipped: the rows follow the other '
+             'lines)' if skipped else ''), file=out)
     return vectors
 
 
@@ -169,7 +175,8 @@ def run(args, out=None):
     from .checkpoint import load_pretrained
     from .encoder import get_bert_encoding, prepare_input, read_inputs
 
-    lines = read_inputs(args.input) if args.input is not None else None
+    lines = (read_inputs(args.input, args.blank_lines == 'skip')
+             if args.input is not None else None)
     net, vocab, config = load_pretrained(args.model_dir)
     if args.backend == 'onnxruntime':
         from .interop import OnnxEncoder
@@ -185,7 +192,11 @@ def run(args, out=None):
     if args.token is not None and args.token.lower() not in tokens:
         raise GluonBertError(f'--token {args.token!r} is not in the input '
                              f'{" ".join(tokens)}')
-    encoded = get_bert_encoding(net, vocab, tokens_a, tokens_b)
+    if args.backend == 'onnxruntime':
+        _, segments = prepare_input(net, tokens_a, tokens_b)
+        encoded = net.encode([vocab[tokens]], [segments], [len(tokens)])
+    else:
+        encoded = get_bert_encoding(net, vocab, tokens_a, tokens_b)
     n = args.num_elements
     print('Tokens:', ' '.join(shown), file=out)
     print('Shape of encoded text:', encoded.shape, file=out)

@@ -154,18 +154,30 @@ def truncate_pair(tokens_a, tokens_b, max_len):
     return tokens_a, tokens_b, cut
 
 
-def read_inputs(path):
-    """The lines of a text file of inputs, checked: one per row of output."""
-    lines = read_text_lines(path, 'pass a text file with one sentence per '
-                                  'line')
-    if not any(line.strip() for line in lines):
-        raise GluonBertError(f'{path} is empty: give one sentence per line')
-    for number, line in enumerate(lines, 1):
+class InputLines(list):
+    """The lines :func:`read_inputs` kept; ``blank``: how many it skipped."""
+    blank = 0
+
+
+def read_inputs(path, skip_blank=True):
+    """The lines of a text file of inputs, checked: one per row of output.
+    Blank lines are left out (``skip_blank``; the result's ``blank`` counts
+    them), or refused."""
+    lines = InputLines()
+    for number, line in enumerate(read_text_lines(
+            path, 'pass a text file with one sentence per line'), 1):
+        if skip_blank and not line.strip():
+            lines.blank += 1
+            continue
         try:
             split_text(line)
         except GluonBertError as e:
-            raise GluonBertError(f'{path} line {number}: {e}',
-                                 e.settings) from None
+            raise GluonBertError(f'{path} line {number}: {e}' + (
+                '' if line.strip() else ' (or skip blank lines with '
+                'blank_lines skip)'), e.settings + ('blank_lines',)) from None
+        lines.append(line)
+    if not lines:
+        raise GluonBertError(f'{path} is empty: give one sentence per line')
     return lines
 
 

@@ -126,7 +126,7 @@ def test_encode_command_on_a_file(model, tmp_path, capsys):
     (b'\n  \n', 'is empty'),
     (b'a crane\n\xff\xfe flying\n', 'not UTF-8 text (line 2)'),
     (b'a crane\nis\tflying\tnow\n', 'line 2: 3 tab-separated fields'),
-    (b'a crane\n\nflying\n', 'line 2: an empty sentence'),
+    (b'a crane\n\tflying\n', 'line 2: an empty sentence'),
 ])
 def test_bad_input_files_get_one_line_and_write_nothing(model, tmp_path,
                                                         capsys, content,
@@ -143,6 +143,32 @@ def test_bad_input_files_get_one_line_and_write_nothing(model, tmp_path,
     assert message in err and len(err.strip().splitlines()) == 1
     assert 'Traceback' not in err
     assert [f for f in os.listdir(tmp_path) if 'vectors' in f] == []
+
+
+def test_blank_lines_are_skipped_and_counted_or_refused(model, tmp_path,
+                                                       capsys):
+    """A blank line (as text tools leave them) is left out, and said; the
+    rows are those of the other lines.  --blank-lines error refuses it."""
+    net, vocab = model
+    save_model_dir(str(tmp_path / 'm'), net, vocab)
+    source = tmp_path / 'in.txt'
+    source.write_text('\n'.join([TEXTS[0], '', TEXTS[1], '   ', TEXTS[2]])
+                      + '\n\n', encoding='utf-8')
+    out = tmp_path / 'vectors.npy'
+    argv = ['--model-dir', str(tmp_path / 'm'), '--input', str(source),
+            '--output', str(out)]
+    assert encode.main(argv) == 0
+    said = capsys.readouterr().out
+    assert '3 lines ->' in said and '3 blank lines skipped' in said
+    loaded, vocab2, _ = load_pretrained(str(tmp_path / 'm'))
+    expected = [e[0] for e in _one_by_one(loaded, vocab2, TEXTS[:3])]
+    onp.testing.assert_allclose(onp.load(out), onp.stack(expected),
+                                atol=1e-5)
+    out.unlink()
+    assert encode.main(argv + ['--blank-lines', 'error']) == 1
+    err = capsys.readouterr().err.strip()
+    assert 'line 2: an empty sentence' in err and '--blank-lines skip' in err
+    assert not out.exists()
 
 
 def test_input_flags_are_checked():

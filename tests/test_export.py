@@ -111,7 +111,7 @@ def test_a_fine_tuned_classifier_predicts_the_same(model_dir, tmp_path):
     assert (theirs.argmax(1) == ours.argmax(1)).all()
 
 
-def test_onnx_runtime_gives_the_same_vectors(model_dir, tmp_path):
+def test_onnx_runtime_gives_the_same_vectors(model_dir, tmp_path, capsys):
     pytest.importorskip('onnxruntime', reason="the [onnx] extra: pip "
                         "install 'gluon_bert[onnx]'")
     folder, _, _ = model_dir
@@ -137,6 +137,25 @@ def test_onnx_runtime_gives_the_same_vectors(model_dir, tmp_path):
         assert got['mxnet'].shape[0] == batch
         onp.testing.assert_allclose(got['onnxruntime'], got['mxnet'],
                                     atol=1e-4)
+    # one sentence or a pair on the command line, as the guide prints it
+    printed = {}
+    for backend in ('mxnet', 'onnxruntime'):
+        extra = ['--onnx', str(graph)] if backend == 'onnxruntime' else []
+        assert encode.main(['--model-dir', folder, 'the crane is flying',
+                            'he just left', '--backend', backend,
+                            '--num-elements', '2'] + extra) == 0
+        printed[backend] = _floats(capsys.readouterr().out)
+    assert len(printed['mxnet']) == 2 * 10  # 10 tokens, 2 elements each
+    onp.testing.assert_allclose(printed['onnxruntime'], printed['mxnet'],
+                                atol=2e-4)
+
+
+def _floats(text):
+    """The numbers of the printed vectors (inside brackets)."""
+    import re
+    return [float(x) for line in text.splitlines() if line.startswith('First')
+            for part in re.findall(r'\[([^\]]*)\]', line)
+            for x in part.split()]
 
 
 def test_bad_export_input_is_one_line_and_writes_nothing(model_dir, tmp_path,
