@@ -110,9 +110,10 @@ def test_fine_tuning_has_one_configuration_too():
     dests = {a.dest for a in parser._actions if a.dest != 'help'}
     assert dests == {f.name for f in dataclasses.fields(C.FinetuneConfig)}
     config = finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd',
-                                  '--lr', '3e-4'])
-    assert config == C.FinetuneConfig(model_dir='m', data_dir='d', lr=3e-4)
-    # the book's settings by default
+                                  '--lr', '3e-4', '--task', 'snli'])
+    assert config == C.FinetuneConfig(model_dir='m', data_dir='d', lr=3e-4,
+                                      task='snli')
+    # the book's settings by default for the book's task
     assert (config.epochs, config.batch_size, config.dropout) == (5, 512, 0.1)
     with pytest.raises(SystemExit):
         finetune.parse_args(['--data-dir', 'd'])  # --model-dir is required
@@ -164,3 +165,31 @@ def test_every_option_explains_itself_and_shows_its_default(name):
         if default is not None and default is not False \
                 and default is not argparse.SUPPRESS:
             assert 'default' in text, f'{name} {flag}: no default shown'
+
+
+@pytest.mark.parametrize('argv, lr, batch_size', [
+    (['--task', 'snli'], 1e-4, 512),             # the book's task: the book's
+    (['--task', 'snli-small'], 1e-4, 512),
+    (['--task', 'tsv'], 1e-4, 512),
+    (['--task', 'qnli'], 3e-4, 64),              # GLUE: what paid
+    (['--task', 'rte'], 1e-3, 64),
+    (['--task', 'sts-b'], 3e-4, 64),
+    (['--task', 'qnli', '--recipe', 'book'], 1e-4, 512),
+    (['--task', 'qnli', '--lr', '1e-5'], 1e-5, 64),  # a flag given wins
+    (['--task', 'mrpc', '--batch-size', '8', '--recipe', 'book'], 1e-4, 8),
+])
+def test_fine_tuning_defaults_per_task(argv, lr, batch_size):
+    from gluon_bert import finetune
+    config = finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd']
+                                 + argv)
+    assert (config.lr, config.batch_size) == (lr, batch_size)
+    assert C.GLUE_SETTINGS.keys() <= set(C.TASK_HELP)
+
+
+def test_the_glue_recipe_for_another_task_is_a_usage_error(capsys):
+    from gluon_bert import finetune
+    with pytest.raises(SystemExit) as e:
+        finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd', '--task',
+                             'snli', '--recipe', 'glue'])
+    assert e.value.code == 2
+    assert 'not --task snli' in capsys.readouterr().err
