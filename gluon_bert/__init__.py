@@ -7,12 +7,14 @@ The modules follow the data flow, and none imports one downstream of it::
         -> encoder
 
 Importing the package is cheap and loads no MXNet (the modules that need it
-do).  Two settings are made, on purpose: before MXNet loads, importing the
-package sets ``OMP_NUM_THREADS`` to the core count unless you set it
-(``gluon_bert.threads``: MXNet would take half the cores; in a program
-that imported mxnet first, training, fine-tuning and encoding set them when
-they start), and ``gluon_bert.model`` switches MXNet to NumPy mode
-(``npx.set_np()``, as the book does).
+do).  Three settings are made, on purpose: before MXNet loads, importing
+the package sets ``OMP_NUM_THREADS`` to the core count unless you set it
+(``gluon_bert.threads``: MXNet would take half the cores; in a program that
+imported mxnet first, training, fine-tuning and encoding set them when they
+start); ``gluon_bert.model`` switches MXNet to NumPy mode
+(``npx.set_np()``, as the book does); and in IPython or Jupyter a
+:class:`~gluon_bert.utils.GluonBertError` shows as one line, as the
+commands show it.
 """
 __version__ = '0.1.0'
 
@@ -25,5 +27,10 @@ _check_mxnet_install()
 from .threads import set_threads_before_mxnet as _set_threads
 
 _set_threads()
+
+# In a notebook, a GluonBertError is one line, as the commands show it
+from .utils import one_line_errors_in_ipython as _one_line_errors
+
+_one_line_errors()
 
 __all__ = ['__version__']

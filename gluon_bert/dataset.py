@@ -101,6 +101,20 @@ def default_cache_dir():
 # --------------------------------------------------------------------------
 # Where the data comes from
 # --------------------------------------------------------------------------
+def _upward(path):
+    """A relative ``path`` that is not a folder here, looked for from each
+    folder above this one (a notebook runs in tutorials/, while
+    ``GLUON_BERT_DATA`` was set relative to the checkout); else as given."""
+    if os.path.isabs(path) or os.path.isdir(path):
+        return path
+    here = os.path.abspath(os.getcwd())
+    while os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+        if os.path.isdir(os.path.join(here, path)):
+            return os.path.join(here, path)
+    return path
+
+
 def _check_data_dir(data_dir, split, origin):
     # data_dir is a setting (--data-dir); GLUON_BERT_DATA stays as it is
     settings = [origin] if origin == 'data_dir' else []
@@ -121,7 +135,9 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
     """Find the WikiText-2 folder.
 
     In this order: the ``data_dir`` argument, the ``GLUON_BERT_DATA``
-    environment variable, d2l's cache folder ``../data/wikitext-2``, then a
+    environment variable (a relative path that is not here is looked for
+    from the folders above too, so that it holds in tutorials/), d2l's
+    cache folder ``../data/wikitext-2``, then a
     download of the archive into ``cache_dir`` (verified by SHA-1).  An
     explicit ``data_dir`` or ``GLUON_BERT_DATA`` that is wrong is an error, not
     a reason to look elsewhere.
@@ -133,7 +149,7 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
         return _check_data_dir(os.fspath(data_dir), split, 'data_dir')
     env = os.environ.get('GLUON_BERT_DATA')
     if env:
-        return _check_data_dir(env, split, 'GLUON_BERT_DATA')
+        return _check_data_dir(_upward(env), split, 'GLUON_BERT_DATA')
     d2l_dir = os.path.join('..', 'data', 'wikitext-2')
     if os.path.isfile(os.path.join(d2l_dir, f'wiki.{split}.tokens')):
         return d2l_dir

@@ -14,7 +14,7 @@ __all__ = ['check_mxnet_install', 'parse_gpu_ids', 'max_len_arg',
            'UsageError',
            'HelpFormatter', 'read_text_lines', 'checked_type',
            'positive_int',
-           'run_command', 'configure_logging', 'random_state_to_json', 'random_state_from_json',
+           'run_command', 'configure_logging', 'one_line_errors_in_ipython', 'random_state_to_json', 'random_state_from_json',
            'numpy_state_to_json', 'numpy_state_from_json']
 
 
@@ -309,6 +309,23 @@ class _Stdout(logging.Handler):
                 print(line, flush=True)
         except Exception:  # noqa: BLE001 -- logging must never raise
             self.handleError(record)
+
+
+def one_line_errors_in_ipython():
+    """In IPython or Jupyter, show a :class:`GluonBertError` as the commands
+    do: one line, ``error: ...``, instead of a traceback (the message says
+    what is wrong and how to fix it; the stack says nothing more).  Other
+    exceptions keep their tracebacks.  ``import gluon_bert`` calls it; it
+    does nothing outside IPython."""
+    shell = sys.modules.get('IPython')
+    shell = shell and getattr(shell, 'get_ipython', lambda: None)()
+    if shell is None:
+        return False
+
+    def show(self, etype, value, tb, tb_offset=None):
+        print(f'error: {value}', file=sys.stderr)
+    shell.set_custom_exc((GluonBertError,), show)
+    return True
 
 
 def configure_logging(level='info'):

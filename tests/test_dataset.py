@@ -433,3 +433,20 @@ def test_batches_make_device_arrays_only_when_asked(corpus_dir, monkeypatch):
     assert len(made) == 7
     onp.testing.assert_array_equal(tokens.asnumpy(), batch.host[0])
     assert nsp.dtype == onp.float32 and batch[0] is tokens
+
+
+def test_a_relative_env_folder_holds_in_a_subfolder(corpus_dir, tmp_path,
+                                                    monkeypatch):
+    """GLUON_BERT_DATA set relative to a checkout still finds the data from
+    a folder below it (a notebook runs in tutorials/); nothing is found by
+    a path that is nowhere, and the error names it."""
+    import shutil
+    root = tmp_path / 'checkout'
+    shutil.copytree(corpus_dir, root / 'data' / 'wiki')
+    (root / 'tutorials').mkdir()
+    monkeypatch.chdir(root / 'tutorials')
+    monkeypatch.setenv('GLUON_BERT_DATA', os.path.join('data', 'wiki'))
+    assert os.path.samefile(ds.resolve_data_dir(), root / 'data' / 'wiki')
+    monkeypatch.setenv('GLUON_BERT_DATA', os.path.join('no', 'wiki'))
+    with pytest.raises(GluonBertError, match="'no/wiki' is not a folder"):
+        ds.resolve_data_dir()

@@ -77,12 +77,50 @@ FULL_EXPECTED = {'01_data.ipynb': [
 @pytest.mark.parametrize('name', NOTEBOOKS)
 def test_notebook_runs(name, wiki_dir, monkeypatch, tmp_path):
     from nbclient import NotebookClient
+    """Each notebook runs in its own folder, as `jupyter notebook
+    tutorials/` runs it, with GLUON_BERT_DATA relative to the checkout (as
+    the README's commands set it)."""
+    import shutil
     monkeypatch.setenv('GLUON_BERT_SMALL', '1')
-    monkeypatch.setenv('GLUON_BERT_DATA', wiki_dir)
+    root = os.path.abspath(os.path.join(TUTORIALS, os.pardir))
+    monkeypatch.setenv('GLUON_BERT_DATA', os.path.relpath(wiki_dir, root))
+    made = not os.path.exists(os.path.join(TUTORIALS, 'runs'))
     book = nbformat.read(os.path.join(TUTORIALS, name), as_version=4)
-    NotebookClient(book, timeout=600, kernel_name='python3',
-                   resources={'metadata': {'path': str(tmp_path)}}).execute()
+    try:
+        NotebookClient(book, timeout=600, kernel_name='python3',
+                       resources={'metadata': {'path': TUTORIALS}}).execute()
+    finally:
+        if made:  # what the small runs wrote (runs/ is git-ignored)
+            shutil.rmtree(os.path.join(TUTORIALS, 'runs'), ignore_errors=True)
     text = json.dumps([c.get('outputs', []) for c in book.cells])
     assert '"output_type": "error"' not in text
     for expected in EXPECTED[name]:
         assert expected in text, expected
+
+
+def test_a_gluon_bert_error_in_a_notebook_is_one_line(tmp_path):
+    """In Jupyter, a bad setting reads as the commands say it: one line on
+    stderr, no traceback; other errors keep theirs."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('import gluon_bert\n'
+                                  'from gluon_bert.dataset import '
+                                  'load_data_wiki'),
+        nbformat.v4.new_code_cell("load_data_wiki(8, 16, data_dir='nowhere')"),
+    ])
+    # the cell still fails (Run All stops there), showing only the line
+    NotebookClient(book, timeout=120, kernel_name='python3',
+                   allow_errors=True,
+                   resources={'metadata': {'path': str(tmp_path)}}).execute()
+    outputs = book.cells[1].outputs
+    assert [o.output_type for o in outputs] == ['stream'], outputs
+    assert outputs[0].name == 'stderr'
+    assert outputs[0].text.strip().count('\n') == 0
+    assert outputs[0].text.startswith("error: data_dir 'nowhere' is not a "
+                                      'folder')
+    book.cells[1].source = '1 / 0'
+    with pytest.raises(CellExecutionError, match='ZeroDivisionError'):
+        NotebookClient(book, timeout=120, kernel_name='python3',
+                       resources={'metadata': {'path': str(tmp_path)}}
+                       ).execute()
