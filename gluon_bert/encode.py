@@ -189,7 +189,8 @@ def run(args, out=None):
                 if len(args.sentences) == 2 else None)
     tokens, _ = prepare_input(net, tokens_a, tokens_b)
     shown = [t if t in vocab else '<unk>' for t in tokens]
-    if args.token is not None and args.token.lower() not in tokens:
+    shown_at = _positions(tokens, args.token, vocab)
+    if not shown_at:
         raise GluonBertError(f'--token {args.token!r} is not in the input '
                              f'{" ".join(tokens)}')
     if args.backend == 'onnxruntime':
@@ -201,11 +202,22 @@ def run(args, out=None):
     print('Tokens:', ' '.join(shown), file=out)
     print('Shape of encoded text:', encoded.shape, file=out)
     print('Shape of [CLS] token embedding:', encoded[:, 0, :].shape, file=out)
-    for i, token in enumerate(tokens):
-        if args.token is None or token == args.token.lower():
-            print(f'First {n} elements of "{token}" (position {i}) '
-                  f'embedding:', encoded[0, i, :n], file=out)
+    for i in shown_at:
+        print(f'First {n} elements of "{tokens[i]}" (position {i}) '
+              f'embedding:', encoded[0, i, :n], file=out)
     return encoded
+
+
+def _positions(tokens, word, vocab):
+    """The positions ``--token word`` shows: every one without it; else
+    those of the word, or of each of its pieces where a WordPiece
+    vocabulary cuts it (``crane`` -> ``cra ##ne``)."""
+    if word is None:
+        return list(range(len(tokens)))
+    pieces = vocab.split([word.lower()])
+    return [i + j for i in range(len(tokens) - len(pieces) + 1)
+            if tokens[i:i + len(pieces)] == pieces
+            for j in range(len(pieces))]
 
 
 def main(argv=None):

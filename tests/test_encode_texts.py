@@ -325,3 +325,23 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(model, tmp_path, capsys,
     assert 'could not write vectors.npy' in err
     assert 'No space left on device' in err and 'needed' in err
     assert os.listdir(tmp_path / 'out') == []
+
+
+def test_token_finds_a_word_a_wordpiece_vocabulary_cuts(tmp_path, capsys):
+    """--token crane on a WordPiece model that spells it cra ##ne shows
+    both pieces (the README's tour asks for it on such a model)."""
+    from gluon_bert.model import BERTModel
+    from gluon_bert.vocab import Vocab
+    vocab = Vocab(['a', 'is', 'flying', 'cra', '##ne'],
+                  reserved_tokens=['<pad>', '<mask>', '<cls>', '<sep>'])
+    vocab.kind = 'wordpiece'
+    net = BERTModel(len(vocab), 16, 32, 2, 1, 0.0, max_len=16)
+    net.initialize()
+    save_model_dir(str(tmp_path / 'm'), net, vocab)
+    assert encode.main(['--model-dir', str(tmp_path / 'm'),
+                        'a crane is flying', '--token', 'crane']) == 0
+    out = capsys.readouterr().out
+    assert '"cra" (position 2)' in out and '"##ne" (position 3)' in out
+    assert '"flying"' not in out
+    assert encode.main(['--model-dir', str(tmp_path / 'm'),
+                        'a crane is flying', '--token', 'driver']) == 1
