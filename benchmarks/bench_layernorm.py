@@ -34,8 +34,11 @@ def _block(matrix, n):
     return block
 
 
+_by_width = model.use_matrix_layernorm
+
+
 def _time(block, x, force):
-    model.FORCE_MATRIX_LAYERNORM = force
+    model.use_matrix_layernorm = lambda width: force
     with autograd.record():
         y = block(x)
     y.backward()
@@ -77,7 +80,7 @@ def main(argv=None):
         print(f'width {n:5d}: MXNet {row["mxnet_ms"]:7.2f} ms, matrix form '
               f'{row["matrix_ms"]:7.2f} ms, speed-up {row["speedup"]:.2f}x',
               flush=True)
-    model.FORCE_MATRIX_LAYERNORM = None
+    model.use_matrix_layernorm = _by_width
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + '.tmp', 'w') as f:
         json.dump({'cpu': cpu_name(), 'note': args.note, 'rows': rows}, f,

@@ -76,8 +76,8 @@ def main(argv=None):
     from mxnet import autograd, npx
 
     from gluon_bert import checkpoint, dataset, model, trainer
-    from gluon_bert.electra import (ElectraPretrainLoss, make_generator,
-                                    pack_electra_shards)
+    from electra import (ElectraPretrainLoss, make_generator,
+                         pack_electra_shards)
     from gluon_bert.packing import host_fields
     from gluon_bert.pretrain import seed_everything
     from gluon_bert.recipe import learning_rate

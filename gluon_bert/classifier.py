@@ -16,7 +16,7 @@ import time
 from .utils import GluonBertError
 
 __all__ = ['finetune', 'predict_dataset', 'evaluate_task',
-           'evaluate_classifier', 'save_classifier', 'load_classifier',
+           'save_classifier', 'load_classifier',
            'save_progress', 'load_progress', 'PROGRESS',
            'predict_texts', 'format_metrics', 'set_dropout']
 
@@ -84,13 +84,6 @@ def evaluate_task(net, dataset, devices, metrics=('accuracy',),
     from .metrics import score
     return score(metrics, predict_dataset(net, dataset, devices, batch_size,
                                           packed), dataset.labels)
-
-
-def evaluate_classifier(net, dataset, devices, batch_size=512, packed=True):
-    """Accuracy of ``net`` on a :class:`~gluon_bert.tasks.
-    ClassificationDataset` (prediction mode)."""
-    return evaluate_task(net, dataset, devices, ('accuracy',), batch_size,
-                         packed)['accuracy']
 
 
 def _train_batch(net, loss, trainer, train_set, idx, devices, heads, totals):

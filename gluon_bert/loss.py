@@ -106,7 +106,7 @@ class MLMSlotLoss(nn.HybridBlock):
         Given, each slot also draws a token from the softmax of its scores
         (inverse CDF: the first token whose cumulative probability exceeds
         the slot's uniform): ELECTRA's generator samples
-        (:mod:`gluon_bert.electra`).
+        (benchmarks/electra.py, a study).
 
     Outputs
     -------

@@ -27,7 +27,7 @@ __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'LayerNorm', 'AddNorm',
            'NextSentencePred', 'BERTModel', 'BERTClassifier', 'PRESETS',
            'get_bert_model',
            'count_parameters', 'parameter_count', 'estimate_memory',
-           'copy_d2l_parameters', 'net_device', 'MATRIX_LAYERNORM_WIDTHS',
+           'net_device', 'MATRIX_LAYERNORM_WIDTHS',
            'use_matrix_layernorm']
 
 npx.set_np()
@@ -186,15 +186,10 @@ class PositionWiseFFN(nn.HybridBlock):
 #: benchmarks/bench_layernorm.py measured that form faster than MXNet's kernel
 #: (benchmarks/results/layernorm.json); other widths use MXNet's.
 MATRIX_LAYERNORM_WIDTHS = range(1, 257)
-#: True/False forces one form at every width (for that benchmark); None: by
-#: width.
-FORCE_MATRIX_LAYERNORM = None
 
 
 def use_matrix_layernorm(width):
     """Whether a CPU LayerNorm of ``width`` features uses the matrix form."""
-    if FORCE_MATRIX_LAYERNORM is not None:
-        return FORCE_MATRIX_LAYERNORM
     return width in MATRIX_LAYERNORM_WIDTHS
 
 
@@ -684,26 +679,6 @@ def count_parameters(net):
             size *= dim
         total += size
     return total
-
-
-def copy_d2l_parameters(d2l_net, net):
-    """Copy an initialized ``d2l.BERTModel``'s parameters into ``net``.
-
-    Both models register their parameters in the same order (the book's
-    layout), so they are matched one by one; any difference in count or
-    shape is an error.  Returns ``net``.
-    """
-    src = list(d2l_net.collect_params().values())
-    dst = list(net.collect_params().values())
-    if len(src) != len(dst):
-        raise ValueError(f'the d2l model has {len(src)} parameters, this one '
-                         f'{len(dst)}: build both with the same settings')
-    for p, q in zip(src, dst):
-        if p.shape != q.shape:
-            raise ValueError(f'{p.name} {p.shape} does not fit {q.name} '
-                             f'{q.shape}: build both with the same settings')
-        q.set_data(p.data())
-    return net
 
 
 def net_device(net):

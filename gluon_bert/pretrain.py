@@ -115,9 +115,7 @@ def _saved_settings(save_dir):
     """The pretraining settings config.json of ``save_dir`` keeps (None if
     it keeps none)."""
     from .checkpoint import load_config
-    train = load_config(save_dir).get('train') or {}
-    # 'settings': what runs of gluon_bert 0.1 before the configuration kept
-    return train.get('config') or train.get('settings')
+    return (load_config(save_dir).get('train') or {}).get('config')
 
 
 def make_config(given):

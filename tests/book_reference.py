@@ -19,3 +19,23 @@ def book_step(net, loss, vocab_size, trainer, batch, devices):
         l.backward()
     trainer.step(1)
     return mlm_ls, nsp_ls
+
+
+def copy_d2l_parameters(d2l_net, net):
+    """Copy an initialized ``d2l.BERTModel``'s parameters into ``net``.
+
+    Both models register their parameters in the same order (the book's
+    layout), so they are matched one by one; any difference in count or
+    shape is an error.  Returns ``net``.
+    """
+    src = list(d2l_net.collect_params().values())
+    dst = list(net.collect_params().values())
+    if len(src) != len(dst):
+        raise ValueError(f'the d2l model has {len(src)} parameters, this one '
+                         f'{len(dst)}: build both with the same settings')
+    for p, q in zip(src, dst):
+        if p.shape != q.shape:
+            raise ValueError(f'{p.name} {p.shape} does not fit {q.name} '
+                             f'{q.shape}: build both with the same settings')
+        q.set_data(p.data())
+    return net

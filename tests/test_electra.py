@@ -1,13 +1,17 @@
-"""ELECTRA's replaced-token detection: the generator's draws, the
-discriminator's targets, and the objective's graph."""
+"""ELECTRA's replaced-token detection (benchmarks/electra.py, a study): the
+generator's draws, the discriminator's targets, and the objective's graph."""
+import os
+import sys
+
 import mxnet as mx
 import numpy as onp
 import pytest
 from mxnet import autograd, init, np, npx
 
-from gluon_bert.electra import (ElectraPretrainLoss, electra_extras,
-                                make_generator, pack_electra_shards,
-                                replaced_targets)
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir,
+                                'benchmarks'))
+from electra import (ElectraPretrainLoss, electra_extras,  # noqa: E402
+                     make_generator, pack_electra_shards, replaced_targets)
 from gluon_bert.loss import MLMSlotLoss
 from gluon_bert.model import BERTModel
 

@@ -13,7 +13,8 @@ from mxnet import init, np, npx
 from gluon_bert import classifier, finetune, predict
 from gluon_bert.checkpoint import load_pretrained, save_model_dir
 from gluon_bert.config import FinetuneConfig
-from gluon_bert.model import BERTClassifier, BERTModel, copy_d2l_parameters
+from book_reference import copy_d2l_parameters
+from gluon_bert.model import BERTClassifier, BERTModel
 from gluon_bert.dataset import read_wiki
 from gluon_bert.tasks import (ClassificationDataset, read_snli, read_tsv,
                               task_paragraphs, write_task_corpus)

@@ -7,6 +7,7 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import autograd, init, np, npx
 
+from book_reference import copy_d2l_parameters
 from gluon_bert import model as M
 
 npx.set_np()
@@ -32,7 +33,7 @@ def d2l_and_ours(dropout=0.0):
     ours = M.BERTModel(*args, max_len=POS)
     ours.initialize(init.Xavier())
     ours(*inputs())
-    return ref, M.copy_d2l_parameters(ref, ours)
+    return ref, copy_d2l_parameters(ref, ours)
 
 
 @pytest.mark.parametrize('hybridize', [False, True])
@@ -160,7 +161,7 @@ def test_bad_settings():
     other.initialize()
     other(*inputs())
     with pytest.raises(ValueError, match='build both with the same settings'):
-        M.copy_d2l_parameters(ref, other)
+        copy_d2l_parameters(ref, other)
 
 
 def test_the_books_small_bert_size():
@@ -240,7 +241,7 @@ def test_layernorm_matrix_form_equals_mxnets_kernel(width, monkeypatch):
     beta = np.array(rng.normal(size=width).astype('float32'))
     results = []
     for force in (True, False):
-        monkeypatch.setattr(M, 'FORCE_MATRIX_LAYERNORM', force)
+        monkeypatch.setattr(M, 'use_matrix_layernorm', lambda width: force)
         ln = M.LayerNorm(width)
         ln.initialize(ctx=mx.cpu())
         ln.gamma.set_data(gamma)

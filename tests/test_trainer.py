@@ -13,7 +13,8 @@ from book_reference import book_step
 from gluon_bert import devices as D
 from gluon_bert import trainer as T
 from gluon_bert.distributed import Allreduce
-from gluon_bert.model import BERTModel, copy_d2l_parameters
+from book_reference import copy_d2l_parameters
+from gluon_bert.model import BERTModel
 from gluon_bert.utils import GluonBertError
 
 npx.set_np()

@@ -1,5 +1,9 @@
 """ELECTRA's replaced-token detection, with the book's BERT as discriminator.
 
+A study, kept in benchmarks/ (run by ``pretrain_electra.py``): in 2,483
+steps its discriminator never left the prior and it fine-tuned at or below
+the control (benchmarks/README.md), so it is not part of the package.
+
 BERT learns from the 15 % of tokens it masks; ELECTRA (Clark et al., 2020)
 learns from every token.  A small generator BERT fills the masked slots with
 tokens drawn from its own MLM predictions; the discriminator — the book's
@@ -20,9 +24,9 @@ import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .loss import MLMSlotLoss, _no_grad
-from .packing import pack_batch, split_and_pack
-from .model import BERTModel
+from gluon_bert.loss import MLMSlotLoss, _no_grad
+from gluon_bert.packing import pack_batch, split_and_pack
+from gluon_bert.model import BERTModel
 
 __all__ = ['ElectraPretrainLoss', 'make_generator', 'electra_extras',
            'pack_electra_shards', 'replaced_targets']
