@@ -241,7 +241,7 @@ def _fetch_d2l_model(name, entry, cache_dir, timeout=60):
     """
     import zipfile
 
-    from .dataset import default_cache_dir, download_verified, unpack_zip
+    from .wikitext import default_cache_dir, download_verified, unpack_zip
     folder = os.path.join(cache_dir or default_cache_dir(), 'd2l', name)
     if all(os.path.isfile(os.path.join(folder, f)) for f in _D2L_FILES):
         return folder

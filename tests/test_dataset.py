@@ -10,6 +10,7 @@ from d2l import mxnet as d2l
 from mxnet import gluon
 
 from gluon_bert import dataset as ds
+from gluon_bert import wikitext
 from gluon_bert.utils import GluonBertError
 
 from conftest import make_corpus
@@ -258,13 +259,13 @@ def test_download_tries_mirrors_and_verifies_sha1(corpus_dir, tmp_path,
     archive = tmp_path / 'wikitext-2-v1.zip'
     sha1 = _zip_of(corpus_dir, archive)
     missing = (tmp_path / 'nowhere.zip').as_uri()
-    monkeypatch.setattr(ds, 'DATA_URLS', [missing, archive.as_uri()])
-    monkeypatch.setattr(ds, 'DATA_SHA1', sha1)
+    monkeypatch.setattr(wikitext, 'DATA_URLS', [missing, archive.as_uri()])
+    monkeypatch.setattr(wikitext, 'DATA_SHA1', sha1)
     monkeypatch.delenv('GLUON_BERT_DATA', raising=False)
     monkeypatch.chdir(tmp_path)
     cache = tmp_path / 'dl'
     with pytest.raises(GluonBertError, match='SHA-1 .* is not the expected'):
-        ds.download_wikitext2(cache, urls=[archive.as_uri()], sha1='0' * 40)
+        wikitext.download_wikitext2(cache, urls=[archive.as_uri()], sha1='0' * 40)
     assert not (cache / 'wikitext-2').exists()
     folder = ds.resolve_data_dir(cache_dir=cache)
     assert 'Downloading WikiText-2' in capsys.readouterr().out
@@ -272,14 +273,14 @@ def test_download_tries_mirrors_and_verifies_sha1(corpus_dir, tmp_path,
         assert f.read() == open(os.path.join(corpus_dir, 'wiki.train.tokens'),
                                 'rb').read()
     # the second time, the cached copy is used without downloading
-    monkeypatch.setattr(ds, 'DATA_URLS', [missing])
+    monkeypatch.setattr(wikitext, 'DATA_URLS', [missing])
     assert ds.resolve_data_dir(cache_dir=cache) == folder
 
 
 def test_no_data_anywhere_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv('GLUON_BERT_DATA', raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(ds, 'DATA_URLS', [(tmp_path / 'x.zip').as_uri()])
+    monkeypatch.setattr(wikitext, 'DATA_URLS', [(tmp_path / 'x.zip').as_uri()])
     with pytest.raises(GluonBertError) as e:
         ds.load_data_wiki(8, 16, cache_dir=tmp_path / 'c')
     msg = str(e.value)
