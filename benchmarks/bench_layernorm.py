@@ -21,7 +21,7 @@ from mxnet import autograd, gluon, np, npx
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..'))
-from gluon_bert import model  # noqa: E402
+from gluon_bert import layers, model  # noqa: E402
 from gluon_bert.devices import cpu_name  # noqa: E402
 from gluon_bert.threads import set_cpu_threads  # noqa: E402
 
@@ -34,11 +34,11 @@ def _block(matrix, n):
     return block
 
 
-_by_width = model.use_matrix_layernorm
+_by_width = layers.use_matrix_layernorm
 
 
 def _time(block, x, force):
-    model.use_matrix_layernorm = lambda width: force
+    layers.use_matrix_layernorm = lambda width: force
     with autograd.record():
         y = block(x)
     y.backward()
@@ -80,7 +80,7 @@ def main(argv=None):
         print(f'width {n:5d}: MXNet {row["mxnet_ms"]:7.2f} ms, matrix form '
               f'{row["matrix_ms"]:7.2f} ms, speed-up {row["speedup"]:.2f}x',
               flush=True)
-    model.use_matrix_layernorm = _by_width
+    layers.use_matrix_layernorm = _by_width
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + '.tmp', 'w') as f:
         json.dump({'cpu': cpu_name(), 'note': args.note, 'rows': rows}, f,

@@ -25,7 +25,7 @@ import time
 from .config import (RECIPES, PretrainConfig, add_arguments,
                      config_from_flags,
                      describe_recipe, resumed_config)
-from .model import PRESETS, estimate_memory
+from .sizes import PRESETS
 from .signals import StopOnSignal, run_stoppable, signal_name
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     parse_gpu_ids)
@@ -155,79 +155,6 @@ def _kvstore(config):
     from .distributed import join_job
     kvstore = join_job(config.kvstore)
     return kvstore, kvstore.rank, kvstore.num_workers
-
-
-def _gb(n):
-    return f'{n / 2 ** 30:.2f} GB'
-
-
-#: Extra room on a GPU for what the estimate leaves out (cuDNN/cuBLAS
-#: workspaces, the CUDA context); its constants were fitted on a CPU.
-GPU_MARGIN = 1.1
-#: On a GPU, only refuse when the estimate exceeds what is free this much.
-GPU_REFUSE = 1.5
-
-
-def _memory_pools(devices):
-    """Devices grouped by the memory they draw on: all CPU contexts share
-    the machine's RAM, every GPU has its own."""
-    pools = {}
-    for device in devices:
-        key = 'cpu' if device.device_type == 'cpu' else str(device)
-        pools.setdefault(key, []).append(device)
-    return list(pools.values())
-
-
-def _check_memory(config, vocab_size, devices, say, free_memory=None):
-    """Print the size estimate; a configuration that cannot fit is an error.
-
-    Every device is checked (CPU contexts together: they share RAM).  On a
-    CPU the estimate must fit in 90 % of the available memory; on a GPU,
-    with a margin for workspaces, a tight fit is only a warning, and the
-    run is refused when the estimate clearly exceeds the free memory.
-    """
-    from .devices import available_memory
-    free_memory = free_memory or available_memory
-    est = estimate_memory(vocab_size, config.num_hiddens, config.ffn_num_hiddens,
-                          config.num_heads, config.num_blks, config.max_len,
-                          config.batch_size, len(devices), config.pos_len)
-    need = est['state'] + est['activations']
-    pools = [(pool, free_memory(pool[0])) for pool in _memory_pools(devices)]
-    free_text = ', '.join(f'{_gb(free)} available on '
-                          + ('/'.join(str(d) for d in pool))
-                          for pool, free in pools)
-    say(f'Model: {est["parameters"] / 1e6:.1f}M parameters; estimated memory '
-        f'per device: {_gb(est["state"])} for weights, gradients and Adam, '
-        f'{_gb(est["activations"])} of activations for '
-        f'{-(-config.batch_size // len(devices))} pairs of {config.max_len} '
-        f'tokens; {free_text}', flush=True)
-    for pool, free in pools:
-        gpu = pool[0].device_type == 'gpu'
-        wanted = need * len(pool) * (GPU_MARGIN if gpu else 1.0)
-        if wanted <= 0.9 * free or config.no_memory_check:
-            continue
-        if gpu and wanted <= GPU_REFUSE * free:
-            say(f'warning: {pool[0]} may run out of memory: about '
-                f'{_gb(wanted)} needed, {_gb(free)} free (the estimate is '
-                'rough on GPUs); lower --batch-size if it does', flush=True)
-            continue
-        budget = 0.9 * free / len(pool) - est['state']
-        fits = int(budget // est['per_example']) if budget > 0 else 0
-        if fits < 1:
-            hint = ('not even one example fits: lower --max-len, use a '
-                    'smaller --preset, or a device with more memory')
-        else:
-            per_batch = fits * len(devices)
-            steps = -(-config.batch_size * config.accumulate // per_batch)
-            hint = (f'about {per_batch} pairs fit per batch: try --batch-size '
-                    f'{per_batch} --accumulate {steps} for the same '
-                    f'{per_batch * steps}-pair steps, or lower --max-len')
-        where = ('/'.join(str(d) for d in pool) + ' (they share the RAM)'
-                 if len(pool) > 1 else str(pool[0]))
-        raise GluonBertError(
-            f'this configuration needs about {_gb(wanted)} but {where} has '
-            f'{_gb(free)} available: {hint} (or pass --no-memory-check to '
-            'try anyway)')
 
 
 def _train_options(config, verbose=True):
@@ -419,13 +346,13 @@ def _run(config, kvstore, rank, workers):
     """:func:`run`, once the folder is this run's."""
     from mxnet import gluon
 
-    from . import checkpoint, devices as device_list, model, state, trainer
+    from . import checkpoint, devices as device_list, model, sizes, state, trainer
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
     seed_everything(config.seed)
     devices = device_list.parse_devices(config.gpus, config.cpus, log=say)
     train_iter, vocab = _training_data(config, rank, workers, say)
-    _check_memory(config, len(vocab), devices, say)
+    sizes.check_memory(config, len(vocab), devices, say)
     net = model.get_bert_model(len(vocab), config.num_hiddens,
                                config.ffn_num_hiddens, config.num_heads,
                                config.num_blks, config.dropout, config.pos_len)

@@ -8,6 +8,7 @@ from d2l import mxnet as d2l
 from mxnet import autograd, init, np, npx
 
 from book_reference import copy_d2l_parameters
+from gluon_bert import layers
 from gluon_bert import model as M
 
 npx.set_np()
@@ -241,7 +242,7 @@ def test_layernorm_matrix_form_equals_mxnets_kernel(width, monkeypatch):
     beta = np.array(rng.normal(size=width).astype('float32'))
     results = []
     for force in (True, False):
-        monkeypatch.setattr(M, 'use_matrix_layernorm', lambda width: force)
+        monkeypatch.setattr(layers, 'use_matrix_layernorm', lambda width: force)
         ln = M.LayerNorm(width)
         ln.initialize(ctx=mx.cpu())
         ln.gamma.set_data(gamma)

@@ -7,7 +7,7 @@ import numpy as onp
 import pytest
 from mxnet import npx
 
-from gluon_bert import pretrain
+from gluon_bert import pretrain, sizes
 from gluon_bert.checkpoint import load_pretrained
 
 TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
@@ -185,7 +185,7 @@ def _memory_args(batch_size):
 
 def test_memory_check_covers_every_device():
     import mxnet as mx
-    from gluon_bert.model import estimate_memory
+    from gluon_bert.sizes import estimate_memory
     from gluon_bert.utils import GluonBertError
     args = _memory_args(512)
     est = estimate_memory(20256, 128, 256, 2, 2, 64, 512, 2)
@@ -197,25 +197,25 @@ def test_memory_check_covers_every_device():
     cpus = [mx.cpu(0), mx.cpu(1)]
     with pytest.raises(GluonBertError, match=r'cpu\(0\)/cpu\(1\) \(they '
                                              r'share the RAM\)'):
-        pretrain._check_memory(args, 20256, cpus, say,
+        sizes.check_memory(args, 20256, cpus, say,
                                lambda d: free[d.device_type])
     free['cpu'] = 2.5 * need
-    pretrain._check_memory(args, 20256, cpus, say,
+    sizes.check_memory(args, 20256, cpus, say,
                            lambda d: free[d.device_type])
     # each GPU has its own: a tight one is a warning, a short one an error
     gpus = [mx.gpu(0), mx.gpu(1)]
     room = {0: 10 * need, 1: need}
     said.clear()
-    pretrain._check_memory(args, 20256, gpus, say,
+    sizes.check_memory(args, 20256, gpus, say,
                            lambda d: room[d.device_id])
     assert 'available on gpu(0), ' in said[0]
     assert said[1].startswith('warning: gpu(1) may run out of memory')
     room[1] = 0.5 * need
     with pytest.raises(GluonBertError, match=r'but gpu\(1\) has'):
-        pretrain._check_memory(args, 20256, gpus, say,
+        sizes.check_memory(args, 20256, gpus, say,
                                lambda d: room[d.device_id])
     args.no_memory_check = True
-    pretrain._check_memory(args, 20256, gpus, say,
+    sizes.check_memory(args, 20256, gpus, say,
                            lambda d: room[d.device_id])
 
 
