@@ -77,16 +77,17 @@ hosts = [tuple(z[f'{i}_{j}'] for j in range(7))
 times, book_times, losses = [], [], []
 if kind.startswith(('torch', 'hf')):
     import contextlib, types
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # d2l.torch needs it for image datasets only
-        tv = types.ModuleType('torchvision')
-        tv.transforms = types.ModuleType('torchvision.transforms')
-        sys.modules.update({'torchvision': tv,
-                            'torchvision.transforms': tv.transforms})
     import torch
     from torch import nn
-    from d2l import torch as d2l
+    if kind.startswith('torch'):
+        try:
+            import torchvision  # noqa: F401
+        except Exception:  # d2l.torch needs it for image datasets only
+            tv = types.ModuleType('torchvision')
+            tv.transforms = types.ModuleType('torchvision.transforms')
+            sys.modules.update({'torchvision': tv,
+                                'torchvision.transforms': tv.transforms})
+        from d2l import torch as d2l
     torch.manual_seed(0)
     dtypes = (torch.long, torch.long, torch.float32, torch.long,
               torch.float32, torch.long, torch.long)
@@ -119,7 +120,7 @@ if kind.startswith(('torch', 'hf')):
                 out = net(input_ids=tokens, token_type_ids=segments,
                           attention_mask=mask, labels=labels,
                           next_sentence_label=nsp_y)
-            return out.loss, out.prediction_logits.float().mean()
+            return out.loss, out.loss  # (HF: MLM + NSP)
     else:
         net = d2l.BERTModel(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
                             num_heads=2, num_blks=2, dropout=0.2)

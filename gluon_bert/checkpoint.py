@@ -24,6 +24,7 @@ a model directory from someone else runs no code.  Loading checks each file
 and says which one is wrong; it never loads a model partially.
 """
 import json
+import logging
 import os
 
 import mxnet as mx
@@ -39,6 +40,8 @@ __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
            'load_config', 'load_pretrained', 'save_checkpoint',
            'load_checkpoint', 'D2L_MODELS', 'D2L_PREFIX',
            'load_d2l_pretrained', 'checked_files', 'bert_from_config']
+
+logger = logging.getLogger(__name__)
 
 #: Bumped whenever the directory layout changes incompatibly.
 FORMAT_VERSION = 1
@@ -246,7 +249,7 @@ def _fetch_d2l_model(name, entry, cache_dir, timeout=60):
     if all(os.path.isfile(os.path.join(folder, f)) for f in _D2L_FILES):
         return folder
     url = entry['url']
-    print(f'Downloading {name} from {url} ...', flush=True)
+    logger.info('Downloading %s from %s ...', name, url)
     try:
         payload = download_verified(url, entry['sha1'], timeout)
     except GluonBertError as e:

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import os
 import random
 
@@ -38,6 +39,8 @@ __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
            'load_dataset', 'load_heldout', 'EVAL_SEED', 'EVAL_BATCH_SIZE',
            'shard_indices', 'resolve_data_dir', 'default_cache_dir',
            'RESERVED_TOKENS', 'FIELDS']
+
+logger = logging.getLogger(__name__)
 
 #: The special tokens the book reserves in the BERT vocabulary.
 RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']
@@ -607,8 +610,8 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
                 arrays, cached_vocab, rng_after = hit
                 random.setstate(rng_after)
                 if verbose:
-                    print(f'Loaded {len(arrays["tokens"])} {split} examples '
-                          f'from the cache {path}', flush=True)
+                    logger.info('Loaded %d %s examples from the cache %s',
+                                len(arrays['tokens']), split, path)
                 return WikiTextDataset._from_arrays(
                     arrays, vocab or cached_vocab, max_len)
     paragraphs = read_wiki(data_dir, split)
@@ -618,7 +621,8 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
         try:
             _save_cache(path, dataset.arrays, dataset.vocab, random.getstate())
         except OSError as e:  # a read-only cache must not stop training
-            print(f'warning: could not write the example cache {path}: {e}')
+            logger.warning('could not write the example cache %s: %s', path,
+                           e)
     return dataset
 
 

@@ -5,10 +5,12 @@ send; both ``pretrain`` and ``finetune`` turn either signal into 'finish
 this step, save a checkpoint as at the end of a run, exit 128 + the signal
 number' (:class:`StopOnSignal`).
 """
+import logging
 import os
-import sys
 
 __all__ = ['StopOnSignal', 'ForcedExit', 'signal_name', 'run_stoppable']
+
+logger = logging.getLogger(__name__)
 
 
 class ForcedExit(BaseException):
@@ -30,13 +32,13 @@ def run_stoppable(prog, run, args):
     try:
         code, result = run_command(prog, run, args)
     except KeyboardInterrupt:
-        print('Interrupted before training began; nothing was saved.',
-              file=sys.stderr)
+        logger.warning('Interrupted before training began; nothing was '
+                       'saved.')
         return 130
     except ForcedExit as e:
-        print('Stopped by a third signal before the checkpoint was complete; '
-              'the last complete checkpoint (if any) is as it was.',
-              file=sys.stderr)
+        logger.warning('Stopped by a third signal before the checkpoint was '
+                       'complete; the last complete checkpoint (if any) is '
+                       'as it was.')
         return 128 + e.signum
     if code:
         return code
@@ -90,9 +92,9 @@ class StopOnSignal:
         if self.count == 1:
             self.signum = signum
             if signum == signal.SIGINT:
-                print('\nInterrupted: finishing this step, then saving a '
-                      'checkpoint (Ctrl-C twice more to quit without '
-                      'saving).', file=sys.stderr, flush=True)
+                logger.warning('Interrupted: finishing this step, then '
+                               'saving a checkpoint (Ctrl-C twice more to '
+                               'quit without saving).')
 
     def __exit__(self, *exc):
         import signal

@@ -7,6 +7,7 @@ d2l's cache folder, or a download checked against d2l's SHA-1), and
 """
 import hashlib
 import io
+import logging
 import os
 import random
 import urllib.request
@@ -18,6 +19,8 @@ __all__ = ['resolve_data_dir', 'read_wiki', 'read_paragraphs',
            'wiki_sentences',
            'download_wikitext2', 'download_verified', 'unpack_zip',
            'default_cache_dir', 'DATA_URLS', 'DATA_SHA1', 'SPLITS']
+
+logger = logging.getLogger(__name__)
 
 #: Where WikiText-2 can be downloaded: the dataset author's mirror first (it
 #: refuses Python's default User-Agent), then the book's URL, which has
@@ -155,7 +158,7 @@ def download_wikitext2(cache_dir=None, urls=None, sha1=None, timeout=60):
     sha1 = sha1 or DATA_SHA1
     errors = []
     for url in urls or DATA_URLS:
-        print(f'Downloading WikiText-2 from {url} ...', flush=True)
+        logger.info('Downloading WikiText-2 from %s ...', url)
         try:
             payload = download_verified(url, sha1, timeout)
         except GluonBertError as e:
