@@ -38,7 +38,7 @@ from .vocab import Vocab
 
 __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
            'load_config', 'load_pretrained', 'save_checkpoint',
-           'load_checkpoint', 'D2L_MODELS', 'D2L_PREFIX',
+           'load_checkpoint', 'branch_checkpoint', 'D2L_MODELS', 'D2L_PREFIX',
            'load_d2l_pretrained', 'checked_files', 'bert_from_config']
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,8 @@ def _fine_tuned_bert(config, params_path, device):
 
 def bert_from_config(config):
     """A new BERTModel with the settings of a parsed config.json."""
-    return BERTModel(**{k: config['model'][k] for k in MODEL_KEYS})
+    return BERTModel(**{k: config['model'][k] for k in MODEL_KEYS},
+                     tie_output=config['model'].get('tie_output', False))
 
 
 def checked_files(model_dir, config, require_sha1=False):
@@ -380,6 +381,39 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
     for name, entry in saved['files'].items():
         _link_latest(os.path.join(model_dir, entry['path']),
                      os.path.join(model_dir, name))
+    return saved
+
+
+def branch_checkpoint(model_dir, step, branch_dir):
+    """Make ``branch_dir`` (new or empty) a copy of the run in ``model_dir``
+    as it was at ``step``: its files (checked against their SHA-1s), config
+    and vocabulary, with that step as the newest checkpoint.  A run resumed
+    there continues from ``step`` with a budget and cooldown of its own
+    (``pretrain --branch-from``); ``model_dir`` is not touched.  Returns the
+    branch's state."""
+    import shutil
+    name = state.step_state_name(CKPT_DIR, step)
+    kept = state.saved_steps(model_dir, CKPT_DIR)
+    saved = state.read_state(model_dir, name=name, missing=(
+        f'{model_dir} keeps no checkpoint of step {step} (it keeps steps '
+        f'{", ".join(map(str, kept)) or "none"}): pick one of those, or keep '
+        'more with keep_checkpoints'), settings=['keep_checkpoints'])
+    os.makedirs(os.path.join(branch_dir, CKPT_DIR), exist_ok=True)
+    for extra in (CONFIG, VOCAB, TOKENIZER):
+        if os.path.isfile(os.path.join(model_dir, extra)):
+            shutil.copyfile(os.path.join(model_dir, extra),
+                            os.path.join(branch_dir, extra))
+    for key, entry in saved['files'].items():
+        relative = os.path.relpath(entry['path'], model_dir)
+        target = os.path.join(branch_dir, relative)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(entry['path'], tmp)
+        entry['path'] = relative
+        _link_latest(target, os.path.join(branch_dir, key))
+    for target in (os.path.join(branch_dir, name),
+                   os.path.join(branch_dir, STATE)):  # state.json last
+        with atomic_write(target, 'w') as f:
+            json.dump(saved, f)
     return saved
 
 

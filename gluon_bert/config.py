@@ -145,6 +145,11 @@ class PretrainConfig(_Config):
     pos_len: int = setting(
         1000, "length of the learnable position embedding (the book's "
         'max_len=1000); --max-len may not exceed it', 'model', positive_int)
+    tie_output: bool = setting(
+        False, "the MLM output layer shares the token embedding's weight, "
+        "as BERT's does (the book's has its own matrix: most of the small "
+        "model's parameters, learnt from the masked slots only); export "
+        "still gives the book's PyTorch model, the matrix copied", 'model')
     # -- training
     recipe: str = setting(
         'book', "book: the guide's training, the book's numbers (default); "
@@ -172,11 +177,22 @@ class PretrainConfig(_Config):
         'none on LayerNorm and biases) or sgd', 'training',
         choices=('adam', 'adamw', 'sgd'))
     schedule: str = setting(
-        'constant', 'learning rate over the steps: constant (the book), or '
-        'linear warm-up then linear decay to zero', 'training',
-        choices=('constant', 'linear'))
+        'constant', 'learning rate over the steps: constant (the book); '
+        'linear: warm-up then linear decay to zero; wsd: warm-up, then '
+        'constant, then a linear decay over the last --cooldown share (with '
+        '--cooldown 0 a long run that --branch-from ends at any budget)',
+        'training', choices=('constant', 'linear', 'wsd'))
     warmup: float = setting(0.0, 'share of the steps spent warming up, with '
-                            '--schedule linear', 'training', _unit_interval)
+                            '--schedule linear or wsd', 'training',
+                            _unit_interval)
+    warmup_steps: int = setting(
+        None, 'warm up over this many steps instead of the --warmup share '
+        '(so that runs of different lengths share their warm-up)',
+        'training', positive_int)
+    cooldown: float = setting(
+        0.0, 'with --schedule wsd: the share of --steps over which the rate '
+        'decays linearly to zero (0: none)', 'training', _unit_interval,
+        resume='limit')
     weight_decay: float = setting(0.0, 'weight decay', 'training',
                                   _non_negative_float)
     clip_norm: float = setting(0.0, 'clip the gradients to this global norm, '
@@ -228,10 +244,24 @@ class PretrainConfig(_Config):
     checkpoint_every: int = setting(
         0, 'also save a checkpoint every N steps (0: only at the end and on '
         'Ctrl-C or SIGTERM)', 'output', _non_negative_int, resume='free')
+    keep_checkpoints: int = setting(
+        2, 'how many of the newest checkpoints to keep (each in '
+        'SAVE_DIR/checkpoints/ with its state); 0 keeps all, for a long '
+        'wsd run that --branch-from ends at several budgets', 'output',
+        _non_negative_int, resume='free')
     resume: bool = setting(
         False, 'continue the run saved in --save-dir from its last '
         'checkpoint, with its settings, up to --steps', 'output',
         resume='free')
+    branch_from: str = setting(
+        None, 'start --save-dir (a new folder) as a copy of the run in this '
+        'folder at --branch-step, and continue it there with its settings '
+        'and this command\'s --steps and --cooldown: the cooldown branch of a '
+        'long --schedule wsd run, which is left as it was', 'output',
+        resume='free')
+    branch_step: int = setting(
+        None, 'the step of --branch-from to start from (one of its kept '
+        'checkpoints)', 'output', positive_int, resume='free')
     overwrite: bool = setting(
         False, 'start a new run in a --save-dir that holds a run of other '
         'settings or more steps (refused otherwise); the earlier run is kept '

@@ -117,6 +117,9 @@ class BERTEncoder(nn.HybridBlock):
 class MaskLM(nn.HybridBlock):
     """The masked language model head: an MLP at the predicted positions.
 
+    ``tied``: an ``nn.Embedding`` whose weight the output layer shares (the
+    book's head has an output matrix of its own).
+
     Inputs
     ------
     X : (batch size, no. of tokens, num_hiddens)
@@ -127,15 +130,20 @@ class MaskLM(nn.HybridBlock):
     (batch size, no. of predictions, vocab_size)
     """
 
-    def __init__(self, vocab_size, num_hiddens, **kwargs):
+    def __init__(self, vocab_size, num_hiddens, tied=None, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.mlp = nn.HybridSequential()
             self.mlp.add(nn.Dense(num_hiddens, flatten=False,
                                   activation='relu', in_units=num_hiddens))
             self.mlp.add(LayerNorm(num_hiddens))
+            # tied: the output layer's weight (vocab_size, num_hiddens) is
+            # the token embedding's, as BERT ties them (GluonNLP's way: the
+            # Dense takes the embedding's parameters); its bias is its own
             self.mlp.add(nn.Dense(vocab_size, flatten=False,
-                                  in_units=num_hiddens))
+                                  in_units=num_hiddens,
+                                  params=tied.collect_params() if tied
+                                  else None))
 
     @staticmethod
     def gather(F, X, pred_positions):
@@ -209,6 +217,10 @@ class BERTModel(nn.HybridBlock):
     dropout : float
     max_len : int
         Length of the position embedding (1000 in the book).
+    tie_output : bool
+        The MLM output layer shares the token embedding's weight (BERT's,
+        ELECTRA's and BERT-Tiny's; the book's has its own); ``config`` then
+        says so.
 
     Inputs
     ------
@@ -226,19 +238,22 @@ class BERTModel(nn.HybridBlock):
     """
 
     def __init__(self, vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
-                 num_blks, dropout, max_len=1000, **kwargs):
+                 num_blks, dropout, max_len=1000, tie_output=False, **kwargs):
         super().__init__(**kwargs)
         self.config = dict(vocab_size=vocab_size, num_hiddens=num_hiddens,
                            ffn_num_hiddens=ffn_num_hiddens,
                            num_heads=num_heads, num_blks=num_blks,
                            dropout=dropout, max_len=max_len)
+        if tie_output:  # the book's model (and its config.json) without
+            self.config['tie_output'] = True
         with self.name_scope():
             self.encoder = BERTEncoder(vocab_size, num_hiddens,
                                        ffn_num_hiddens, num_heads, num_blks,
                                        dropout, max_len)
             self.hidden = nn.Dense(num_hiddens, activation='tanh',
                                    in_units=num_hiddens)
-            self.mlm = MaskLM(vocab_size, num_hiddens)
+            self.mlm = MaskLM(vocab_size, num_hiddens, tied=(
+                self.encoder.token_embedding if tie_output else None))
             self.nsp = NextSentencePred(num_hiddens)
 
     def forward(self, tokens, segments, valid_lens=None, pred_positions=None):
@@ -347,10 +362,11 @@ class BERTClassifier(nn.HybridBlock):
 
 
 def get_bert_model(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
-                   num_heads=2, num_blks=2, dropout=0.2, max_len=1000):
+                   num_heads=2, num_blks=2, dropout=0.2, max_len=1000,
+                   tie_output=False):
     """The book's small BERT by default; see :data:`PRESETS` for others."""
     return BERTModel(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
-                     num_blks, dropout, max_len)
+                     num_blks, dropout, max_len, tie_output)
 
 
 def count_parameters(net):

@@ -120,7 +120,15 @@ def _saved_settings(save_dir):
 
 def make_config(given):
     """The run's configuration: from the flags, or with --resume the saved
-    run's, with the flags that may change (a new budget, devices, output)."""
+    run's (with --branch-from, that folder's), with the flags that may
+    change (a new budget and cooldown, devices, output)."""
+    if given.get('branch_from'):
+        if not given.get('branch_step') or given.get('resume'):
+            raise GluonBertError('branch_from needs branch_step (one of its '
+                                 'kept checkpoints), and no resume',
+                                 ['branch_from', 'branch_step', 'resume'])
+        return _finish(resumed_config(_saved_settings(given['branch_from']),
+                                      dict(given, resume=True)))
     if not given.get('resume'):
         return _finish(config_from_flags(given))
     save_dir = given.get('save_dir', PretrainConfig.save_dir)
@@ -163,6 +171,7 @@ def _train_options(config, verbose=True):
     from .trainer import TrainOptions
     return TrainOptions(
         lr=config.lr, schedule=config.schedule, warmup=config.warmup,
+        warmup_steps=config.warmup_steps, cooldown=config.cooldown,
         clip_norm=config.clip_norm, accumulate=config.accumulate,
         fused=config.loss == 'fused', hybridize=not config.no_hybridize,
         seed=config.seed, max_seconds=(60 * config.max_minutes
@@ -337,33 +346,59 @@ def run(config):
     if lock is None:
         return _run(config, kvstore, rank, workers)
     with lock:
-        if not config.resume:
+        if config.branch_from:
+            _branch(config)
+        elif not config.resume:
             _make_room(config, print)
         return _run(config, kvstore, rank, workers)
 
 
-def _run(config, kvstore, rank, workers):
-    """:func:`run`, once the folder is this run's."""
-    from mxnet import gluon
+def _branch(config):
+    """--branch-from: --save-dir becomes a copy of that run at
+    --branch-step (a new or empty folder only)."""
+    from .checkpoint import branch_checkpoint
+    from .rundir import LOCK
+    if [n for n in os.listdir(config.save_dir) if n != LOCK]:
+        raise GluonBertError(f'{config.save_dir} is not empty: a branch '
+                             'starts in a new save_dir', ['save_dir'])
+    saved = branch_checkpoint(config.branch_from, config.branch_step,
+                              config.save_dir)
+    print(f'Branched from {config.branch_from} at step {saved["step"]}',
+          flush=True)
 
-    from . import checkpoint, devices as device_list, model, sizes, state, trainer
-    chief = rank == 0
-    say = print if chief else (lambda *a, **k: None)
+
+def _build(config, kvstore, rank, workers, say):
+    """The devices, data, model and optimizer of a run (restored from the
+    checkpoint with --resume), checked to fit before the first step."""
+    from . import devices as device_list, model, sizes, state, trainer
     seed_everything(config.seed)
     devices = device_list.parse_devices(config.gpus, config.cpus, log=say)
     train_iter, vocab = _training_data(config, rank, workers, say)
     sizes.check_memory(config, len(vocab), devices, say)
     net = model.get_bert_model(len(vocab), config.num_hiddens,
                                config.ffn_num_hiddens, config.num_heads,
-                               config.num_blks, config.dropout, config.pos_len)
+                               config.num_blks, config.dropout, config.pos_len,
+                               config.tie_output)
     trainer.init_bert(net, devices, config.init)
-    if chief:  # before the first step: room for two checkpoints
+    if rank == 0:  # before the first step: room for two checkpoints
         state.check_room(config.save_dir, net)
     optimizer = trainer.make_trainer(net, config.lr, kvstore or config.kvstore,
                                      config.optimizer, config.weight_decay)
-    evaluate = _valid_evaluator(config, vocab) if config.eval_every else None
     resume = (_restore(config, net, optimizer, devices, say) if config.resume
               else None)
+    return devices, train_iter, vocab, net, optimizer, resume
+
+
+def _run(config, kvstore, rank, workers):
+    """:func:`run`, once the folder is this run's."""
+    from mxnet import gluon
+
+    from . import checkpoint, trainer
+    chief = rank == 0
+    say = print if chief else (lambda *a, **k: None)
+    devices, train_iter, vocab, net, optimizer, resume = _build(
+        config, kvstore, rank, workers, say)
+    evaluate = _valid_evaluator(config, vocab) if config.eval_every else None
     # The whole configuration, which --resume restores, and where it ran
     record = dict(config=config.to_dict(), workers=workers,
                   devices=[str(d) for d in devices])
@@ -372,7 +407,8 @@ def _run(config, kvstore, rank, workers):
     def save(history, position):
         if chief:  # one writer in a distributed job
             checkpoint.save_checkpoint(config.save_dir, net, vocab, optimizer,
-                                       record, history, position)
+                                       record, history, position,
+                                       keep=config.keep_checkpoints or None)
             logger.debug('checkpoint of step %d written to %s',
                          history['step'][-1], config.save_dir)
         last['step'] = history['step'][-1]

@@ -20,39 +20,52 @@ import math
 import mxnet as mx
 from mxnet import np
 
-from .config import RECIPE_KEYS, RECIPES, describe_recipe
+__all__ = ['learning_rate', 'AdamW', 'NO_DECAY_PATTERN',
+           'exclude_from_weight_decay', 'clip_global_norm']
 
-__all__ = ['RECIPES', 'RECIPE_KEYS', 'learning_rate', 'AdamW',
-           'NO_DECAY_PATTERN', 'exclude_from_weight_decay',
-           'clip_global_norm', 'describe_recipe']
-
-# RECIPES, RECIPE_KEYS and describe_recipe: the recipes are named presets
-# of the pretraining configuration, defined in gluon_bert.config
+# The recipes themselves are named presets of the pretraining configuration:
+# gluon_bert.config.RECIPES
 
 #: Parameters that get no weight decay: LayerNorm's scale and shift, biases.
 NO_DECAY_PATTERN = '.*gamma|.*beta|.*bias'
 
 
-def learning_rate(step, total, peak, schedule='constant', warmup=0.0):
+def learning_rate(step, total, peak, schedule='constant', warmup=0.0,
+                  warmup_steps=None, cooldown=0.0):
     """The learning rate of (1-based) step ``step`` of ``total``.
 
     ``constant``: ``peak`` at every step (the book).  ``linear``: rises
-    linearly over the first ``warmup`` share of the steps (at least one step)
-    to ``peak``, then falls linearly from ``peak`` at the first step after
-    it to ``peak / (total - warm-up steps)`` at the last step.  ``total`` may be an estimate that changes
-    during a run (``--max-minutes``): the rate is a function of the step and
-    the current estimate only.
+    linearly over the first ``warmup`` share of the steps (at least one
+    step; ``warmup_steps``, when given, instead) to ``peak``, then falls
+    linearly from ``peak`` at the first step after it to ``peak / (total -
+    warm-up steps)`` at the last step.  ``wsd`` (warm-up, stable, decay):
+    the same warm-up, then ``peak`` until the last ``cooldown`` share of the
+    steps, over which it falls linearly to ``peak / cooldown steps`` at the
+    last step; with ``cooldown`` 0 it stays at ``peak``, so that one long run
+    serves many budgets, each ended by a cooldown branch from one of its
+    checkpoints.  ``total`` may be an estimate that changes during a run
+    (``--max-minutes``): the rate is a function of the step and the current
+    estimate only.
     """
     if schedule == 'constant':
         return peak
-    if schedule != 'linear':
-        raise ValueError(f'unknown schedule {schedule!r}: use constant or '
-                         'linear')
+    if schedule not in ('linear', 'wsd'):
+        raise ValueError(f'unknown schedule {schedule!r}: use constant, '
+                         'linear or wsd')
     total = max(int(total), 1)
-    warm = max(1, int(round(warmup * total))) if warmup > 0 else 0
+    if warmup_steps is not None:
+        warm = int(warmup_steps)
+    else:
+        warm = max(1, int(round(warmup * total))) if warmup > 0 else 0
     if step <= warm:
         return peak * step / warm
-    return peak * max(total - step + 1, 1) / max(total - warm, 1)
+    if schedule == 'linear':
+        return peak * max(total - step + 1, 1) / max(total - warm, 1)
+    decay = int(round(cooldown * total))
+    start = total - decay  # the last stable step
+    if decay <= 0 or step <= start:
+        return peak
+    return peak * max(total - step + 1, 1) / decay
 
 
 @mx.optimizer.register

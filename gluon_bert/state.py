@@ -8,6 +8,8 @@ directory) and a stopped fine-tuning run (in ``SAVE_DIR/resume/``)::
                             SHA-1 of each file below
     SUB/model-<step>.params      Gluon save_parameters
     SUB/trainer-<step>.states    the optimizer's state (nd.save, no pickle)
+    SUB/state-<step>.json        that step's state.json (pretraining's: a
+                                 cooldown branch starts from any of them)
 
 :func:`write_state` writes each file under a new name (temporary, then
 renamed), then ``state.json``, which only ever names complete files, then
@@ -26,7 +28,8 @@ from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
                     numpy_state_to_json, random_state_from_json,
                     random_state_to_json, write_error)
 
-__all__ = ['STATE', 'PARAMS', 'STATES', 'write_state', 'read_state', 'state_step',
+__all__ = ['STATE', 'PARAMS', 'STATES', 'write_state', 'read_state',
+           'state_step', 'saved_steps', 'step_state_name',
            'save_trainer_states', 'load_trainer_states', 'random_states',
            'restore_random_states', 'checkpoint_bytes', 'check_room']
 
@@ -36,6 +39,8 @@ STATE = 'state.json'
 #: the keys are the names a model directory gives the newest of them.
 PARAMS, STATES = 'model.params', 'trainer.states'
 _FILES = ((PARAMS, 'model-{:08d}.params'), (STATES, 'trainer-{:08d}.states'))
+#: With ``sub``, each step's state.json is kept beside its files too.
+_STEP_STATE = 'state-{:08d}.json'
 
 
 def write_state(folder, step, net, trainer, fields, sub='', keep=1,
@@ -45,8 +50,8 @@ def write_state(folder, step, net, trainer, fields, sub='', keep=1,
     ``net`` and ``trainer``'s optimizer state go to ``sub/`` under names with
     the step; ``fields`` (JSON-able: position, history, ...) go into
     state.json beside the files' SHA-1s and the optimizer's counts
-    (``trainer``).  The files of all but the newest ``keep`` steps are then
-    removed.  A write that cannot complete removes this step's files and
+    (``trainer``).  The files of all but the newest ``keep`` steps (None:
+    none) are then removed.  A write that cannot complete removes this step's files and
     raises a one-line :class:`~gluon_bert.utils.GluonBertError` (calling
     it ``what``: a checkpoint, a state).  Returns the state.
     """
@@ -63,6 +68,10 @@ def write_state(folder, step, net, trainer, fields, sub='', keep=1,
             key: {'path': name,
                   'sha1': file_digest(os.path.join(folder, name))}
             for key, name in names.items()})
+        if sub:  # each step's own copy: a branch can start from it
+            with atomic_write(os.path.join(folder, sub, _STEP_STATE.format(
+                    step)), 'w') as f:
+                json.dump(state, f)
         with atomic_write(os.path.join(folder, STATE), 'w') as f:
             json.dump(state, f)
     except (OSError, mx.MXNetError) as e:
@@ -78,7 +87,7 @@ def write_state(folder, step, net, trainer, fields, sub='', keep=1,
     return state
 
 
-def _steps(folder, sub):
+def saved_steps(folder, sub):
     """The steps whose files lie in ``folder/sub``, oldest first."""
     try:
         names = os.listdir(os.path.join(folder, sub))
@@ -90,7 +99,7 @@ def _steps(folder, sub):
 
 
 def _remove(folder, sub, step):
-    for _, pattern in _FILES:
+    for pattern in [p for _, p in _FILES] + [_STEP_STATE]:
         try:
             os.remove(os.path.join(folder, sub, pattern.format(step)))
         except OSError:
@@ -107,8 +116,16 @@ def _drop_unnamed(folder, sub, step):
 
 
 def _remove_older(folder, sub, keep):
-    for old in _steps(folder, sub)[:-keep]:
+    if not keep:  # None or 0: keep every step
+        return
+    for old in saved_steps(folder, sub)[:-keep]:
         _remove(folder, sub, old)
+
+
+def step_state_name(sub, step):
+    """Where :func:`write_state` keeps the state of ``step`` (with ``sub``),
+    relative to its folder."""
+    return os.path.join(sub, _STEP_STATE.format(step))
 
 
 def state_step(folder):
@@ -121,13 +138,13 @@ def state_step(folder):
         return None
 
 
-def read_state(folder, missing=None, settings=()):
-    """state.json of ``folder`` with every file it names checked against its
-    SHA-1; ``files[key]['path']`` made absolute.  ``missing``: the message
-    when there is no state.json (default: one naming the file), naming
-    ``settings``.  Any problem is a one-line
-    :class:`~gluon_bert.utils.GluonBertError`."""
-    path = os.path.join(folder, STATE)
+def read_state(folder, missing=None, settings=(), name=STATE):
+    """state.json of ``folder`` (or the state file ``name`` there) with every
+    file it names checked against its SHA-1; ``files[key]['path']`` made
+    absolute.  ``missing``: the message when there is no such file
+    (default: one naming it), naming ``settings``.  Any problem is a
+    one-line :class:`~gluon_bert.utils.GluonBertError`."""
+    path = os.path.join(folder, name)
     if not os.path.isfile(path):
         raise GluonBertError(missing or f'{path} is missing: no complete '
                              'state to resume', settings)

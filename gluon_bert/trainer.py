@@ -336,10 +336,12 @@ class TrainOptions:
     lr : float, optional
         The (peak) learning rate; by default the trainer's, or the book's
         0.01 when no trainer is given.
-    schedule, warmup : str, float
+    schedule, warmup, warmup_steps, cooldown : str, float, int, float
         The learning rate of every step: :func:`~gluon_bert.recipe.
-        learning_rate` (``'constant'``, the book's, or ``'linear'`` warm-up
-        over the ``warmup`` share of the steps, then linear decay).
+        learning_rate` (``'constant'``, the book's; ``'linear'`` warm-up
+        over the ``warmup`` share of the steps, or ``warmup_steps``, then
+        linear decay; ``'wsd'``: warm-up, constant, and a linear decay over
+        the last ``cooldown`` share).
     clip_norm : float
         Clip the summed gradients to this global norm (0: no clipping).
     accumulate : int
@@ -372,6 +374,8 @@ class TrainOptions:
     lr: float = None
     schedule: str = 'constant'
     warmup: float = 0.0
+    warmup_steps: int = None
+    cooldown: float = 0.0
     clip_norm: float = 0.0
     accumulate: int = 1
     fused: bool = True
@@ -554,7 +558,8 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     step = log.steps_done
     while not clock.finished(step):
         total = clock.total(step)
-        rate = learning_rate(step + 1, total, lr, o.schedule, o.warmup)
+        rate = learning_rate(step + 1, total, lr, o.schedule, o.warmup,
+                             o.warmup_steps, o.cooldown)
         trainer.set_learning_rate(rate)
         group = [next(batches) for _ in range(o.accumulate)]
         position = group[-1][1]

@@ -193,3 +193,46 @@ def test_the_glue_recipe_for_another_task_is_a_usage_error(capsys):
                              'snli', '--recipe', 'glue'])
     assert e.value.code == 2
     assert 'not --task snli' in capsys.readouterr().err
+
+
+def test_the_readmes_layout_names_every_module_and_no_other():
+    """README.md's module table and gluon_bert/ agree."""
+    root = os.path.join(os.path.dirname(C.__file__), os.pardir)
+    with open(os.path.join(root, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    layout = readme[readme.index('## Layout'):]
+    layout = layout[:layout.index('\n## ', 1)]
+    table = [line for line in layout.splitlines()
+             if line.startswith('| ') and not line.startswith('| job')]
+    named = {n for line in table
+             for n in re.findall(r'`(\w+)`', line.split('|')[2])}
+    modules = {os.path.basename(p)[:-3] for p in glob.glob(
+        os.path.join(root, 'gluon_bert', '*.py'))} - {'__init__'}
+    assert named == modules
+
+
+def test_every_library_module_is_used_by_a_command():
+    """The library is for reading: each module serves some command (through
+    the imports of the commands, followed to the end)."""
+    folder = os.path.dirname(C.__file__)
+    trees = {os.path.basename(p)[:-3]: ast.parse(open(p, encoding='utf-8')
+                                                 .read())
+             for p in glob.glob(os.path.join(folder, '*.py'))}
+    imports = {}
+    for name, tree in trees.items():
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found.update([node.module.split('.')[0]] if node.module else
+                             [a.name for a in node.names])
+        imports[name] = found & set(trees)
+    commands = {name for name, tree in trees.items()
+                if any(isinstance(n, ast.FunctionDef) and n.name == 'main'
+                       for n in tree.body)}
+    reached, todo = set(), list(commands | {'__init__'})
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(imports[name])
+    assert set(trees) - reached == set()

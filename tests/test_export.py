@@ -55,9 +55,26 @@ def _batch(vocab, sentences):
             onp.array([len(r) for r in rows], dtype='float32'))
 
 
-def test_the_books_pytorch_model_loads_the_export_and_agrees(model_dir,
-                                                             tmp_path):
-    folder, net, vocab = model_dir
+@pytest.fixture(scope='module')
+def tied_dir(tmp_path_factory):
+    """A model whose MLM output layer shares the token embedding."""
+    vocab = _vocab()
+    mx.random.seed(1)
+    net = BERTModel(len(vocab), 32, 64, 2, 2, 0.0, max_len=64,
+                    tie_output=True)
+    net.initialize(init.Normal(0.5))
+    net.mlm.decoder.bias.set_data(np.arange(len(vocab)) * 0.01)
+    folder = str(tmp_path_factory.mktemp('t') / 'bert')
+    return save_model_dir(folder, net, vocab), net, vocab
+
+
+@pytest.mark.parametrize('which', ['book', 'tied'])
+def test_the_books_pytorch_model_loads_the_export_and_agrees(
+        model_dir, tied_dir, tmp_path, which):
+    """Loaded strictly by d2l.torch.BERTModel, the export scores as the
+    model does; a tied output layer is exported as the book's own matrix,
+    a copy of the embedding."""
+    folder, net, vocab = model_dir if which == 'book' else tied_dir
     out = tmp_path / 'bert.pt'
     assert export.main(['--model-dir', folder, '--output', str(out)]) == 0
     meta = json.loads((tmp_path / 'bert.json').read_text())
@@ -80,6 +97,9 @@ def test_the_books_pytorch_model_loads_the_export_and_agrees(model_dir,
                np.array(positions, dtype='int32'))
     for a, b in zip(ours, theirs):  # encodings, MLM scores, NSP scores
         onp.testing.assert_allclose(b.numpy(), a.asnumpy(), atol=1e-5)
+    if which == 'tied':
+        assert torch.equal(book.mlm.mlp[3].weight,
+                           book.encoder.token_embedding.weight)
 
 
 def test_a_fine_tuned_classifier_predicts_the_same(model_dir, tmp_path):

@@ -257,3 +257,48 @@ def test_layernorm_matrix_form_equals_mxnets_kernel(width, monkeypatch):
             y, data.grad, ln.gamma.grad(), ln.beta.grad())])
     for matrix, kernel in zip(*results):
         onp.testing.assert_allclose(matrix, kernel, rtol=1e-4, atol=1e-4)
+
+
+def test_a_tied_output_layer_learns_from_both_of_its_uses():
+    """With tie_output the MLM decoder's weight is the token embedding's:
+    its gradient is the sum of what the embedding lookup and the decoder
+    give the book's untied model with the same weights; it is saved and
+    loaded as one matrix."""
+    tokens, segments, valid_lens, positions = inputs()
+    grads = {}
+    for tie in (False, True):
+        mx.random.seed(0)
+        net = M.BERTModel(V, 16, 32, 2, 1, 0.0, max_len=20, tie_output=tie)
+        net.initialize(init.Normal(0.3))
+        if tie:  # the untied model's weights, the decoder's = embedding's
+            net.mlm.decoder.bias.set_data(untied.mlm.decoder.bias.data())
+            for name in ('encoder', 'hidden', 'nsp'):
+                for a, b in zip(getattr(net, name).collect_params().values(),
+                                getattr(untied, name).collect_params()
+                                .values()):
+                    a.set_data(b.data())
+            for a, b in zip(list(net.mlm.collect_params().values())[:-2],
+                            list(untied.mlm.collect_params().values())[:-2]):
+                a.set_data(b.data())
+        else:
+            untied = net
+            net.mlm.decoder.weight.set_data(
+                net.encoder.token_embedding.weight.data())
+        with autograd.record():
+            _, mlm_Y_hat, nsp_Y_hat = net(tokens, segments, valid_lens,
+                                          positions)
+            loss = (mlm_Y_hat ** 2).sum() + nsp_Y_hat.sum()
+        loss.backward()
+        grads[tie] = (net.encoder.token_embedding.weight.grad().asnumpy(),
+                      net.mlm.decoder.weight.grad().asnumpy(),
+                      float(loss))
+    (embed, decoder, loss_untied), (tied, tied_dec, loss_tied) = (
+        grads[False], grads[True])
+    assert abs(loss_tied - loss_untied) < 1e-4 * abs(loss_untied)
+    onp.testing.assert_allclose(tied, embed + decoder, rtol=1e-4, atol=1e-5)
+    onp.testing.assert_array_equal(tied, tied_dec)  # one matrix
+    assert net.config['tie_output'] is True
+    assert 'tie_output' not in untied.config  # the book's config unchanged
+    names = [p.name for p in net.collect_params().values()]
+    assert len(names) == len(set(names)) == len(
+        list(untied.collect_params().keys())) - 1

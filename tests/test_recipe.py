@@ -9,6 +9,7 @@ from d2l import mxnet as d2l
 from mxnet import gluon, init, np, npx
 
 from gluon_bert import dataset as ds
+from gluon_bert import config as C
 from gluon_bert import pretrain, recipe
 from gluon_bert import trainer as T
 from gluon_bert.checkpoint import load_pretrained
@@ -248,7 +249,7 @@ def test_recipe_fills_unset_flags_only():
     assert bert.lr == 0.003 and bert.resample is False
     assert (bert.optimizer, bert.schedule, bert.clip_norm,
             bert.weight_decay) == ('adamw', 'linear', 1.0, 0.01)
-    assert bert.batch_size == recipe.RECIPES['bert']['batch_size']
+    assert bert.batch_size == C.RECIPES['bert']['batch_size']
 
 
 def test_max_minutes_stops_saves_and_ends_the_schedule(corpus_dir, tmp_path,
@@ -265,7 +266,7 @@ def test_max_minutes_stops_saves_and_ends_the_schedule(corpus_dir, tmp_path,
     assert 6 <= history['wall'][-1] < 6 + 5
     assert history['wall'][-2] < 6
     # the schedule ran to (nearly) zero with the budget
-    peak = recipe.RECIPES['bert']['lr']
+    peak = C.RECIPES['bert']['lr']
     assert max(history['lr']) == pytest.approx(peak, rel=0.05)
     assert history['lr'][-1] < 0.1 * peak
     assert abs(history['total'][-1] - steps) <= 0.1 * steps
@@ -310,3 +311,22 @@ def test_drop_last_leaves_out_the_smaller_batch(corpus_dir):
     onp.random.seed(0)
     sizes = [b[0].shape[0] for b in drop]
     assert sizes == [16] * len(drop)
+
+
+def test_the_wsd_schedule_at_known_steps():
+    """Warm-up over 10 steps, stable, then a linear decay over the last 20
+    of 100 steps, computed by hand; with no cooldown it stays at the peak
+    (a long run that branches end)."""
+    def rate(step, cooldown=0.2, total=100):
+        return recipe.learning_rate(step, total, 1.0, 'wsd',
+                                    warmup_steps=10, cooldown=cooldown)
+    assert [rate(s) for s in (1, 5, 10, 11, 50, 80)] == [
+        0.1, 0.5, 1.0, 1.0, 1.0, 1.0]
+    assert [rate(s) for s in (81, 90, 100)] == [1.0, 11 / 20, 1 / 20]
+    assert rate(100, cooldown=0) == rate(1000, cooldown=0, total=1000) == 1.0
+    # a branch of 125 steps cooling from step 100: the same warm-up and
+    # plateau as the long run up to there
+    assert [rate(s, 0.2, 125) for s in (10, 100, 101, 125)] == [
+        1.0, 1.0, 1.0, 1 / 25]
+    with pytest.raises(ValueError, match='unknown schedule'):
+        recipe.learning_rate(1, 10, 1.0, 'cosine')

@@ -367,3 +367,41 @@ def test_no_room_for_two_checkpoints_refuses_before_training(
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and '2 checkpoints of this model' in err
     assert not (save / 'state.json').exists()
+
+
+def test_a_cooldown_branch_continues_a_wsd_run_exactly(corpus_dir, tmp_path,
+                                                       capsys):
+    """A long --schedule wsd run (no cooldown, every checkpoint kept) and a
+    branch from its step 6 that cools down over steps 7-12 give the same
+    run, step by step, as one run of 12 steps with that cooldown; the long
+    run is not touched."""
+    wsd = ['--recipe', 'bert', '--schedule', 'wsd', '--warmup-steps', '2',
+           '--log-every', '0']
+    direct, main, branch = (tmp_path / n for n in ('direct', 'main', 'b'))
+    assert pretrain.main(_command(corpus_dir, direct, 12, *wsd, '--cooldown',
+                                  '0.5')[3:]) == 0
+    assert pretrain.main(_command(corpus_dir, main, 16, *wsd,
+                                  '--checkpoint-every', '3',
+                                  '--keep-checkpoints', '0')[3:]) == 0
+    kept = sorted(os.listdir(main / 'checkpoints'))
+    assert 'state-00000006.json' in kept and 'model-00000003.params' in kept
+    before = (main / 'state.json').read_bytes()
+    capsys.readouterr()
+    assert pretrain.main(['--save-dir', str(branch), '--branch-from',
+                          str(main), '--branch-step', '6', '--steps', '12',
+                          '--cooldown', '0.5', '--log-every', '0']) == 0
+    assert 'Branched from' in capsys.readouterr().out
+    a, b = _history(direct), _history(branch)
+    assert b['step'] == a['step'] == list(range(1, 13))
+    onp.testing.assert_allclose(b['lr'], a['lr'], rtol=1e-6)
+    onp.testing.assert_allclose(b['mlm_step'], a['mlm_step'], rtol=1e-5)
+    assert len(set(a['lr'][1:6])) == 1  # warmed up by step 2, stable to 6
+    assert a['lr'][-1] < a['lr'][7] < a['lr'][5]  # then cooling down
+    assert (main / 'state.json').read_bytes() == before
+    # a step the long run did not keep: one line naming the kept ones
+    assert pretrain.main(['--save-dir', str(tmp_path / 'c'), '--branch-from',
+                          str(main), '--branch-step', '5', '--steps',
+                          '10']) == 1
+    err = capsys.readouterr().err.strip()
+    assert 'keeps no checkpoint of step 5' in err and '3, 6' in err
+    assert '--keep-checkpoints' in err
