@@ -5,9 +5,12 @@ the checkpoint.
 (what ``train_bert`` returns, ``state.json`` saves, ``history.csv`` and
 ``loss.png`` show), the book's running sums, and prints the progress,
 evaluation and closing lines.  A resumed run's history is continued.
+:class:`Clock` says when a run with a time budget ends.
 """
+import time
 
-__all__ = ['HISTORY_LISTS', 'History', 'UNKNOWN_TOTAL', 'format_seconds',
+__all__ = ['HISTORY_LISTS', 'History', 'Clock', 'UNKNOWN_TOTAL',
+           'format_seconds',
            'progress_line', 'eval_line']
 
 #: A run's number of steps before anything is measured (a time budget):
@@ -134,3 +137,58 @@ def format_seconds(seconds):
     if seconds >= 3600:
         return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
     return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+class Clock:
+    """Wall-clock time of a run, when to stop, and the steps to plan for.
+
+    The learning-rate schedule needs the number of steps; with a time budget
+    (``max_seconds``) it is estimated as the steps done plus the time left
+    divided by the mean wall-clock time of the steps this process has run
+    (evaluations and checkpoints included), leaving out the first, which
+    builds the graph.  Until two steps are measured the estimate is the last
+    one of a resumed run, or :attr:`UNKNOWN` (the first steps of warm-up then
+    run at almost no learning rate).  Time counts on across resumed runs.
+    """
+
+    #: The estimate before anything is measured: a run of unknown length.
+    UNKNOWN = UNKNOWN_TOTAL
+
+    def __init__(self, num_steps, max_seconds, history):
+        self.num_steps, self.max_seconds = num_steps, max_seconds
+        self.fallback = (history['total'][-1] if history['total']
+                         else None) or self.UNKNOWN
+        walls = [w for w in history['wall'] if w is not None]
+        self._before = walls[-1] if walls else (
+            history['seconds'][-1] if history['seconds'] else 0.0)
+        self._start = time.perf_counter()
+        self._first = None  # (step, wall) after this process's first step
+
+    def wall(self):
+        return self._before + time.perf_counter() - self._start
+
+    def finished(self, step):
+        return ((self.num_steps is not None and step >= self.num_steps)
+                or (self.max_seconds is not None
+                    and self.wall() >= self.max_seconds))
+
+    def total(self, step):
+        """The number of steps the schedule plans for, before ``step + 1``."""
+        if self.max_seconds is None:
+            return self.num_steps
+        if self._first is None or step - self._first[0] < 2:
+            total = self.fallback
+        else:
+            per_step = (self.wall() - self._first[1]) / (step - self._first[0])
+            total = step + max(0, int((self.max_seconds - self.wall())
+                                      / per_step))
+        return total if self.num_steps is None else min(total, self.num_steps)
+
+    def observe(self, step):
+        if self._first is None:
+            self._first = (step, self.wall())
+
+    def seconds_left(self, step, train_seconds):
+        if self.max_seconds is not None:
+            return max(0.0, self.max_seconds - self.wall())
+        return train_seconds / step * (self.num_steps - step)

@@ -18,10 +18,13 @@ README show the runs.
 import math
 
 import mxnet as mx
-from mxnet import np
+from mxnet import gluon, init, np
+
+from .utils import GluonBertError
 
 __all__ = ['learning_rate', 'AdamW', 'NO_DECAY_PATTERN',
-           'exclude_from_weight_decay', 'clip_global_norm']
+           'exclude_from_weight_decay', 'clip_global_norm', 'init_bert',
+           'make_trainer', 'apply_gradients']
 
 # The recipes themselves are named presets of the pretraining configuration:
 # gluon_bert.config.RECIPES
@@ -126,3 +129,69 @@ def clip_global_norm(grads, max_norm):
     for g in grads:
         g *= scale
     return total
+
+
+def init_bert(net, devices, method='xavier'):
+    """Initialize ``net`` on ``devices`` unless already initialized.
+
+    ``method`` 'xavier' is the book's (``init.Xavier()`` for every weight);
+    'normal' is BERT's own, N(0, 0.02^2) for every weight and embedding.
+    Biases start at 0 and LayerNorms at (1, 0) with either.
+    """
+    if method not in ('xavier', 'normal'):
+        raise GluonBertError(f'unknown init {method!r}: use xavier or normal')
+    params = net.collect_params()
+    fresh = []
+    for param in params.values():
+        try:
+            param.list_ctx()
+        except RuntimeError:
+            fresh.append(param)
+    default = init.Xavier() if method == 'xavier' else init.Normal(0.02)
+    for param in fresh:
+        param.initialize(default_init=default, ctx=devices)
+    return net
+
+
+def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
+                 weight_decay=0.0):
+    """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
+
+    Updates run on each device (``update_on_kvstore=False``), the gradients
+    being summed across devices (and workers) through ``kvstore`` ('device',
+    'local', or a KVStore such as ``mx.kv.create('dist_sync')``); so every
+    device holds the optimizer state, which checkpoints save and restore.
+    ``optimizer='adamw'`` is Adam with decoupled ``weight_decay``
+    (:class:`~gluon_bert.recipe.AdamW`), which then skips LayerNorm and
+    biases; with 'adam' or 'sgd' a weight decay is the classic L2 term.
+    """
+    params = {'learning_rate': lr}
+    if weight_decay:
+        params['wd'] = weight_decay
+        if optimizer == 'adamw':
+            exclude_from_weight_decay(net)
+    return gluon.Trainer(net.collect_params(), optimizer, params,
+                         kvstore=kvstore, update_on_kvstore=False)
+
+
+def apply_gradients(trainer, net, devices, clip_norm=0.0, batch_size=1):
+    """Sum the gradients over devices (and workers), clip them, update.
+
+    The gradients are divided by ``batch_size`` (``trainer.step``'s
+    argument: 1 when the loss is normalized already, as pretraining's is;
+    the batch's size for a summed loss, as the book's fine-tuning does).
+    Pretraining and fine-tuning both step through here.  Returns the global
+    gradient norm before clipping (None without clipping).
+    """
+    if not clip_norm:
+        trainer.step(batch_size)  # the book's: allreduce and update at once
+        return None
+    trainer.allreduce_grads()
+    params = [p for p in net.collect_params().values()
+              if p.grad_req != 'null']
+    # Every device holds the same summed gradients, so the same norm
+    norms = [clip_global_norm([p.grad(device) for p in params],
+                              clip_norm * batch_size)
+             for device in devices]
+    trainer.update(batch_size)
+    return float(norms[0]) / batch_size

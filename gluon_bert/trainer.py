@@ -17,15 +17,16 @@ import time
 
 import mxnet as mx
 import numpy as onp
-from mxnet import autograd, gluon, init, npx
+from mxnet import autograd, gluon, npx
 
 from .distributed import Allreduce
-from .history import UNKNOWN_TOTAL, History
+from .history import Clock, History
 from .loss import BERTPretrainLoss
 from .packing import host_fields, pack_shards
+# The optimizer's side (gluon_bert.recipe), importable from here as the
+# book's training module offers it
+from .recipe import apply_gradients, init_bert, learning_rate, make_trainer
 from .threads import ensure_cpu_threads
-from .recipe import (clip_global_norm, exclude_from_weight_decay,
-                     learning_rate)
 from .utils import (GluonBertError, numpy_state_from_json,
                     numpy_state_to_json)
 
@@ -47,28 +48,6 @@ class NonFiniteLossError(GluonBertError):
         self.step = step
         super().__init__(f'loss is not finite at step {step} (MLM {mlm}, NSP '
                          f'{nsp}): lower the learning rate (lr)', ['lr'])
-
-
-def init_bert(net, devices, method='xavier'):
-    """Initialize ``net`` on ``devices`` unless already initialized.
-
-    ``method`` 'xavier' is the book's (``init.Xavier()`` for every weight);
-    'normal' is BERT's own, N(0, 0.02^2) for every weight and embedding.
-    Biases start at 0 and LayerNorms at (1, 0) with either.
-    """
-    if method not in ('xavier', 'normal'):
-        raise GluonBertError(f'unknown init {method!r}: use xavier or normal')
-    params = net.collect_params()
-    fresh = []
-    for param in params.values():
-        try:
-            param.list_ctx()
-        except RuntimeError:
-            fresh.append(param)
-    default = init.Xavier() if method == 'xavier' else init.Normal(0.02)
-    for param in fresh:
-        param.initialize(default_init=default, ctx=devices)
-    return net
 
 
 def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
@@ -158,27 +137,6 @@ def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
         nsp_ls.append(nsp_l)
         ls.append(mlm_l + nsp_l)
     return mlm_ls, nsp_ls, ls
-
-
-def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
-                 weight_decay=0.0):
-    """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
-
-    Updates run on each device (``update_on_kvstore=False``), the gradients
-    being summed across devices (and workers) through ``kvstore`` ('device',
-    'local', or a KVStore such as ``mx.kv.create('dist_sync')``); so every
-    device holds the optimizer state, which checkpoints save and restore.
-    ``optimizer='adamw'`` is Adam with decoupled ``weight_decay``
-    (:class:`~gluon_bert.recipe.AdamW`), which then skips LayerNorm and
-    biases; with 'adam' or 'sgd' a weight decay is the classic L2 term.
-    """
-    params = {'learning_rate': lr}
-    if weight_decay:
-        params['wd'] = weight_decay
-        if optimizer == 'adamw':
-            exclude_from_weight_decay(net)
-    return gluon.Trainer(net.collect_params(), optimizer, params,
-                         kvstore=kvstore, update_on_kvstore=False)
 
 
 def step_seed(seed, step):
@@ -280,29 +238,6 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
     return mlm_l, nsp_l, mlm_hits, nsp_hits, num_pairs, num_mlm_slots
 
 
-def apply_gradients(trainer, net, devices, clip_norm=0.0, batch_size=1):
-    """Sum the gradients over devices (and workers), clip them, update.
-
-    The gradients are divided by ``batch_size`` (``trainer.step``'s
-    argument: 1 when the loss is normalized already, as pretraining's is;
-    the batch's size for a summed loss, as the book's fine-tuning does).
-    Pretraining and fine-tuning both step through here.  Returns the global
-    gradient norm before clipping (None without clipping).
-    """
-    if not clip_norm:
-        trainer.step(batch_size)  # the book's: allreduce and update at once
-        return None
-    trainer.allreduce_grads()
-    params = [p for p in net.collect_params().values()
-              if p.grad_req != 'null']
-    # Every device holds the same summed gradients, so the same norm
-    norms = [clip_global_norm([p.grad(device) for p in params],
-                              clip_norm * batch_size)
-             for device in devices]
-    trainer.update(batch_size)
-    return float(norms[0]) / batch_size
-
-
 @dataclasses.dataclass
 class Callbacks:
     """What :func:`train_bert` calls while it trains.
@@ -361,7 +296,7 @@ class TrainOptions:
     max_seconds : float, optional
         Stop once the wall-clock time of training (evaluations included,
         summed over resumed runs) reaches this; the schedule then runs on
-        an estimate of the steps that fit (see :class:`_Clock`).
+        an estimate of the steps that fit (see :class:`~gluon_bert.history.Clock`).
     eval_every : int
         Call ``evaluate`` every so many steps and after the last (0: never).
     log_every : int
@@ -386,61 +321,6 @@ class TrainOptions:
     log_every: int = 10
     verbose: bool = True
     nsp_weight: float = 1.0
-
-
-class _Clock:
-    """Wall-clock time of a run, when to stop, and the steps to plan for.
-
-    The learning-rate schedule needs the number of steps; with a time budget
-    (``max_seconds``) it is estimated as the steps done plus the time left
-    divided by the mean wall-clock time of the steps this process has run
-    (evaluations and checkpoints included), leaving out the first, which
-    builds the graph.  Until two steps are measured the estimate is the last
-    one of a resumed run, or :attr:`UNKNOWN` (the first steps of warm-up then
-    run at almost no learning rate).  Time counts on across resumed runs.
-    """
-
-    #: The estimate before anything is measured: a run of unknown length.
-    UNKNOWN = UNKNOWN_TOTAL
-
-    def __init__(self, num_steps, max_seconds, history):
-        self.num_steps, self.max_seconds = num_steps, max_seconds
-        self.fallback = (history['total'][-1] if history['total']
-                         else None) or self.UNKNOWN
-        walls = [w for w in history['wall'] if w is not None]
-        self._before = walls[-1] if walls else (
-            history['seconds'][-1] if history['seconds'] else 0.0)
-        self._start = time.perf_counter()
-        self._first = None  # (step, wall) after this process's first step
-
-    def wall(self):
-        return self._before + time.perf_counter() - self._start
-
-    def finished(self, step):
-        return ((self.num_steps is not None and step >= self.num_steps)
-                or (self.max_seconds is not None
-                    and self.wall() >= self.max_seconds))
-
-    def total(self, step):
-        """The number of steps the schedule plans for, before ``step + 1``."""
-        if self.max_seconds is None:
-            return self.num_steps
-        if self._first is None or step - self._first[0] < 2:
-            total = self.fallback
-        else:
-            per_step = (self.wall() - self._first[1]) / (step - self._first[0])
-            total = step + max(0, int((self.max_seconds - self.wall())
-                                      / per_step))
-        return total if self.num_steps is None else min(total, self.num_steps)
-
-    def observe(self, step):
-        if self._first is None:
-            self._first = (step, self.wall())
-
-    def seconds_left(self, step, train_seconds):
-        if self.max_seconds is not None:
-            return max(0.0, self.max_seconds - self.wall())
-        return train_seconds / step * (self.num_steps - step)
 
 
 #: What one optimizer step measured: losses and hits summed over the batch's
@@ -553,7 +433,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = Allreduce(kvstore)
     log = History(devices, resume, o)
-    clock = _Clock(num_steps, o.max_seconds, log.history)
+    clock = Clock(num_steps, o.max_seconds, log.history)
     batches = _batches(train_iter, resume and resume.get('position'))
     step = log.steps_done
     while not clock.finished(step):
