@@ -6,7 +6,8 @@
 # checkpoint line (the tests assert it).  Prints one line per round and the
 # closing count; the log of each round is kept in $LOGS (default
 # benchmarks/results/soak_launch/).  Needs root, iproute2 and
-# openssh-server for the two-host tests (else they are skipped).
+# openssh-server for the two-host tests: a round in which any test was
+# skipped counts as failed (a soak that skipped them proves nothing).
 #   bash benchmarks/soak_launch.sh [N] [extra pytest arguments]
 set -u
 cd "$(dirname "$0")/.."
@@ -17,8 +18,9 @@ python=${PYTHON:-.venv/bin/python}
 passed=0
 for i in $(seq 1 "$rounds"); do
     start=$(date +%s)
-    if "$python" -m pytest -q -p no:cacheprovider tests/test_hosts.py \
-            tests/test_launch.py "$@" > "$logs/round-$i.log" 2>&1; then
+    if "$python" -m pytest -q -rs -p no:cacheprovider tests/test_hosts.py \
+            tests/test_launch.py "$@" > "$logs/round-$i.log" 2>&1 \
+            && ! tail -n 1 "$logs/round-$i.log" | grep -q skipped; then
         passed=$((passed + 1))
         echo "round $i: $(tail -n 1 "$logs/round-$i.log") ($(( $(date +%s) - start )) s)"
     else
