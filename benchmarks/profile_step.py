@@ -70,8 +70,12 @@ def main(argv=None):
     trainer = make_trainer(net, options.lr)
     train_bert(batches[:2], net, loss, len(dataset.vocab), devices, 2,
                trainer, options)
+    # (never os.devnull: MXNet writes its trace to a new file and renames
+    # it over the name, which replaced /dev/null with a regular file here)
+    import tempfile
+    trace = os.path.join(tempfile.mkdtemp(), 'profile.json')
     mx.profiler.set_config(profile_all=True, aggregate_stats=True,
-                           filename=os.devnull)
+                           filename=trace)
     mx.profiler.set_state('run')
     start = time.perf_counter()
     train_bert(batches[2:], net, loss, len(dataset.vocab), devices,

@@ -14,21 +14,21 @@ Data flow (finding, downloading and reading the files is
     wiki.<split>.tokens --read_wiki--> paragraphs (lists of sentence strings)
         --WikiTextDataset--> vocab + 7 padded arrays --DataIter--> batches
 """
-import collections.abc
 import dataclasses
 import hashlib
 import itertools
-import json
 import logging
 import os
 import random
 
 import numpy as onp
 
-from .utils import (GluonBertError, atomic_write, check_batch_size,
-                    file_digest, random_state_from_json,
-                    random_state_to_json)
+from .utils import GluonBertError, check_batch_size, file_digest
 from .vocab import Vocab, tokenize
+# The examples' on-disk cache: gluon_bert.cache
+from .cache import cache_key, load_cache, save_cache
+# The batches of the examples: gluon_bert.batches
+from .batches import FIELDS, Batch, DataIter, shard_indices
 # Where the text comes from, and the book's reader: gluon_bert.wikitext
 from .wikitext import (default_cache_dir, read_paragraphs, read_wiki,
                        resolve_data_dir, wiki_sentences)
@@ -44,12 +44,8 @@ logger = logging.getLogger(__name__)
 
 #: The special tokens the book reserves in the BERT vocabulary.
 RESERVED_TOKENS = ['<pad>', '<mask>', '<cls>', '<sep>']
-#: The seven fields of an example, in the book's order.
-FIELDS = ('tokens', 'segments', 'valid_lens', 'pred_positions',
-          'mlm_weights', 'mlm_labels', 'nsp_labels')
 _DTYPES = ('int32', 'int32', 'float32', 'int32', 'float32', 'int32',
            'float32')
-_CACHE_FORMAT = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,49 +297,6 @@ def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random,
 
 
 # --------------------------------------------------------------------------
-# On-disk cache
-# --------------------------------------------------------------------------
-def _arrays_digest(arrays):
-    h = hashlib.sha1()
-    for name in FIELDS:
-        a = onp.ascontiguousarray(arrays[name])
-        h.update(f'{name}{a.dtype}{a.shape}'.encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _cache_key(file_sha1, split, max_len, rng_state, vocab_key):
-    h = hashlib.sha1()
-    h.update(json.dumps([_CACHE_FORMAT, file_sha1, split, max_len,
-                         vocab_key]).encode())
-    h.update(repr(rng_state).encode())
-    return h.hexdigest()
-
-
-def _save_cache(path, arrays, vocab, rng_state_after):
-    meta = {'format': _CACHE_FORMAT, 'digest': _arrays_digest(arrays),
-            'vocab': vocab.to_dict(),
-            'rng_after': random_state_to_json(rng_state_after)}
-    with atomic_write(path, 'wb') as f:
-        onp.savez(f, meta=onp.array(json.dumps(meta)), **arrays)
-
-
-def _load_cache(path):
-    """Arrays, vocab and `random` state of a cache entry, or None if unusable."""
-    try:
-        with onp.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z['meta']))
-            arrays = {name: z[name] for name in FIELDS}
-        if (meta.get('format') != _CACHE_FORMAT
-                or meta.get('digest') != _arrays_digest(arrays)):
-            return None
-        return (arrays, Vocab.from_dict(meta['vocab']),
-                random_state_from_json(meta['rng_after']))
-    except Exception:  # corrupt, truncated, foreign: rebuild, never trust
-        return None
-
-
-# --------------------------------------------------------------------------
 # Dataset and batches
 # --------------------------------------------------------------------------
 class WikiTextDataset:
@@ -403,43 +356,6 @@ class WikiTextDataset:
         return len(self.arrays['tokens'])
 
 
-class Batch(collections.abc.Sequence):
-    """A batch: the book's seven fields.
-
-    ``host`` holds them as NumPy arrays; indexing or iterating the batch
-    gives them as ``mxnet.np`` arrays, made the first time they are asked
-    for.  So a consumer that works on the host (the fused step packs the
-    tokens and MLM slots there) never makes device arrays it does not read,
-    and one that wants MXNet arrays (the book's loss path, evaluation) gets
-    them as from the book's DataLoader.
-
-    Parameters
-    ----------
-    fields : sequence of mxnet.np.ndarray, or None
-        The MXNet arrays, if made already (None: made on first use).
-    host : sequence of numpy.ndarray
-    """
-
-    def __init__(self, fields, host):
-        self.host = tuple(host)
-        self._fields = None if fields is None else tuple(fields)
-
-    @property
-    def fields(self):
-        """The seven fields as ``mxnet.np`` arrays (made once)."""
-        if self._fields is None:
-            from mxnet import np
-            self._fields = tuple(np.array(a, dtype=a.dtype)
-                                 for a in self.host)
-        return self._fields
-
-    def __getitem__(self, index):
-        return self.fields[index]
-
-    def __len__(self):
-        return len(self.host)
-
-
 class ResampledEpochs:
     """New NSP pairs and MLM masks for every pass over the text.
 
@@ -487,99 +403,6 @@ class ResampledEpochs:
         return WikiTextDataset._from_arrays(arrays, self.vocab, self.max_len)
 
 
-class DataIter:
-    """Minibatches of a :class:`WikiTextDataset`, like the book's DataLoader.
-
-    Each iteration reshuffles with NumPy's global RNG exactly as Gluon's
-    ``RandomSampler`` does (so a ``numpy.random.seed`` gives the book's batch
-    order) and keeps the last, smaller batch.  Batches (:class:`Batch`) are
-    the seven fields sliced from the dataset's arrays in one step each,
-    instead of stacking hundreds of per-example arrays: NumPy arrays, made
-    into ``mxnet.np`` arrays only if the consumer asks for them.
-
-    Parameters
-    ----------
-    dataset : WikiTextDataset
-        The examples of epoch 0.
-    batch_size : int
-    shuffle : bool
-    shard : (rank, num_workers), optional
-        Use only this worker's share of every epoch (:func:`shard_indices`).
-    resample : callable, optional
-        ``resample(epoch) -> WikiTextDataset`` gives the examples of epochs
-        1, 2, ... (e.g. :class:`ResampledEpochs`); without it every epoch
-        reuses ``dataset``, as the book does.  :meth:`set_epoch` switches.
-    drop_last : bool
-        Leave out the last, smaller batch of every pass (the book keeps it).
-        Resampled epochs differ in size, so their last batches would give
-        the hybridized graph a new input shape every epoch.
-    """
-
-    def __init__(self, dataset, batch_size, shuffle=True, shard=None,
-                 resample=None, drop_last=False):
-        check_batch_size(batch_size)
-        self.batch_size, self.shuffle = int(batch_size), shuffle
-        self.drop_last = drop_last
-        self.shard, self.resample = shard, resample
-        self._first = dataset
-        self.epoch = 0
-        self._use(dataset)
-        self.vocab = dataset.vocab
-
-    def _use(self, dataset):
-        self.dataset = dataset
-        # The examples this iterator reads: all, or one worker's share
-        self.indices = (onp.arange(len(dataset)) if self.shard is None
-                        else shard_indices(len(dataset), *self.shard))
-
-    def set_epoch(self, epoch):
-        """Use the examples of ``epoch`` (epoch 0: the dataset given)."""
-        if epoch != self.epoch and self.resample is not None:
-            self._use(self._first if epoch == 0 else self.resample(epoch))
-        self.epoch = epoch
-
-    def __len__(self):
-        if self.drop_last:
-            return len(self.indices) // self.batch_size
-        return -(-len(self.indices) // self.batch_size)
-
-    def batch_order(self):
-        """The example order of one pass (draws from NumPy's RNG if shuffling)."""
-        order = onp.arange(len(self.indices))
-        if self.shuffle:
-            onp.random.shuffle(order)
-        return self.indices[order]
-
-    def batches(self, order, start=0):
-        """Yield the batches of ``order``, starting at batch ``start``.
-
-        Each is a :class:`Batch`: the seven fields as NumPy arrays in
-        ``.host``, as ``mxnet.np`` arrays when indexed or iterated.
-        """
-        arrays = [self.dataset.arrays[name] for name in FIELDS]
-        end = (len(order) // self.batch_size * self.batch_size
-               if self.drop_last else len(order))
-        for i in range(start * self.batch_size, end, self.batch_size):
-            idx = order[i:i + self.batch_size]
-            host = tuple(a[idx] for a in arrays)
-            yield Batch(None, host)
-
-    def __iter__(self):
-        return self.batches(self.batch_order())
-
-
-def shard_indices(num_examples, rank, num_workers):
-    """The examples of worker ``rank`` of ``num_workers``: every num_workers-th.
-
-    All shards have the same size (the last ``num_examples % num_workers``
-    examples are left out), so the workers run in step.
-    """
-    if not 0 <= rank < num_workers:
-        raise GluonBertError(f'rank {rank} is not in [0, {num_workers})')
-    usable = num_examples - num_examples % num_workers
-    return onp.arange(usable)[rank::num_workers]
-
-
 def load_dataset(max_len, data_dir=None, split='train', vocab=None,
                  min_freq=5, cache_dir=None, use_cache=True, download=True,
                  verbose=False, sampling=BOOK_SAMPLING):
@@ -600,12 +423,12 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
     rng_state = random.getstate()
     path = None
     if use_cache:
-        key = _cache_key(file_digest(file_name), split, max_len, rng_state,
+        key = cache_key(file_digest(file_name), split, max_len, rng_state,
                          vocab_key)
         path = os.path.join(cache_dir or default_cache_dir(), 'examples',
                             f'{split}-{max_len}-{key[:20]}.npz')
         if os.path.exists(path):
-            hit = _load_cache(path)
+            hit = load_cache(path)
             if hit is not None:
                 arrays, cached_vocab, rng_after = hit
                 random.setstate(rng_after)
@@ -619,7 +442,7 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
                               min_freq=min_freq, sampling=sampling)
     if path is not None:
         try:
-            _save_cache(path, dataset.arrays, dataset.vocab, random.getstate())
+            save_cache(path, dataset.arrays, dataset.vocab, random.getstate())
         except OSError as e:  # a read-only cache must not stop training
             logger.warning('could not write the example cache %s: %s', path,
                            e)

@@ -39,7 +39,8 @@ import sys
 
 from .classifier import (evaluate_task, finetune, format_metrics,
                          load_classifier, save_classifier, set_dropout)
-from .config import FinetuneConfig, add_arguments, finetune_recipe
+from .config import FinetuneConfig, finetune_recipe
+from .flags import add_arguments
 from .tasks import TASKS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     write_error)
@@ -193,7 +194,7 @@ def _make_room(args, say):
     something else, such as a pretrained model, is not replaced without
     --overwrite)."""
     from . import rundir
-    from .config import differing_settings
+    from .flags import differing_settings
     earlier = _earlier_run(args.save_dir)
     if earlier is not None:
         saved, holds = earlier
@@ -230,7 +231,7 @@ def _progress(args):
     """The stopped run of --save-dir that --resume continues, checked to
     have this command's settings."""
     from .classifier import load_progress
-    from .config import differing_settings
+    from .flags import differing_settings
     state = load_progress(args.save_dir)
     differ = differing_settings(state.get('config'), args)
     if differ:
@@ -346,7 +347,7 @@ def _run(args, state, out):
 def _say_stopped(args, position, signum):
     """The one line of a run stopped by a signal, and how to go on."""
     from .classifier import PROGRESS
-    from .config import command_line
+    from .flags import command_line
     from .signals import signal_name
     flags = command_line(args, drop=('resume', 'overwrite'))
     print(f'Stopped by {signal_name(signum)} at epoch {position["epoch"]}, '

@@ -22,9 +22,8 @@ import signal
 import sys
 import time
 
-from .config import (RECIPES, PretrainConfig, add_arguments,
-                     config_from_flags,
-                     describe_recipe, resumed_config)
+from .config import RECIPES, PretrainConfig, describe_recipe
+from .flags import add_arguments, config_from_flags, resumed_config
 from .sizes import PRESETS
 from .signals import StopOnSignal, run_stoppable, signal_name
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
@@ -319,7 +318,7 @@ def _make_room(config, say):
     """Before a new run (not --resume) writes into --save-dir: the rule of
     :func:`~gluon_bert.rundir.make_room`."""
     from . import rundir
-    from .config import differing_settings
+    from .flags import differing_settings
     earlier = _earlier_run(config.save_dir)
     if earlier is None:
         return

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from gluon_bert import config as C
+from gluon_bert import flags as F
 from gluon_bert import pretrain
 from gluon_bert.utils import GluonBertError
 
@@ -20,9 +21,9 @@ def test_every_field_is_a_flag_and_every_flag_a_field():
 
 
 def test_recipes_are_presets_of_the_configuration():
-    book = C.config_from_flags({})
+    book = F.config_from_flags({})
     assert book == C.PretrainConfig()  # the book's recipe is the defaults
-    bert = C.config_from_flags({'recipe': 'bert', 'lr': 1e-3})
+    bert = F.config_from_flags({'recipe': 'bert', 'lr': 1e-3})
     assert bert.lr == 1e-3  # a flag wins over the recipe
     for key in C.RECIPE_KEYS:
         if key != 'lr':
@@ -33,24 +34,24 @@ def test_recipes_are_presets_of_the_configuration():
 
 
 def test_a_saved_configuration_round_trips():
-    config = C.config_from_flags({'recipe': 'bert', 'max_minutes': 30.0})
+    config = F.config_from_flags({'recipe': 'bert', 'max_minutes': 30.0})
     assert C.PretrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(GluonBertError, match='unknown settings colour'):
         C.PretrainConfig.from_dict(dict(config.to_dict(), colour='red'))
 
 
 def test_resume_keeps_the_run_takes_new_limits_and_refuses_changes():
-    saved = C.config_from_flags({'recipe': 'bert', 'max_minutes': 5.0,
+    saved = F.config_from_flags({'recipe': 'bert', 'max_minutes': 5.0,
                                  'log_every': 3, 'save_dir': 'a'}).to_dict()
-    resumed = C.resumed_config(saved, {'resume': True, 'max_minutes': 9.0,
+    resumed = F.resumed_config(saved, {'resume': True, 'max_minutes': 9.0,
                                        'save_dir': 'a'})
     assert resumed.recipe == 'bert' and resumed.lr == 3e-3  # same
     assert resumed.max_minutes == 9.0  # a limit given again
     assert resumed.log_every == 10  # free: this command's (the default)
     # An older run's 'settings' (no 'config'): the rest are defaults
-    assert C.resumed_config({'lr': 0.5}, {}).lr == 0.5
+    assert F.resumed_config({'lr': 0.5}, {}).lr == 0.5
     with pytest.raises(GluonBertError) as e:
-        C.resumed_config(saved, {'batch_size': 8})
+        F.resumed_config(saved, {'batch_size': 8})
     assert e.value.worded() == (
         '--batch-size 8 differs from the run being resumed (128): drop '
         '--batch-size, or start a new run in another --save-dir')

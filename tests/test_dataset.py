@@ -10,6 +10,7 @@ from d2l import mxnet as d2l
 from mxnet import gluon
 
 from gluon_bert import dataset as ds
+from gluon_bert.cache import load_cache
 from gluon_bert import wikitext
 from gluon_bert.utils import GluonBertError
 
@@ -217,7 +218,7 @@ def test_corrupt_cache_is_rebuilt(corpus_dir, tmp_path, damage):
     again = ds.load_dataset(24, corpus_dir, cache_dir=cache)
     for name in ds.FIELDS:
         onp.testing.assert_array_equal(again.arrays[name], cold.arrays[name])
-    assert ds._load_cache(str(entry)) is not None  # rewritten, good again
+    assert load_cache(str(entry)) is not None  # rewritten, good again
 
 
 def test_uncompressed_flip_is_detected_by_checksum(corpus_dir, tmp_path):
@@ -230,7 +231,7 @@ def test_uncompressed_flip_is_detected_by_checksum(corpus_dir, tmp_path):
     arrays['mlm_labels'] = arrays['mlm_labels'].copy()
     arrays['mlm_labels'][0, 0] += 1
     onp.savez(entry, **arrays)
-    assert ds._load_cache(str(entry)) is None
+    assert load_cache(str(entry)) is None
 
 
 # -- where the data comes from ---------------------------------------------

@@ -90,14 +90,16 @@ def hosts(tmp_path_factory):
         ssh = (f'ssh -i {key} -o BatchMode=yes -o StrictHostKeyChecking=no '
                '-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR '
                '-o ConnectTimeout=5')
-        for ip in ips:
-            for _ in range(50):
-                if subprocess.run(ssh.split() + [ip, 'true'],
-                                  capture_output=True).returncode == 0:
-                    break
+        for ip, daemon in zip(ips, daemons):
+            # up to a minute: on a loaded 2-core machine (MXNet's OpenMP
+            # threads spin) sshd has been seen to take over 10 s to answer
+            deadline = time.time() + 60
+            while subprocess.run(ssh.split() + [ip, 'true'],
+                                 capture_output=True).returncode != 0:
+                if time.time() > deadline or daemon.poll() is not None:
+                    pytest.skip(f'sshd in the namespace of {ip} did not '
+                                'answer within 60 s')
                 time.sleep(0.2)
-            else:
-                pytest.skip(f'sshd in the namespace of {ip} did not answer')
         hostfile = folder / 'hosts.txt'
         hostfile.write_text('\n'.join(ips) + '\n')
         yield dict(ips=ips, ssh=ssh, hostfile=str(hostfile), names=names,

@@ -349,7 +349,8 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(
         assert left == [] and 'no checkpoint was completed' in err
         return
     assert 'the last complete checkpoint (step 3) is kept' in err
-    assert left == ['model-00000003.params', 'trainer-00000003.states']
+    assert left == ['model-00000003.params', 'state-00000003.json',
+                    'trainer-00000003.states']
     assert not [n for n in os.listdir(save) if n.endswith('.tmp')]
     assert pretrain.main(_command(corpus_dir, save, steps, '--resume')[3:]) == 0
     onp.testing.assert_allclose(_history(save)['mlm_step'],
