@@ -96,6 +96,13 @@ def test_the_readmes_commands_run_in_order(wiki_dir, tmp_path):
     ran = done.stderr.count('\n+ python -m gluon_bert.') + \
         done.stderr.startswith('+ python -m gluon_bert.')
     assert ran == sum('python -m gluon_bert.' in c for c in script)
+    if onnx:  # the snippet that loads the export into the book's PyTorch
+        snippet = next(b for b in blocks('python') if 'bert.pt' in b)
+        done = subprocess.run([sys.executable, '-c', snippet + (
+            '\nprint("loaded", type(net).__name__)\n')], cwd=work, env=env,
+            capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert 'loaded BERTModel' in done.stdout
 
 
 def test_the_readmes_python_example_runs(wiki_dir, tmp_path):
