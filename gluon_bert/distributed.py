@@ -43,11 +43,11 @@ def join_job(kind):
     kvstore = mx.kv.create(kind)
     if (kvstore.rank == 0
             and os.environ.get('MXNET_ENGINE_TYPE') != 'NaiveEngine'):
-        logger.warning("with MXNet's threaded engine, dist_sync gradients have "
-                    'differed from run to run; python -m gluon_bert.launch '
-                    'sets MXNET_ENGINE_TYPE=NaiveEngine')
+        logger.warning("with MXNet's threaded engine, dist_sync gradients "
+                       'have differed from run to run; python -m '
+                       'gluon_bert.launch sets MXNET_ENGINE_TYPE=NaiveEngine')
     logger.debug('rank %d of %d workers joined the job', kvstore.rank,
-              kvstore.num_workers)
+                 kvstore.num_workers)
     return kvstore
 
 
@@ -61,12 +61,13 @@ def leave_job(kvstore):
         return
     rank = kvstore.rank
     logger.debug('rank %d: parameter-server goodbye (waits for every node)',
-              rank)
+                 rank)
     check_call(_LIB.MXKVStoreFree(kvstore.handle))
     # the destructor has run: the object's own __del__ frees nothing more
     # (MXKVStoreFree of NULL deletes nothing)
     kvstore.handle = None
-    logger.debug('rank %d: goodbye done, the job is over for this worker', rank)
+    logger.debug('rank %d: goodbye done, the job is over for this worker',
+                 rank)
 
 
 class Allreduce:

@@ -126,14 +126,14 @@ def make_config(given):
             raise GluonBertError('branch_from needs branch_step (one of its '
                                  'kept checkpoints), and no resume',
                                  ['branch_from', 'branch_step', 'resume'])
-        return _finish(resumed_config(_saved_settings(given['branch_from']),
-                                      dict(given, resume=True)))
-    if not given.get('resume'):
+        source, given = given['branch_from'], dict(given, resume=True)
+    elif given.get('resume'):
+        source = given.get('save_dir', PretrainConfig.save_dir)
+    else:
         return _finish(config_from_flags(given))
-    save_dir = given.get('save_dir', PretrainConfig.save_dir)
-    saved = _saved_settings(save_dir)
+    saved = _saved_settings(source)
     if not saved:
-        raise GluonBertError(f'{save_dir} holds no pretraining settings to '
+        raise GluonBertError(f'{source} holds no pretraining settings to '
                              'resume: train into another --save-dir')
     return _finish(resumed_config(saved, given))
 
@@ -359,7 +359,9 @@ def _branch(config):
     from .rundir import LOCK
     if [n for n in os.listdir(config.save_dir) if n != LOCK]:
         raise GluonBertError(f'{config.save_dir} is not empty: a branch '
-                             'starts in a new save_dir', ['save_dir'])
+                             'starts in a new save_dir (continue a stopped '
+                             'branch there with resume)',
+                             ['save_dir', 'resume'])
     saved = branch_checkpoint(config.branch_from, config.branch_step,
                               config.save_dir)
     print(f'Branched from {config.branch_from} at step {saved["step"]}',

@@ -51,9 +51,10 @@ def write_state(folder, step, net, trainer, fields, sub='', keep=1,
     the step; ``fields`` (JSON-able: position, history, ...) go into
     state.json beside the files' SHA-1s and the optimizer's counts
     (``trainer``).  The files of all but the newest ``keep`` steps (None:
-    none) are then removed.  A write that cannot complete removes this step's files and
-    raises a one-line :class:`~gluon_bert.utils.GluonBertError` (calling
-    it ``what``: a checkpoint, a state).  Returns the state.
+    none) are then removed.  A write that cannot complete removes this
+    step's files and raises a one-line :class:`~gluon_bert.utils.
+    GluonBertError` (calling it ``what``: a checkpoint, a state).  Returns
+    the state.
     """
     import mxnet as mx
     names = {key: os.path.join(sub, pattern.format(step))
@@ -69,8 +70,8 @@ def write_state(folder, step, net, trainer, fields, sub='', keep=1,
                   'sha1': file_digest(os.path.join(folder, name))}
             for key, name in names.items()})
         if sub:  # each step's own copy: a branch can start from it
-            with atomic_write(os.path.join(folder, sub, _STEP_STATE.format(
-                    step)), 'w') as f:
+            with atomic_write(os.path.join(folder, step_state_name(
+                    sub, step)), 'w') as f:
                 json.dump(state, f)
         with atomic_write(os.path.join(folder, STATE), 'w') as f:
             json.dump(state, f)

@@ -406,3 +406,9 @@ def test_a_cooldown_branch_continues_a_wsd_run_exactly(corpus_dir, tmp_path,
     err = capsys.readouterr().err.strip()
     assert 'keeps no checkpoint of step 5' in err and '3, 6' in err
     assert '--keep-checkpoints' in err
+    # a folder that holds no pretraining run: one line, as --resume says it
+    (tmp_path / 'empty').mkdir()
+    assert pretrain.main(['--save-dir', str(tmp_path / 'd'), '--branch-from',
+                          str(tmp_path / 'empty'), '--branch-step', '3']) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'is missing' in err, err
