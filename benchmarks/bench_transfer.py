@@ -47,14 +47,15 @@ ANCHORS = {
 }
 
 
-def finetune(args, start, model_dir, task, seed, lr):
+def finetune(args, start, model_dir, task, seed, lr, epochs):
     """One fine-tuning run; returns its record (what results.json says)."""
     folder, _ = TASKS[task]
-    save = os.path.join(args.out, f'{task}-{start}-seed{seed}-lr{lr:g}')
+    save = os.path.join(args.out, f'{task}-{start}-seed{seed}-lr{lr:g}'
+                        + (f'-ep{epochs}' if epochs != 5 else ''))
     cmd = [sys.executable, '-m', 'gluon_bert.finetune', '--task', task,
            '--data-dir', os.path.join(args.data_root, folder),
            '--model-dir', model_dir, '--save-dir', save, '--seed', str(seed),
-           '--lr', str(lr), '--epochs', str(args.epochs), '--batch-size',
+           '--lr', str(lr), '--epochs', str(epochs), '--batch-size',
            str(args.batch_size), '--log-every', '0']
     control = getattr(args, 'control', 'random')
     if start == control:
@@ -67,7 +68,7 @@ def finetune(args, start, model_dir, task, seed, lr):
         r = json.load(f)
     return dict(task=task, start=start, control=control, model=model_dir,
                 seed=seed, lr=lr,
-                epochs=args.epochs, batch_size=args.batch_size,
+                epochs=epochs, batch_size=args.batch_size,
                 minutes=minutes, dev=r['dev'], test=r['test'],
                 best_epoch=r['best_epoch'], unk_shares=r['unk_shares'],
                 dev_by_epoch=r['history']['dev_score'])
@@ -81,38 +82,45 @@ def _save(results, path):
 
 
 def _key(r):
-    return r['task'], r['start'], r['seed'], r['lr']
+    return r.get('task'), r.get('start'), r.get('seed'), r.get('lr'), \
+        r.get('epochs', 5)
 
 
-def best_lr(results, task, start, seed, lrs):
-    """The rate of ``lrs`` with the best dev score at ``seed``."""
+def best_point(results, task, start, seed, lrs, epochs=(5,)):
+    """The (rate, epochs) of the grid with the best dev score at ``seed``."""
     metric = TASKS[task][1]
-    rows = [r for r in results if r['task'] == task and r['start'] == start
-            and r['seed'] == seed and r['lr'] in lrs]
-    return max(rows, key=lambda r: r['dev'][metric])['lr'] if rows else None
+    rows = [r for r in results if r.get('task') == task
+            and r['start'] == start and r['seed'] == seed and r['lr'] in lrs
+            and r.get('epochs', 5) in epochs]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r['dev'][metric])
+    return best['lr'], best.get('epochs', 5)
 
 
 def run_all(args, starts, results):
     done = {_key(r) for r in results}
 
-    def ensure(start, task, seed, lr):
-        if (task, start, seed, lr) in done:
+    def ensure(start, task, seed, lr, epochs):
+        if (task, start, seed, lr, epochs) in done:
             return
-        r = finetune(args, start, starts[start], task, seed, lr)
+        r = finetune(args, start, starts[start], task, seed, lr, epochs)
         results.append(r)
         done.add(_key(r))
         _save(results, args.results)
-        print(f'{task} {start} seed {seed} lr {lr:g}: dev {r["dev"]}, test '
-              f'{r["test"]} (epoch {r["best_epoch"]}), '
+        print(f'{task} {start} seed {seed} lr {lr:g} epochs {epochs}: dev '
+              f'{r["dev"]}, test {r["test"]} (epoch {r["best_epoch"]}), '
               f'{r["minutes"]:.1f} min', flush=True)
     first, others = args.seeds[0], args.seeds[1:]
     for task in args.tasks:
         for start in starts:
-            for lr in args.lrs:
-                ensure(start, task, first, lr)
-            lr = best_lr(results, task, start, first, args.lrs)
+            for epochs in args.epochs:
+                for lr in args.lrs:
+                    ensure(start, task, first, lr, epochs)
+            point = best_point(results, task, start, first, args.lrs,
+                               args.epochs)
             for seed in others:
-                ensure(start, task, seed, lr)
+                ensure(start, task, seed, *point)
 
 
 def _stat(values):
@@ -127,13 +135,14 @@ def summary(results, starts, args):
     for task in args.tasks:
         metric = TASKS[task][1]
         for start in starts:
-            lr = best_lr(results, task, start, args.seeds[0], args.lrs)
-            rows = [r for r in results if r['task'] == task
-                    and r['start'] == start and r['lr'] == lr
-                    and r['seed'] in args.seeds]
+            point = best_point(results, task, start, args.seeds[0],
+                               args.lrs, args.epochs)
+            rows = [r for r in results if r.get('task') == task
+                    and r['start'] == start and r['seed'] in args.seeds
+                    and (r['lr'], r.get('epochs', 5)) == point]
             if not rows:
                 continue
-            entry = dict(lr=lr, seeds=len(rows), metric=metric,
+            entry = dict(lr=point[0], epochs=point[1], seeds=len(rows), metric=metric,
                          minutes=statistics.mean(r['minutes'] for r in rows),
                          control=rows[0].get('control', 'random'))
             for split in ('dev', 'test'):
@@ -182,10 +191,11 @@ def settings_of(results):
     for r in results:
         starts.setdefault(r.get('control', 'random'), None)
         starts.setdefault(r['start'], r['model'])
-    tasks = [t for t in TASKS if any(r['task'] == t for r in results)]
+    tasks = [t for t in TASKS if any(r.get('task') == t for r in results)]
     seeds = sorted({r['seed'] for r in results})
     lrs = sorted({r['lr'] for r in results})
-    return starts, tasks, seeds, lrs
+    epochs = sorted({r.get('epochs', 5) for r in results})
+    return starts, tasks, seeds, lrs, epochs
 
 
 def plot_gains(table, starts, args):
@@ -235,8 +245,9 @@ def main(argv=None):
                         default=[1e-4, 3e-4, 1e-3],
                         help='the learning-rate grid, the same for every '
                              'start')
-    parser.add_argument('--epochs', type=int, default=5,
-                        help='epochs per run (the best dev epoch is kept)')
+    parser.add_argument('--epochs', type=int, nargs='+', default=[5],
+                        help='epochs per run, a grid like --lrs (the best '
+                             'dev epoch of each run is kept)')
     parser.add_argument('--batch-size', type=int, default=64,
                         help='examples per batch')
     parser.add_argument('--data-root', default='../shared/data',

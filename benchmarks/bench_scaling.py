@@ -1,0 +1,269 @@
+"""Transfer as pretraining grows: one long warm-up-stable-decay run, a
+cooldown branch for every budget, each fine-tuned against the control.
+
+    # the long run (resumable with --resume; keep every checkpoint)
+    python -m gluon_bert.pretrain --recipe bert-wp --schedule wsd \\
+        --warmup-steps 227 --cooldown 0 --steps 18176 --checkpoint-every 909 \\
+        --keep-checkpoints 0 --eval-every 909 --save-dir runs/wsd-main
+    python benchmarks/bench_scaling.py --main runs/wsd-main \\
+        [--budgets 4544 1136 2272 9088 18176] [--seeds 0 1 2]
+
+For each budget B (optimizer steps, batch 128: B x 128 sentence pairs seen),
+in the order given: a branch of ``--main`` at its kept checkpoint nearest to
+(1 - ``--cooldown``) x B, trained on to step B with the rate falling
+linearly to zero over the remaining steps (``pretrain --branch-from
+--branch-step --cooldown``); then :mod:`bench_transfer`'s protocol on
+snli-small, QNLI-small and STS-B: the grid of ``--lrs`` x ``--epochs`` with the
+first seed, the other seeds at the best point, the control (``--init
+random``, same vocabulary and shape) tuned on the same grid.  Budgets whose
+checkpoint the long run has not reached yet are skipped (say so, run again
+later).  Every run is added to ``--results`` at once; a second call skips
+what is there.  Prints the table (valid MLM accuracy, and each task's mean
++- spread and gain at each budget), the fitted budget at which the gains
+reach +5 / +8 / +10 (gain = a + b log10(pairs)), and draws the gains against
+the pairs seen in ``--figure``.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_transfer  # noqa: E402
+
+CONTROL = 'random-wp'
+TARGETS = {'snli-small': ('test accuracy', 5.0), 'qnli': ('dev accuracy', 8.0),
+           'sts-b': ('dev pearson', 10.0)}
+
+
+def kept_steps(model_dir):
+    folder = os.path.join(model_dir, 'checkpoints')
+    steps = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if name.startswith('state-') and name.endswith('.json'):
+            steps.append(int(name[len('state-'):-len('.json')]))
+    return sorted(steps)
+
+
+def branch_step(main_dir, budget, cooldown):
+    """The kept checkpoint of the long run nearest to (1 - cooldown) x
+    budget, or None when the run has not reached it."""
+    want = (1 - cooldown) * budget
+    steps = [s for s in kept_steps(main_dir) if 0 < s < budget]
+    if not steps:
+        return None
+    best = min(steps, key=lambda s: abs(s - want))
+    return best if abs(best - want) <= 0.05 * budget else None
+
+
+def _state_step(folder):
+    try:
+        with open(os.path.join(folder, 'state.json')) as f:
+            return json.load(f)['step']
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def ensure_branch(args, budget):
+    """The folder of budget ``budget``'s finished branch, or None."""
+    folder = os.path.join(args.out, f'wsd-{budget}')
+    if _state_step(folder) == budget and os.path.isfile(
+            os.path.join(folder, 'history.json')):
+        return folder
+    step = branch_step(args.main, budget, args.cooldown)
+    if step is None:
+        print(f'budget {budget}: {args.main} has no checkpoint near step '
+              f'{round((1 - args.cooldown) * budget)} yet; skipped', flush=True)
+        return None
+    cmd = [sys.executable, '-m', 'gluon_bert.pretrain', '--save-dir', folder,
+           '--steps', str(budget), '--cooldown', repr((budget - step) / budget),
+           '--eval-every', str(budget), '--checkpoint-every', '500',
+           '--log-every', '0']  # one evaluation: after the last step
+    if os.path.isfile(os.path.join(folder, 'state.json')):
+        cmd += ['--resume']  # an interrupted branch goes on where it stopped
+    else:
+        cmd += ['--branch-from', args.main, '--branch-step', str(step)]
+    print('$', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def valid_mlm(folder):
+    with open(os.path.join(folder, 'history.json')) as f:
+        evals = json.load(f)['eval']
+    return evals[-1]['mlm_accuracy'] if evals else None
+
+
+def batch_size(folder):
+    with open(os.path.join(folder, 'config.json')) as f:
+        return json.load(f)['train']['config']['batch_size']
+
+
+def budgets_table(results, budgets, args):
+    """{budget: {task: (mean, spread, gain)}} from the results file."""
+    starts = {CONTROL: None}
+    starts.update({f'wsd-{b}': None for b in budgets})
+    ns = argparse.Namespace(tasks=args.tasks, seeds=args.seeds, lrs=args.lrs,
+                            epochs=args.epochs)
+    table = bench_transfer.summary(results, starts, ns)
+    rows = {}
+    for b in budgets:
+        row = {}
+        for task in args.tasks:
+            key = TARGETS[task][0]
+            e, c = table.get((task, f'wsd-{b}')), table.get((task, CONTROL))
+            if e and key in e:
+                gain = e[key][0] - c[key][0] if c and key in c else None
+                row[task] = (e[key][0], e[key][1], gain, e['seeds'])
+        rows[b] = row
+    return rows, table
+
+
+def _pairs(results):
+    return {r['budget']: r['pairs'] for r in results
+            if r.get('kind') == 'pretrain'}
+
+
+def fit(rows, task, pairs):
+    """gain = a + b log10(pairs) by least squares over the budgets measured
+    with 3 seeds; returns (a, b) or None."""
+    pts = [(math.log10(pairs[b]), r[task][2]) for b, r in rows.items()
+           if task in r and r[task][2] is not None and r[task][3] >= 3]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    if sxx == 0:
+        return None
+    b = sum((x - mx) * (y - my) for x, y in pts) / sxx
+    return my - b * mx, b
+
+
+def format_scaling(results, budgets, args):
+    rows, _ = budgets_table(results, budgets, args)
+    mlm = {r['budget']: r['valid_mlm_accuracy'] for r in results
+           if r.get('kind') == 'pretrain'}
+    pairs = _pairs(results)
+    head = ['| steps | pairs seen | valid MLM acc |'] + [
+        f' {t} ({TARGETS[t][0]}) |' for t in args.tasks]
+    lines = [''.join(head), '| ---: | ---: | ---: |' + ' --- |' * len(
+        args.tasks)]
+    for b in sorted(budgets):
+        cells = []
+        for task in args.tasks:
+            v = rows[b].get(task)
+            cells.append(f' {v[0]:.1f} ± {v[1]:.1f} ({v[2]:+.1f}, {v[3]} '
+                         f'seeds) |' if v and v[2] is not None else ' - |')
+        acc = f'{mlm[b]:.3f}' if b in mlm and mlm[b] is not None else '-'
+        lines.append(f'| {b:,} | {pairs[b]:,} | {acc} |' + ''.join(cells))
+    lines.append('')
+    for task in args.tasks:
+        f = fit(rows, task, pairs)
+        target = TARGETS[task][1]
+        if f is None:
+            lines.append(f'- {task}: too few budgets with 3 seeds to fit')
+            continue
+        a, slope = f
+        need = (10 ** ((target - a) / slope) if slope > 0 else None)
+        lines.append(
+            f'- {task}: fitted gain = {a:.1f} {slope:+.1f} log10(pairs); '
+            + (f'+{target:g} at about {need:,.0f} pairs, fitted' if need else
+               f'+{target:g} not reached by the fit (slope <= 0)'))
+    return '\n'.join(lines)
+
+
+def plot(results, budgets, args):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows, _ = budgets_table(results, budgets, args)
+    pairs = _pairs(results)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for task in args.tasks:
+        pts = sorted((pairs[b], r[task][2], r[task][1])
+                     for b, r in rows.items()
+                     if task in r and r[task][2] is not None)
+        if pts:
+            xs, ys, es = zip(*pts)
+            ax.errorbar(xs, ys, yerr=es, marker='o', capsize=3,
+                        label=f'{task} ({TARGETS[task][0]})')
+            ax.axhline(TARGETS[task][1], linestyle=':', linewidth=0.8,
+                       color=ax.lines[-1].get_color())
+    ax.set_xscale('log')
+    ax.axhline(0, color='black', linewidth=0.8)
+    ax.set_xlabel('sentence pairs seen in pretraining (batch x steps)')
+    ax.set_ylabel('gain over the control (points)')
+    ax.set_title('Transfer as pretraining grows (bert-wp, wsd branches)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.figure, dpi=100)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--main', default='runs/wsd-main',
+                        help='the long wsd run, every checkpoint kept')
+    parser.add_argument('--budgets', type=int, nargs='+',
+                        default=[4544, 1136, 2272, 9088, 18176],
+                        help='pretraining budgets in optimizer steps, run in '
+                             'this order')
+    parser.add_argument('--cooldown', type=float, default=0.2,
+                        help="share of each budget's steps over which its "
+                             'branch decays the rate to zero')
+    parser.add_argument('--tasks', nargs='+', default=list(TARGETS),
+                        choices=list(TARGETS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--lrs', type=float, nargs='+',
+                        default=[1e-4, 3e-4, 1e-3])
+    parser.add_argument('--epochs', type=int, nargs='+', default=[5, 10])
+    parser.add_argument('--batch-size', type=int, default=64,
+                        help='fine-tuning batch')
+    parser.add_argument('--data-root', default='../shared/data')
+    parser.add_argument('--out', default='runs/scaling',
+                        help='where branches and fine-tuned models go')
+    parser.add_argument('--results', default=os.path.join(
+        HERE, 'results', 'scaling.json'))
+    parser.add_argument('--figure', default=os.path.join(
+        HERE, 'results', 'scaling.png'))
+    parser.add_argument('--report-only', action='store_true')
+    args = parser.parse_args(argv)
+    args.control = CONTROL
+    results = []
+    if os.path.isfile(args.results):
+        with open(args.results) as f:
+            results = json.load(f)
+    begin = time.perf_counter()
+    if not args.report_only:
+        done = {r['budget'] for r in results if r.get('kind') == 'pretrain'}
+        # the control first: it needs only the long run's vocabulary
+        bench_transfer.run_all(args, {CONTROL: args.main}, results)
+        for budget in args.budgets:
+            folder = ensure_branch(args, budget)
+            if folder is None:
+                continue
+            if budget not in done:
+                results.append(dict(kind='pretrain', budget=budget,
+                                    pairs=budget * batch_size(folder),
+                                    folder=folder,
+                                    valid_mlm_accuracy=valid_mlm(folder)))
+                bench_transfer._save(results, args.results)
+            starts = {CONTROL: folder, f'wsd-{budget}': folder}
+            bench_transfer.run_all(args, starts, results)
+        print(f'benchmark: {(time.perf_counter() - begin) / 60:.1f} min',
+              flush=True)
+    budgets = sorted({r['budget'] for r in results
+                      if r.get('kind') == 'pretrain'})
+    print(format_scaling(results, budgets, args))
+    if budgets:
+        plot(results, budgets, args)
+
+
+if __name__ == '__main__':
+    main()
