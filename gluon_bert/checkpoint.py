@@ -56,31 +56,44 @@ CKPT_DIR = 'checkpoints'
 
 
 def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
-                   model_config=None, sections=None):
+                   model_config=None, sections=None, what='the model'):
     """Write config.json, vocab.json and (unless not ``params``) model.params.
 
     ``model_config`` (default ``net.config``) are the BERTModel settings;
     ``sections`` adds top-level entries to config.json (a fine-tuned
-    classifier's ``classifier``).
+    classifier's ``classifier``).  The files are written into ``.saving/``
+    first and then renamed into place, config.json (which records
+    model.params' SHA-1) last: a write that cannot complete (a full disk)
+    leaves the directory as it was and raises a one-line
+    :class:`~gluon_bert.utils.GluonBertError` naming ``what``.
     """
-    os.makedirs(model_dir, exist_ok=True)
+    import shutil
     config = {'format_version': FORMAT_VERSION,
               'model': dict(model_config or net.config),
               'train': dict(train_config or {}), **(sections or {})}
     if config['model']['vocab_size'] != len(vocab):
         raise GluonBertError(f'the model has {config["model"]["vocab_size"]} '
                              f'tokens, the vocabulary {len(vocab)}')
-    # Parameters first: config.json last marks a complete directory
-    if params:
-        with atomic_path(os.path.join(model_dir, PARAMS)) as tmp:
-            net.save_parameters(tmp)
-        config['files'] = {PARAMS: file_digest(os.path.join(model_dir,
-                                                            PARAMS))}
-    vocab.save(os.path.join(model_dir, VOCAB))
-    if vocab.kind == 'wordpiece':
-        _save_tokenizer(vocab, model_dir)
-    with atomic_write(os.path.join(model_dir, CONFIG), 'w') as f:
-        json.dump(config, f, indent=2, sort_keys=True)
+    staging = os.path.join(model_dir, '.saving')
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        os.makedirs(staging)
+        if params:
+            net.save_parameters(os.path.join(staging, PARAMS))
+            config['files'] = {PARAMS: file_digest(os.path.join(staging,
+                                                                PARAMS))}
+        vocab.save(os.path.join(staging, VOCAB))
+        if vocab.kind == 'wordpiece':
+            _save_tokenizer(vocab, staging)
+        with open(os.path.join(staging, CONFIG), 'w') as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+    except (OSError, mx.MXNetError) as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise write_error(e, what, model_dir, state.checkpoint_bytes(net)
+                          if params else None) from None
+    for name in sorted(os.listdir(staging), key=lambda n: n == CONFIG):
+        os.replace(os.path.join(staging, name), os.path.join(model_dir, name))
+    os.rmdir(staging)
     return model_dir
 
 
@@ -364,11 +377,8 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
     raises a one-line :class:`~gluon_bert.utils.GluonBertError`; the last
     complete checkpoint stays loadable."""
     step = history['step'][-1] if history['step'] else 0
-    try:
-        save_model_dir(model_dir, net, vocab, train_config, params=False)
-    except (OSError, mx.MXNetError) as e:
-        raise write_error(e, f'the checkpoint of step {step}', model_dir,
-                          state.checkpoint_bytes(net)) from None
+    save_model_dir(model_dir, net, vocab, train_config, params=False,
+                   what=f'the checkpoint of step {step}')
     seed = (train_config.get('config') or train_config).get('seed')
     fields = {'format_version': FORMAT_VERSION, 'position': position,
               'history': history,

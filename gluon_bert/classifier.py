@@ -243,30 +243,15 @@ def format_metrics(values):
 
 def save_classifier(model_dir, net, vocab, bert_config, info):
     """Write config.json (the BERT settings and ``classifier``: ``info``),
-    vocab.json and model.params, as a pretrained model directory is
-    written.  The files are written into a folder beside them first and
-    then renamed into place, so a write that cannot complete (a full disk)
-    leaves the model saved before it as it was, and raises a one-line
-    :class:`~gluon_bert.utils.GluonBertError`."""
-    import shutil
-
-    import mxnet as mx
-
+    vocab.json and model.params with
+    :func:`~gluon_bert.checkpoint.save_model_dir`, the writer of every model
+    directory: a write that cannot complete leaves the model saved before it
+    as it was and raises a one-line :class:`~gluon_bert.utils.
+    GluonBertError`."""
     from .checkpoint import save_model_dir
-    from .utils import write_error
-    staging = os.path.join(model_dir, '.saving')
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        save_model_dir(staging, net, vocab, model_config=bert_config,
-                       sections={'classifier': dict(info)})
-    except (OSError, mx.MXNetError) as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise write_error(e, 'the fine-tuned model', model_dir,
-                          _params_bytes(net)) from None
-    names = sorted(os.listdir(staging), key=lambda n: n == 'config.json')
-    for name in names:  # config.json last: it marks a complete directory
-        os.replace(os.path.join(staging, name), os.path.join(model_dir, name))
-    os.rmdir(staging)
+    save_model_dir(model_dir, net, vocab, model_config=bert_config,
+                   sections={'classifier': dict(info)},
+                   what='the fine-tuned model')
 
 
 def save_progress(model_dir, net, trainer, history, position, extra=None):
@@ -296,11 +281,6 @@ def load_progress(model_dir):
     return dict(state, model_params=state['files'][PARAMS]['path'],
                 trainer_path=state['files'][STATES]['path'],
                 trainer_meta=state['trainer'])
-
-
-def _params_bytes(net):
-    from .model import count_parameters
-    return 4 * count_parameters(net)
 
 
 def load_classifier(model_dir, device=None):

@@ -13,6 +13,7 @@ logging).
 import argparse
 import dataclasses
 
+from .tasks import TASKS
 from .utils import (GluonBertError, checked_type, max_len_arg, parse_gpu_ids,
                     positive_int)
 
@@ -297,25 +298,6 @@ def finetune_recipe(task, recipe='auto'):
     return dict(GLUE_SETTINGS[task]) if recipe == 'glue' else {}
 
 
-#: The tasks of ``finetune --task``, for --help (their readers are
-#: gluon_bert.tasks.TASKS, which has the same names).
-TASK_HELP = {
-    'sst2': 'SST-2, train/dev/test.tsv with sentence and label',
-    'mrpc': "MRPC as GLUE publishes it (byte-order mark, Quality and #1/#2 "
-            'String columns), scored by accuracy and F1',
-    'rte': 'RTE, sentence1/sentence2, entailment or not_entailment',
-    'qnli': 'QNLI (or qnli-small), question/sentence, entailment or '
-            'not_entailment',
-    'sts-b': 'STS-B, a regression: one output, squared-error loss, scored '
-             'by Pearson and Spearman correlation',
-    'snli-small': "the book's SNLI as tab-separated sentence1/sentence2/"
-                  'label files',
-    'snli': "SNLI's own snli_1.0_{train,dev,test}.txt, read as the book does",
-    'tsv': 'GLUE-style train/dev/test.tsv whose header names sentence (or '
-           'sentence1, sentence2) and an integer label',
-}
-
-
 @dataclasses.dataclass
 class FinetuneConfig(_Config):
     """Every setting of ``python -m gluon_bert.finetune``; the defaults are
@@ -326,9 +308,9 @@ class FinetuneConfig(_Config):
         required=True)
     data_dir: str = setting(None, "the task's folder", 'model and data',
                             required=True)
-    task: str = setting('sst2', '; '.join(f'{k}: {v}'
-                                          for k, v in TASK_HELP.items()),
-                        'model and data', choices=tuple(TASK_HELP))
+    task: str = setting('sst2', '; '.join(f'{k}: {t.help}'
+                                          for k, t in TASKS.items()),
+                        'model and data', choices=tuple(TASKS))
     recipe: str = setting(
         'auto', "book: d2l's fine-tuning settings (Adam at 1e-4, batch "
         '512); glue: the batch and rate that paid on each GLUE task in '

@@ -8,15 +8,11 @@ sentences into the book's BERT inputs as d2l's ``SNLIBERTDataset`` does:
 lower-cased and split on whitespace, ``<cls>`` a ``<sep>`` (b ``<sep>``),
 tokens popped from the longer sentence until the pair fits ``max_len``,
 unknown words mapped to ``<unk>``.
-
-``write_task_corpus`` writes a pretraining data folder: WikiText-2 plus a
-task's unlabelled training sentences (task-adaptive pretraining).
 """
 import dataclasses
 import math
 import os
 import re
-import shutil
 
 import numpy as onp
 
@@ -26,7 +22,7 @@ from .vocab import wikitext_tokenize
 
 __all__ = ['TASKS', 'Task', 'read_snli', 'read_tsv', 'read_glue',
            'read_task', 'task_splits', 'ClassificationDataset', 'SNLI_LABELS',
-           'TOKENIZERS', 'task_paragraphs', 'write_task_corpus']
+           'TOKENIZERS']
 
 #: d2l's SNLI labels.
 SNLI_LABELS = {'entailment': 0, 'contradiction': 1, 'neutral': 2}
@@ -55,6 +51,8 @@ class Task:
         epoch.
     tokenizer : str
         The default of ``TOKENIZERS``: how raw text is split into words.
+    help : str
+        What ``finetune --help`` says of the task.
     """
     files: dict
     text: tuple = ('sentence',)
@@ -63,6 +61,7 @@ class Task:
     metrics: tuple = ('accuracy',)
     tokenizer: str = 'wikitext'
     classes: int = None
+    help: str = ''
 
     @property
     def regression(self):
@@ -80,26 +79,35 @@ _GLUE_FILES = {'train': 'train.tsv', 'dev': 'dev.tsv', 'test': 'test.tsv'}
 #: The tasks ``python -m gluon_bert.finetune --task`` knows, each reading its
 #: folder's own files as published (``../shared/data/<task>``).
 TASKS = {
-    'sst2': Task(_GLUE_FILES, classes=2),
+    'sst2': Task(_GLUE_FILES, classes=2, help='SST-2, train/dev/test.tsv '
+                 'with sentence and label'),
     'mrpc': Task(_GLUE_FILES, text=('#1 String', '#2 String'),
                  label='Quality', labels={'0': 0, '1': 1},
-                 metrics=('accuracy', 'f1')),
+                 metrics=('accuracy', 'f1'), help='MRPC as GLUE publishes '
+                 'it (byte-order mark, Quality and #1/#2 String columns), '
+                 'scored by accuracy and F1'),
     'rte': Task(_GLUE_FILES, text=('sentence1', 'sentence2'),
-                labels=_ENTAILMENT),
+                labels=_ENTAILMENT, help='RTE, sentence1/sentence2, '
+                'entailment or not_entailment'),
     'qnli': Task(_GLUE_FILES, text=('question', 'sentence'),
-                 labels=_ENTAILMENT),
+                 labels=_ENTAILMENT, help='QNLI (or qnli-small), '
+                 'question/sentence, entailment or not_entailment'),
     'sts-b': Task(_GLUE_FILES, text=('sentence1', 'sentence2'),
                   label='score', labels='score',
-                  metrics=('pearson', 'spearman')),
+                  metrics=('pearson', 'spearman'), help='STS-B, a '
+                  'regression: one output, squared-error loss, scored by '
+                  'Pearson and Spearman correlation'),
     'snli-small': Task(_GLUE_FILES, text=('sentence1', 'sentence2'),
-                       labels=SNLI_LABELS),
+                       labels=SNLI_LABELS, help="the book's SNLI as "
+                       'tab-separated sentence1/sentence2/label files'),
     # The book's reader of SNLI's own files, and its whitespace split
     'snli': Task({'train': 'snli_1.0_train.txt', 'dev': 'snli_1.0_dev.txt',
                   'test': 'snli_1.0_test.txt'}, labels=SNLI_LABELS,
-                 tokenizer='split'),
-    # Any GLUE-style file with sentence (or sentence1, sentence2) and an
-    # integer label
-    'tsv': Task(_GLUE_FILES),
+                 tokenizer='split', help="SNLI's own "
+                 'snli_1.0_{train,dev,test}.txt, read as the book does'),
+    'tsv': Task(_GLUE_FILES, help='GLUE-style train/dev/test.tsv whose '
+                'header names sentence (or sentence1, sentence2) and an '
+                'integer label'),
 }
 
 
@@ -266,101 +274,6 @@ def read_task(task, data_dir, split):
     else:
         a, b, labels = read_glue(path, spec, spec.classes)
     return a, b, labels, spec.num_classes or max(labels) + 1
-
-
-def task_paragraphs(sentences, per_paragraph=4):
-    """WikiText-2-style lines of ``per_paragraph`` sentences each.
-
-    The book's reader (:func:`gluon_bert.dataset.read_wiki`) splits a line
-    into sentences at ``' . '`` and keeps lines of two or more, so the
-    sentences are joined by ``' . '`` after a trailing ``' .'`` of their own
-    is dropped (it would make an empty sentence).  The last
-    ``len(sentences) % per_paragraph`` sentences are left out.
-
-    Parameters
-    ----------
-    sentences : list of str
-    per_paragraph : int, >= 2
-
-    Returns
-    -------
-    list of str
-        Lines, each ending in ``' . \\n'`` as WikiText-2's do.
-    """
-    if per_paragraph < 2:
-        raise GluonBertError(f'per_paragraph={per_paragraph}: use 2 or more '
-                             '(the book keeps only lines of two or more '
-                             'sentences)')
-    cleaned = []
-    for s in sentences:
-        s = s.strip()
-        if s.endswith(' .') or s == '.':
-            s = s[:-1].rstrip()
-        if s:
-            cleaned.append(s)
-    return [' ' + ' . '.join(cleaned[i:i + per_paragraph]) + ' . \n'
-            for i in range(0, len(cleaned) - per_paragraph + 1,
-                           per_paragraph)]
-
-
-def write_task_corpus(out, wikitext_dir, sentences, per_paragraph=4,
-                      with_wikitext=True):
-    """Write a pretraining data folder: WikiText-2 plus task sentences.
-
-    ``out/wiki.train.tokens`` is WikiText-2's training file followed by
-    :func:`task_paragraphs` of ``sentences`` (a task's *training* sentences,
-    without labels); ``wiki.valid.tokens`` and ``wiki.test.tokens`` are
-    WikiText-2's, unchanged, so held-out MLM losses stay comparable.
-    ``with_wikitext=False`` leaves WikiText-2's training text out: the task's
-    sentences alone (self-pretraining).  The folder is written under a
-    temporary name and renamed: it exists whole or not at all.
-
-    Returns
-    -------
-    (int, int)
-        WikiText-2 lines and task lines written.
-    """
-    out = os.fspath(out)
-    if os.path.exists(out):
-        raise GluonBertError(f'{out} exists: pass a folder that does not '
-                             'exist yet')
-    extra = task_paragraphs(sentences, per_paragraph)
-    if not extra:
-        raise GluonBertError(f'{len(sentences)} task sentences make no '
-                             f'paragraph of {per_paragraph}: pass more '
-                             'sentences or a smaller per_paragraph')
-    for split in ('valid', 'test'):
-        path = os.path.join(wikitext_dir, f'wiki.{split}.tokens')
-        if not os.path.isfile(path):
-            raise GluonBertError(f'{path} does not exist: pass the '
-                                 'WikiText-2 folder')
-    wiki_lines = len(read_text_lines(
-        os.path.join(wikitext_dir, 'wiki.train.tokens'),
-        'pass the WikiText-2 folder'))
-    tmp = os.path.join(os.path.dirname(os.path.abspath(out)),
-                       f'.{os.path.basename(out)}.{os.getpid()}.tmp')
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        os.makedirs(tmp)
-        # WikiText-2's bytes unchanged, then the task's lines
-        for split in ('train', 'valid', 'test') if with_wikitext else (
-                'valid', 'test'):
-            shutil.copyfile(os.path.join(wikitext_dir, f'wiki.{split}.tokens'),
-                            os.path.join(tmp, f'wiki.{split}.tokens'))
-        if not with_wikitext:
-            open(os.path.join(tmp, 'wiki.train.tokens'), 'wb').close()
-        with open(os.path.join(tmp, 'wiki.train.tokens'), 'rb+') as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell():
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b'\n':
-                    f.write(b'\n')
-            f.write(''.join(extra).encode('utf-8'))
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return (wiki_lines if with_wikitext else 0), len(extra)
 
 
 class ClassificationDataset:

@@ -122,7 +122,9 @@ def test_fine_tuning_has_one_configuration_too():
 
 def test_every_task_the_flag_offers_has_a_reader():
     from gluon_bert.tasks import TASKS
-    assert list(C.TASK_HELP) == list(TASKS)
+    field = C.FinetuneConfig.__dataclass_fields__['task'].metadata
+    assert field['choices'] == tuple(TASKS)
+    assert all(TASKS[t].help in field['help'] for t in TASKS)
 
 
 @pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
@@ -184,7 +186,7 @@ def test_fine_tuning_defaults_per_task(argv, lr, batch_size):
     config = finetune.parse_args(['--model-dir', 'm', '--data-dir', 'd']
                                  + argv)
     assert (config.lr, config.batch_size) == (lr, batch_size)
-    assert C.GLUE_SETTINGS.keys() <= set(C.TASK_HELP)
+    assert C.GLUE_SETTINGS.keys() <= set(C.TASKS)
 
 
 def test_the_glue_recipe_for_another_task_is_a_usage_error(capsys):
