@@ -6,6 +6,7 @@ and the book's loop then crashes).  :func:`parse_devices` turns what a user
 asks for (``gpus='0,1'`` or ``cpus=2``) into contexts, and says once why a
 GPU asked for is not there.
 """
+import logging
 import os
 
 import mxnet as mx
@@ -15,6 +16,8 @@ from .utils import GluonBertError, parse_gpu_ids
 
 __all__ = ['try_gpu', 'try_all_gpus', 'no_gpu_reason', 'parse_devices',
            'available_memory', 'cpu_name']
+
+logger = logging.getLogger(__name__)
 
 
 def try_gpu(i=0):
@@ -40,12 +43,12 @@ def no_gpu_reason(cuda=None):
             'and CUDA_VISIBLE_DEVICES')
 
 
-def parse_devices(gpus=None, cpus=None, log=print):
+def parse_devices(gpus=None, cpus=None):
     """Devices from ``gpus`` ('0,1') or ``cpus`` (N).
 
     ``cpus=N`` gives N CPU contexts, so the sharding runs (and is tested) on
-    machines without GPUs.  GPUs asked for on a machine that has none: said
-    once through ``log``, then ``[cpu(0)]``.
+    machines without GPUs.  GPUs asked for on a machine that has none: logged
+    once why, then ``[cpu(0)]``.
     """
     if gpus is not None and cpus is not None:
         raise GluonBertError('gpus and cpus exclude each other: pick one',
@@ -60,8 +63,8 @@ def parse_devices(gpus=None, cpus=None, log=print):
     ids = parse_gpu_ids(gpus)
     available = npx.num_gpus()
     if available == 0:
-        log(f'{no_gpu_reason()} (asked for --gpus {gpus}); training on '
-            'cpu(0).')
+        logger.info('%s (asked for --gpus %s); training on cpu(0).',
+                    no_gpu_reason(), gpus)
         return [mx.cpu(0)]
     missing = [i for i in ids if i >= available]
     if missing:

@@ -188,7 +188,7 @@ def _earlier_run(save_dir):
     return None
 
 
-def _make_room(args, say):
+def _make_room(args):
     """Before a new run (not --resume): the rule of :func:`~gluon_bert.
     rundir.make_room` (a model of other settings, or a folder that holds
     something else, such as a pretrained model, is not replaced without
@@ -200,7 +200,7 @@ def _make_room(args, say):
         saved, holds = earlier
         differ = differing_settings(saved, args) if holds is None else []
         rundir.make_room(args.save_dir, differ, overwrite=args.overwrite,
-                         say=say, holds=holds)
+                         holds=holds)
 
 
 def check_folders(args):
@@ -255,7 +255,7 @@ def run(args, out=None):
             state = _progress(args)
         else:
             state = None
-            _make_room(args, lambda m, **k: print(m, file=out, **k))
+            _make_room(args)
         return _run(args, state, out)
 
 
@@ -300,8 +300,7 @@ def _run(args, state, out):
     from .classifier import PROGRESS, save_progress
     from .devices import parse_devices
     from .signals import StopOnSignal
-    devices = parse_devices(args.gpus, args.cpus,
-                            log=lambda m: print(m, file=sys.stderr))
+    devices = parse_devices(args.gpus, args.cpus)
     net, vocab, model, data, info = _build(args, state, devices, out)
     metrics = TASKS[args.task].metrics
     check_room(args.save_dir, net)  # before the first step

@@ -314,7 +314,7 @@ def _earlier_run(save_dir):
     return saved, step, None
 
 
-def _make_room(config, say):
+def _make_room(config):
     """Before a new run (not --resume) writes into --save-dir: the rule of
     :func:`~gluon_bert.rundir.make_room`."""
     from . import rundir
@@ -327,7 +327,7 @@ def _make_room(config, say):
             and step > config.steps else None)
     rundir.make_room(config.save_dir,
                      differing_settings(saved, config) if saved else [],
-                     more, config.overwrite, say, holds)
+                     more, config.overwrite, holds)
 
 
 def run(config):
@@ -348,7 +348,7 @@ def run(config):
         if config.branch_from:
             _branch(config)
         elif not config.resume:
-            _make_room(config, print)
+            _make_room(config)
         return _run(config, kvstore, rank, workers)
 
 
@@ -373,9 +373,9 @@ def _build(config, kvstore, rank, workers, say):
     checkpoint with --resume), checked to fit before the first step."""
     from . import devices as device_list, model, sizes, state, trainer
     seed_everything(config.seed)
-    devices = device_list.parse_devices(config.gpus, config.cpus, log=say)
+    devices = device_list.parse_devices(config.gpus, config.cpus)
     train_iter, vocab = _training_data(config, rank, workers, say)
-    sizes.check_memory(config, len(vocab), devices, say)
+    sizes.check_memory(config, len(vocab), devices)
     net = model.get_bert_model(len(vocab), config.num_hiddens,
                                config.ffn_num_hiddens, config.num_heads,
                                config.num_blks, config.dropout, config.pos_len,
@@ -397,6 +397,8 @@ def _run(config, kvstore, rank, workers):
     from . import checkpoint, trainer
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
+    if not chief:  # the chief reports for the job
+        logging.getLogger('gluon_bert').setLevel(logging.WARNING)
     devices, train_iter, vocab, net, optimizer, resume = _build(
         config, kvstore, rank, workers, say)
     evaluate = _valid_evaluator(config, vocab) if config.eval_every else None

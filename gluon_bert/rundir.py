@@ -13,6 +13,7 @@ start there at all: only over a run of the same settings and no more steps,
 unless ``overwrite``.
 """
 import json
+import logging
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ import time
 from .utils import GluonBertError, atomic_write
 
 __all__ = ['RunLock', 'LOCK', 'PREVIOUS', 'keep_previous', 'make_room']
+
+logger = logging.getLogger(__name__)
 
 LOCK, PREVIOUS = '.lock', 'previous'
 
@@ -126,8 +129,7 @@ def keep_previous(folder):
     return len(names)
 
 
-def make_room(folder, differ, more_steps=None, overwrite=False, say=print,
-              holds=None):
+def make_room(folder, differ, more_steps=None, overwrite=False, holds=None):
     """Before a new run (not a resumed one) writes into ``folder``, which
     holds an earlier run: ``differ`` names the settings in which the two
     differ, ``more_steps`` the earlier run's step count when it trained
@@ -148,5 +150,5 @@ def make_room(folder, differ, more_steps=None, overwrite=False, say=print,
             'pick another save_dir',
             ['resume', 'overwrite', 'save_dir'] + list(differ))
     keep_previous(folder)
-    say(f'The earlier run in {folder} is kept in '
-        f'{os.path.join(folder, PREVIOUS)}/', flush=True)
+    logger.info('The earlier run in %s is kept in %s/', folder,
+                os.path.join(folder, PREVIOUS))

@@ -3,10 +3,14 @@ count, the training memory estimate, and the check pretraining makes with
 it before the first step (one line of sizes; a configuration that cannot
 fit is a one-line error with a batch that would).
 """
+import logging
+
 from .utils import GluonBertError
 
 __all__ = ['PRESETS', 'parameter_count', 'estimate_memory', 'check_memory',
            'GPU_MARGIN', 'GPU_REFUSE']
+
+logger = logging.getLogger(__name__)
 
 #: Named model sizes: (num_hiddens, ffn_num_hiddens, num_heads, num_blks).
 PRESETS = {
@@ -83,8 +87,8 @@ def _memory_pools(devices):
     return list(pools.values())
 
 
-def check_memory(config, vocab_size, devices, say, free_memory=None):
-    """Print the size estimate; a configuration that cannot fit is an error.
+def check_memory(config, vocab_size, devices, free_memory=None):
+    """Log the size estimate; a configuration that cannot fit is an error.
 
     Every device is checked (CPU contexts together: they share RAM).  On a
     CPU the estimate must fit in 90 % of the available memory; on a GPU,
@@ -101,20 +105,22 @@ def check_memory(config, vocab_size, devices, say, free_memory=None):
     free_text = ', '.join(f'{_gb(free)} available on '
                           + ('/'.join(str(d) for d in pool))
                           for pool, free in pools)
-    say(f'Model: {est["parameters"] / 1e6:.1f}M parameters; estimated memory '
+    logger.info(
+        f'Model: {est["parameters"] / 1e6:.1f}M parameters; estimated memory '
         f'per device: {_gb(est["state"])} for weights, gradients and Adam, '
         f'{_gb(est["activations"])} of activations for '
         f'{-(-config.batch_size // len(devices))} pairs of {config.max_len} '
-        f'tokens; {free_text}', flush=True)
+        f'tokens; {free_text}')
     for pool, free in pools:
         gpu = pool[0].device_type == 'gpu'
         wanted = need * len(pool) * (GPU_MARGIN if gpu else 1.0)
         if wanted <= 0.9 * free or config.no_memory_check:
             continue
         if gpu and wanted <= GPU_REFUSE * free:
-            say(f'warning: {pool[0]} may run out of memory: about '
-                f'{_gb(wanted)} needed, {_gb(free)} free (the estimate is '
-                'rough on GPUs); lower --batch-size if it does', flush=True)
+            logger.warning(f'{pool[0]} may run out of memory: about '
+                           f'{_gb(wanted)} needed, {_gb(free)} free (the '
+                           'estimate is rough on GPUs); lower --batch-size if '
+                           'it does')
             continue
         budget = 0.9 * free / len(pool) - est['state']
         fits = int(budget // est['per_example']) if budget > 0 else 0

@@ -58,3 +58,13 @@ def seeded():
         random.seed(s)
         onp.random.seed(s)
     return seed
+
+
+@pytest.fixture
+def library_log(caplog, monkeypatch):
+    """caplog for the gluon_bert loggers at info, also after a command set
+    them to print on stdout without propagating."""
+    import logging
+    monkeypatch.setattr(logging.getLogger('gluon_bert'), 'propagate', True)
+    caplog.set_level(logging.INFO, logger='gluon_bert')
+    return caplog

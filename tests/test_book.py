@@ -28,7 +28,7 @@ def test_guides_50_steps_land_where_the_book_does(wiki_dir, tmp_path,
     assert 0.65 <= nsp <= 1.0
     # on this machine's devices (2 GPUs where there are, else cpu(0))
     from gluon_bert.devices import parse_devices
-    devices = parse_devices(gpus='0,1', log=lambda *a: None)
+    devices = parse_devices(gpus='0,1')
     assert out[-2].endswith(f' sentence pairs/sec on {devices}')
 
     # The guide's Step 6: 'crane' in two contexts

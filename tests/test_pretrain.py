@@ -183,39 +183,39 @@ def _memory_args(batch_size):
     return pretrain.parse_args(['--batch-size', str(batch_size)])
 
 
-def test_memory_check_covers_every_device():
+def test_memory_check_covers_every_device(library_log):
     import mxnet as mx
     from gluon_bert.sizes import estimate_memory
     from gluon_bert.utils import GluonBertError
     args = _memory_args(512)
     est = estimate_memory(20256, 128, 256, 2, 2, 64, 512, 2)
     need = est['state'] + est['activations']  # per device, 256 pairs each
-    said = []
-    say = lambda line, **kw: said.append(line)  # noqa: E731
     # CPU contexts share the RAM: two of them need twice as much
     free = {'cpu': 1.5 * need}
     cpus = [mx.cpu(0), mx.cpu(1)]
     with pytest.raises(GluonBertError, match=r'cpu\(0\)/cpu\(1\) \(they '
                                              r'share the RAM\)'):
-        sizes.check_memory(args, 20256, cpus, say,
-                               lambda d: free[d.device_type])
+        sizes.check_memory(args, 20256, cpus,
+                           lambda d: free[d.device_type])
     free['cpu'] = 2.5 * need
-    sizes.check_memory(args, 20256, cpus, say,
+    sizes.check_memory(args, 20256, cpus,
                            lambda d: free[d.device_type])
     # each GPU has its own: a tight one is a warning, a short one an error
     gpus = [mx.gpu(0), mx.gpu(1)]
     room = {0: 10 * need, 1: need}
-    said.clear()
-    sizes.check_memory(args, 20256, gpus, say,
-                           lambda d: room[d.device_id])
-    assert 'available on gpu(0), ' in said[0]
-    assert said[1].startswith('warning: gpu(1) may run out of memory')
+    library_log.clear()
+    sizes.check_memory(args, 20256, gpus,
+                       lambda d: room[d.device_id])
+    said = [(r.levelname, r.getMessage()) for r in library_log.records]
+    assert said[0][0] == 'INFO' and 'available on gpu(0), ' in said[0][1]
+    assert said[1][0] == 'WARNING'
+    assert said[1][1].startswith('gpu(1) may run out of memory')
     room[1] = 0.5 * need
     with pytest.raises(GluonBertError, match=r'but gpu\(1\) has'):
-        sizes.check_memory(args, 20256, gpus, say,
-                               lambda d: room[d.device_id])
+        sizes.check_memory(args, 20256, gpus,
+                           lambda d: room[d.device_id])
     args.no_memory_check = True
-    sizes.check_memory(args, 20256, gpus, say,
+    sizes.check_memory(args, 20256, gpus,
                            lambda d: room[d.device_id])
 
 

@@ -32,11 +32,10 @@ def test_try_all_gpus_falls_back_to_cpu():
 
 
 @NO_GPU
-def test_parse_devices_without_gpus():
-    said = []
-    assert D.parse_devices(gpus='0,1', log=said.append) == [mx.cpu(0)]
-    assert said == [D.no_gpu_reason() + ' (asked for --gpus 0,1); training '
-                    'on cpu(0).']
+def test_parse_devices_without_gpus(library_log):
+    assert D.parse_devices(gpus='0,1') == [mx.cpu(0)]
+    assert [r.getMessage() for r in library_log.records] == [
+        D.no_gpu_reason() + ' (asked for --gpus 0,1); training on cpu(0).']
     assert D.parse_devices() == [mx.cpu(0)]
 
 
