@@ -1,4 +1,4 @@
-"""gluon_bert: pretrain BERT on WikiText-2 as the d2l book does, with MXNet Gluon.
+"""gluon_bert: pretrain BERT on WikiText-2 as the d2l book does, with MXNet.
 
 The modules follow the data flow, and none imports one downstream of it::
 
@@ -6,17 +6,11 @@ The modules follow the data flow, and none imports one downstream of it::
         -> checkpoint
         -> encoder
 
-Importing the package is cheap and loads no MXNet (the modules that need it
-do).  Three settings are made, on purpose: before MXNet loads, importing
-the package sets ``OMP_NUM_THREADS`` to the core count unless you set it
-(``gluon_bert.threads``: MXNet would take half the cores; in a program that
-imported mxnet first, training, fine-tuning and encoding set them when they
-start); ``gluon_bert.model`` switches MXNet to NumPy mode
-(``npx.set_np()``, as the book does); and in IPython or Jupyter a
-:class:`~gluon_bert.utils.GluonBertError` shows as one line, as the
-commands show it.  What the library reports goes through ``logging`` (a
-logger per module under ``gluon_bert``), shown at info level on stdout
-until a program or a command's ``--log-level`` sets it otherwise.
+Importing loads no MXNet, and sets on purpose: ``OMP_NUM_THREADS`` to the
+core count unless set (:mod:`gluon_bert.threads`), one-line
+:class:`~gluon_bert.utils.GluonBertError` in IPython; ``gluon_bert.model``
+switches MXNet to NumPy mode, as the book does.  The library reports
+through ``logging`` (loggers under ``gluon_bert``).
 """
 __version__ = '0.1.0'
 

@@ -1,8 +1,6 @@
-"""Batches of the examples, as the book's DataLoader makes them.
-
-:class:`DataIter` shuffles a :class:`~gluon_bert.dataset.WikiTextDataset`
-(or new examples every epoch) into minibatches of the seven fields, on the
-host; a :class:`Batch` makes MXNet arrays of them only when indexed.
+"""Batches of the examples, as the book's DataLoader makes them:
+:class:`DataIter` shuffles the examples into minibatches of the seven
+fields on the host, :class:`Batch` makes MXNet arrays only when indexed,
 :func:`shard_indices` gives each worker of a distributed job its part.
 """
 import collections.abc
@@ -19,18 +17,10 @@ FIELDS = ('tokens', 'segments', 'valid_lens', 'pred_positions',
 class Batch(collections.abc.Sequence):
     """A batch: the book's seven fields.
 
-    ``host`` holds them as NumPy arrays; indexing or iterating the batch
-    gives them as ``mxnet.np`` arrays, made the first time they are asked
-    for.  So a consumer that works on the host (the fused step packs the
-    tokens and MLM slots there) never makes device arrays it does not read,
-    and one that wants MXNet arrays (the book's loss path, evaluation) gets
-    them as from the book's DataLoader.
-
-    Parameters
-    ----------
-    fields : sequence of mxnet.np.ndarray, or None
-        The MXNet arrays, if made already (None: made on first use).
-    host : sequence of numpy.ndarray
+    ``host`` holds them as NumPy arrays; indexing or iterating gives
+    ``mxnet.np`` arrays, made on first use, so the fused step (which packs on
+    the host) makes no device arrays it does not read.  ``fields``: the MXNet
+    arrays if made already.
     """
 
     def __init__(self, fields, host):
@@ -56,12 +46,9 @@ class Batch(collections.abc.Sequence):
 class DataIter:
     """Minibatches of a :class:`WikiTextDataset`, like the book's DataLoader.
 
-    Each iteration reshuffles with NumPy's global RNG exactly as Gluon's
-    ``RandomSampler`` does (so a ``numpy.random.seed`` gives the book's batch
-    order) and keeps the last, smaller batch.  Batches (:class:`Batch`) are
-    the seven fields sliced from the dataset's arrays in one step each,
-    instead of stacking hundreds of per-example arrays: NumPy arrays, made
-    into ``mxnet.np`` arrays only if the consumer asks for them.
+    Each pass reshuffles with NumPy's global RNG as Gluon's ``RandomSampler``
+    does (the book's batch order) and keeps the last, smaller batch; a batch is
+    the seven fields sliced in one step each (:class:`Batch`).
 
     Parameters
     ----------
@@ -70,15 +57,14 @@ class DataIter:
     batch_size : int
     shuffle : bool
     shard : (rank, num_workers), optional
-        Use only this worker's share of every epoch (:func:`shard_indices`).
+        Only this worker's share of every epoch (:func:`shard_indices`).
     resample : callable, optional
-        ``resample(epoch) -> WikiTextDataset`` gives the examples of epochs
-        1, 2, ... (e.g. :class:`ResampledEpochs`); without it every epoch
-        reuses ``dataset``, as the book does.  :meth:`set_epoch` switches.
+        ``resample(epoch) -> WikiTextDataset`` for epochs 1, 2, ... (e.g.
+        :class:`ResampledEpochs`; :meth:`set_epoch` switches); without it every
+        epoch reuses ``dataset``, as the book does.
     drop_last : bool
-        Leave out the last, smaller batch of every pass (the book keeps it).
-        Resampled epochs differ in size, so their last batches would give
-        the hybridized graph a new input shape every epoch.
+        Leave out the last, smaller batch (resampled epochs differ in size:
+        it would give the graph a new shape every epoch).
     """
 
     def __init__(self, dataset, batch_size, shuffle=True, shard=None,

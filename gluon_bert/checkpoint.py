@@ -2,26 +2,17 @@
 
 A model directory holds::
 
-    config.json     format version, every model hyperparameter, the run's
-                    training settings
-    vocab.json      the vocabulary (gluon_bert.vocab.Vocab.save)
-    tokenizer.json  a WordPiece vocabulary as a Hugging Face tokenizer (only
-                    for --vocab wordpiece, when tokenizers is installed)
-    model.params    Gluon save_parameters (MXNet's binary format)
-    trainer.states  the optimizer's state (MXNet's binary format)
-    state.json      the step, the RNG states, the data position, the history
-                    and the SHA-1 of the two files above
-    checkpoints/    model-<step>.params, trainer-<step>.states: what
-                    state.json points to (model.params and trainer.states
-                    are hard links to the newest)
+    config.json     format version, the model's and the run's settings
+    vocab.json      the vocabulary (Vocab.save)
+    tokenizer.json  a WordPiece vocabulary for Hugging Face tokenizers
+    model.params    Gluon save_parameters
+    trainer.states  the optimizer's state (nd.save: nothing is pickled)
+    state.json      step, RNG states, data position, history, SHA-1s
+    checkpoints/    each kept step's files (the two above link the newest)
 
-Every file is written to a temporary name and renamed, and state.json, last,
-only ever names complete files (:mod:`gluon_bert.state`, which fine-tuning's
-resume uses too): a crash at any moment leaves the previous checkpoint
-loadable.  Nothing is pickled (MXNet's own ``Trainer.save_states``
-pickles, so the optimizer state is saved with ``nd.save`` instead): loading
-a model directory from someone else runs no code.  Loading checks each file
-and says which one is wrong; it never loads a model partially.
+Writes go to temporary names; state.json, last, only names complete files
+(:mod:`gluon_bert.state`).  Loading checks every file and names a wrong
+one; it never loads a model partially.
 """
 import json
 import logging
@@ -141,14 +132,9 @@ def load_config(model_dir):
 def load_pretrained(model_dir, device=None, hybridize=True):
     """Load a model directory, or one of the book's models (``d2l:NAME``).
 
-    The directory of a fine-tuned classifier gives the BERT it holds: its
-    fine-tuned encoder (``encode`` uses it), with new MLM and NSP heads.
-
-    Returns
-    -------
-    (net, vocab, config)
-        The BERTModel on ``device`` (default ``cpu(0)``), its vocabulary and
-        the parsed config.json.
+    A fine-tuned classifier's directory gives its fine-tuned encoder with new
+    MLM and NSP heads.  Returns ``(net, vocab, config)``: the BERTModel on
+    ``device`` (default ``cpu(0)``), its vocabulary and config.json.
     """
     if str(model_dir).startswith(D2L_PREFIX):
         return load_d2l_pretrained(str(model_dir)[len(D2L_PREFIX):], device,
@@ -280,24 +266,14 @@ def _fetch_d2l_model(name, entry, cache_dir, timeout=60):
 
 
 def load_d2l_pretrained(name, device=None, hybridize=True, cache_dir=None):
-    """One of the book's published BERTs as a gluon_bert model.
+    """One of the book's published BERTs (a key of :data:`D2L_MODELS`) as a
+    gluon_bert model.
 
     Downloads d2l's archive once (SHA-1 checked, cached in
-    ``GLUON_BERT_CACHE``/d2l/NAME like the WikiText-2 archive), builds
-    :class:`~gluon_bert.model.BERTModel` with the chapter's settings and loads
-    ``pretrained.params`` into it: both models name their parameters the
-    same way (``encoder.blks.0.attention.W_q.weight``, ...).
-
-    Parameters
-    ----------
-    name : str
-        A key of :data:`D2L_MODELS`: ``'bert.small'`` or ``'bert.base'``.
-
-    Returns
-    -------
-    (net, vocab, config)
-        As :func:`load_pretrained` returns them; ``config['train']`` names
-        the source.
+    ``GLUON_BERT_CACHE``/d2l/NAME), builds :class:`~gluon_bert.model.
+    BERTModel` with the chapter's settings and loads ``pretrained.params``
+    (the parameter names agree).  Returns ``(net, vocab, config)`` as
+    :func:`load_pretrained` does; ``config['train']`` names the source.
     """
     if name not in D2L_MODELS:
         raise GluonBertError(f'unknown d2l model {name!r}: use one of '
@@ -367,15 +343,14 @@ def _link_latest(src, dst):
 
 def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
                     position, keep=2):
-    """Save everything needed to continue training exactly: the model
-    directory's config.json and vocab.json, then the training state
-    (:func:`~gluon_bert.state.write_state`: weights, optimizer state, RNG
-    states, ``position`` and ``history`` as
-    :func:`~gluon_bert.trainer.train_bert` hands them to ``on_step``) with
-    the newest ``keep`` steps' files in checkpoints/, and model.params and
-    trainer.states linked to the newest.  A write that cannot complete
-    raises a one-line :class:`~gluon_bert.utils.GluonBertError`; the last
-    complete checkpoint stays loadable."""
+    """Save what continuing exactly needs: config.json and vocab.json, then
+    the training state (:func:`~gluon_bert.state.write_state`: weights,
+    optimizer state, RNG states, ``position`` and ``history`` as
+    :func:`~gluon_bert.trainer.train_bert` hands them to ``on_step``), the
+    newest ``keep`` steps kept in checkpoints/ and linked as model.params and
+    trainer.states.  A failed write is a one-line
+    :class:`~gluon_bert.utils.GluonBertError`; the last checkpoint stays.
+    """
     step = history['step'][-1] if history['step'] else 0
     save_model_dir(model_dir, net, vocab, train_config, params=False,
                    what=f'the checkpoint of step {step}')
@@ -395,12 +370,11 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
 
 
 def branch_checkpoint(model_dir, step, branch_dir):
-    """Make ``branch_dir`` (new or empty) a copy of the run in ``model_dir``
-    as it was at ``step``: its files (checked against their SHA-1s), config
-    and vocabulary, with that step as the newest checkpoint.  A run resumed
-    there continues from ``step`` with a budget and cooldown of its own
-    (``pretrain --branch-from``); ``model_dir`` is not touched.  Returns the
-    branch's state."""
+    """Make ``branch_dir`` (new or empty) a copy of the run in ``model_dir`` at
+    ``step`` (files checked against their SHA-1s, config, vocabulary), so that
+    a run resumed there continues with a budget and cooldown of its own
+    (``pretrain --branch-from``).  Returns the branch's state.
+    """
     import shutil
     name = state.step_state_name(CKPT_DIR, step)
     kept = state.saved_steps(model_dir, CKPT_DIR)

@@ -1,14 +1,5 @@
 """The fine-tuned classifier: the book's training loop, scores, saving and
-predictions (the library behind ``python -m gluon_bert.finetune`` and
-``predict``).
-
-:func:`finetune` trains a :class:`~gluon_bert.model.BERTClassifier` as the
-book's ``train_ch13`` does (``split_and_load`` shards, per-shard loss lists,
-``SoftmaxCELoss``, ``npx.waitall()``; squared error for a one-output
-regression head), each batch's valid tokens packed
-(:func:`~gluon_bert.packing.pack_tokens`); :func:`evaluate_task` scores a
-dataset as GLUE does; :func:`save_classifier` / :func:`load_classifier`
-write and read a model directory; :func:`predict_texts` classifies raw text.
+predictions (the library behind ``finetune`` and ``predict``).
 """
 import os
 import time
@@ -140,28 +131,18 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
     book's ``train_ch13`` does; score ``dev_set`` after every epoch.
 
-    ``config`` (a :class:`~gluon_bert.config.FinetuneConfig`; its defaults
-    are the book's) gives ``epochs``, ``lr``, ``batch_size``, ``seed``,
-    ``log_every`` and: ``schedule='linear'`` warms up over the first
-    ``warmup`` share of the steps, then decays linearly
-    (:func:`~gluon_bert.recipe.learning_rate`), and ``weight_decay`` > 0
-    uses AdamW (none on LayerNorm and biases), as BERT's own fine-tuning
-    does; unless ``padded``, each shard's valid tokens are packed
-    (:func:`~gluon_bert.packing.pack_tokens`), so the per-token layers skip
-    the padding (the scores, losses and gradients are the padded batch's).
-    A one-output classifier is a regression head (STS-B): squared-error
-    loss (``L2Loss``) on the scores.  ``metrics`` score ``dev_set``.
-    Dropout is seeded per step from ``(seed, step)``, so a run can stop
-    after any step and continue exactly.
+    ``config`` (:class:`~gluon_bert.config.FinetuneConfig`) gives the epochs,
+    rate, batch, seed and: ``schedule='linear'`` (warm-up, linear decay),
+    ``weight_decay`` > 0 (AdamW), ``padded`` (else valid tokens are packed:
+    the same numbers).  A one-output head is a regression (``L2Loss``).
+    Dropout is seeded per step, so a run continues exactly.
 
-    Returns the history: per epoch ``train_loss``, ``train_acc`` (None for
-    a regression), ``dev`` (``{metric: value}`` of ``metrics``),
-    ``dev_score`` (the first metric), ``dev_acc`` (with accuracy among the
-    metrics) and ``seconds``.  ``on_epoch(epoch, history)`` is called after
-    each epoch; ``on_step(history, position, trainer)`` after each step, and
-    when it returns True training stops there (the history so far is
-    returned): ``resume=dict(position=..., history=..., trainer_path=...,
-    trainer_meta=...)`` continues from that point exactly.
+    Returns the history per epoch: ``train_loss``, ``train_acc``, ``dev``
+    (``{metric: value}``), ``dev_score``, ``dev_acc``, ``seconds``.
+    ``on_epoch(epoch, history)`` after each epoch; ``on_step(history,
+    position, trainer)`` after each step stops training when it returns True;
+    ``resume=dict(position=..., history=..., trainer_path=..., trainer_meta=...)``
+    continues from there.
     """
     import mxnet as mx
     from mxnet import gluon

@@ -2,16 +2,11 @@
 
     python -m gluon_bert.compare --steps 50
 
-Runs the reference (the installed d2l package: ``_read_wiki``,
-``_WikiTextDataset``, ``BERTModel``, ``_get_batch_loss_bert``, Adam, with a
-Gluon DataLoader as in ``load_data_wiki``) and gluon_bert (``load_dataset``
-without the cache, ``train_bert``) on the same WikiText-2 with the same seed,
-and prints a table: vocabulary size, examples, MLM and NSP loss after
---steps steps, sentence pairs per second, data-preparation seconds, next to
-the book's published MXNet numbers.  Both are timed on the wall clock until
-every step has finished.  d2l's own loader cannot run here (its download URL
-is gone) and its ``try_all_gpus()`` returns [] without GPUs, so the reference
-reads the same folder and trains on ``[cpu(0)]``.
+Runs the installed d2l package's pretraining (``_WikiTextDataset``,
+``BERTModel``, ``_get_batch_loss_bert``, Adam) and gluon_bert's on the same
+WikiText-2 folder and seed, on ``[cpu(0)]`` without GPUs, and prints
+vocabulary, examples, losses, pairs/s (wall clock to the end of every step)
+and preparation time beside the book's published numbers.
 """
 import argparse
 import json

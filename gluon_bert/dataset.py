@@ -1,15 +1,9 @@
 """WikiText-2 for BERT pretraining: NSP + MLM examples, padding, batches.
 
-The examples are exactly those of the book's ``d2l._WikiTextDataset``: the
-same vocabulary, the same pairs, the same masked positions, because Python's
-``random`` is consumed in the same order as the book's code.  What differs is
-speed: examples are built as plain Python lists, padded into one NumPy array
-per field (instead of one MXNet array per field per example), and cached on
-disk keyed by the file's contents, ``max_len``, the state of ``random`` and
-the vocabulary settings.
-
-Data flow (finding, downloading and reading the files is
-:mod:`gluon_bert.wikitext`'s)::
+The examples are exactly ``d2l._WikiTextDataset``'s (same vocabulary, pairs
+and masked positions: Python's ``random`` is consumed in the book's order),
+built as plain lists, padded into one NumPy array per field and cached on
+disk.  Finding and reading the files is :mod:`gluon_bert.wikitext`'s::
 
     wiki.<split>.tokens --read_wiki--> paragraphs (lists of sentence strings)
         --WikiTextDataset--> vocab + 7 padded arrays --DataIter--> batches
@@ -55,14 +49,12 @@ class Sampling:
     Parameters
     ----------
     mask_prob : float
-        Share of every sequence's tokens that is predicted (the book: 0.15);
-        the prediction slots are ``round(max_len * mask_prob)``.
+        Share of every sequence's tokens predicted (the book: 0.15).
     next_prob : float
-        Probability that the second sentence is the true next one (the
-        book: 0.5; 1.0 with NSP off: every pair is running text).
+        Probability that the second sentence is the true next one (the book:
+        0.5; 1.0 with NSP off).
     whole_word : bool
-        With a WordPiece vocabulary, predict whole words: all pieces of a
-        chosen word, never a lone ``##`` piece (BERT's whole-word masking).
+        With a WordPiece vocabulary, mask all pieces of a chosen word.
     """
     mask_prob: float = 0.15
     next_prob: float = 0.5
@@ -182,15 +174,11 @@ def _choose_whole_words(candidates, token_ids, continuation, num_mlm_preds,
 def _get_mlm_data_from_ids(token_ids, candidate_pred_positions, vocab_size,
                            mask_id, rand, getrandbits, choice,
                            mask_prob=0.15, continuation=None):
-    """Choose MLM positions and replacements, as the book does.
-
-    15 % (``mask_prob``) of the sequence length (at least 1) is predicted,
-    among the ``candidate_pred_positions`` (every position but
-    ``<cls>``/``<sep>``): 80 % become ``<mask>``, 10 % stay, 10 % become a
-    random vocabulary token.  Given ``continuation`` (the ids of ``##``
-    pieces), whole words are chosen instead of single tokens.
-    ``token_ids`` is changed in place into the MLM input; returns the sorted
-    ``(position, original id)`` pairs.
+    """Choose MLM positions and replacements, as the book does: ``mask_prob``
+    of the length (at least 1) among ``candidate_pred_positions``, 80 %
+    ``<mask>``, 10 % kept, 10 % a random token (whole words given
+    ``continuation``, the ids of ``##`` pieces).  Changes ``token_ids`` in
+    place; returns the sorted ``(position, original id)`` pairs.
     """
     num_mlm_preds = max(1, round(len(token_ids) * mask_prob))
     pred_positions_and_labels = []
@@ -232,12 +220,9 @@ def _to_ids(paragraphs, vocab):
 
 def _build_examples(paragraphs, max_len, vocab, rng=random,
                     sampling=BOOK_SAMPLING):
-    """All examples of tokenized ``paragraphs``: a dict of seven NumPy arrays.
-
-    ``rng`` (Python's ``random`` by default) is consumed exactly as the book's
-    code consumes ``random``: first the NSP pairs of every paragraph, then the
-    MLM positions of every pair.  Work is done on token ids; that changes no
-    draw.
+    """All examples of tokenized ``paragraphs``: a dict of seven NumPy arrays,
+    ``rng`` consumed as the book's code consumes ``random`` (the NSP pairs of
+    every paragraph, then the MLM positions of every pair).
     """
     return _build_examples_from_ids(_to_ids(paragraphs, vocab), max_len,
                                     vocab, rng, sampling)
@@ -309,17 +294,14 @@ class WikiTextDataset:
     max_len : int
         Length every example is padded to (``<cls>`` and ``<sep>`` included).
     vocab : Vocab, optional
-        Built from ``paragraphs`` (``min_freq=5`` plus the reserved tokens)
-        when not given; pass the training vocabulary for held-out splits.
+        Built from ``paragraphs`` (``min_freq`` plus the reserved tokens) when
+        not given; pass the training vocabulary for held-out splits.
     min_freq : int
-        Used only when ``vocab`` is built here.
     sampling : Sampling
-        How pairs and masks are drawn (default: the book's).
 
-    Each item is the book's seven fields: token ids (max_len,) int32,
-    segments (max_len,) int32, valid length () float32, prediction positions
-    (round(mask_prob max_len),) int32, MLM weights float32, MLM labels int32 and the
-    NSP label () float32.  The whole fields are ``self.arrays[name]``.
+    Each item is the book's seven fields (tokens, segments, valid length,
+    prediction positions, MLM weights, MLM labels, NSP label); the whole
+    fields are ``self.arrays[name]``.
     """
 
     def __init__(self, paragraphs, max_len, vocab=None, min_freq=5,
@@ -359,26 +341,11 @@ class WikiTextDataset:
 class ResampledEpochs:
     """New NSP pairs and MLM masks for every pass over the text.
 
-    The book draws its examples once, when the dataset is built, so every
-    epoch repeats the same sentence pairs and the same masked words, which a
-    model learns by heart after a few passes.  ``ResampledEpochs(...)(epoch)``
-    runs the book's whole recipe again -- shuffle the paragraphs, draw the
-    NSP pairs (50 % true next sentence), draw the MLM positions (15 %: 80 %
-    ``<mask>``, 10 % kept, 10 % random) -- with ``random.Random`` seeded from
-    ``(seed, epoch)`` instead of the global ``random``: the same
-    distributions, different draws, reproducible and independent of the
-    order in which epochs are asked for.
-
-    Parameters
-    ----------
-    data_dir : str
-        The WikiText-2 folder.
-    max_len : int
-    vocab : Vocab
-        The vocabulary of epoch 0 (the book's); it is not rebuilt.
-    seed : int
-    split : str
-    sampling : Sampling
+    The book draws its examples once, so every epoch repeats the same pairs and
+    masked words.  ``ResampledEpochs(...)(epoch)`` runs the book's recipe again
+    (shuffle the paragraphs, draw pairs, draw masks) with a ``random.Random``
+    seeded from ``(seed, epoch)``: the same distributions, new draws,
+    reproducible in any order.  The vocabulary (epoch 0's) is not rebuilt.
     """
 
     def __init__(self, data_dir, max_len, vocab, seed=0, split='train',
@@ -408,11 +375,10 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
                  verbose=False, sampling=BOOK_SAMPLING):
     """Build (or load from the cache) the examples of one split.
 
-    The cache entry is keyed by the split file's SHA-1, ``max_len``, the
-    current state of Python's ``random``, the vocabulary and ``sampling``; after a
-    hit, ``random`` is left in the state a cold build would leave it in.
-    Entries live in ``cache_dir`` (default :func:`default_cache_dir`), never in
-    the data folder; one that fails its checksum is rebuilt.
+    The cache is keyed by the file's SHA-1, ``max_len``, the state of Python's
+    ``random``, the vocabulary and ``sampling``; after a hit ``random`` is left
+    as a cold build leaves it.  Entries live in ``cache_dir`` (default
+    :func:`default_cache_dir`); one failing its checksum is rebuilt.
     """
     data_dir = resolve_data_dir(data_dir, split, download, cache_dir)
     file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
@@ -457,12 +423,9 @@ EVAL_SEED, EVAL_BATCH_SIZE = 0, 256
 def load_heldout(max_len, vocab, split='valid', data_dir=None,
                  seed=EVAL_SEED, batch_size=EVAL_BATCH_SIZE, cache_dir=None,
                  use_cache=True):
-    """Batches of a held-out split, for evaluation.
-
-    The book's examples of ``split`` with the training ``vocab``, pairs and
-    masks drawn after ``random.seed(seed)``, in order (not shuffled).
-    Python's ``random`` is left as it was, so a training run that evaluates
-    draws nothing differently.
+    """Batches of a held-out split for evaluation: the book's examples of
+    ``split`` with the training ``vocab``, drawn after ``random.seed(seed)``,
+    in order.  Python's ``random`` is left as it was.
     """
     state = random.getstate()
     try:
@@ -477,12 +440,8 @@ def load_heldout(max_len, vocab, split='valid', data_dir=None,
 def load_data_wiki(batch_size, max_len, data_dir=None, split='train',
                    vocab=None, cache_dir=None, use_cache=True, download=True,
                    sampling=BOOK_SAMPLING):
-    """Load WikiText-2 for BERT pretraining, as the book's ``load_data_wiki``.
-
-    Returns
-    -------
-    (DataIter, Vocab)
-        Shuffled minibatches of the seven fields and the vocabulary.
+    """Load WikiText-2 for BERT pretraining, as the book's ``load_data_wiki``:
+    ``(DataIter, Vocab)``, shuffled minibatches of the seven fields.
     """
     check_batch_size(batch_size)  # before the (slow) examples are built
     dataset = load_dataset(max_len, data_dir, split, vocab,

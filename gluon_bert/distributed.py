@@ -1,24 +1,13 @@
 """A worker's part in a distributed job (MXNet's parameter server).
 
-:func:`join_job` creates the ``dist_sync`` kvstore a worker trains with,
-:class:`Allreduce` sums a few floats over the workers (the batch totals, the
-reported losses and the stop flag), and :func:`leave_job` says the
-parameter server's goodbye.
-
-Why the goodbye is said here and not left to the end of the process:
-MXNet's kvstore says it in its destructor (``ps::Finalize``: rank 0 stops
-the servers, then every node waits in a barrier for all the others).  Left
-to Python, that destructor runs while the interpreter shuts down, after
-Python has put SIGTERM back to its default action; a SIGTERM that reaches
-a worker then (the launcher's, when the other workers' agreement stopped
-this one first) kills it inside the barrier, and every other process of
-the job waits there for ever.  Said by :func:`leave_job`, while the
-training command's signal handler is still installed, a late signal is
-only noted, and every process of a stopped job exits as soon as all have
-said goodbye.
-
-Each phase of the shutdown is logged (``gluon_bert.distributed`` logger,
-debug level, with the time: ``-v`` shows it).
+:func:`join_job` creates the worker's ``dist_sync`` kvstore, :class:`Allreduce`
+sums a few floats over the workers, :func:`leave_job` says the parameter
+server's goodbye (``ps::Finalize``, a barrier of every node) explicitly:
+left to the kvstore's destructor at interpreter shutdown, after SIGTERM's
+default action is back, a late SIGTERM killed a worker inside the barrier
+and the rest of the job waited for ever.  Said here, while the command's
+signal handler is installed, a late signal is only noted.  Each phase is
+logged at debug level (``-v``).
 """
 import logging
 import os

@@ -2,11 +2,9 @@
 
     python -m gluon_bert.doctor [--data-dir DIR] [--gpus 0,1]
 
-Checks Python and numpy against what MXNet 1.9.1 needs, the MXNet build(s)
-installed (CPU or CUDA, which CUDA, oneDNN), the GPUs MXNet sees, the
-OpenMP threads its operators will use, the WikiText-2 folder the commands
-would read, the example cache and its size, and the optional extras.
-Exits 0 when the guide's command can run here, 1 otherwise.
+Python and numpy, the MXNet build (CUDA, oneDNN), GPUs, OpenMP threads, the
+WikiText-2 folder, the example cache, the optional extras.  Exits 0 when
+the guide's command can run here, 1 otherwise.
 """
 import argparse
 import importlib.util

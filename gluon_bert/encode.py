@@ -1,18 +1,12 @@
 """BERT representations: of one sentence or pair, or of a file of them.
 
     python -m gluon_bert.encode --model-dir runs/pretrain "a crane is flying"
-    python -m gluon_bert.encode --model-dir runs/pretrain \\
-        "a crane driver came" "he just left" --token crane
-    python -m gluon_bert.encode --model-dir runs/pretrain \\
-        --input sentences.txt --output vectors.npy --pool cls
-    python -m gluon_bert.encode --model-dir d2l:bert.small "a crane is flying"
+    python -m gluon_bert.encode --model-dir runs/pretrain --input sentences.txt \\
+        --output vectors.npy --pool cls
 
-For one input it prints, as the guide does, the shapes of the encoding and
-of the <cls> vector, and the first elements of the chosen token's vector
-(every token's when --token is not given).  With --input, every line (one
-sentence, or two separated by a tab) becomes one row of a NumPy array saved
-with numpy.save.  Text is lower-cased and split on whitespace, like the
-WikiText-2 training data; unknown words become <unk>.
+One input: the shapes of the encoding and of the <cls> vector, and the first
+elements of a token's vector, as the guide prints them.  With --input, each
+line (a sentence, or two separated by a tab) becomes a row of a NumPy array.
 """
 import argparse
 import os

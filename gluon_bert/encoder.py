@@ -1,10 +1,8 @@
 """Contextual representations from a pretrained BERT (the guide's Step 6).
 
 ``get_bert_encoding`` is the book's function, with the vocabulary and device
-passed in rather than read from globals; ``get_bert_encodings`` does many
-inputs in one padded batch and returns the same vectors; ``encode_texts``
-turns a whole list of texts into one NumPy array of vectors, in batches of
-similar length.
+passed in; ``get_bert_encodings`` does many inputs in one padded batch;
+``encode_texts`` turns a list of texts into one NumPy array of vectors.
 """
 from mxnet import np
 
@@ -43,20 +41,10 @@ def prepare_input(net, tokens_a, tokens_b=None):
 def get_bert_encoding(net, vocab, tokens_a, tokens_b=None, device=None):
     """BERT representations of every token of one input, as in the guide.
 
-    Parameters
-    ----------
-    net : BERTModel
-    vocab : Vocab
-        Unknown words become ``<unk>``.
-    tokens_a : list of str
-    tokens_b : list of str, optional
-    device : Context, optional
-        Default: where ``net``'s parameters are.
-
-    Returns
-    -------
-    (1, no. of tokens, num_hiddens)
-        Tokens are ``<cls>``, tokens_a, ``<sep>`` (, tokens_b, ``<sep>``).
+    ``tokens_a`` (and ``tokens_b``) are lists of words (unknown ones become
+    ``<unk>``); ``device`` defaults to where ``net``'s parameters are.  Returns
+    (1, no. of tokens, num_hiddens) for ``<cls>``, tokens_a, ``<sep>`` (,
+    tokens_b, ``<sep>``).
     """
     tokens, segments = prepare_input(net, tokens_a, tokens_b)
     device = device or net_device(net)
@@ -71,16 +59,9 @@ def get_bert_encoding(net, vocab, tokens_a, tokens_b=None, device=None):
 
 
 def get_bert_encodings(net, vocab, inputs, device=None):
-    """Encode many inputs in one padded batch.
-
-    Parameters
-    ----------
-    inputs : list of (tokens_a, tokens_b or None), or list of tokens_a
-
-    Returns
-    -------
-    list of (1, no. of tokens, num_hiddens)
-        The same vectors as one :func:`get_bert_encoding` call per input.
+    """Encode many inputs (``(tokens_a, tokens_b or None)`` or ``tokens_a``) in
+    one padded batch: a list of (1, no. of tokens, num_hiddens), the same
+    vectors as one :func:`get_bert_encoding` call per input.
     """
     pairs = [item if isinstance(item, tuple) else (item, None)
              for item in inputs]
@@ -228,32 +209,27 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
                  progress=None, warn=None):
     """BERT vectors of many texts, as one NumPy array.
 
-    Texts are grouped into batches of similar length (fewer padded
-    positions), run through the encoder (hybridized with ``static_alloc`` if
-    ``net`` is not yet), and put back in their order.  A batch's padded
-    positions change nothing: attention skips them.
+    Texts are batched by similar length (padding changes nothing: attention
+    skips it), encoded, and put back in their order.
 
     Parameters
     ----------
     net : BERTModel or OnnxEncoder
-        An ONNX graph from ``gluon_bert.export`` in ONNX Runtime
-        (:class:`~gluon_bert.interop.OnnxEncoder`) gives the same vectors.
+        An ONNX export in ONNX Runtime (:class:`~gluon_bert.interop.
+        OnnxEncoder`) gives the same vectors.
     vocab : Vocab
-        Unknown words become ``<unk>``; a WordPiece vocabulary cuts every
-        word into its pieces first (``pool='none'``: a vector per piece).
+        A WordPiece vocabulary cuts every word into its pieces first.
     texts : list of str or of (tokens_a, tokens_b or None)
-        A string is one sentence, or a pair separated by a tab
-        (:func:`split_text`).  Inputs longer than the model's ``max_len``
-        are cut (:func:`truncate_pair`), with one warning saying how many.
+        A string is a sentence, or a pair separated by a tab
+        (:func:`split_text`); inputs longer than ``max_len`` are cut
+        (:func:`truncate_pair`), with one warning.
     batch_size : int
     pool : {'cls', 'mean', 'none'}
-        'cls': the ``<cls>`` vector, (no. of texts, num_hiddens); 'mean': the
-        mean over the input's tokens (``<cls>`` and ``<sep>`` included),
-        (no. of texts, num_hiddens); 'none': every token's vector,
-        (no. of texts, longest input, num_hiddens), zero after each input's
-        end.
+        The ``<cls>`` vector or the mean over the input's tokens (no. of
+        texts, num_hiddens); or every token's vector (no. of texts, longest
+        input, num_hiddens), zero after each input's end.
     progress : callable, optional
-        Called as ``progress(done, total)`` after every batch.
+        ``progress(done, total)`` after every batch.
     warn : callable, optional
         Receives the truncation warning (default: ``warnings.warn``).
 

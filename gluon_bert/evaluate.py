@@ -2,12 +2,9 @@
 
     python -m gluon_bert.evaluate --model-dir runs/pretrain --split valid
 
-Builds the book's examples from the valid or test split with the training
-vocabulary (masking and NSP pairs drawn with --seed), runs the model without
-dropout and reports, over the weighted MLM slots and over all pairs:
-MLM loss and accuracy, NSP loss and accuracy.  The book never measures
-held-out data; this makes pretraining progress visible.  Results are printed
-and written as JSON (--output, default MODEL_DIR/eval-SPLIT.json).
+The book's examples of the valid or test split (the training vocabulary,
+draws seeded by --seed), the model without dropout; printed and written
+as JSON (--output, default MODEL_DIR/eval-SPLIT.json).
 """
 import argparse
 import json

@@ -3,16 +3,11 @@
     python -m gluon_bert.export --model-dir runs/bert --format torch --output bert.pt
     python -m gluon_bert.export --model-dir runs/bert --format onnx --output bert.onnx
 
-``--format torch`` writes a ``state_dict`` that the book's
-``d2l.torch.BERTModel`` of the same sizes loads with ``strict=True`` (a
-fine-tuned classifier: the book's PyTorch ``BERTClassifier``), and beside
-it, under the same name with ``.json``, the settings and the vocabulary
-(both formats write it; the ``.pt`` and ``.onnx`` of one model share it).
-``--format onnx`` writes the encoder (tokens, segments, valid_lens ->
-encodings and the ``<cls>`` hidden layer's output) as an ONNX graph with a
-dynamic batch and length, which ``python -m gluon_bert.encode --backend
-onnxruntime`` runs without MXNet.  Needs ``pip install 'gluon_bert[torch]'``
-(and ``[onnx]`` for ONNX).
+``torch``: a ``state_dict`` that ``d2l.torch.BERTModel`` (a classifier: the
+book's PyTorch ``BERTClassifier``) loads with ``strict=True``; ``onnx``: the
+encoder with a dynamic batch and length (``encode --backend onnxruntime``).
+Beside either, NAME.json holds the settings and vocabulary (shared by the
+two formats).  Needs ``gluon_bert[torch]`` (and ``[onnx]``).
 """
 import argparse
 import json

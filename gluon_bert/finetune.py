@@ -1,36 +1,14 @@
 """Fine-tune a pretrained BERT on a classification task (the book's next step).
 
     python -m gluon_bert.finetune --model-dir runs/pretrain --task sst2 \\
-        --data-dir ../shared/data/sst-2 --save-dir runs/sst2
-    python -m gluon_bert.finetune --model-dir runs/pretrain --task sst2 \\
-        --data-dir ../shared/data/sst-2 --save-dir runs/sst2-control --init random
-    python -m gluon_bert.predict --model-dir runs/sst2 "a gripping , funny film"
+        --data-dir ../shared/data/sst-2 --save-dir runs/sst2 [--init random]
 
-As d2l's "Natural Language Inference: Fine-Tuning BERT" does it: the
-pretrained encoder and ``<cls>`` hidden layer with a new output layer
-(``BERTClassifier``), Adam at 1e-4, batch 512, 5 epochs (``--recipe book``;
-the default for the book's SNLI: on the GLUE tasks, which the book never
-ran, ``--recipe glue`` is the default, the batch and rate that paid in the
-transfer studies), the book's loop
-(``split_and_load`` shards, per-shard loss lists, ``SoftmaxCELoss``,
-``npx.waitall()``), hybridized; each batch's valid tokens are packed
-(:func:`~gluon_bert.packing.pack_tokens`: the padded batch's scores and
-gradients, fewer FLOPs; ``--padded`` feeds the book's padded batches).
-``--schedule linear`` and ``--weight-decay`` add BERT's warm-up, linear
-decay and AdamW.  After every epoch the dev split is scored
-and the best model so far is written to --save-dir (config.json, vocab.json,
-model.params), which ``gluon_bert.predict`` loads; at the end the best model
-is scored on the test split and results.json is written.  ``--init random``
-trains the same classifier from freshly initialized weights: the control
-that tells whether pretraining helped.
-
-Nothing lost: the run locks --save-dir; a folder holding a model of other
-settings (or something else, a pretrained model say) is refused unless
---overwrite, one of the same settings moves to previous/; Ctrl-C or
-SIGTERM finishes the step, saves the state in SAVE_DIR/resume/ and exits
-130 or 143, and the same flags with --resume continue exactly (dropout is
-seeded per step); a write that fails (a full disk) is one line and keeps
-the best model saved before.
+As d2l's "Natural Language Inference: Fine-Tuning BERT" does it (``--recipe
+book``; on the GLUE tasks ``--recipe glue`` by default), hybridized, each
+batch's valid tokens packed (``--padded``: the book's batches).  The best
+dev model goes to --save-dir (``gluon_bert.predict`` loads it), then the
+test split is scored into results.json; ``--init random`` is the control.
+The run locks --save-dir; Ctrl-C or SIGTERM saves its state for --resume.
 """
 import argparse
 import json

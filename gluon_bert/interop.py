@@ -1,20 +1,11 @@
 """gluon_bert models outside MXNet: the book's PyTorch BERT, and ONNX.
 
-The d2l book's PyTorch ``BERTModel`` has the same blocks as its MXNet one
-(and as :class:`~gluon_bert.model.BERTModel`), and a ``Dense`` weight is
-(out, in) like an ``nn.Linear``'s, so a trained model moves over by renaming
-its parameters (:func:`torch_state_dict`): LayerNorm's gamma/beta become
-weight/bias, and the book's PyTorch ``hidden`` and MLM ``mlp`` are
-``nn.Sequential`` with the activations as layers of their own (other
-indices).  :func:`torch_bert` and :func:`torch_classifier` make those
-PyTorch models (:mod:`gluon_bert.torch_bert`), with the book's parameter
-names, so that a ``state_dict`` made here loads into ``d2l.torch.BERTModel``
-with ``strict=True`` and back; their attention masks with ``torch.where``
-instead of the book's in-place assignment, which ONNX exports as one graph
-(:func:`export_onnx`).
-
-Needs the optional extra ``torch`` (``pip install 'gluon_bert[torch]'``);
-ONNX export and ONNX Runtime need ``onnx`` (``gluon_bert[onnx]``).
+The book's PyTorch ``BERTModel`` has the same blocks as ours, and a
+``Dense`` weight is (out, in) like an ``nn.Linear``'s, so a model moves over
+by renaming parameters (:func:`torch_state_dict`).  :func:`torch_bert` and
+:func:`torch_classifier` build those models (:mod:`gluon_bert.torch_bert`,
+exportable to ONNX: :func:`export_onnx`).  Needs ``gluon_bert[torch]``
+(and ``[onnx]``).
 """
 import importlib
 
@@ -39,15 +30,9 @@ def require(module):
 
 
 def d2l_torch():
-    """The book's PyTorch code, ``d2l.torch``, to load an export into.
-
-    ``d2l.torch`` imports torchvision for its image chapters; where
-    torchvision is missing or cannot load beside this torch (PyPI's does not
-    beside the CPU build), an empty stand-in lets the BERT classes, which
-    do not use it, import::
-
-        from gluon_bert.interop import d2l_torch
-        d2l = d2l_torch()
+    """The book's PyTorch code, ``d2l.torch``, to load an export into
+    (``d2l = d2l_torch()``); where torchvision cannot load beside this torch,
+    an empty stand-in lets the BERT classes, which do not use it, import.
     """
     import sys
     import types

@@ -1,12 +1,8 @@
-"""The Transformer's parts, as Gluon HybridBlocks with the book's math:
-multi-head attention over the valid keys, the position-wise FFN, LayerNorm
-(as matrix products on CPUs, where measured faster) and the residual
-AddNorm, assembled into one encoder block.  :mod:`gluon_bert.model` builds
-BERT from them.
-
-Inputs and outputs are (batch size, no. of tokens, num_hiddens) unless a
-Block says otherwise; nothing reads ``.shape`` or branches on data, so every
-Block hybridizes.  All Blocks run in MXNet's NumPy mode (``npx.set_np()``).
+"""The Transformer's parts as Gluon HybridBlocks with the book's math:
+attention over the valid keys, the position-wise FFN, LayerNorm and the
+residual AddNorm, assembled into one encoder block.  Shapes are (batch size,
+no. of tokens, num_hiddens) unless a Block says otherwise; nothing reads
+``.shape`` or branches on data.  All Blocks run in NumPy mode.
 """
 import math
 
@@ -31,23 +27,19 @@ class MultiHeadAttention(nn.HybridBlock):
     dropout : float
         Dropout on the attention weights.
     use_bias : bool
-        Bias in the four projections; the book's attention has none, its
-        ``BERTEncoder`` asks for it.
+        Bias in the four projections (the book's ``BERTEncoder`` asks for it).
 
     Inputs
     ------
-    X : (batch size, no. of tokens, num_hiddens)
-        Or, packed, (T, num_hiddens): the batch's valid tokens one after
-        another (see :func:`gluon_bert.packing.pack_batch`), with
+    X : (batch size, no. of tokens, num_hiddens), or packed (T, num_hiddens)
+        (:func:`gluon_bert.packing.pack_batch`)
     valid_lens : (batch size,) or None
         Keys at positions >= valid length get no attention.
     head_index : (batch size * num_heads, no. of tokens) int, packed only
-        For every example, head and position, the row of the packed
-        (T * num_heads, num_hiddens / num_heads) heads that sits there (any
-        row at padded positions: they are masked or unused).
+        The row of the packed (T * num_heads, num_hiddens / num_heads) heads
+        at every example, head and position.
     merge_index : (T, num_heads) int, packed only
-        For every packed token and head, its row in the attention output
-        (batch size * num_heads * no. of tokens, num_hiddens / num_heads).
+        Each packed token's row, per head, in the attention output.
 
     Outputs
     -------
@@ -183,14 +175,10 @@ def use_matrix_layernorm(width):
 class LayerNorm(nn.LayerNorm):
     """``nn.LayerNorm`` over the last axis, with matrix products on CPUs.
 
-    The same parameters (``gamma``, ``beta``) and the same numbers, to float
-    rounding, as MXNet's LayerNorm.  On CPUs every reduction -- the mean and
-    variance over the features, and in the backward pass gamma's and beta's
-    gradients over all positions -- is a matrix product (``FullyConnected``),
-    which oneDNN runs faster than MXNet's generic reduction kernels at the
-    widths :data:`MATRIX_LAYERNORM_WIDTHS` lists (measured by
-    ``benchmarks/bench_layernorm.py``).  At other widths, and on GPUs,
-    MXNet's own kernel runs.
+    The same parameters and numbers (to float rounding) as MXNet's LayerNorm;
+    on CPUs, at the widths of :data:`MATRIX_LAYERNORM_WIDTHS`, every reduction
+    is a ``FullyConnected``, which oneDNN runs faster (see
+    ``benchmarks/bench_layernorm.py``); elsewhere MXNet's own kernel runs.
 
     Parameters
     ----------

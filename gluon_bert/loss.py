@@ -1,23 +1,12 @@
-"""The pretraining loss, kept apart from the backbone, fused for speed.
+"""The pretraining loss, apart from the backbone, fused for speed.
 
-``BERTPretrainLoss`` wraps a :class:`~gluon_bert.model.BERTModel` and computes
-the book's two losses in one hybridized graph, so that the whole training
-step (model, both losses, their gradients) runs from statically allocated
-memory.  It gives the book's numbers (tested against the book's loss path)
-while skipping work that adds nothing to them:
-
-* padded tokens: the batch's valid tokens are packed
-  (:func:`~gluon_bert.packing.pack_batch`), so
-  the per-token layers never see the padding; attention gathers each
-  example back (:class:`~gluon_bert.model.MultiHeadAttention`);
-* padded MLM slots: they have weight 0, so only the weighted slots are
-  scored (:func:`~gluon_bert.packing.pack_mlm_slots`);
-* the log-softmax's backward pass over (slots x vocab_size):
-  :class:`MLMSlotLoss` writes the cross-entropy's gradient out.
-
-:func:`gluon_bert.packing.pack_shards` makes the packed inputs of every
-device's shard on the host.  (What each of these choices measured is in benchmarks/README.md,
-"Training, measured".)
+``BERTPretrainLoss`` wraps a :class:`~gluon_bert.model.BERTModel` and
+computes the book's two losses in one hybridized graph (tested equal to the
+book's loss path), skipping work that adds nothing to them: padded tokens
+(the valid ones are packed, :func:`~gluon_bert.packing.pack_batch`), padded
+MLM slots (weight 0: :func:`~gluon_bert.packing.pack_mlm_slots`), and the
+log-softmax's backward pass over (slots x vocab_size) (:class:`MLMSlotLoss`
+writes the cross-entropy's gradient out).
 """
 from mxnet import gluon
 from mxnet.gluon import nn
@@ -26,10 +15,10 @@ __all__ = ['BERTPretrainLoss', 'MLMSlotLoss']
 
 
 def _is_plain_softmax_ce(loss):
-    """Whether ``loss`` computes the default softmax cross-entropy on sparse
-    labels -- the loss whose gradient :class:`MLMSlotLoss` writes out --
-    judged by what it returns on a probe (its settings are private), with
-    and without sample weights."""
+    """Whether ``loss`` is the default softmax cross-entropy on sparse labels
+    (whose gradient :class:`MLMSlotLoss` writes out), judged on a probe with
+    and without sample weights (its settings are private).
+    """
     import numpy as onp
     from mxnet import autograd, np
     if not isinstance(loss, gluon.loss.Loss):
@@ -76,26 +65,22 @@ def _first_chunk_hits(F, scores, labels, weights, all_weights):
 class MLMSlotLoss(nn.HybridBlock):
     """The MLM decoder's weighted cross-entropy, its gradient written out.
 
-    The book's loss of a slot is ``w * (logsumexp(s) - s[label])`` for the
-    decoder's scores ``s = h W^T + b``; its gradient with respect to ``s`` is
-    ``w * (softmax(s) - onehot(label))``.  Autograd gets there through the
-    log-softmax's backward pass and a dense (slots x vocab_size) gradient.
-    Here the value is computed as the book does (``loss``, forward only),
-    and the gradient comes from a surrogate with the same derivatives,
-    ``w * ([h, 1] . (softmax(s) [W, b] - [W, b][label]))`` with the softmax
-    held constant: one more matrix product and no (slots x vocab_size)
-    gradient.  Same numbers to float32 rounding (tested against autograd).
+    A slot's loss is ``w * (logsumexp(s) - s[label])`` for the scores ``s = h
+    W^T + b``; its gradient in ``s`` is ``w * (softmax(s) - onehot(label))``.
+    The value is computed as the book does (forward only); the gradient comes
+    from a surrogate with the same derivatives, ``w * ([h, 1] . (softmax(s)
+    [W, b] - [W, b][label]))`` with the softmax held constant: one more matrix
+    product instead of a dense (slots x vocab_size) gradient.
 
     Parameters
     ----------
     decoder : nn.Dense
-        The MLM head's output layer (``MaskLM.decoder``), with a bias and
-        known ``in_units``; its parameters are shared, not copied.
+        The MLM head's output layer, with a bias; its parameters are shared.
     loss : gluon.loss.SoftmaxCELoss
         Computes the value.
     num_chunks : int
-        The slots are scored in this many equal chunks, so that only one
-        chunk's (slots x vocab_size) scores are alive at a time.
+        Slots are scored in this many equal chunks (one chunk's scores alive
+        at a time).
 
     Inputs
     ------
@@ -103,17 +88,14 @@ class MLMSlotLoss(nn.HybridBlock):
     labels : (K,) int
     weights : (K,)
     uniforms : (K,) in [0, 1), optional
-        Given, each slot also draws a token from the softmax of its scores
-        (inverse CDF: the first token whose cumulative probability exceeds
-        the slot's uniform): ELECTRA's generator samples
-        (benchmarks/electra.py, a study).
+        Each slot also draws a token from its softmax (inverse CDF): ELECTRA's
+        generator (benchmarks/electra.py, a study).
 
     Outputs
     -------
     mlm_sum : () sum over slots of weight x cross-entropy
-    mlm_hits : () sum over slots of weight x (highest score is the label),
-        estimated from the first chunk (see :class:`BERTPretrainLoss`)
-    samples : (K,) int32, only with ``uniforms``: no gradient
+    mlm_hits : () weighted hits, estimated from the first chunk
+    samples : (K,) int32, only with ``uniforms``
     """
 
     def __init__(self, decoder, loss, num_chunks=8, **kwargs):
@@ -187,39 +169,25 @@ class BERTPretrainLoss(nn.HybridBlock):
     net : BERTModel
         Its encoder and heads are used (and trained) as they are.
     loss : gluon.loss.SoftmaxCELoss, optional
-        The cross-entropy (a new one by default).
     num_chunks : int
-        The MLM head runs on this many equal chunks of the slots (K must be
-        divisible by it; :func:`pack_mlm_slots` pads to a multiple of 128):
-        the same numbers with less memory, since only one chunk's
-        (slots x vocab_size) buffers are alive at a time in the backward
-        pass.
+        The MLM head runs on this many equal chunks of the K slots (the same
+        numbers in less memory).
 
     Inputs
     ------
-    The packed batch of :func:`pack_batch`:
-
-    tokens, segments, positions : (T,) int
-    valid_lens : (batch size,)
-    head_index : (batch size * num_heads, max_len) int
-    merge_index : (T, num_heads) int
-    nsp_rows : (batch size,) int, the packed row of each ``<cls>``
-    mlm_rows : (K,) int, the packed row of each slot
-    mlm_weights : (K,)
-    mlm_labels : (K,)
-    nsp_labels : (batch size,)
+    The packed batch of :func:`~gluon_bert.packing.pack_batch`: tokens,
+    segments, positions (T,); valid_lens (batch size,); head_index (batch size
+    * num_heads, max_len); merge_index (T, num_heads); nsp_rows (batch size,);
+    mlm_rows, mlm_weights, mlm_labels (K,); nsp_labels (batch size,).
 
     Outputs
     -------
     mlm_sum : () sum over slots of weight x cross-entropy
     nsp_sum : () sum over examples of cross-entropy
-    mlm_hits : () sum over slots of weight x (highest score is the label),
-        estimated from the first of the ``num_chunks`` chunks of slots
-        (their hits times all slots' weight over theirs): a training-accuracy
-        indicator; ``evaluate_bert`` counts every slot
-    nsp_hits : () number of examples whose NSP label scores highest
-
-    Divide by the batch's MLM weight sum and its size for the book's losses.
+    mlm_hits : () weighted slots whose highest score is the label, estimated
+        from the first chunk (a training indicator; ``evaluate_bert`` counts
+        every slot)
+    nsp_hits : () examples whose NSP label scores highest
     """
 
     def __init__(self, net, loss=None, num_chunks=8, **kwargs):

@@ -1,22 +1,14 @@
 """BERT as Gluon HybridBlocks, with the book's math.
 
-Components first (:mod:`gluon_bert.layers`), then the full model, then a
-factory::
+Components (:mod:`gluon_bert.layers`), then the full model, then a factory::
 
     MultiHeadAttention, PositionWiseFFN, AddNorm -> TransformerEncoderBlock
     -> BERTEncoder, MaskLM, NextSentencePred -> BERTModel -> get_bert_model
 
-The math is d2l's (``d2l.BERTModel``): attention over the valid keys only
-(the padded keys' scores are set to -1e6 before the softmax, as the book's
-``masked_softmax`` does with ``sequence_mask``), dropout on the attention
-weights, LayerNorm after residual +
-dropout, a ReLU feed-forward network, learnable position embeddings and a tanh
-hidden layer on ``<cls>`` before next-sentence prediction.  Unlike the book's
-Blocks, nothing here reads ``.shape`` or branches on data, so every Block
-hybridizes: masks and indices are built with ``F`` operators
-(``arange_like``, ``gather_nd``) as GluonNLP does.
-
-All Blocks run in MXNet's NumPy mode (``npx.set_np()``).
+The math is ``d2l.BERTModel``'s.  Unlike the book's Blocks, nothing reads
+``.shape`` or branches on data, so every Block hybridizes: masks and
+indices are built with ``F`` operators, as GluonNLP does.  All Blocks run
+in MXNet's NumPy mode (``npx.set_np()``).
 """
 from mxnet import ndarray, npx, symbol
 from mxnet.gluon import nn
@@ -41,15 +33,14 @@ npx.set_np()
 
 
 class BERTEncoder(nn.HybridBlock):
-    """Token + segment + learnable position embeddings, then Transformer blocks.
+    """Token, segment and position embeddings, then Transformer blocks.
 
     Parameters
     ----------
     vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout
         As in the book.
     max_len : int
-        Length of the learnable position embedding ``pos_embedding``
-        (shape (1, max_len, num_hiddens)); inputs may not be longer.
+        Length of the position embedding (1, max_len, num_hiddens).
 
     Inputs
     ------
@@ -57,11 +48,10 @@ class BERTEncoder(nn.HybridBlock):
     segments : (batch size, no. of tokens) int, 0 or 1
     valid_lens : (batch size,) or None
     positions, head_index, merge_index : optional, packed input
-        With ``positions`` (T,), ``tokens`` and ``segments`` are (T,) too:
-        the valid tokens of the batch one after another, each at its
-        position, as :func:`gluon_bert.packing.pack_batch` makes them; padded
-        positions then cost nothing outside attention.  See
-        :class:`MultiHeadAttention` for the two indices.
+        With ``positions`` (T,), ``tokens`` and ``segments`` are (T,): the
+        batch's valid tokens one after another
+        (:func:`gluon_bert.packing.pack_batch`); see
+        :class:`MultiHeadAttention`.
 
     Outputs
     -------
@@ -165,12 +155,9 @@ class MaskLM(nn.HybridBlock):
         return self.mlp(self.gather(F, X, pred_positions))
 
     def slot_hiddens(self, F, X, rows):
-        """The MLP's hidden layer (before :attr:`decoder`) at packed slots.
-
-        ``X`` (T, num_hiddens) is a packed encoding and ``rows`` (K,) int
-        its rows to predict (see :func:`gluon_bert.packing.pack_batch`).
-        Returns (K, num_hiddens), for a loss that applies the decoder itself
-        (:class:`gluon_bert.loss.BERTPretrainLoss`).
+        """The MLP's hidden layer (before :attr:`decoder`) at the rows ``rows``
+        (K,) of a packed encoding ``X`` (T, num_hiddens): (K, num_hiddens), for
+        :class:`gluon_bert.loss.BERTPretrainLoss`, which applies the decoder.
         """
         hidden = F.np.take(X, rows, axis=0)
         for layer in list(self.mlp)[:-1]:
@@ -209,18 +196,13 @@ class BERTModel(nn.HybridBlock):
 
     Parameters
     ----------
-    vocab_size : int
-    num_hiddens : int
-    ffn_num_hiddens : int
-    num_heads : int
-    num_blks : int
+    vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks : int
     dropout : float
     max_len : int
         Length of the position embedding (1000 in the book).
     tie_output : bool
-        The MLM output layer shares the token embedding's weight (BERT's,
-        ELECTRA's and BERT-Tiny's; the book's has its own); ``config`` then
-        says so.
+        The MLM output layer shares the token embedding's weight (BERT's; the
+        book's has its own).
 
     Inputs
     ------
@@ -232,8 +214,8 @@ class BERTModel(nn.HybridBlock):
     Outputs
     -------
     encoded_X : (batch size, no. of tokens, num_hiddens)
-    mlm_Y_hat : (batch size, no. of predictions, vocab_size), or None when
-        ``pred_positions`` is None
+    mlm_Y_hat : (batch size, no. of predictions, vocab_size), or None without
+        ``pred_positions``
     nsp_Y_hat : (batch size, 2)
     """
 
@@ -307,28 +289,23 @@ class BERTModel(nn.HybridBlock):
 
 
 class BERTClassifier(nn.HybridBlock):
-    """The book's fine-tuning model: a pretrained BERT's encoder and ``<cls>``
-    hidden layer, then a new output layer (d2l's ``BERTClassifier``).
+    """The book's fine-tuning model (d2l's ``BERTClassifier``): a pretrained
+    BERT's encoder and ``<cls>`` hidden layer, then a new output layer.
 
     Parameters
     ----------
     bert : BERTModel
-        Its ``encoder`` and ``hidden`` layer are used (and fine-tuned); the
-        pretraining heads are left out.
+        Its ``encoder`` and ``hidden`` layer are fine-tuned (no heads).
     num_classes : int
-        3 for the book's SNLI, 2 for SST-2.
 
     Inputs
     ------
-    tokens : (batch size, no. of tokens) int
-    segments : (batch size, no. of tokens) int
+    tokens, segments : (batch size, no. of tokens) int
     valid_lens : (batch size,)
     positions, head_index, merge_index, cls_rows : optional
-        A packed batch instead (:func:`gluon_bert.packing.pack_tokens`):
-        tokens and segments are then (T,), positions (T,), head_index
-        (batch size * num_heads, max_len), merge_index (T, num_heads) and
-        cls_rows (batch size,), the packed row of each ``<cls>``.  The
-        scores are the padded batch's; the per-token layers skip the padding.
+        A packed batch instead (:func:`gluon_bert.packing.pack_tokens`; tokens,
+        segments, positions (T,), cls_rows (batch size,)): the same scores,
+        the per-token layers skip the padding.
 
     Outputs
     -------

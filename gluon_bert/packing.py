@@ -1,15 +1,11 @@
 """Packing on the host: a batch's valid tokens and weighted MLM slots.
 
-The book pads every example to ``max_len`` and every MLM prediction list to
-``round(0.15 max_len)`` slots; the model then carries the padding through
-every layer.  These functions cut a batch of the book's fields (NumPy arrays,
-as :class:`~gluon_bert.dataset.Batch` holds them in ``.host``) into one
-shard per device, as ``split_and_load`` cuts it, and pack each shard into the
-valid tokens and the weighted slots, with the indices that the packed model
-(:class:`~gluon_bert.model.BERTModel` given ``head_index``/``merge_index``)
-and :class:`~gluon_bert.loss.BERTPretrainLoss` use to find each example
-again.  Pretraining and fine-tuning both pack here; nothing here computes
-a loss.
+The book pads every example to ``max_len`` and every MLM list to
+``round(0.15 max_len)`` slots, and the model carries the padding through
+every layer.  These functions cut a batch (NumPy arrays, a
+:class:`~gluon_bert.dataset.Batch`'s ``.host``) into one shard per device as
+``split_and_load`` does, and pack each into its valid tokens and weighted
+slots, with the indices the packed model uses to find each example again.
 """
 import numpy as onp
 
@@ -30,33 +26,20 @@ def host_fields(batch):
 
 
 def pack_shards(host, devices, num_heads):
-    """The inputs of :class:`BERTPretrainLoss` for every shard, made on the
-    host by :func:`pack_batch`, then loaded.
-
-    ``host`` holds the book's seven fields as NumPy arrays
-    (:func:`host_fields`).  The batch is cut as
-    ``split_and_load(even_split=False)`` cuts it (the first
-    ``size % len(devices)`` shards one example longer).
-
-    Returns
-    -------
-    list of tuples
-        One tuple of ``mxnet.np`` arrays per device, on that device, in the
-        order of :class:`BERTPretrainLoss`'s inputs.
+    """:class:`BERTPretrainLoss`'s inputs for every shard: the book's seven
+    fields ``host`` (NumPy, :func:`host_fields`) cut as
+    ``split_and_load(even_split=False)`` cuts them, packed by
+    :func:`pack_batch`, loaded.  Returns one tuple of ``mxnet.np`` arrays per
+    device.
     """
     return split_and_pack(host, devices,
                           lambda shard: pack_batch(shard, num_heads))
 
 
 def split_and_pack(arrays, devices, pack):
-    """Cut host arrays into one shard per device, as
-    ``split_and_load(even_split=False)`` cuts them, pack each shard on the
-    host (``pack(shard)``: a sequence of NumPy arrays), then load it.
-
-    Returns
-    -------
-    list of tuples
-        One tuple of ``mxnet.np`` arrays per device, on that device.
+    """Cut host arrays into one shard per device as
+    ``split_and_load(even_split=False)`` does, pack each (``pack(shard)``) on
+    the host, load it: one tuple of ``mxnet.np`` arrays per device.
     """
     from mxnet import np
     # array_split cuts as split_and_load does: the first shards are longer
@@ -69,14 +52,10 @@ def split_and_pack(arrays, devices, pack):
 def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
     """A batch's valid tokens and weighted MLM slots, packed.
 
-    The book pads every example to ``max_len`` tokens and
-    ``max_num_mlm_preds`` slots.  Packed, the valid tokens follow one
-    another (so the per-token layers skip the padding; benchmarks/README.md
-    says how much of WikiText-2's batches that is), and so do the weighted
-    slots
-    (:func:`pack_mlm_slots`).  Attention still sees every example padded:
-    the two gather indices go there and back.  Padding rows at the end keep
-    the number of distinct shapes small; nothing reads them.
+    Packed, the valid tokens follow one another, so the per-token layers skip
+    the padding, and so do the weighted slots (:func:`pack_mlm_slots`);
+    attention still sees every example padded, through two gather indices.
+    Padding rows at the end keep the number of shapes small.
 
     Parameters
     ----------
@@ -84,17 +63,16 @@ def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):
         The book's fields: tokens, segments, valid_lens, pred_positions,
         mlm_weights, mlm_labels, nsp_labels.
     num_heads : int
-        The attention heads of the model.
     token_multiple, slot_multiple : int
         T and K are padded up to multiples of these.
 
     Returns
     -------
     tuple of NumPy arrays, :class:`BERTPretrainLoss`'s inputs
-        tokens (T,), segments (T,), positions (T,), valid_lens (batch size,),
-        head_index (batch size * num_heads, max_len), merge_index
-        (T, num_heads), nsp_rows (batch size,), mlm_rows (K,), mlm_weights
-        (K,), mlm_labels (K,), nsp_labels (batch size,)
+        tokens, segments, positions (T,), valid_lens (batch size,), head_index
+        (batch size * num_heads, max_len), merge_index (T, num_heads),
+        nsp_rows (batch size,), mlm_rows, mlm_weights, mlm_labels (K,),
+        nsp_labels (batch size,)
     """
     (tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_labels,
      nsp_labels) = host
@@ -123,21 +101,19 @@ def pack_tokens(tokens, segments, valid_lens, num_heads,
     Parameters
     ----------
     tokens, segments : (batch size, max_len) NumPy int arrays
-    valid_lens : (batch size,) NumPy array
+    valid_lens : (batch size,)
     num_heads : int
-        The attention heads of the model.
     token_multiple : int
         T, the no. of packed rows, is padded up to a multiple of this.
 
     Returns
     -------
     list of NumPy arrays
-        tokens (T,), segments (T,), positions (T,), valid_lens (batch size,)
-        float32, head_index (batch size * num_heads, max_len), merge_index
-        (T, num_heads): :class:`~gluon_bert.model.BERTEncoder`'s packed
-        inputs; then row_of (batch size, max_len), the packed row of every
-        (example, position) (row 0 where the position is padding), so
-        ``row_of[:, 0]`` are the rows of ``<cls>``.
+        :class:`~gluon_bert.model.BERTEncoder`'s packed inputs: tokens,
+        segments, positions (T,), valid_lens (batch size,) float32, head_index
+        (batch size * num_heads, max_len), merge_index (T, num_heads); then
+        row_of (batch size, max_len), the packed row of every position (0 at
+        padding; ``row_of[:, 0]`` are the ``<cls>`` rows).
     """
     batch_size, max_len = tokens.shape
     h = num_heads
@@ -170,20 +146,10 @@ def pack_tokens(tokens, segments, valid_lens, num_heads,
 def pack_mlm_slots(pred_positions, mlm_weights, mlm_labels, multiple=128):
     """The weighted MLM slots of a batch, as ``gather_nd`` indices.
 
-    Parameters
-    ----------
-    pred_positions, mlm_weights, mlm_labels : (batch size, no. of slots)
-        NumPy arrays, the book's fields.
-    multiple : int
-        The number of slots is padded up to a multiple of this (with weight-0
-        slots), so that a hybridized graph sees only a few distinct shapes.
-
-    Returns
-    -------
-    indices : (2, K) int32
-        Row and position of each slot.
-    weights : (K,) float32
-    labels : (K,) int32
+    ``pred_positions``, ``mlm_weights``, ``mlm_labels`` are the book's (batch
+    size, no. of slots) fields; the slots are padded (weight 0) to a multiple
+    of ``multiple``.  Returns indices (2, K) int32 (row and position of each
+    slot), weights (K,) float32 and labels (K,) int32.
     """
     rows, cols = onp.nonzero(mlm_weights)
     k = len(rows)

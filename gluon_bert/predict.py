@@ -1,18 +1,12 @@
 """Classify sentences with a model fine-tuned by ``gluon_bert.finetune``.
 
     python -m gluon_bert.predict --model-dir runs/sst2 "a gripping , funny film"
-    python -m gluon_bert.predict --model-dir runs/sst2 --input reviews.txt
-
     python -m gluon_bert.predict --model-dir runs/snli "A man sleeps ." "A man rests ."
     python -m gluon_bert.predict --model-dir runs/sts-b --input pairs.tsv
 
-Prints one line per input: the predicted class, its probability and the
-text (a regression model, STS-B's: the predicted score and the text).  An
-input is one sentence, or two separated by a tab for a sentence-pair task;
-for a model fine-tuned on pairs, TEXT arguments without a tab are read two
-at a time (premise, hypothesis); with --input, one input per line of a
-UTF-8 file.  Text is split into words as at fine-tuning (the model's
-tokenizer); unknown words become <unk>.
+One line per input: the class, its probability and the text (STS-B: the
+score).  An input is a sentence or a tab-separated pair; for a pair model,
+TEXT arguments without a tab are read two at a time.
 """
 import argparse
 import sys

@@ -1,16 +1,11 @@
 """Pretrain BERT on WikiText-2 with the book's settings, or a recipe that learns.
 
     python -m gluon_bert.pretrain --gpus 0,1 --steps 50
-    python -m gluon_bert.pretrain --recipe bert --max-minutes 30 --eval-every 500
+    python -m gluon_bert.pretrain --recipe bert-wp --max-minutes 30 --eval-every 500
 
-Loads WikiText-2 (see --data-dir), builds the book's small BERT, trains it
-for --steps steps (or --max-minutes) on the chosen devices, prints a progress
-line while it runs and the book's two closing lines at the end, then writes
-the model directory (--save-dir): model.params, vocab.json, config.json, the
-per-step log history.csv and the loss curve loss.png.  ``--recipe book`` (the
-default) is the guide's training; ``--recipe bert`` adds a warm-up/decay
-schedule, AdamW, clipping and new examples every epoch
-(:mod:`gluon_bert.recipe`).
+Trains the book's small BERT for --steps (or --max-minutes), prints progress
+and the book's two closing lines, and writes the model directory
+(--save-dir): model.params, vocab.json, config.json, history.csv, loss.png.
 """
 import argparse
 import importlib.util

@@ -1,19 +1,10 @@
 """Training recipes: the book's, and one that learns past the demo.
 
-The book trains with Adam at a constant learning rate of 0.01 on examples
-drawn once.  That reproduces its 50-step demo, but longer runs stay on the
-unigram plateau (the model predicts frequent words and NSP stays at chance).
-The ``bert`` recipe adds what BERT's own pretraining (and GluonNLP's) uses:
-
-* a learning rate that warms up linearly, then decays linearly to zero;
-* Adam with *decoupled* weight decay (AdamW), none on LayerNorm and biases;
-* gradients clipped to a global norm;
-* new NSP pairs and MLM masks for every pass over the text
-  (:class:`~gluon_bert.dataset.ResampledEpochs`).
-
-The recipe's numbers (learning rate, batch size, warm-up, dropout) were
-chosen by measurement on WikiText-2; ``benchmarks/bench_learning.py`` and the
-README show the runs.
+The book's Adam at a constant 0.01 on examples drawn once reproduces its
+50-step demo, but longer runs stay on the unigram plateau.  The ``bert``
+recipe adds what BERT's pretraining uses: warm-up then linear decay, AdamW
+(none on LayerNorm and biases), clipping to a global norm, and new examples
+every epoch (:class:`~gluon_bert.dataset.ResampledEpochs`).
 """
 import math
 
@@ -37,18 +28,13 @@ def learning_rate(step, total, peak, schedule='constant', warmup=0.0,
                   warmup_steps=None, cooldown=0.0):
     """The learning rate of (1-based) step ``step`` of ``total``.
 
-    ``constant``: ``peak`` at every step (the book).  ``linear``: rises
-    linearly over the first ``warmup`` share of the steps (at least one
-    step; ``warmup_steps``, when given, instead) to ``peak``, then falls
-    linearly from ``peak`` at the first step after it to ``peak / (total -
-    warm-up steps)`` at the last step.  ``wsd`` (warm-up, stable, decay):
-    the same warm-up, then ``peak`` until the last ``cooldown`` share of the
-    steps, over which it falls linearly to ``peak / cooldown steps`` at the
-    last step; with ``cooldown`` 0 it stays at ``peak``, so that one long run
-    serves many budgets, each ended by a cooldown branch from one of its
-    checkpoints.  ``total`` may be an estimate that changes during a run
-    (``--max-minutes``): the rate is a function of the step and the current
-    estimate only.
+    ``constant``: ``peak`` (the book).  ``linear``: up over the first
+    ``warmup`` share of the steps (or ``warmup_steps``) to ``peak``, then down
+    linearly to ``peak / (total - warm-up)`` at the last step.  ``wsd``: the
+    same warm-up, ``peak`` until the last ``cooldown`` share, then down to
+    ``peak / cooldown steps``; with ``cooldown`` 0 it stays at ``peak`` (a long
+    run that cooldown branches end).  ``total`` may be a changing estimate
+    (``--max-minutes``).
     """
     if schedule == 'constant':
         return peak
@@ -157,13 +143,11 @@ def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
                  weight_decay=0.0):
     """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
 
-    Updates run on each device (``update_on_kvstore=False``), the gradients
-    being summed across devices (and workers) through ``kvstore`` ('device',
-    'local', or a KVStore such as ``mx.kv.create('dist_sync')``); so every
-    device holds the optimizer state, which checkpoints save and restore.
-    ``optimizer='adamw'`` is Adam with decoupled ``weight_decay``
-    (:class:`~gluon_bert.recipe.AdamW`), which then skips LayerNorm and
-    biases; with 'adam' or 'sgd' a weight decay is the classic L2 term.
+    Updates run on each device (``update_on_kvstore=False``), gradients summed
+    through ``kvstore`` ('device', 'local' or a KVStore), so every device holds
+    the optimizer state.  ``optimizer='adamw'``: :class:`AdamW` with decoupled
+    ``weight_decay``, none on LayerNorm and biases; with 'adam' or 'sgd' weight
+    decay is the classic L2 term.
     """
     params = {'learning_rate': lr}
     if weight_decay:

@@ -1,16 +1,10 @@
-"""The folder a run writes into: one run at a time, and the one before kept.
+"""The folder a run writes into: one run at a time, the one before kept.
 
-A run holds a lock on its folder (``.lock``: the pid, host and start time of
-the process, made with ``O_EXCL`` so that two processes cannot both take
-it); a second run into a held folder is refused, naming the holder.  A lock
-whose process is gone (same host, pid not running) is stale and taken over.
-
-A new run into a folder that holds an earlier one moves that run's files
-into ``previous/`` first (one generation: an older ``previous/`` is
-replaced), so a finished model is never lost to a second run and never
-mixed with it.  :func:`make_room` is the rule for whether a new run may
-start there at all: only over a run of the same settings and no more steps,
-unless ``overwrite``.
+A run holds ``.lock`` (pid, host, start time; made with ``O_EXCL``); a second
+run into a held folder is refused, naming the holder, and a lock whose
+process is gone is taken over.  A new run into a folder holding an earlier
+one moves it to ``previous/`` first; :func:`make_room` says whether it may
+start at all.
 """
 import json
 import logging
@@ -130,15 +124,12 @@ def keep_previous(folder):
 
 
 def make_room(folder, differ, more_steps=None, overwrite=False, holds=None):
-    """Before a new run (not a resumed one) writes into ``folder``, which
-    holds an earlier run: ``differ`` names the settings in which the two
-    differ, ``more_steps`` the earlier run's step count when it trained
-    further than the new one will, ``holds`` says what the folder holds when
-    it is not a run of this command that can be compared (``'a pretrained
-    model'``, ``'a run whose config.json cannot be read'``).  An earlier run
-    of the same settings and no more steps (the guide's command run again)
-    moves to ``previous/``; anything else is refused unless ``overwrite``
-    (it then moves to ``previous/`` too)."""
+    """Before a new run writes into ``folder``, which holds an earlier one:
+    ``differ`` (the settings that differ), ``more_steps`` (the earlier run's,
+    when it trained further) or ``holds`` (what the folder holds when it cannot
+    be compared) refuse it unless ``overwrite``; otherwise (the guide's command
+    run again) the earlier run moves to ``previous/``.
+    """
     if (holds or differ or more_steps) and not overwrite:
         names = ', '.join(differ[:4]) + (', ...' if len(differ) > 4 else '')
         what = (holds or (f'a run of other settings ({names})' if differ

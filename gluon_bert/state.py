@@ -1,23 +1,18 @@
 """Training state: what a stopped run needs to continue exactly.
 
-One writer and one verifier serve pretraining's checkpoints (in the model
-directory) and a stopped fine-tuning run (in ``SAVE_DIR/resume/``)::
+One writer and one verifier for pretraining's checkpoints and a stopped
+fine-tuning run (``SAVE_DIR/resume/``)::
 
-    state.json              the step, the position in the data, the history,
-                            the RNG states, the optimizer's counts and the
-                            SHA-1 of each file below
+    state.json              step, data position, history, RNG states, the
+                            optimizer's counts, the SHA-1 of each file below
     SUB/model-<step>.params      Gluon save_parameters
     SUB/trainer-<step>.states    the optimizer's state (nd.save, no pickle)
-    SUB/state-<step>.json        that step's state.json (pretraining's: a
-                                 cooldown branch starts from any of them)
+    SUB/state-<step>.json        that step's state.json (a branch point)
 
-:func:`write_state` writes each file under a new name (temporary, then
-renamed), then ``state.json``, which only ever names complete files, then
-removes the files of older steps: a crash or a full disk at any moment
-leaves the last complete state loadable.  :func:`read_state` checks every
-file against its SHA-1 before anything is loaded.  Nothing here imports
-MXNet until it writes or reads arrays, so :mod:`gluon_bert.launch` can check
-a checkpoint without it.
+:func:`write_state` writes each file under a temporary name, then
+state.json, which only names complete files, then drops older steps;
+:func:`read_state` checks every SHA-1 first.  No MXNet is imported until
+arrays are read or written (:mod:`gluon_bert.launch` checks states).
 """
 import json
 import os
@@ -47,14 +42,12 @@ def write_state(folder, step, net, trainer, fields, sub='', keep=1,
                 what='state'):
     """Write the state of ``step`` into ``folder`` (atomic, see the module).
 
-    ``net`` and ``trainer``'s optimizer state go to ``sub/`` under names with
-    the step; ``fields`` (JSON-able: position, history, ...) go into
-    state.json beside the files' SHA-1s and the optimizer's counts
-    (``trainer``).  The files of all but the newest ``keep`` steps (None:
-    none) are then removed.  A write that cannot complete removes this
-    step's files and raises a one-line :class:`~gluon_bert.utils.
-    GluonBertError` (calling it ``what``: a checkpoint, a state).  Returns
-    the state.
+    ``net`` and the optimizer state go to ``sub/``; ``fields`` (JSON-able) into
+    state.json with the SHA-1s and the optimizer's counts; all but the newest
+    ``keep`` steps (None or 0: all kept) are removed.  A failed write removes
+    this step's files and raises a one-line
+    :class:`~gluon_bert.utils.GluonBertError` naming ``what``.  Returns the
+    state.
     """
     import mxnet as mx
     names = {key: os.path.join(sub, pattern.format(step))

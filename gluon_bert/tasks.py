@@ -1,13 +1,10 @@
 """Fine-tuning data: the book's SNLI reader and GLUE-style TSV files.
 
-``read_snli`` is d2l's (labels entailment / contradiction / neutral, other
-rows dropped); ``read_tsv`` reads a GLUE-style file whose header names the
-columns (``sentence`` and ``label`` for SST-2; ``sentence1``, ``sentence2``
-and ``label`` for a sentence-pair task).  ``ClassificationDataset`` turns
-sentences into the book's BERT inputs as d2l's ``SNLIBERTDataset`` does:
-lower-cased and split on whitespace, ``<cls>`` a ``<sep>`` (b ``<sep>``),
-tokens popped from the longer sentence until the pair fits ``max_len``,
-unknown words mapped to ``<unk>``.
+``read_snli`` is d2l's; ``read_tsv``/``read_glue`` read files whose header
+names the columns.  ``ClassificationDataset`` turns sentences into the
+book's BERT inputs as d2l's ``SNLIBERTDataset`` does (``<cls>`` a ``<sep>``
+b ``<sep>``, tokens popped from the longer sentence until the pair fits,
+unknown words ``<unk>``).
 """
 import dataclasses
 import math
@@ -36,19 +33,16 @@ class Task:
     Attributes
     ----------
     files : dict
-        Split name -> file name; a split whose file is missing from the
-        folder is skipped (GLUE publishes no test labels for RTE, STS-B).
+        Split -> file name; a split whose file is missing is skipped.
     text : tuple of str
-        The header's text columns: one (a sentence) or two (a pair).
+        The header's text columns: a sentence, or a pair.
     label : str
         The header's label column.
     labels : dict or None
-        Label text -> class; ``None``: integer classes as written (in
-        [0, classes) when ``classes`` is given); ``'score'``: a real number
-        (regression, one output).
+        Label text -> class; ``None``: integer classes as written (in [0,
+        classes) when given); ``'score'``: a real number (regression).
     metrics : tuple of str
-        Metric names of :mod:`gluon_bert.metrics`; the first picks the best
-        epoch.
+        Names of :mod:`gluon_bert.metrics`; the first picks the best epoch.
     tokenizer : str
         The default of ``TOKENIZERS``: how raw text is split into words.
     help : str
@@ -189,12 +183,10 @@ def _label_of(task, text, where, num_classes=None):
 
 
 def read_glue(path, task, num_classes=None):
-    """``(sentences_a, sentences_b or None, labels)`` of a task's file.
-
-    The header names the columns (``task.text`` and ``task.label``); labels
-    are mapped by ``task.labels`` (integer labels, when it is ``None``, must
-    lie in [0, num_classes)).  A byte-order mark is dropped.  Any problem is
-    one line naming the file and line.
+    """``(sentences_a, sentences_b or None, labels)`` of a task's file: columns
+    named by the header (``task.text``, ``task.label``), labels mapped by
+    ``task.labels``, a byte-order mark dropped; a problem is one line naming
+    the file and line.
     """
     lines = _read_text(path)
     header = lines[0].split('\t')
@@ -285,12 +277,11 @@ class ClassificationDataset:
     sentences_a, sentences_b : list of str (sentences_b may be None)
     labels : list of int, or of float (a regression task's scores)
     vocab : Vocab
-        The pretrained model's: unknown words become ``<unk>``.
+        The pretrained model's.
     max_len : int
         Longest input, ``<cls>`` and ``<sep>`` included; longer ones are cut.
     tokenizer : str
-        A name of :data:`TOKENIZERS`: ``split`` (the book's) or
-        ``wikitext``.
+        A name of :data:`TOKENIZERS`: ``split`` (the book's) or ``wikitext``.
 
     Attributes
     ----------
@@ -298,11 +289,10 @@ class ClassificationDataset:
     valid_lens : (no. of examples,) int32
     labels : (no. of examples,) int32, or float32 for scores
     unk_share : float
-        Share of the words that become ``<unk>`` (not in a word vocabulary;
-        spelt by no pieces of a WordPiece one): high values mean the
-        pretrained vocabulary fits the task poorly.
+        Share of the words that become ``<unk>`` (high: the vocabulary fits
+        the task poorly).
     num_cut : int
-        Examples that were longer than ``max_len``.
+        Examples longer than ``max_len``.
     """
 
     def __init__(self, sentences_a, sentences_b, labels, vocab, max_len,

@@ -1,33 +1,23 @@
 """One OpenMP thread per core for MXNet's CPU operators.
 
-MXNet 1.9 decides its operator threads once, when ``libmxnet`` loads: unless
-``OMP_NUM_THREADS`` is set, it takes half the processors on x86 and gives
-every engine worker thread that many.  Setting the variable afterwards
-changes nothing, and MXNet's ``MXSetNumOMPThreads`` only sets the calling
-thread, not the engine's workers where the operators run.  So:
+MXNet 1.9 sets its operator threads when ``libmxnet`` loads: without
+``OMP_NUM_THREADS``, half the processors on x86.  Setting the variable
+later changes nothing, and ``MXSetNumOMPThreads`` only sets the calling
+thread.  So:
 
-* before MXNet loads, :func:`set_threads_before_mxnet` sets
-  ``OMP_NUM_THREADS`` to the core count.  ``import gluon_bert`` calls it, so
-  every command (``python -m gluon_bert.<command>``) and every program that
-  imports gluon_bert before mxnet gets one thread per core, and nothing
-  else is ever changed;
-* in a program that imported MXNet first, the library's training, fine-tuning
-  and encoding functions call :func:`ensure_cpu_threads`, which calls
-  :func:`set_cpu_threads` once.  It changes the count after the fact, in the
-  two places MXNet keeps it:
+* before MXNet loads, ``import gluon_bert`` sets ``OMP_NUM_THREADS`` to
+  the core count (:func:`set_threads_before_mxnet`);
+* in a program that imported MXNet first, training, fine-tuning and
+  encoding call :func:`ensure_cpu_threads`, which changes the count where
+  MXNet keeps it: the limit of its own kernels
+  (``engine::OpenMP::omp_thread_max_``, each field checked read-only
+  against ``GetRecommendedOMPThreadCount`` before the write and read back
+  after it), and each CPU engine worker's count, which oneDNN uses (a
+  function pushed to every worker calls ``MXSetNumOMPThreads`` there).
 
-1. the limit of MXNet's own kernels (``engine::OpenMP::omp_thread_max_``,
-   found through the exported ``OpenMP::Get``).  Before anything is written,
-   every field read at its assumed offset is checked, read-only, against what
-   MXNet's own ``GetRecommendedOMPThreadCount`` returns; after the write, the
-   new value is read back the same way and undone if it disagrees;
-2. each CPU engine worker's OpenMP thread count, which oneDNN uses: a small
-   function pushed to every worker (``MXEnginePushSync``) calls
-   ``MXSetNumOMPThreads`` there.  Workers started later take the new limit.
-
-Nothing is changed when the user chose: ``OMP_NUM_THREADS`` or
-``MXNET_OMP_MAX_THREADS`` set in the environment.  If the mechanism does not
-fit the MXNet build, one warning says how to set the threads instead.
+Nothing changes when the user set ``OMP_NUM_THREADS`` or
+``MXNET_OMP_MAX_THREADS``; if the build does not fit, one warning says how
+to set the threads.
 """
 import ctypes
 import os
@@ -94,10 +84,9 @@ def _openmp():
 def _run_on_workers(fn, devices, priority_threads):
     """Run ``fn()`` once on each CPU engine worker thread; returns results.
 
-    One push per CPU device's worker (one thread each, MXNet's default
-    ``MXNET_CPU_WORKER_NTHREADS``) and one per thread of the prioritized pool;
-    the pool's pushes wait for each other at a barrier, so each lands on a
-    different thread.  Waits for these functions only, not for other work.
+    One push per CPU device's worker and one per thread of the prioritized
+    pool (those wait for each other at a barrier, so each lands on its own
+    thread).  Waits for these functions only.
     """
     lib = _lib()
     results, keep, done = [], [], threading.Semaphore(0)
@@ -151,26 +140,11 @@ def _engine_type():
 
 
 def set_cpu_threads(n=None, num_cpu_devices=1):
-    """Give MXNet's CPU operators ``n`` OpenMP threads (default: one per core).
-
-    For a program that imported MXNet before gluon_bert (otherwise
-    ``import gluon_bert`` has set ``OMP_NUM_THREADS`` and this does nothing);
-    :func:`ensure_cpu_threads` calls it; idempotent.
-
-    Parameters
-    ----------
-    n : int, optional
-        Threads per operator; default :func:`usable_cores`.
-    num_cpu_devices : int
-        CPU contexts in use (``cpu(0)`` .. ``cpu(k-1)``): each has its own
-        engine worker.
-
-    Returns
-    -------
-    int or None
-        The thread count now in effect, or None when the environment decides
-        (``OMP_NUM_THREADS``/``MXNET_OMP_MAX_THREADS`` set) or the mechanism
-        did not fit this MXNet build (then a warning says what to do).
+    """Give MXNet's CPU operators ``n`` OpenMP threads (default: one per core),
+    for a program that imported MXNet before gluon_bert; idempotent.
+    ``num_cpu_devices``: CPU contexts in use (each has its own engine worker).
+    Returns the count now in effect, or None when the environment decides or
+    the build does not fit (then a warning says what to do).
     """
     if _user_chose():
         return None
@@ -224,11 +198,9 @@ def _verified_limit(address, recommended):
 
 def ensure_cpu_threads(devices):
     """One thread per core for ``devices``' CPU work, whatever the import
-    order: when MXNet was loaded before gluon_bert (so ``OMP_NUM_THREADS``
-    could not be set in time) and the user chose no thread count,
-    :func:`set_cpu_threads_for` ``devices``; otherwise nothing.  Called by
-    :func:`~gluon_bert.trainer.train_bert`, :func:`~gluon_bert.classifier.
-    finetune` and :func:`~gluon_bert.encoder.encode_texts`."""
+    order: when MXNet loaded before gluon_bert and the user chose no count,
+    :func:`set_cpu_threads` for ``devices``; otherwise nothing.
+    """
     if not _state['mxnet_first'] or _user_chose():
         return None
     return set_cpu_threads_for(devices)

@@ -1,13 +1,10 @@
 """The book's pretraining loop: the two losses, one step, ``train_bert``.
 
-The multi-device design is the book's: every batch is cut into one shard per
-device with ``gluon.utils.split_and_load(even_split=False)``, the losses are
-kept as per-shard lists, ``SoftmaxCELoss`` weighs the MLM slots with sample
-weights, and ``npx.waitall()`` synchronises.  What differs from d2l 1.0.3:
-the model is hybridized by default, and ``train_bert`` returns its history
-(:mod:`gluon_bert.history`) instead of only drawing it.  The devices are
-:mod:`gluon_bert.devices`' and held-out evaluation is
-:mod:`gluon_bert.evaluation`'s.
+The multi-device design is the book's: each batch is cut into one shard per
+device (``split_and_load(even_split=False)``), losses are per-shard lists,
+``SoftmaxCELoss`` weighs the MLM slots, ``npx.waitall()`` synchronises.
+Unlike d2l 1.0.3 the model is hybridized and ``train_bert`` returns its
+history (:mod:`gluon_bert.history`).
 """
 import collections
 import dataclasses
@@ -57,18 +54,16 @@ def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
                         num_pairs=None):
     """The book's two losses, shard by shard.
 
-    By default each shard's MLM loss is divided by that shard's MLM weight
-    sum and its NSP loss averaged over the shard: the book's code, whose
-    numbers (and gradients) depend on how the batch was split.  Given the
-    whole batch's ``num_mlm_slots`` (sum of MLM weights) and ``num_pairs``,
-    every shard is divided by those instead: the shard losses then add up to
-    the whole batch's loss, and the summed gradients are the same on any
-    number of devices.  On one device both give the book's numbers.
+    By default each shard's MLM loss is divided by that shard's MLM weight sum
+    and its NSP loss averaged over the shard (the book's code: the numbers
+    depend on the split).  Given the whole batch's ``num_mlm_slots`` and
+    ``num_pairs``, every shard is divided by those: the shard losses then add
+    up to the batch's, on any number of devices.
 
     Returns
     -------
     (mlm_ls, nsp_ls, ls)
-        Lists with one scalar per shard: MLM loss, NSP loss and their sum.
+        One scalar per shard: MLM loss, NSP loss and their sum.
     """
     mlm_ls, nsp_ls, ls = [], [], []
     shards = (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
@@ -104,27 +99,11 @@ def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
                               num_pairs, hits=None):
     """:func:`get_batch_loss_bert` through one fused, hybridized graph.
 
-    The same per-shard lists and the same numbers (normalized by the whole
-    batch), from shards packed on the host by
-    :func:`~gluon_bert.packing.pack_shards` (cut as ``split_and_load`` cuts
-    the batch): the layers skip padded tokens and the MLM head scores only
-    the weighted slots.  Nothing is copied back from the devices and nothing
-    waits: the devices' forward passes can overlap, and the caller
-    synchronizes once per step.
-
-    Parameters
-    ----------
-    pretrain_loss : BERTPretrainLoss
-    shards : list of tuples
-        The packed inputs of every shard, on its device.
-    num_mlm_slots : float
-        Sum of the whole batch's MLM weights.
-    num_pairs : int
-        Size of the whole batch.
-    hits : list, optional
-        Given a list, ``(MLM hits, NSP hits)`` of every shard are appended
-        to it: the weighted number of slots whose highest score is the
-        label, and the number of pairs classified right.
+    The same per-shard lists and numbers (normalized by the whole batch), from
+    shards packed on the host by :func:`~gluon_bert.packing.pack_shards`: the
+    layers skip padded tokens and the MLM head scores only weighted slots.
+    Nothing waits, so the devices' passes overlap.  ``hits``, given a list,
+    gets ``(MLM hits, NSP hits)`` of every shard appended.
     """
     mlm_ls, nsp_ls, ls = [], [], []
     for shard in shards:
@@ -147,11 +126,9 @@ def step_seed(seed, step):
 def _batches(train_iter, position):
     """Yield ``(batch, position after it)`` forever, epoch after epoch.
 
-    For a :class:`~gluon_bert.dataset.DataIter` the position is the epoch,
-    the NumPy RNG state at its start (it decides the order) and the number
-    of batches done in it, so a run can continue exactly where it stopped;
-    a DataIter that resamples gets its epoch's examples by ``set_epoch``.
-    Other iterables are iterated as the book does, with position None.
+    For a :class:`~gluon_bert.dataset.DataIter` the position (epoch, the NumPy
+    RNG state at its start, batches done) lets a run continue exactly; other
+    iterables are iterated as the book does, with position None.
     """
     resumable = hasattr(train_iter, 'batch_order')
     epoch = 0 if position is None else position.get('epoch', 0)
@@ -182,15 +159,10 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
                       allreduce, nsp_weight=1.0):
     """Losses and gradients of one optimizer step's batches.
 
-    Every batch of ``group`` is cut into shards with ``split_and_load``; the
-    losses are per-shard lists, normalized by the whole (global,
-    accumulated) batch, so that the gradients summed over shards, batches
-    and workers are those of the whole batch.
-
-    The loss minimized is MLM + ``nsp_weight`` x NSP (the book's sum by
-    default; 0: MLM alone, the NSP head then learns nothing).  Returns
-    ``(mlm loss, nsp loss, MLM hits, NSP hits, pairs, MLM slots)``; the hits
-    are None on the book's loss path.
+    Losses are per-shard lists normalized by the whole (global, accumulated)
+    batch, so the summed gradients are the whole batch's.  Minimizes MLM +
+    ``nsp_weight`` x NSP.  Returns ``(mlm, nsp, MLM hits, NSP hits, pairs, MLM
+    slots)``; the hits are None on the book's loss path.
     """
     hosts = [host_fields(b) for b in group]
     num_pairs, num_mlm_slots = allreduce(0, [
@@ -245,17 +217,13 @@ class Callbacks:
     Attributes
     ----------
     evaluate : callable, optional
-        ``evaluate(net) -> dict`` of held-out metrics (see
-        :func:`evaluate_bert`), called every ``eval_every`` steps and after
-        the last step; results go to ``history['eval']``.
+        ``evaluate(net) -> dict`` of held-out metrics, every ``eval_every``
+        steps and after the last; kept in ``history['eval']``.
     on_step : callable, optional
-        Called as ``on_step(step, history, position)`` after every step;
-        ``position`` locates the next batch (see ``resume``).  Returning True
-        stops training after that step; in a distributed job every worker
-        stops after the step at which any of them returned True.
+        ``on_step(step, history, position)`` after every step; True stops
+        training (in a distributed job, every worker after that step).
     stopped : int or None
-        Set by :func:`train_bert`: the step after which it stopped because
-        ``on_step`` asked (on this worker or, in a distributed job, on any).
+        Set by :func:`train_bert`: the step after which ``on_step`` stopped it.
     """
     evaluate: object = None
     on_step: object = None
@@ -269,38 +237,26 @@ class TrainOptions:
     Attributes
     ----------
     lr : float, optional
-        The (peak) learning rate; by default the trainer's, or the book's
-        0.01 when no trainer is given.
+        The (peak) rate; by default the trainer's (0.01 without one).
     schedule, warmup, warmup_steps, cooldown : str, float, int, float
-        The learning rate of every step: :func:`~gluon_bert.recipe.
-        learning_rate` (``'constant'``, the book's; ``'linear'`` warm-up
-        over the ``warmup`` share of the steps, or ``warmup_steps``, then
-        linear decay; ``'wsd'``: warm-up, constant, and a linear decay over
-        the last ``cooldown`` share).
+        The rate of every step: :func:`~gluon_bert.recipe.learning_rate`.
     clip_norm : float
         Clip the summed gradients to this global norm (0: no clipping).
     accumulate : int
-        Batches per optimizer step: their gradients are summed, and the loss
-        normalized by all of them, so a step equals one on the big batch.
+        Batches per optimizer step (their gradients summed).
     fused : bool
-        Compute model and losses in one graph
-        (:class:`~gluon_bert.loss.BERTPretrainLoss`: packed tokens, MLM head
-        on the weighted slots only): the same numbers (with dropout, other
-        dropout masks), much faster (benchmarks/README.md, "Training, measured").  False
-        runs the book's :func:`get_batch_loss_bert` on ``net``'s outputs.
+        Model and losses in one graph (:class:`~gluon_bert.loss.
+        BERTPretrainLoss`): the same numbers, faster; False runs the book's
+        :func:`get_batch_loss_bert`.
     hybridize : bool
         Hybridize with ``static_alloc`` and ``static_shape`` first.
     seed : int, optional
-        Reseed MXNet with :func:`step_seed` before every step, so dropout
-        depends only on (seed, step) and a resumed run repeats it exactly.
+        Reseed MXNet with :func:`step_seed` before every step (exact resume).
     max_seconds : float, optional
-        Stop once the wall-clock time of training (evaluations included,
-        summed over resumed runs) reaches this; the schedule then runs on
-        an estimate of the steps that fit (see :class:`~gluon_bert.history.Clock`).
-    eval_every : int
-        Call ``evaluate`` every so many steps and after the last (0: never).
-    log_every : int
-        Print a progress line every so many steps (0: never).
+        Wall-clock budget over resumed runs (:class:`~gluon_bert.history.
+        Clock`).
+    eval_every, log_every : int
+        Evaluate / print progress every so many steps (0: never).
     verbose : bool
         Print progress, evaluations and the book's two closing lines.
     nsp_weight : float
@@ -332,11 +288,9 @@ StepResult = collections.namedtuple(
 
 def train_step(model, net, loss, vocab_size, devices, trainer, group,
                options, allreduce=None):
-    """One optimizer step on the batches of ``group``; waits for it to end.
-
-    Forward and backward on every shard of every batch, then the gradients
-    summed over devices (and workers), clipped, and applied.  Returns a
-    :data:`StepResult`.
+    """One optimizer step on the batches of ``group``, waited for: forward and
+    backward on every shard, gradients summed over devices (and workers),
+    clipped and applied.  Returns a :data:`StepResult`.
     """
     allreduce = allreduce or Allreduce(None)
     mlm, nsp, mlm_hits, nsp_hits, pairs, slots = _forward_backward(
@@ -353,7 +307,7 @@ def train_step(model, net, loss, vocab_size, devices, trainer, group,
 
 
 def _prepare(net, loss, devices, trainer, options):
-    """Initialize, hybridize and make the trainer: ``(model, trainer, lr)``."""
+    """Initialize, hybridize, make the trainer: ``(model, trainer, lr)``."""
     init_bert(net, devices)
     if options.accumulate > 1:
         for param in net.collect_params().values():
@@ -373,51 +327,38 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                kvstore=None):
     """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
 
-    With the default :class:`TrainOptions` this is the book's loop: Adam at
-    a constant learning rate, per-shard losses, and the book's two closing
-    lines.  The ``bert`` recipe's additions (schedule, clipping, a time
-    budget, held-out evaluation) are options that default to off.
+    With the default :class:`TrainOptions` this is the book's loop (Adam at a
+    constant rate, per-shard losses, the two closing lines).
 
     Parameters
     ----------
     train_iter : iterable of batches of the seven fields
-        A :class:`~gluon_bert.dataset.DataIter` makes the run resumable and,
-        with ``resample``, draws new examples every epoch.
+        A :class:`~gluon_bert.dataset.DataIter` makes the run resumable.
     net : BERTModel
-        Xavier-initialized on ``devices`` here if it is not yet.
+        Initialized on ``devices`` here if it is not yet.
     loss : gluon.loss.SoftmaxCELoss
     vocab_size : int
     devices : list of Context
         Each batch is split across them (``even_split=False``).
     num_steps : int or None
-        Train until this step (counting the steps of a resumed run); None
-        with ``max_seconds``: until the time budget is spent.
+        Train until this step (resumed steps included); None: until
+        ``options.max_seconds``.
     trainer : gluon.Trainer, optional
         Made by :func:`make_trainer` when not given.
     options : TrainOptions, optional
-        How to train (the book's loop by default).
     callbacks : Callbacks, optional
-        What to call during training: held-out evaluation, and a function
-        after every step.
     resume : dict, optional
-        ``{'history': ..., 'position': ...}`` of an earlier run: training goes
-        on from its last step and batch.
+        ``{'history': ..., 'position': ...}`` of an earlier run to continue.
     kvstore : KVStore, optional
-        A distributed kvstore (``dist_sync``): the batch totals and losses
-        are summed over its workers, so that the workers' gradients add up
-        to the gradient of the global batch.
+        A ``dist_sync`` kvstore: totals and losses summed over its workers.
 
     Returns
     -------
     dict
-        Lists with one entry per step: ``step``, ``mlm`` and ``nsp``
-        (running means, as the book plots them), ``mlm_step`` and
-        ``nsp_step`` (each step's own loss), ``mlm_acc_step`` and
-        ``nsp_acc_step`` (training accuracy; None on the book's loss path),
-        ``lr``, ``total`` (the planned number of steps), ``grad_norm`` (None
-        without clipping), ``seconds`` (training time), ``wall`` (wall-clock
-        time, evaluations included) and ``pairs``; ``eval``, the held-out
-        results; and the final ``pairs_per_sec``.
+        Per step: ``step``, ``mlm``, ``nsp`` (running means, as the book plots
+        them), ``mlm_step``, ``nsp_step``, ``mlm_acc_step``, ``nsp_acc_step``,
+        ``lr``, ``total``, ``grad_norm``, ``seconds``, ``wall``, ``pairs``; and
+        ``eval`` and the final ``pairs_per_sec``.
     """
     o = options or TrainOptions()
     evaluate, on_step = (callbacks.evaluate, callbacks.on_step) if callbacks \

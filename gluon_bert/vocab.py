@@ -1,14 +1,11 @@
 """Tokenization and the vocabulary, with d2l's index order.
 
-``Vocab`` gives every token the same index as ``d2l.Vocab`` (v1.0.3 sorts the
-set of kept tokens), so a model trained here and one trained with the book's
-code agree on what index 42 means.  Unlike the book's class it also saves to
-and loads from JSON, so a vocabulary travels with a checkpoint without pickle.
-
-A vocabulary can also be a WordPiece one (:func:`train_wordpiece`, with
-Hugging Face ``tokenizers``): then :meth:`Vocab.split` cuts every word into
-its pieces (``playing`` -> ``play ##ing``) by greedy longest match, in plain
-Python, so a saved model needs ``tokenizers`` only to train its vocabulary.
+``Vocab`` gives every token ``d2l.Vocab``'s index (v1.0.3 sorts the kept
+tokens), and saves to and loads from JSON (no pickle).  A WordPiece
+vocabulary (:func:`train_wordpiece`, with Hugging Face ``tokenizers``) cuts
+words into pieces (``playing`` -> ``play ##ing``) in plain Python
+(:meth:`Vocab.split`), so a saved model needs ``tokenizers`` only to learn
+its vocabulary.
 """
 import collections
 import itertools
@@ -29,17 +26,8 @@ VOCAB_KINDS = ('word', 'wordpiece')
 
 
 def tokenize(lines, token='word'):
-    """Split text lines into word or character tokens.
-
-    Parameters
-    ----------
-    lines : list of str
-    token : {'word', 'char'}
-        ``'word'`` splits on whitespace, ``'char'`` into characters.
-
-    Returns
-    -------
-    list of list of str
+    """Split text lines into word (whitespace) or character tokens: a list of
+    token lists.
     """
     if token == 'word':
         return [line.split() for line in lines]
@@ -76,19 +64,9 @@ _CLITICS = frozenset(["'s", "'re", "'ve", "'ll", "'d", "'m", "'t"])
 def wikitext_tokenize(text):
     """Lower-cased tokens of raw English text, split as WikiText-2 is.
 
-    WikiText-2 (and so the book's vocabulary) writes ``doesn 't``,
-    ``game 's``, ``role @-@ playing``, ``1 @,@ 000``, ``3 @.@ 5`` and
-    separates punctuation; raw text (``doesn't``, ``role-playing``,
-    ``1,000``) and Penn Treebank text (``does n't``, ````` ``) are
-    rewritten so that their words are found in that vocabulary.
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    list of str
+    WikiText-2 (and so the book's vocabulary) writes ``doesn 't``, ``role @-@
+    playing``, ``1 @,@ 000`` and separates punctuation; raw text and Penn
+    Treebank text (``does n't``) are rewritten so that their words are found.
     """
     text = text.translate(_QUOTES)
     for pattern, replacement in _PTB + _RULES:
@@ -116,14 +94,14 @@ class Vocab:
     Parameters
     ----------
     tokens : list of str or list of list of str
-        The corpus; a list of token lists is flattened first.
+        The corpus (a list of token lists is flattened).
     min_freq : int
-        Tokens seen fewer times are left out (they map to ``<unk>``).
+        Rarer tokens are left out (they map to ``<unk>``).
     reserved_tokens : list of str
-        Always kept, whatever their frequency (e.g. ``'<pad>'``).
+        Always kept (e.g. ``'<pad>'``).
 
-    The kept tokens, ``'<unk>'`` and the reserved tokens are sorted, exactly
-    as ``d2l.Vocab`` does, so indices match the book's.
+    The kept, ``'<unk>'`` and reserved tokens are sorted as ``d2l.Vocab`` does,
+    so indices match the book's.
     """
 
     def __init__(self, tokens=(), min_freq=0, reserved_tokens=()):
@@ -275,22 +253,10 @@ class Vocab:
 
 
 def wordpiece_split(word, token_to_idx, unk='<unk>'):
-    """WordPiece pieces of one word: greedy longest match first.
-
-    The first piece is the longest prefix of ``word`` in the vocabulary, each
-    next one the longest ``##``-prefixed rest; a word no sequence of pieces
-    spells (or longer than 100 characters) is ``[unk]``.  This is BERT's
-    algorithm and that of ``tokenizers``' WordPiece model.
-
-    Parameters
-    ----------
-    word : str
-    token_to_idx : dict or set
-        The vocabulary's tokens.
-
-    Returns
-    -------
-    list of str
+    """WordPiece pieces of one word, greedy longest match first (BERT's and
+    ``tokenizers``' algorithm): the longest prefix of ``word`` in
+    ``token_to_idx``, then the longest ``##``-prefixed rests; a word no pieces
+    spell (or over 100 characters) is ``[unk]``.
     """
     if word in token_to_idx:
         return [word]
@@ -332,25 +298,11 @@ def _wordpiece_tokenizer(token_to_idx=None):
 def train_wordpiece(sentences, vocab_size, reserved_tokens, min_frequency=2):
     """Train a WordPiece vocabulary on whitespace-tokenized sentences.
 
-    Hugging Face ``tokenizers`` learns the pieces (words are split on
-    whitespace only: WikiText-2 is tokenized already); the special tokens
-    come first, with ``<unk>``.
-
-    Parameters
-    ----------
-    sentences : iterable of str
-    vocab_size : int
-        Entries, special tokens included.
-    reserved_tokens : list of str
-        ``<pad>``, ``<mask>``, ... (:data:`~gluon_bert.dataset.RESERVED_TOKENS`).
-    min_frequency : int
-        Pieces seen fewer times are not learnt.
-
-    Returns
-    -------
-    Vocab
-        Of kind ``'wordpiece'``: the special tokens, then the pieces in
-        sorted order (the same ids for the same text, every run).
+    Hugging Face ``tokenizers`` learns the pieces (split on whitespace only);
+    ``vocab_size`` counts the ``reserved_tokens`` and ``<unk>``, which come
+    first; pieces seen fewer than ``min_frequency`` times are not learnt.
+    Returns a ``'wordpiece'`` :class:`Vocab`: the special tokens, then the
+    pieces sorted (the same ids for the same text, every run).
     """
     tokenizer = _wordpiece_tokenizer()
     from tokenizers import trainers

@@ -76,15 +76,11 @@ def _check_data_dir(data_dir, split, origin):
 
 def resolve_data_dir(data_dir=None, split='train', download=True,
                      cache_dir=None):
-    """Find the WikiText-2 folder.
-
-    In this order: the ``data_dir`` argument, the ``GLUON_BERT_DATA``
-    environment variable (a relative path that is not here is looked for
-    from the folders above too, so that it holds in tutorials/), d2l's
-    cache folder ``../data/wikitext-2``, then a
-    download of the archive into ``cache_dir`` (verified by SHA-1).  An
-    explicit ``data_dir`` or ``GLUON_BERT_DATA`` that is wrong is an error, not
-    a reason to look elsewhere.
+    """Find the WikiText-2 folder: ``data_dir``, then ``GLUON_BERT_DATA`` (a
+    relative path is also looked for from the folders above), then d2l's
+    ``../data/wikitext-2``, then a download into ``cache_dir`` (SHA-1
+    verified).  A wrong explicit ``data_dir`` or ``GLUON_BERT_DATA`` is an
+    error.
     """
     if split not in SPLITS:
         raise GluonBertError(f'unknown split {split!r}: use one of '
@@ -210,16 +206,9 @@ def read_paragraphs(data_dir, split):
 
 
 def read_wiki(data_dir, split='train'):
-    """Read one split into shuffled paragraphs, as the book's ``_read_wiki``.
-
-    Lower-cases every line, splits it into sentences on ``' . '``, keeps the
-    lines with at least two sentences, then ``random.shuffle``s them (so seed
-    Python's ``random`` for a reproducible order).
-
-    Returns
-    -------
-    list of list of str
-        Paragraphs, each a list of sentence strings.
+    """Read one split into shuffled paragraphs, as the book's ``_read_wiki``:
+    lower-cased lines split into sentences on ``' . '``, lines of two or more
+    sentences kept, ``random.shuffle``d.  Returns a list of sentence lists.
     """
     paragraphs = read_paragraphs(data_dir, split)
     random.shuffle(paragraphs)
