@@ -6,9 +6,9 @@
 values (:data:`RECIPES`), the model directory stores the whole
 configuration (``config.json``, ``train.config``) and ``--resume`` restores
 it from there (:func:`gluon_bert.flags.resumed_config`).  Each field's
-metadata says how a resumed run treats it: ``same`` (must not change), ``limit`` (the saved value unless
-given again: a new budget) or ``free`` (this command's: devices, output,
-logging).
+metadata says how a resumed run treats it: ``same`` (must not change),
+``limit`` (the saved value unless given again: a new budget, how often to
+save) or ``free`` (this command's: devices, output, logging).
 """
 import argparse
 import dataclasses
@@ -242,12 +242,12 @@ class PretrainConfig(_Config):
         'loss.png', 'output', resume='free')
     checkpoint_every: int = setting(
         0, 'also save a checkpoint every N steps (0: only at the end and on '
-        'Ctrl-C or SIGTERM)', 'output', _non_negative_int, resume='free')
+        'Ctrl-C or SIGTERM)', 'output', _non_negative_int, resume='limit')
     keep_checkpoints: int = setting(
         2, 'how many of the newest checkpoints to keep (each in '
         'SAVE_DIR/checkpoints/ with its state); 0 keeps all, for a long '
         'wsd run that --branch-from ends at several budgets', 'output',
-        _non_negative_int, resume='free')
+        _non_negative_int, resume='limit')
     resume: bool = setting(
         False, 'continue the run saved in --save-dir from its last '
         'checkpoint, with its settings, up to --steps', 'output',

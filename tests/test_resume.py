@@ -412,3 +412,9 @@ def test_a_cooldown_branch_continues_a_wsd_run_exactly(corpus_dir, tmp_path,
                           str(tmp_path / 'empty'), '--branch-step', '3']) == 1
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and 'is missing' in err, err
+    # --resume keeps the run's checkpoint settings (every 3rd step, all
+    # kept) unless given again
+    assert pretrain.main(['--save-dir', str(main), '--resume', '--steps',
+                          '19']) == 0
+    kept = set(os.listdir(main / 'checkpoints'))
+    assert {'state-00000003.json', 'state-00000018.json'} <= kept, kept
