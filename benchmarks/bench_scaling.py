@@ -12,7 +12,8 @@ For each budget B (optimizer steps, batch 128: B x 128 sentence pairs seen),
 in the order given: a branch of ``--main`` at its kept checkpoint nearest to
 (1 - ``--cooldown``) x B, trained on to step B with the rate falling
 linearly to zero over the remaining steps (``pretrain --branch-from
---branch-step --cooldown``); then :mod:`bench_transfer`'s protocol on
+--branch-step --cooldown``; a point the long run passed without keeping it
+is trained from scratch with the same schedule, ``--direct-flags``); then :mod:`bench_transfer`'s protocol on
 snli-small, QNLI-small and STS-B: the grid of ``--lrs`` x ``--epochs`` with the
 first seed, the other seeds at the best point, the control (``--init
 random``, same vocabulary and shape) tuned on the same grid.  Budgets whose
@@ -75,16 +76,21 @@ def ensure_branch(args, budget):
             os.path.join(folder, 'history.json')):
         return folder
     step = branch_step(args.main, budget, args.cooldown)
-    if step is None:
+    want = round((1 - args.cooldown) * budget)
+    direct = step is None and (_state_step(args.main) or 0) > want
+    if step is None and not direct:
         print(f'budget {budget}: {args.main} has no checkpoint near step '
-              f'{round((1 - args.cooldown) * budget)} yet; skipped', flush=True)
+              f'{want} yet; skipped', flush=True)
         return None
+    cooldown = args.cooldown if direct else (budget - step) / budget
     cmd = [sys.executable, '-m', 'gluon_bert.pretrain', '--save-dir', folder,
-           '--steps', str(budget), '--cooldown', repr((budget - step) / budget),
+           '--steps', str(budget), '--cooldown', repr(cooldown),
            '--eval-every', str(budget), '--checkpoint-every', '500',
-           '--log-every', '0']  # one evaluation: after the last step
+           '--keep-checkpoints', '1', '--log-every', '0']  # one evaluation
     if os.path.isfile(os.path.join(folder, 'state.json')):
         cmd += ['--resume']  # an interrupted branch goes on where it stopped
+    elif direct:  # the long run passed this point unkept: the same schedule
+        cmd += args.direct_flags.split()
     else:
         cmd += ['--branch-from', args.main, '--branch-step', str(step)]
     print('$', ' '.join(cmd), flush=True)
@@ -217,6 +223,11 @@ def main(argv=None):
     parser.add_argument('--cooldown', type=float, default=0.2,
                         help="share of each budget's steps over which its "
                              'branch decays the rate to zero')
+    parser.add_argument('--direct-flags', default='--recipe bert-wp '
+                        '--schedule wsd --warmup-steps 227',
+                        help="a budget whose branch point the long run passed "
+                        'without keeping it is trained from scratch with '
+                        "these flags (the long run's) and its cooldown")
     parser.add_argument('--tasks', nargs='+', default=list(TARGETS),
                         choices=list(TARGETS))
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
