@@ -72,7 +72,7 @@ def predict_dataset(net, dataset, devices, batch_size=512, packed=True):
 def evaluate_task(net, dataset, devices, metrics=('accuracy',),
                   batch_size=512, packed=True):
     """``{metric: value}`` of ``net`` on ``dataset`` (prediction mode)."""
-    from .metrics import score
+    from .tasks import score
     return score(metrics, predict_dataset(net, dataset, devices, batch_size,
                                           packed), dataset.labels)
 

@@ -49,7 +49,7 @@ def parse_args(argv=None):
 def run(args):
     from .checkpoint import load_pretrained
     from .dataset import load_heldout
-    from .evaluation import evaluate_bert
+    from .trainer import evaluate_bert
 
     net, vocab, config = load_pretrained(args.model_dir)
     if 'classifier' in config:

@@ -178,11 +178,11 @@ def _valid_evaluator(config, vocab):
     """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does
     with its defaults (:func:`~gluon_bert.dataset.load_heldout`), so the
     last figures equal its output."""
-    from . import dataset, evaluation
+    from . import dataset, trainer
     data_iter = dataset.load_heldout(config.max_len, vocab, 'valid',
                                      config.data_dir, cache_dir=config.cache_dir,
                                      use_cache=not config.no_cache)
-    return lambda net: evaluation.evaluate_bert(net, data_iter, len(vocab))
+    return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
 
 
 def _sampling(config):
@@ -264,14 +264,14 @@ def _restore(config, net, optimizer, devices, say):
 
 def _write_outputs(config, history, signum):
     """history.json, history.csv and loss.png, and the closing line."""
-    from . import plot
+    from . import history as record
     save_dir = config.save_dir
     with atomic_write(os.path.join(save_dir, 'history.json'), 'w') as f:
         json.dump(history, f)
-    plot.write_history_csv(history, os.path.join(save_dir, 'history.csv'))
-    plot.plot_history(history, os.path.join(save_dir, 'loss.png'),
-                      title=f'{history["step"][-1]} steps, batch '
-                            f'{config.batch_size}')
+    record.write_history_csv(history, os.path.join(save_dir, 'history.csv'))
+    record.plot_history(history, os.path.join(save_dir, 'loss.png'),
+                        title=f'{history["step"][-1]} steps, batch '
+                              f'{config.batch_size}')
     if signum is not None:
         print(f'Stopped by {signal_name(signum)} at step '
               f'{history["step"][-1]}; the checkpoint is in {save_dir}. Resume with: python -m gluon_bert.pretrain '

@@ -9,7 +9,7 @@ from gluon_bert import evaluate, pretrain
 from gluon_bert import trainer as T
 from gluon_bert.checkpoint import load_pretrained
 from gluon_bert.dataset import DataIter, load_dataset
-from gluon_bert.evaluation import evaluate_bert
+from gluon_bert.trainer import evaluate_bert
 
 npx.set_np()
 TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',

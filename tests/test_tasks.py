@@ -12,7 +12,7 @@ from mxnet import init, npx
 from gluon_bert import classifier, finetune, predict
 from gluon_bert.checkpoint import save_model_dir
 from gluon_bert.config import FinetuneConfig
-from gluon_bert.metrics import accuracy, f1, pearson, spearman
+from gluon_bert.tasks import accuracy, f1, pearson, spearman
 from gluon_bert.model import BERTClassifier, BERTModel
 from gluon_bert.tasks import (TASKS, ClassificationDataset, read_glue,
                               read_task, task_splits)

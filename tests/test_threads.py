@@ -10,7 +10,7 @@ import pytest
 
 from gluon_bert import threads
 from gluon_bert import trainer as T
-from gluon_bert.evaluation import evaluate_bert
+from gluon_bert.trainer import evaluate_bert
 
 # Runs in a fresh interpreter: MXNet fixes its threads when it loads
 CHILD = r'''
