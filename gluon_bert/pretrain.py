@@ -392,8 +392,9 @@ def _run(config, kvstore, rank, workers):
     from . import checkpoint, trainer
     chief = rank == 0
     say = print if chief else (lambda *a, **k: None)
-    if not chief:  # the chief reports for the job
-        logging.getLogger('gluon_bert').setLevel(logging.WARNING)
+    library = logging.getLogger('gluon_bert')
+    if not chief and library.getEffectiveLevel() == logging.INFO:
+        library.setLevel(logging.WARNING)  # the chief reports for the job
     devices, train_iter, vocab, net, optimizer, resume = _build(
         config, kvstore, rank, workers, say)
     evaluate = _valid_evaluator(config, vocab) if config.eval_every else None
