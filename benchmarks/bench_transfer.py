@@ -198,6 +198,15 @@ def settings_of(results):
     return starts, tasks, seeds, lrs, epochs
 
 
+def table_of(results):
+    """``(table, starts, tasks)`` of a results file alone, with the
+    settings it was run with (:func:`settings_of`)."""
+    starts, tasks, seeds, lrs, epochs = settings_of(results)
+    args = argparse.Namespace(tasks=tasks, seeds=seeds, lrs=lrs,
+                              epochs=epochs)
+    return summary(results, starts, args), starts, tasks
+
+
 def plot_gains(table, starts, args):
     import matplotlib
     matplotlib.use('Agg')

@@ -53,11 +53,8 @@ def _transfer_table(name='transfer.json'):
     with open(_results(os.path.relpath(name, 'results')
                        if name.startswith('results/') else name)) as f:
         results = json.load(f)
-    starts, tasks, seeds, lrs, epochs = bench_transfer.settings_of(results)
-    args = argparse.Namespace(tasks=tasks, seeds=seeds, lrs=lrs,
-                              epochs=epochs)
-    return bench_transfer, bench_transfer.summary(results, starts, args), \
-        starts, tasks
+    table, starts, tasks = bench_transfer.table_of(results)
+    return bench_transfer, table, starts, tasks
 
 
 def transfer(name='transfer.json'):
