@@ -243,6 +243,13 @@ def main(argv=None):
         HERE, 'results', 'scaling.json'))
     parser.add_argument('--figure', default=os.path.join(
         HERE, 'results', 'scaling.png'))
+    parser.add_argument('--skip-control', action='store_true',
+                        help='fine-tune the pretrained starts only (another '
+                             'process runs the control into its own '
+                             '--results; --merge joins the files)')
+    parser.add_argument('--merge', nargs='+', default=[],
+                        help='results files of other processes, added to '
+                             '--results (runs already there are kept)')
     parser.add_argument('--report-only', action='store_true')
     args = parser.parse_args(argv)
     args.control = CONTROL
@@ -250,11 +257,18 @@ def main(argv=None):
     if os.path.isfile(args.results):
         with open(args.results) as f:
             results = json.load(f)
+    for path in args.merge:
+        with open(path) as f:
+            seen = {json.dumps(r, sort_keys=True) for r in results}
+            results += [r for r in json.load(f)
+                        if json.dumps(r, sort_keys=True) not in seen]
+    if args.merge:
+        bench_transfer._save(results, args.results)
     begin = time.perf_counter()
     if not args.report_only:
         done = {r['budget'] for r in results if r.get('kind') == 'pretrain'}
-        # the control first: it needs only the long run's vocabulary
-        bench_transfer.run_all(args, {CONTROL: args.main}, results)
+        if not args.skip_control:  # first: it needs only the vocabulary
+            bench_transfer.run_all(args, {CONTROL: args.main}, results)
         for budget in args.budgets:
             folder = ensure_branch(args, budget)
             if folder is None:
@@ -265,7 +279,9 @@ def main(argv=None):
                                     folder=folder,
                                     valid_mlm_accuracy=valid_mlm(folder)))
                 bench_transfer._save(results, args.results)
-            starts = {CONTROL: folder, f'wsd-{budget}': folder}
+            starts = {f'wsd-{budget}': folder}
+            if not args.skip_control:
+                starts = {CONTROL: folder, **starts}
             bench_transfer.run_all(args, starts, results)
         print(f'benchmark: {(time.perf_counter() - begin) / 60:.1f} min',
               flush=True)
