@@ -151,7 +151,10 @@ def fit(rows, task, pairs):
 
 
 def format_scaling(results, budgets, args):
-    rows, _ = budgets_table(results, budgets, args)
+    """A Markdown table: per budget, valid MLM accuracy and each task's
+    mean +- spread (gain over the control, seeds); the control's row; the
+    fitted budget of each target."""
+    rows, table = budgets_table(results, budgets, args)
     mlm = {r['budget']: r['valid_mlm_accuracy'] for r in results
            if r.get('kind') == 'pretrain'}
     pairs = _pairs(results)
@@ -167,6 +170,13 @@ def format_scaling(results, budgets, args):
                          f'seeds) |' if v and v[2] is not None else ' - |')
         acc = f'{mlm[b]:.3f}' if b in mlm and mlm[b] is not None else '-'
         lines.append(f'| {b:,} | {pairs[b]:,} | {acc} |' + ''.join(cells))
+    cells = []
+    for task in args.tasks:
+        c = table.get((task, CONTROL), {}).get(TARGETS[task][0])
+        seeds = table.get((task, CONTROL), {}).get('seeds')
+        cells.append(f' {c[0]:.1f} ± {c[1]:.1f} ({seeds} seeds) |' if c
+                     else ' - |')
+    lines.insert(2, '| 0 (control) | 0 | - |' + ''.join(cells))
     lines.append('')
     for task in args.tasks:
         f = fit(rows, task, pairs)
@@ -181,6 +191,19 @@ def format_scaling(results, budgets, args):
             + (f'+{target:g} at about {need:,.0f} pairs, fitted' if need else
                f'+{target:g} not reached by the fit (slope <= 0)'))
     return '\n'.join(lines)
+
+
+def settings(results):
+    """(budgets, argparse.Namespace of the grid) a results file was run
+    with, for a report of the file alone."""
+    runs = [r for r in results if r.get('task')]
+    budgets = sorted({r['budget'] for r in results
+                      if r.get('kind') == 'pretrain'})
+    return budgets, argparse.Namespace(
+        tasks=[t for t in TARGETS if any(r['task'] == t for r in runs)],
+        seeds=sorted({r['seed'] for r in runs}),
+        lrs=sorted({r['lr'] for r in runs}),
+        epochs=sorted({r.get('epochs', 5) for r in runs}))
 
 
 def plot(results, budgets, args):

@@ -231,7 +231,18 @@ def levers():
     return bench_levers.format_table(results, tasks)
 
 
-KINDS = {'include': include, 'transfer': transfer, 'headline': headline,
+def scaling(name='scaling.json'):
+    """results/scaling.json: transfer at each pretraining budget
+    (bench_scaling.py)."""
+    sys.path.insert(0, HERE)
+    import bench_scaling
+    with open(_results(name)) as f:
+        results = json.load(f)
+    budgets, args = bench_scaling.settings(results)
+    return bench_scaling.format_scaling(results, budgets, args)
+
+
+KINDS = {'include': include, 'scaling': scaling, 'transfer': transfer, 'headline': headline,
          'pretraining': pretraining, 'layernorm': layernorm,
          'levers': levers, 'finetune': finetune, 'recipes': recipes}
 

@@ -1,14 +1,11 @@
 """One typed configuration per job: every setting, its default and its help.
 
 :class:`PretrainConfig` is the only place a pretraining setting is defined:
-``python -m gluon_bert.pretrain`` generates its flags from the fields
-(:func:`gluon_bert.flags.add_arguments`), a recipe is a named set of field
-values (:data:`RECIPES`), the model directory stores the whole
-configuration (``config.json``, ``train.config``) and ``--resume`` restores
-it from there (:func:`gluon_bert.flags.resumed_config`).  Each field's
-metadata says how a resumed run treats it: ``same`` (must not change),
-``limit`` (the saved value unless given again: a new budget, how often to
-save) or ``free`` (this command's: devices, output, logging).
+the command's flags are generated from it (:mod:`gluon_bert.flags`), a
+recipe is a named set of its values (:data:`RECIPES`), config.json stores
+it and ``--resume`` restores it.  Each field says how a resumed run treats
+it: ``same`` (must not change), ``limit`` (the saved value unless given
+again) or ``free`` (this command's: devices, output, logging).
 """
 import argparse
 import dataclasses

@@ -1,14 +1,12 @@
-"""The history of a pretraining run: one schema for the loop, the plot and
+"""The history of a pretraining run: one schema for the loop, the files and
 the checkpoint.
 
-:class:`History` keeps, step by step, the lists :data:`HISTORY_LISTS` names
-(what ``train_bert`` returns, ``state.json`` saves, ``history.csv`` and
-``loss.png`` show), the book's running sums, and prints the progress,
-evaluation and closing lines.  A resumed run's history is continued.
-:class:`Clock` says when a run with a time budget ends.  The book draws the
-losses with its ``Animator``; :func:`plot_history` draws them to loss.png
-(with a panel of accuracies when the run was evaluated), and
-:func:`write_history_csv` writes every step's numbers to history.csv.
+:class:`History` keeps the lists of :data:`HISTORY_LISTS` step by step
+(what ``train_bert`` returns and ``state.json`` saves), the book's running
+sums, and prints the progress, evaluation and closing lines;
+:class:`Clock` says when a time budget ends.  Where the book draws with its
+``Animator``, :func:`plot_history` writes loss.png and
+:func:`write_history_csv` history.csv.
 """
 import csv
 import io

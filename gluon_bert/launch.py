@@ -3,20 +3,15 @@
     python -m gluon_bert.launch -n 2 -s 1 -- \\
         python -m gluon_bert.pretrain --kvstore dist_sync --steps 50
 
-Starts one scheduler, ``-s`` servers and ``-n`` workers with the ``DMLC_*``
-environment MXNet's ps-lite reads, on this machine (loopback, a free port) or,
-with ``-H hostfile``, over ssh on the listed hosts (workers and servers
-round-robin; the scheduler on the first host).  Every process gets
-``MXNET_ENGINE_TYPE=NaiveEngine`` unless it is set: with MXNet 1.9's threaded
-engine the summed gradients of a dist_sync job differed from run to run.  Every output line is prefixed
-with the role and number of its process.  The job ends when every worker has
-exited: with code 0 if all succeeded, otherwise the launcher stops the rest as
-soon as one process fails (or --timeout passes) and exits non-zero, saying
-which one.  SIGTERM or Ctrl-C to the launcher is forwarded to the workers
-(over ssh to a remote one's pid), which finish their step, agree on it and
-save (rank 0 writes); after ``--grace`` seconds whatever still runs is
-stopped, and the launcher exits 143 or 130.  (The wheel's own
-``dmlc_tracker`` calls ``Thread.isAlive()`` and breaks on Python 3.9+.)
+One scheduler, ``-s`` servers and ``-n`` workers with the ``DMLC_*``
+environment ps-lite reads, here (loopback) or over ssh on the hosts of
+``-H hostfile``; ``MXNET_ENGINE_TYPE=NaiveEngine`` unless set (the threaded
+engine's dist_sync sums differed from run to run).  Output lines carry
+their process's name.  A failed process (or --timeout) stops the job,
+non-zero.  SIGTERM or Ctrl-C is forwarded to the workers, which agree on a
+step and save (rank 0 writes); after ``--grace`` seconds the rest is
+stopped and the launcher, having read rank 0's checkpoint, exits 143 or
+130.  (The wheel's ``dmlc_tracker`` breaks on Python 3.9+.)
 """
 import argparse
 import os
@@ -117,14 +112,12 @@ def plan_job(num_workers, num_servers, command, hosts=None, port=None,
              cwd=None, ssh=DEFAULT_SSH, environ=None):
     """The processes of a job: a list of (name, argv, environment additions).
 
-    Scheduler and servers run ``python -c 'import mxnet'``: MXNet turns into
-    a scheduler or server at import when ``DMLC_ROLE`` says so.  With
-    ``hosts``, every argv is an ssh command (``ssh``, with ``-tt``: a remote
-    process gets SIGHUP when its connection closes, so stopping the local
-    ssh stops it) that prints the remote pid (:data:`PID_MARKER`, so that
-    :meth:`Job.terminate` can send it SIGTERM), changes to ``cwd`` on the
-    remote host and sets the DMLC_* variables and those of ``environ`` (default ``os.environ``) whose
-    names start with one of :data:`FORWARDED_PREFIXES`.
+    Scheduler and servers run ``python -c 'import mxnet'`` (MXNet becomes one
+    at import when ``DMLC_ROLE`` says so).  With ``hosts`` every argv is an
+    ``ssh -tt`` command (stopping the local ssh stops the remote process) that
+    prints the remote pid (:data:`PID_MARKER`, for :meth:`Job.terminate`),
+    changes to ``cwd`` and sets the DMLC_* variables and those of ``environ``
+    named with :data:`FORWARDED_PREFIXES`.
     """
     root = hosts[0] if hosts else '127.0.0.1'
     port = port or free_port()

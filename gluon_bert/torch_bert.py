@@ -1,13 +1,10 @@
 """The d2l book's BERT in PyTorch, with the book's parameter names.
 
-``BERTModel`` and ``BERTClassifier`` here have the blocks and the
-``state_dict`` names of ``d2l.torch.BERTModel`` and of the book's PyTorch
-``BERTClassifier`` (its natural-language-inference chapter), so a model
-exported by :mod:`gluon_bert.interop` loads into either with
-``strict=True``.  Unlike the book's code, attention masks with
-``torch.where`` rather than an in-place write, and every layer is created
-with its sizes (no ``LazyLinear``), which ONNX export needs.  Imports torch:
-use it through :mod:`gluon_bert.interop` (the optional extra ``torch``).
+``BERTModel`` and ``BERTClassifier`` have the blocks and ``state_dict``
+names of ``d2l.torch.BERTModel`` and the book's PyTorch ``BERTClassifier``,
+so an export loads into either with ``strict=True``.  Unlike the book's,
+attention masks with ``torch.where`` and every layer has its sizes (no
+``LazyLinear``), as ONNX export needs.  Used through :mod:`gluon_bert.interop`.
 """
 import math
 
