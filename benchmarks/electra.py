@@ -20,6 +20,7 @@ sampling either).  Everything runs in one hybridized graph on the packed
 batch of :func:`~gluon_bert.packing.pack_batch`, plus three inputs
 :func:`electra_extras` makes on the host.
 """
+import mxnet as mx
 import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
@@ -29,7 +30,8 @@ from gluon_bert.packing import pack_batch, split_and_pack
 from gluon_bert.model import BERTModel
 
 __all__ = ['ElectraPretrainLoss', 'make_generator', 'electra_extras',
-           'pack_electra_shards', 'replaced_targets']
+           'pack_electra_shards', 'replaced_targets', 'unigram_cdf',
+           'unigram_draws']
 
 
 def make_generator(disc, num_blks=1, ffn_num_hiddens=None, num_heads=None):
@@ -77,11 +79,30 @@ def electra_extras(mlm_rows, mlm_weights, num_rows, num_valid):
     return slot_of_row, slot_mask, row_weights
 
 
-def pack_electra_shards(host, devices, num_heads, rng):
+def unigram_cdf(token_ids, vocab_size, exclude=()):
+    """The cumulative unigram distribution of ``token_ids`` (the training
+    text), the ids in ``exclude`` (padding, the special tokens) left out:
+    (vocab_size,) float64, ending at 1."""
+    counts = onp.bincount(onp.asarray(token_ids, dtype='int64').ravel(),
+                          minlength=vocab_size)[:vocab_size].astype('float64')
+    counts[list(exclude)] = 0
+    return onp.cumsum(counts) / counts.sum()
+
+
+def unigram_draws(uniforms, cdf):
+    """One token per slot from the unigram distribution ``cdf`` (inverse
+    CDF of each slot's uniform): (K,) int32.  ELECTRA's ablation without a
+    generator: if the discriminator cannot learn to spot these easy
+    replacements, its setup is at fault, not the generator."""
+    return onp.minimum(onp.searchsorted(cdf, uniforms, side='right'),
+                       len(cdf) - 1).astype('int32')
+
+
+def pack_electra_shards(host, devices, num_heads, rng, cdf=None):
     """:func:`~gluon_bert.packing.pack_shards` plus the ELECTRA inputs
     (:func:`electra_extras` and one uniform per slot from ``rng``, a NumPy
-    RandomState), per device, in the order of
-    :class:`ElectraPretrainLoss`'s inputs."""
+    RandomState; given a unigram ``cdf``, the slot's draw instead), per
+    device, in the order of :class:`ElectraPretrainLoss`'s inputs."""
     def pack(shard):
         packed = pack_batch(shard, num_heads)
         tokens, mlm_rows, mlm_weights = packed[0], packed[7], packed[8]
@@ -89,7 +110,8 @@ def pack_electra_shards(host, devices, num_heads, rng):
         extras = electra_extras(mlm_rows, mlm_weights, len(tokens),
                                 num_valid)
         uniforms = rng.random_sample(len(mlm_rows)).astype('float32')
-        return packed + extras + (uniforms,)
+        draws = uniforms if cdf is None else unigram_draws(uniforms, cdf)
+        return packed + extras + (draws,)
     return split_and_pack(host, devices, pack)
 
 
@@ -190,8 +212,10 @@ class ElectraPretrainLoss(nn.Block):
     ----------
     net : BERTModel
         The discriminator (the model that is saved and fine-tuned).
-    generator : BERTModel
+    generator : BERTModel or None
         From :func:`make_generator`; its MLM head draws the replacements.
+        None: the last input holds the draws (:func:`unigram_draws`), and
+        the generator's sums are 0.
     num_chunks : int
         As :class:`~gluon_bert.loss.BERTPretrainLoss`.
 
@@ -218,11 +242,13 @@ class ElectraPretrainLoss(nn.Block):
         with self.name_scope():
             self.net, self.generator = net, generator
             ce = gluon.loss.SoftmaxCELoss()
-            self.generator_loss = _GeneratorLoss(generator, ce, num_chunks)
+            self.generator_loss = (None if generator is None else
+                                   _GeneratorLoss(generator, ce, num_chunks))
             self.discriminator_loss = _DiscriminatorLoss(net, ce)
 
     def hybridize(self, active=True, **kwargs):
-        self.generator_loss.hybridize(active, **kwargs)
+        if self.generator_loss is not None:
+            self.generator_loss.hybridize(active, **kwargs)
         self.discriminator_loss.hybridize(active, **kwargs)
 
     def forward(self, tokens, segments, positions, valid_lens, head_index,
@@ -230,8 +256,12 @@ class ElectraPretrainLoss(nn.Block):
                 nsp_labels, slot_of_row, slot_mask, row_weights, uniforms):
         packed = (tokens, segments, positions, valid_lens, head_index,
                   merge_index)
-        mlm_sum, mlm_hits, samples = self.generator_loss(
-            *packed, mlm_rows, mlm_weights, mlm_labels, uniforms)
+        if self.generator_loss is None:  # the draws came from the host
+            samples, mlm_sum = uniforms, mx.np.zeros((), ctx=tokens.ctx)
+            mlm_hits = mlm_sum
+        else:
+            mlm_sum, mlm_hits, samples = self.generator_loss(
+                *packed, mlm_rows, mlm_weights, mlm_labels, uniforms)
         disc_sum, nsp_sum, nsp_hits, disc_hits, replaced = (
             self.discriminator_loss(*packed, nsp_rows, mlm_labels,
                                     nsp_labels, slot_of_row, slot_mask,

@@ -40,6 +40,12 @@ def parse_args(argv=None):
     p.add_argument('--gen-blks', type=int, default=1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--log-every', type=int, default=100)
+    p.add_argument('--replacements', choices=('generator', 'unigram'),
+                   default='generator',
+                   help="generator: ELECTRA's; unigram: every masked slot "
+                        "gets a token drawn from the training text's unigram "
+                        'distribution, no generator (the diagnostic: can the '
+                        'discriminator learn at all?)')
     p.add_argument('--visible-masks', action='store_true',
                    help='a check of the detection pipeline, not a recipe: '
                         "the discriminator reads the masked text (the "
@@ -77,14 +83,14 @@ def main(argv=None):
 
     from gluon_bert import checkpoint, dataset, model, trainer
     from electra import (ElectraPretrainLoss, make_generator,
-                         pack_electra_shards)
+                         pack_electra_shards, unigram_cdf)
     from gluon_bert.packing import host_fields
     from gluon_bert.pretrain import seed_everything
     from gluon_bert.recipe import learning_rate
     from gluon_bert.threads import set_cpu_threads_for
 
     if args.visible_masks:
-        from gluon_bert import electra
+        import electra
         _show_masks(electra)
     seed_everything(args.seed)
     devices = [mx.cpu()]
@@ -96,10 +102,18 @@ def main(argv=None):
     data = dataset.DataIter(data.dataset, args.batch_size, resample=resample,
                             drop_last=True)
     net = model.get_bert_model(len(vocab), dropout=args.dropout)
-    generator = make_generator(net, num_blks=args.gen_blks)
+    cdf = None
+    if args.replacements == 'unigram':  # no generator: the diagnostic
+        generator = None
+        cdf = unigram_cdf(data.dataset.arrays['tokens'], len(vocab), [
+            vocab[t] for t in dataset.RESERVED_TOKENS])
+        unused = (net.mlm,)
+    else:
+        generator = make_generator(net, num_blks=args.gen_blks)
+        unused = (net.mlm, generator.nsp, generator.hidden)
     objective = ElectraPretrainLoss(net, generator)
     # What the objective never reads gets no gradient
-    for block in (net.mlm, generator.nsp, generator.hidden):
+    for block in unused:
         block.collect_params().setattr('grad_req', 'null')
     trainer.init_bert(objective, devices, 'normal')
     objective.hybridize(static_alloc=True, static_shape=True)
@@ -123,7 +137,7 @@ def main(argv=None):
         pairs, slots = len(host[0]), float(host[4].sum())
         tokens = float(host[2].sum())
         shards = pack_electra_shards(host, devices, net.config['num_heads'],
-                                     rng)
+                                     rng, cdf)
         mx.random.seed(trainer.step_seed(args.seed, step + 1))
         with autograd.record():
             outs = [objective(*shard) for shard in shards]

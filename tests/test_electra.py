@@ -11,7 +11,8 @@ from mxnet import autograd, init, np, npx
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir,
                                 'benchmarks'))
 from electra import (ElectraPretrainLoss, electra_extras,  # noqa: E402
-                     make_generator, pack_electra_shards, replaced_targets)
+                     make_generator, pack_electra_shards, replaced_targets,
+                     unigram_cdf, unigram_draws)
 from gluon_bert.loss import MLMSlotLoss
 from gluon_bert.model import BERTModel
 
@@ -135,3 +136,32 @@ def test_a_certain_generator_replaces_exactly_the_slots_it_gets_wrong():
         assert 0 <= out[5] <= host[2].sum()
         results.append(out)
     onp.testing.assert_allclose(results[0], results[1], rtol=1e-5)
+
+
+def test_unigram_draws_follow_the_text_and_set_the_targets():
+    """The diagnostic without a generator: every slot's replacement is a
+    draw from the training text's unigram distribution (special tokens
+    left out), and the discriminator's targets are the draws that changed
+    a token."""
+    cdf = unigram_cdf([5, 5, 5, 7, 0, 0, 2], 10, exclude=[0, 2])
+    onp.testing.assert_allclose(cdf[[4, 5, 6, 7, 9]], [0, .75, .75, 1, 1])
+    draws = unigram_draws(onp.array([0.0, 0.1, 0.74, 0.76, 0.999]), cdf)
+    assert draws.dtype == onp.int32 and draws.tolist() == [5, 5, 5, 7, 7]
+    # Many draws: the text's frequencies
+    many = unigram_draws(onp.random.RandomState(0).random_sample(20000), cdf)
+    assert abs((many == 5).mean() - 0.75) < 0.01 and set(many) == {5, 7}
+    # Through the objective: all mass on token 6, so exactly the weighted
+    # slots whose label is not 6 are replaced, and no generator runs
+    host = _host_batch()
+    mx.random.seed(0)
+    net = BERTModel(VOCAB_SIZE, 16, 32, 2, 2, 0.0, max_len=16)
+    objective = ElectraPretrainLoss(net, None, num_chunks=1)
+    objective.initialize(init.Normal(0.1))
+    only6 = unigram_cdf([6], VOCAB_SIZE)
+    (shard,) = pack_electra_shards(host, [mx.cpu()], 2,
+                                   onp.random.RandomState(0), only6)
+    assert set(shard[-1].asnumpy().tolist()) == {6}
+    labels, weights = host[5], host[4]
+    out = [float(x) for x in objective(*shard)]
+    assert out[0] == 0 and out[3] == 0  # no generator MLM
+    assert out[6] == int(((labels != 6) & (weights > 0)).sum())
