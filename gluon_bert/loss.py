@@ -17,10 +17,12 @@ __all__ = ['BERTPretrainLoss', 'MLMSlotLoss']
 def _is_plain_softmax_ce(loss):
     """Whether ``loss`` is the default softmax cross-entropy on sparse labels
     (whose gradient :class:`MLMSlotLoss` writes out), judged on a probe with
-    and without sample weights (its settings are private).
+    and without sample weights (its settings are private).  The probe calls
+    its math (``hybrid_forward``), not the Block: an earlier
+    ``BERTPretrainLoss`` hybridized it for other shapes.
     """
     import numpy as onp
-    from mxnet import autograd, np
+    from mxnet import autograd, nd, np
     if not isinstance(loss, gluon.loss.Loss):
         return False
     scores = onp.array([[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]], dtype='float32')
@@ -30,9 +32,11 @@ def _is_plain_softmax_ce(loss):
     expected = -log_p[[0, 1], labels]
     try:
         with autograd.pause():
-            got = loss(np.array(scores), np.array(labels)).asnumpy()
-            weighted = loss(np.array(scores), np.array(labels),
-                            np.array(weights)).asnumpy()
+            got = loss.hybrid_forward(nd, np.array(scores),
+                                      np.array(labels)).asnumpy()
+            weighted = loss.hybrid_forward(nd, np.array(scores),
+                                           np.array(labels),
+                                           np.array(weights)).asnumpy()
     except Exception:  # another kind of loss: autograd will do
         return False
     return (got.shape == (2,)
