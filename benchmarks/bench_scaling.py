@@ -227,10 +227,9 @@ def plot(results, budgets, args):
     ax.axhline(0, color='black', linewidth=0.8)
     ax.set_xlabel('sentence pairs seen in pretraining (batch x steps)')
     ax.set_ylabel('gain over the control (points)')
-    ax.set_title('Transfer as pretraining grows (bert-wp, wsd branches)')
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.figure, dpi=100)
+    bench_transfer.save_figure(
+        fig, ax, 'Transfer as pretraining grows (bert-wp, wsd branches)',
+        args.figure)
 
 
 def main(argv=None):

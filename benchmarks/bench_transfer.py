@@ -231,10 +231,16 @@ def plot_gains(table, starts, args):
                    for j in range(len(args.tasks))])
     ax.set_xticklabels([f'{t}\n({TASKS[t][1]})' for t in args.tasks])
     ax.set_ylabel('dev score - control (points)')
-    ax.set_title('Gain of pretraining over the random-init control')
-    ax.legend()
+    save_figure(fig, ax, 'Gain of pretraining over the random-init control',
+                args.figure)
+
+
+def save_figure(fig, ax, title, path):
+    """Title, legend, tight layout, and the PNG at ``path``."""
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.figure, dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 def main(argv=None):
