@@ -136,10 +136,10 @@ def _pairs(results):
 
 def fit(rows, task, pairs):
     """gain = a + b log10(pairs) by least squares over the budgets measured
-    with 3 seeds; returns (a, b) or None."""
+    with 3 seeds (three or more of them); returns (a, b) or None."""
     pts = [(math.log10(pairs[b]), r[task][2]) for b, r in rows.items()
            if task in r and r[task][2] is not None and r[task][3] >= 3]
-    if len(pts) < 2:
+    if len(pts) < 3:  # two points always fit a line
         return None
     mx = sum(x for x, _ in pts) / len(pts)
     my = sum(y for _, y in pts) / len(pts)
