@@ -36,48 +36,34 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_transfer  # noqa: E402
 
+from gluon_bert import checkpoint, state  # noqa: E402
+
 CONTROL = 'random-wp'
 TARGETS = {'snli-small': ('test accuracy', 5.0), 'qnli': ('dev accuracy', 8.0),
            'sts-b': ('dev pearson', 10.0)}
-
-
-def kept_steps(model_dir):
-    folder = os.path.join(model_dir, 'checkpoints')
-    steps = []
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        if name.startswith('state-') and name.endswith('.json'):
-            steps.append(int(name[len('state-'):-len('.json')]))
-    return sorted(steps)
 
 
 def branch_step(main_dir, budget, cooldown):
     """The kept checkpoint of the long run nearest to (1 - cooldown) x
     budget, or None when the run has not reached it."""
     want = (1 - cooldown) * budget
-    steps = [s for s in kept_steps(main_dir) if 0 < s < budget]
+    steps = [s for s in state.saved_steps(main_dir, checkpoint.CKPT_DIR)
+             if 0 < s < budget]
     if not steps:
         return None
     best = min(steps, key=lambda s: abs(s - want))
     return best if abs(best - want) <= 0.05 * budget else None
 
 
-def _state_step(folder):
-    try:
-        with open(os.path.join(folder, 'state.json')) as f:
-            return json.load(f)['step']
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def ensure_branch(args, budget):
     """The folder of budget ``budget``'s finished branch, or None."""
     folder = os.path.join(args.out, f'wsd-{budget}')
-    if _state_step(folder) == budget and os.path.isfile(
+    if state.state_step(folder) == budget and os.path.isfile(
             os.path.join(folder, 'history.json')):
         return folder
     step = branch_step(args.main, budget, args.cooldown)
     want = round((1 - args.cooldown) * budget)
-    direct = step is None and (_state_step(args.main) or 0) > want
+    direct = step is None and (state.state_step(args.main) or 0) > want
     if step is None and not direct:
         print(f'budget {budget}: {args.main} has no checkpoint near step '
               f'{want} yet; skipped', flush=True)
@@ -105,17 +91,14 @@ def valid_mlm(folder):
 
 
 def batch_size(folder):
-    with open(os.path.join(folder, 'config.json')) as f:
-        return json.load(f)['train']['config']['batch_size']
+    return checkpoint.load_config(folder)['train']['config']['batch_size']
 
 
 def budgets_table(results, budgets, args):
     """{budget: {task: (mean, spread, gain)}} from the results file."""
     starts = {CONTROL: None}
     starts.update({f'wsd-{b}': None for b in budgets})
-    ns = argparse.Namespace(tasks=args.tasks, seeds=args.seeds, lrs=args.lrs,
-                            epochs=args.epochs)
-    table = bench_transfer.summary(results, starts, ns)
+    table = bench_transfer.summary(results, starts, args)
     rows = {}
     for b in budgets:
         row = {}
@@ -196,14 +179,13 @@ def format_scaling(results, budgets, args):
 def settings(results):
     """(budgets, argparse.Namespace of the grid) a results file was run
     with, for a report of the file alone."""
-    runs = [r for r in results if r.get('task')]
+    _, tasks, seeds, lrs, epochs = bench_transfer.settings_of(
+        [r for r in results if r.get('task')])
     budgets = sorted({r['budget'] for r in results
                       if r.get('kind') == 'pretrain'})
     return budgets, argparse.Namespace(
-        tasks=[t for t in TARGETS if any(r['task'] == t for r in runs)],
-        seeds=sorted({r['seed'] for r in runs}),
-        lrs=sorted({r['lr'] for r in runs}),
-        epochs=sorted({r.get('epochs', 5) for r in runs}))
+        tasks=[t for t in TARGETS if t in tasks], seeds=seeds, lrs=lrs,
+        epochs=epochs)
 
 
 def plot(results, budgets, args):
