@@ -21,7 +21,7 @@ import os
 import mxnet as mx
 
 from . import state
-from .model import BERTModel
+from .model import BERTModel, count_parameters
 from .state import PARAMS, STATE
 from .utils import (GluonBertError, atomic_path, atomic_write, file_digest,
                     write_error)
@@ -47,7 +47,8 @@ CKPT_DIR = 'checkpoints'
 
 
 def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
-                   model_config=None, sections=None, what='the model'):
+                   model_config=None, sections=None, what='the model',
+                   need=None):
     """Write config.json, vocab.json and (unless not ``params``) model.params.
 
     ``model_config`` (default ``net.config``) are the BERTModel settings;
@@ -56,7 +57,8 @@ def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
     first and then renamed into place, config.json (which records
     model.params' SHA-1) last: a write that cannot complete (a full disk)
     leaves the directory as it was and raises a one-line
-    :class:`~gluon_bert.utils.GluonBertError` naming ``what``.
+    :class:`~gluon_bert.utils.GluonBertError` naming ``what`` and about how
+    many bytes it needs (``need``; default: the parameters').
     """
     import shutil
     config = {'format_version': FORMAT_VERSION,
@@ -80,8 +82,9 @@ def save_model_dir(model_dir, net, vocab, train_config=None, params=True,
             json.dump(config, f, indent=2, sort_keys=True)
     except (OSError, mx.MXNetError) as e:
         shutil.rmtree(staging, ignore_errors=True)
-        raise write_error(e, what, model_dir, state.checkpoint_bytes(net)
-                          if params else None) from None
+        if need is None and params:
+            need = 4 * count_parameters(net)
+        raise write_error(e, what, model_dir, need) from None
     for name in sorted(os.listdir(staging), key=lambda n: n == CONFIG):
         os.replace(os.path.join(staging, name), os.path.join(model_dir, name))
     os.rmdir(staging)
@@ -353,7 +356,8 @@ def save_checkpoint(model_dir, net, vocab, trainer, train_config, history,
     """
     step = history['step'][-1] if history['step'] else 0
     save_model_dir(model_dir, net, vocab, train_config, params=False,
-                   what=f'the checkpoint of step {step}')
+                   what=f'the checkpoint of step {step}',
+                   need=state.checkpoint_bytes(net))
     seed = (train_config.get('config') or train_config).get('seed')
     fields = {'format_version': FORMAT_VERSION, 'position': position,
               'history': history,
