@@ -142,7 +142,8 @@ def summary(results, starts, args):
                     and (r['lr'], r.get('epochs', 5)) == point]
             if not rows:
                 continue
-            entry = dict(lr=point[0], epochs=point[1], seeds=len(rows), metric=metric,
+            entry = dict(lr=point[0], epochs=point[1], seeds=len(rows),
+                         metric=metric,
                          minutes=statistics.mean(r['minutes'] for r in rows),
                          control=rows[0].get('control', 'random'))
             for split in ('dev', 'test'):

@@ -141,8 +141,8 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     (``{metric: value}``), ``dev_score``, ``dev_acc``, ``seconds``.
     ``on_epoch(epoch, history)`` after each epoch; ``on_step(history,
     position, trainer)`` after each step stops training when it returns True;
-    ``resume=dict(position=..., history=..., trainer_path=..., trainer_meta=...)``
-    continues from there.
+    ``resume=dict(position=..., history=..., trainer_path=...,
+    trainer_meta=...)`` continues from there.
     """
     import mxnet as mx
     from mxnet import gluon
