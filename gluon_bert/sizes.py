@@ -22,8 +22,9 @@ PRESETS = {
 
 
 def parameter_count(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
-                    num_blks, max_len=1000):
-    """Scalar parameters of a BERTModel, computed without building it."""
+                    num_blks, max_len=1000, tie_output=False):
+    """Scalar parameters of a BERTModel, computed without building it (with
+    ``tie_output`` the MLM output layer's weight is the token embedding's)."""
     h, f = num_hiddens, ffn_num_hiddens
     block = (4 * (h * h + h)         # W_q, W_k, W_v, W_o with biases
              + 2 * 2 * h             # two LayerNorms
@@ -31,14 +32,15 @@ def parameter_count(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
     embeddings = vocab_size * h + 2 * h + max_len * h
     heads = ((h * h + h) * 2         # NSP hidden layer, MLM first layer
              + 2 * h                 # MLM LayerNorm
-             + h * vocab_size + vocab_size  # MLM output layer
+             + (0 if tie_output else h * vocab_size)  # MLM output weight
+             + vocab_size            # and its bias
              + h * 2 + 2)            # NSP output layer
     return embeddings + num_blks * block + heads
 
 
 def estimate_memory(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
                     num_blks, max_len, batch_size, num_devices=1,
-                    pos_len=1000, mlm_chunks=8):
+                    pos_len=1000, mlm_chunks=8, tie_output=False):
     """Rough training memory per device, in bytes, for the fused loss.
 
     Returns a dict: ``parameters`` (count), ``state`` (weights, gradients and
@@ -49,7 +51,7 @@ def estimate_memory(vocab_size, num_hiddens, ffn_num_hiddens, num_heads,
     promise.
     """
     count = parameter_count(vocab_size, num_hiddens, ffn_num_hiddens,
-                            num_heads, num_blks, pos_len)
+                            num_heads, num_blks, pos_len, tie_output)
     # Per token and block: ~16 hidden-sized tensors (projections, head
     # transposes, dropout masks, residuals, LayerNorm), 4 attention-score
     # rows per head (scores, softmax, dropout mask and output) and 3
@@ -99,7 +101,8 @@ def check_memory(config, vocab_size, devices, free_memory=None):
     free_memory = free_memory or available_memory
     est = estimate_memory(vocab_size, config.num_hiddens, config.ffn_num_hiddens,
                           config.num_heads, config.num_blks, config.max_len,
-                          config.batch_size, len(devices), config.pos_len)
+                          config.batch_size, len(devices), config.pos_len,
+                          tie_output=config.tie_output)
     need = est['state'] + est['activations']
     pools = [(pool, free_memory(pool[0])) for pool in _memory_pools(devices)]
     free_text = ', '.join(f'{_gb(free)} available on '

@@ -175,6 +175,17 @@ def test_the_books_small_bert_size():
     assert M.count_parameters(net) == M.count_parameters(ref)
 
 
+@pytest.mark.parametrize('tie', [False, True])
+def test_parameter_count_without_building_matches_the_model(tie):
+    """sizes.parameter_count (what pretraining logs and its memory check
+    uses) counts a tied output weight once, as the built model has it."""
+    net = M.BERTModel(V, H, FFN, HEADS, 2, 0.0, max_len=POS, tie_output=tie)
+    net.initialize()
+    net(*inputs())
+    assert M.count_parameters(net) == M.parameter_count(
+        V, H, FFN, HEADS, 2, POS, tie_output=tie)
+
+
 def test_dropout_in_training_mode_is_the_books():
     """With autograd recording, dropout zeroes ~p of the units and scales
     the rest by 1 / (1 - p), in d2l's model and in ours alike."""
