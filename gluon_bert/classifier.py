@@ -126,6 +126,19 @@ def _start(c, regression, metrics, resume):
     return rng, position, history
 
 
+def _trainer(net, c, resume):
+    """The book's Adam, or AdamW without decay on LayerNorm and biases (the
+    optimizer pretraining makes), with an earlier run's state if resuming."""
+    from .state import load_trainer_states
+    from .trainer import make_trainer
+    trainer = make_trainer(net, c.lr, optimizer='adamw' if c.weight_decay
+                           else 'adam', weight_decay=c.weight_decay)
+    if resume is not None:
+        load_trainer_states(trainer, resume['trainer_path'],
+                            resume['trainer_meta'])
+    return trainer
+
+
 def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
              metrics=('accuracy',), verbose=True, on_step=None, resume=None):
     """Train ``net`` (a :class:`~gluon_bert.model.BERTClassifier`) as the
@@ -135,35 +148,26 @@ def finetune(net, train_set, dev_set, devices, config=None, on_epoch=None,
     rate, batch, seed and: ``schedule='linear'`` (warm-up, linear decay),
     ``weight_decay`` > 0 (AdamW), ``padded`` (else valid tokens are packed:
     the same numbers).  A one-output head is a regression (``L2Loss``).
-    Dropout is seeded per step, so a run continues exactly.
 
     Returns the history per epoch: ``train_loss``, ``train_acc``, ``dev``
-    (``{metric: value}``), ``dev_score``, ``dev_acc``, ``seconds``.
-    ``on_epoch(epoch, history)`` after each epoch; ``on_step(history,
-    position, trainer)`` after each step stops training when it returns True;
-    ``resume=dict(position=..., history=..., trainer_path=...,
-    trainer_meta=...)`` continues from there.
+    (``{metric: value}``), ``dev_score``, ``dev_acc``, ``seconds``.  Calls
+    ``on_epoch(epoch, history)`` after each epoch, ``on_step(history,
+    position, trainer)`` after each step (True stops); ``resume`` (position,
+    history, trainer_path, trainer_meta) continues a run.
     """
     import mxnet as mx
     from mxnet import gluon
 
-    from .state import load_trainer_states
     from .utils import numpy_state_to_json
     from .config import FinetuneConfig
     from .recipe import learning_rate
     from .threads import ensure_cpu_threads
-    from .trainer import make_trainer, step_seed
+    from .trainer import step_seed
     ensure_cpu_threads(devices)  # a script that imported mxnet first
     c = config or FinetuneConfig()
     regression = net.num_classes == 1
     loss = gluon.loss.L2Loss() if regression else gluon.loss.SoftmaxCELoss()
-    # The book's Adam, or AdamW without decay on LayerNorm and biases: the
-    # optimizer pretraining makes
-    trainer = make_trainer(net, c.lr, optimizer='adamw' if c.weight_decay
-                           else 'adam', weight_decay=c.weight_decay)
-    if resume is not None:
-        load_trainer_states(trainer, resume['trainer_path'],
-                            resume['trainer_meta'])
+    trainer = _trainer(net, c, resume)
     heads = None if c.padded else net.num_heads
     num_batches = -(-len(train_set) // c.batch_size)
     total = c.epochs * num_batches

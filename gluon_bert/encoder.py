@@ -205,37 +205,38 @@ def _forward(net):
     return forward
 
 
+def _pooled(encoded, pool, lens):
+    """``encoded`` (batch size, width, num_hiddens) with every position past
+    an input's end zeroed; ``pool='mean'``: its mean over the input's own
+    tokens (batch size, num_hiddens)."""
+    import numpy as onp
+
+    lens = onp.array(lens)
+    # (batch size, width): 1 over each input's own tokens
+    mask = (onp.arange(encoded.shape[1])[None, :]
+            < lens[:, None]).astype('float32')
+    if pool == 'mean':
+        mask /= lens[:, None].astype('float32')
+        return (encoded * mask[:, :, None]).sum(axis=1)
+    return encoded * mask[:, :, None]
+
+
 def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
                  progress=None, warn=None):
-    """BERT vectors of many texts, as one NumPy array.
+    """BERT vectors of many texts, as one float32 NumPy array.
 
-    Texts are batched by similar length (padding changes nothing: attention
-    skips it), encoded, and put back in their order.
-
-    Parameters
-    ----------
-    net : BERTModel or OnnxEncoder
-        An ONNX export in ONNX Runtime (:class:`~gluon_bert.interop.
-        OnnxEncoder`) gives the same vectors.
-    vocab : Vocab
-        A WordPiece vocabulary cuts every word into its pieces first.
-    texts : list of str or of (tokens_a, tokens_b or None)
-        A string is a sentence, or a pair separated by a tab
-        (:func:`split_text`); inputs longer than ``max_len`` are cut
-        (:func:`truncate_pair`), with one warning.
-    batch_size : int
-    pool : {'cls', 'mean', 'none'}
-        The ``<cls>`` vector or the mean over the input's tokens (no. of
-        texts, num_hiddens); or every token's vector (no. of texts, longest
-        input, num_hiddens), zero after each input's end.
-    progress : callable, optional
-        ``progress(done, total)`` after every batch.
-    warn : callable, optional
-        Receives the truncation warning (default: ``warnings.warn``).
-
-    Returns
-    -------
-    numpy.ndarray, float32
+    ``net`` is a BERTModel or an ONNX export in ONNX Runtime
+    (:class:`~gluon_bert.interop.OnnxEncoder`: the same vectors).  A text is
+    a string (a sentence, or a pair separated by a tab: :func:`split_text`)
+    or ``(tokens_a, tokens_b or None)``; a WordPiece ``vocab`` cuts words
+    into pieces; inputs longer than ``max_len`` are cut
+    (:func:`truncate_pair`) with one warning to ``warn`` (default:
+    ``warnings.warn``).  Texts are batched by similar length (attention
+    skips the padding) and put back in their order.  ``pool``: ``'cls'``
+    (the ``<cls>`` vector) or ``'mean'`` (over the input's tokens), (no. of
+    texts, num_hiddens); ``'none'``: every token's vector (no. of texts,
+    longest input, num_hiddens), zero after each input's end.
+    ``progress(done, total)`` is called after every batch.
     """
     import warnings
 
@@ -270,15 +271,9 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
         if pool == 'cls':
             result[rows] = _host(encoded_X[:, 0, :])
         elif pool == 'mean':
-            # (batch size, width): 1 over each input's own tokens
-            mask = (onp.arange(width)[None, :]
-                    < onp.array(lens)[:, None]).astype('float32')
-            mask /= onp.array(lens, dtype='float32')[:, None]
-            result[rows] = (_host(encoded_X) * mask[:, :, None]).sum(axis=1)
+            result[rows] = _pooled(_host(encoded_X), pool, lens)
         else:
-            encoded = _host(encoded_X)
-            for j, (i, n) in enumerate(zip(rows, lens)):
-                result[i, :n] = encoded[j, :n]
+            result[rows, :width] = _pooled(_host(encoded_X), pool, lens)
         if progress is not None:
             progress(min(start + batch_size, len(order)), len(order))
     return result

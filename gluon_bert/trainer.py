@@ -326,51 +326,25 @@ def _prepare(net, loss, devices, trainer, options):
 def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                trainer=None, options=None, callbacks=None, *, resume=None,
                kvstore=None):
-    """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``.
-
-    With the default :class:`TrainOptions` this is the book's loop (Adam at a
+    """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``
+    (with the default :class:`TrainOptions`, the book's loop: Adam at a
     constant rate, per-shard losses, the two closing lines).
 
-    Parameters
-    ----------
-    train_iter : iterable of batches of the seven fields
-        A :class:`~gluon_bert.dataset.DataIter` makes the run resumable.
-    net : BERTModel
-        Initialized on ``devices`` here if it is not yet.
-    loss : gluon.loss.SoftmaxCELoss
-    vocab_size : int
-    devices : list of Context
-        Each batch is split across them (``even_split=False``).
-    num_steps : int or None
-        Train until this step (resumed steps included); None: until
-        ``options.max_seconds``.
-    trainer : gluon.Trainer, optional
-        Made by :func:`make_trainer` when not given.
-    options : TrainOptions, optional
-    callbacks : Callbacks, optional
-    resume : dict, optional
-        ``{'history': ..., 'position': ...}`` of an earlier run to continue.
-    kvstore : KVStore, optional
-        A ``dist_sync`` kvstore: totals and losses summed over its workers.
-
-    Returns
-    -------
-    dict
-        Per step: ``step``, ``mlm``, ``nsp`` (running means, as the book plots
-        them), ``mlm_step``, ``nsp_step``, ``mlm_acc_step``, ``nsp_acc_step``,
-        ``lr``, ``total``, ``grad_norm``, ``seconds``, ``wall``, ``pairs``; and
-        ``eval`` and the final ``pairs_per_sec``.
+    ``train_iter`` yields batches of the seven fields (a
+    :class:`~gluon_bert.dataset.DataIter` makes the run resumable); each is
+    split across ``devices``.  ``num_steps`` counts resumed steps too (None:
+    until ``options.max_seconds``).  ``trainer`` defaults to
+    :func:`make_trainer`'s; ``resume`` is ``{'history', 'position'}`` of an
+    earlier run; ``kvstore``, a ``dist_sync`` one, sums totals and losses
+    over its workers.  Returns the history: per step ``step``, ``mlm`` and
+    ``nsp`` (running means, as the book plots them), the step's losses and
+    accuracies, ``lr``, ``total``, ``grad_norm``, ``seconds``, ``wall``,
+    ``pairs``; then ``eval`` and ``pairs_per_sec``.
     """
     o = options or TrainOptions()
     evaluate, on_step = (callbacks.evaluate, callbacks.on_step) if callbacks \
         else (None, None)
-    if num_steps is None and o.max_seconds is None:
-        raise GluonBertError('give num_steps, max_seconds or both')
-    if num_steps is not None and num_steps < 1:
-        raise GluonBertError(f'num_steps must be at least 1, got {num_steps}')
-    if o.accumulate < 1:
-        raise GluonBertError(f'accumulate must be at least 1, got '
-                             f'{o.accumulate}')
+    _check_limits(num_steps, o)
     ensure_cpu_threads(devices)  # a script that imported mxnet first
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = Allreduce(kvstore)
@@ -400,17 +374,33 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
                 step % o.eval_every == 0 or last):
             log.record_eval(step, evaluate(net))
         log.end_step(step, total, last, clock)
-        stop = on_step is not None and bool(on_step(step, log.history,
-                                                   position))
-        # A distributed job stops as one: at the step where any worker asked
-        if allreduce.kvstore is not None:
-            stop = allreduce(3, [float(stop)])[0] > 0
-        if stop:
-            logger.debug('the workers agreed to stop after step %d', step)
+        asked = on_step is not None and on_step(step, log.history, position)
+        if _stop(asked, allreduce, step):
             callbacks.stopped = step
             break
     log.close(devices)
     return log.history
+
+
+def _check_limits(num_steps, o):
+    if num_steps is None and o.max_seconds is None:
+        raise GluonBertError('give num_steps, max_seconds or both')
+    if num_steps is not None and num_steps < 1:
+        raise GluonBertError(f'num_steps must be at least 1, got {num_steps}')
+    if o.accumulate < 1:
+        raise GluonBertError(f'accumulate must be at least 1, got '
+                             f'{o.accumulate}')
+
+
+def _stop(asked, allreduce, step):
+    """Whether to stop after ``step``: a distributed job stops as one, at the
+    step where any worker asked."""
+    if allreduce.kvstore is None:
+        return bool(asked)
+    if allreduce(3, [float(bool(asked))])[0] > 0:
+        logger.debug('the workers agreed to stop after step %d', step)
+        return True
+    return False
 
 
 def evaluate_bert(net, data_iter, vocab_size):
