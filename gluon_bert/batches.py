@@ -14,6 +14,8 @@ __all__ = ['FIELDS', 'Batch', 'DataIter', 'shard_indices']
 #: The seven fields of an example, in the book's order.
 FIELDS = ('tokens', 'segments', 'valid_lens', 'pred_positions',
           'mlm_weights', 'mlm_labels', 'nsp_labels')
+
+
 class Batch(collections.abc.Sequence):
     """A batch: the book's seven fields.
 
@@ -96,7 +98,8 @@ class DataIter:
         return -(-len(self.indices) // self.batch_size)
 
     def batch_order(self):
-        """The example order of one pass (draws from NumPy's RNG if shuffling)."""
+        """The example order of one pass (drawn from NumPy's RNG if
+        shuffling)."""
         order = onp.arange(len(self.indices))
         if self.shuffle:
             onp.random.shuffle(order)
@@ -121,7 +124,8 @@ class DataIter:
 
 
 def shard_indices(num_examples, rank, num_workers):
-    """The examples of worker ``rank`` of ``num_workers``: every num_workers-th.
+    """The examples of worker ``rank`` of ``num_workers``: every
+    num_workers-th.
 
     All shards have the same size (the last ``num_examples % num_workers``
     examples are left out), so the workers run in step.

@@ -44,7 +44,8 @@ def save_cache(path, arrays, vocab, rng_state_after):
 
 
 def load_cache(path):
-    """Arrays, vocab and `random` state of a cache entry, or None if unusable."""
+    """Arrays, vocab and `random` state of a cache entry, or None if
+    unusable."""
     try:
         with onp.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z['meta']))

@@ -116,7 +116,8 @@ def load_config(model_dir):
     """config.json of ``model_dir``, checked."""
     path = os.path.join(model_dir, CONFIG)
     config = _read_json(path)
-    version = config.get('format_version') if isinstance(config, dict) else None
+    version = (config.get('format_version') if isinstance(config, dict)
+               else None)
     if not isinstance(version, int):
         raise GluonBertError(f'{path} has no format_version: not a '
                              'gluon_bert model directory')

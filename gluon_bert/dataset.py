@@ -28,7 +28,8 @@ from .wikitext import (default_cache_dir, read_paragraphs, read_wiki,
                        resolve_data_dir, wiki_sentences)
 
 __all__ = ['read_wiki', 'get_tokens_and_segments', 'WikiTextDataset',
-           'Sampling', 'BOOK_SAMPLING', 'wiki_sentences', 'tokenize_paragraphs',
+           'Sampling', 'BOOK_SAMPLING', 'wiki_sentences',
+           'tokenize_paragraphs',
            'DataIter', 'Batch', 'ResampledEpochs', 'load_data_wiki',
            'load_dataset', 'load_heldout', 'EVAL_SEED', 'EVAL_BATCH_SIZE',
            'shard_indices', 'resolve_data_dir', 'default_cache_dir',
@@ -67,6 +68,8 @@ class Sampling:
 
 #: The book's draws.
 BOOK_SAMPLING = Sampling()
+
+
 def tokenize_paragraphs(paragraphs, vocab=None):
     """Paragraphs of sentence strings -> paragraphs of token lists: words
     split on whitespace, then cut into the pieces of a WordPiece ``vocab``
@@ -250,7 +253,8 @@ def _build_examples_from_ids(paragraphs, max_len, vocab, rng=random,
     arrays['tokens'][:] = vocab['<pad>']
     cls, sep, mask = vocab['<cls>'], vocab['<sep>'], vocab['<mask>']
     tokens_out, segments_out = arrays['tokens'], arrays['segments']
-    positions_out, weights_out = arrays['pred_positions'], arrays['mlm_weights']
+    positions_out = arrays['pred_positions']
+    weights_out = arrays['mlm_weights']
     labels_out, valid_lens = arrays['mlm_labels'], arrays['valid_lens']
     nsp_out, size = arrays['nsp_labels'], len(vocab)
     rand, getrandbits, choice = rng.random, rng.getrandbits, rng.choice
@@ -382,15 +386,16 @@ def load_dataset(max_len, data_dir=None, split='train', vocab=None,
     """
     data_dir = resolve_data_dir(data_dir, split, download, cache_dir)
     file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
-    vocab_key = (['vocab', vocab.kind, hashlib.sha1(
-        '\n'.join(vocab.idx_to_token).encode()).hexdigest()]
-                 if vocab is not None else ['min_freq', min_freq])
+    vocab_key = ['min_freq', min_freq]
+    if vocab is not None:
+        vocab_key = ['vocab', vocab.kind, hashlib.sha1(
+            '\n'.join(vocab.idx_to_token).encode()).hexdigest()]
     vocab_key += sampling.key()
     rng_state = random.getstate()
     path = None
     if use_cache:
         key = cache_key(file_digest(file_name), split, max_len, rng_state,
-                         vocab_key)
+                        vocab_key)
         path = os.path.join(cache_dir or default_cache_dir(), 'examples',
                             f'{split}-{max_len}-{key[:20]}.npz')
         if os.path.exists(path):

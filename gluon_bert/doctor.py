@@ -17,7 +17,8 @@ __all__ = ['main', 'build_parser', 'checks', 'OK', 'WARN', 'FAIL']
 
 OK, WARN, FAIL = 'ok', 'warn', 'FAIL'
 #: Optional extras: what each enables.
-EXTRAS = {'tokenizers': "--vocab wordpiece (pip install 'gluon_bert[subword]')",
+EXTRAS = {'tokenizers':
+          "--vocab wordpiece (pip install 'gluon_bert[subword]')",
           'torch': "export --format torch (pip install 'gluon_bert[torch]')",
           'onnx': "export --format onnx (pip install 'gluon_bert[onnx]')",
           'onnxruntime': "encode --backend onnxruntime (pip install "
@@ -33,8 +34,8 @@ def build_parser():
         formatter_class=HelpFormatter)
     p.add_argument('--data-dir', default=None,
                    help='the WikiText-2 folder to check (default: where '
-                        'pretrain looks: $GLUON_BERT_DATA, ../data/wikitext-2, '
-                        'the cache)')
+                        'pretrain looks: $GLUON_BERT_DATA, '
+                        '../data/wikitext-2, the cache)')
     p.add_argument('--gpus', default='0,1',
                    help="the GPUs you will ask for (the guide's: 0,1)")
     return p

@@ -1,8 +1,8 @@
 """BERT representations: of one sentence or pair, or of a file of them.
 
     python -m gluon_bert.encode --model-dir runs/pretrain "a crane is flying"
-    python -m gluon_bert.encode --model-dir runs/pretrain --input sentences.txt \\
-        --output vectors.npy --pool cls
+    python -m gluon_bert.encode --model-dir runs/pretrain \\
+        --input sentences.txt --output vectors.npy --pool cls
 
 One input: the shapes of the encoding and of the <cls> vector, and the first
 elements of a token's vector, as the guide prints them.  With --input, each

@@ -12,11 +12,11 @@ from .utils import GluonBertError, check_batch_size, read_text_lines
 
 __all__ = ['get_tokens_and_segments', 'get_bert_encoding',
            'get_bert_encodings', 'prepare_input', 'cosine_similarity',
-           'encode_texts', 'split_text', 'truncate_pair', 'POOLS', 'read_inputs']
+           'encode_texts', 'split_text', 'truncate_pair', 'POOLS',
+           'read_inputs']
 
 #: How ``encode_texts`` turns an input's token vectors into its result.
 POOLS = ('cls', 'mean', 'none')
-
 
 
 def prepare_input(net, tokens_a, tokens_b=None):

@@ -1,7 +1,9 @@
 """Export a model to the book's PyTorch BERT or to ONNX.
 
-    python -m gluon_bert.export --model-dir runs/bert --format torch --output bert.pt
-    python -m gluon_bert.export --model-dir runs/bert --format onnx --output bert.onnx
+    python -m gluon_bert.export --model-dir runs/bert --format torch \\
+        --output bert.pt
+    python -m gluon_bert.export --model-dir runs/bert --format onnx \\
+        --output bert.onnx
 
 ``torch``: a ``state_dict`` that ``d2l.torch.BERTModel`` (a classifier: the
 book's PyTorch ``BERTClassifier``) loads with ``strict=True``; ``onnx``: the

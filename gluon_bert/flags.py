@@ -65,7 +65,8 @@ def add_arguments(parser, cls=PretrainConfig, groups=None):
                                const=False, help=meta['negation_help'],
                                **common)
         elif field.type is bool:
-            group.add_argument(flag, action='store_true', help=_help(field, cls),
+            group.add_argument(flag, action='store_true',
+                               help=_help(field, cls),
                                **common)
         else:
             group.add_argument(flag, type=meta['type'] or str,

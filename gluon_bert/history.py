@@ -108,7 +108,8 @@ class History:
             sums = self.sums
             print(f'MLM loss {sums["mlm"] / sums["steps"]:.3f}, '
                   f'NSP loss {sums["nsp"] / sums["steps"]:.3f}')
-            print(f'{sums["pairs"] / self.train_seconds:.1f} sentence pairs/sec '
+            print(f'{sums["pairs"] / self.train_seconds:.1f} '
+                  'sentence pairs/sec '
                   f'on {str(devices)}')
 
 

@@ -55,7 +55,8 @@ def _torch_name(name):
     elif name.endswith('.beta'):
         name = name[:-len('beta')] + 'bias'
     # Sequential(Linear, Tanh) / Sequential(Linear, ReLU, LayerNorm, Linear)
-    for ours, theirs in (('hidden.', 'hidden.0.'), ('mlm.mlp.1.', 'mlm.mlp.2.'),
+    for ours, theirs in (('hidden.', 'hidden.0.'),
+                         ('mlm.mlp.1.', 'mlm.mlp.2.'),
                          ('mlm.mlp.2.', 'mlm.mlp.3.')):
         if name.startswith(ours):
             return theirs + name[len(ours):]

@@ -128,8 +128,8 @@ def plan_job(num_workers, num_servers, command, hosts=None, port=None,
             # from run to run here (the workers' engine matters: a
             # synchronous server alone did not help); with the synchronous
             # engine everywhere the sums are exact, and on a CPU it trains
-            # about as fast (see benchmarks/README.md, "Scaling out").  A value set by
-            # the user is kept.
+            # about as fast (see benchmarks/README.md, "Scaling out").  A
+            # value set by the user is kept.
             'MXNET_ENGINE_TYPE': os.environ.get('MXNET_ENGINE_TYPE',
                                                 'NaiveEngine')}
     serve = [sys.executable, '-c', 'import mxnet']

@@ -62,8 +62,8 @@ def _first_chunk_hits(F, scores, labels, weights, all_weights):
     # scaled to all the slots' weight; the padded slots are at the end, so
     # this chunk has real ones
     hits = F.np.sum(BERTPretrainLoss._hits(F, scores, labels) * weights)
-    return hits * F.np.sum(all_weights) / F.np.maximum(F.np.sum(weights),
-                                                        1e-8)
+    return (hits * F.np.sum(all_weights)
+            / F.np.maximum(F.np.sum(weights), 1e-8))
 
 
 class MLMSlotLoss(nn.HybridBlock):

@@ -1,7 +1,9 @@
 """Classify sentences with a model fine-tuned by ``gluon_bert.finetune``.
 
-    python -m gluon_bert.predict --model-dir runs/sst2 "a gripping , funny film"
-    python -m gluon_bert.predict --model-dir runs/snli "A man sleeps ." "A man rests ."
+    python -m gluon_bert.predict --model-dir runs/sst2 \\
+        "a gripping , funny film"
+    python -m gluon_bert.predict --model-dir runs/snli "A man sleeps ." \\
+        "A man rests ."
     python -m gluon_bert.predict --model-dir runs/sts-b --input pairs.tsv
 
 One line per input: the class, its probability and the text (STS-B: the

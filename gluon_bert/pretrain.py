@@ -1,7 +1,9 @@
-"""Pretrain BERT on WikiText-2 with the book's settings, or a recipe that learns.
+"""Pretrain BERT on WikiText-2 with the book's settings, or a recipe that
+learns.
 
     python -m gluon_bert.pretrain --gpus 0,1 --steps 50
-    python -m gluon_bert.pretrain --recipe bert-wp --max-minutes 30 --eval-every 500
+    python -m gluon_bert.pretrain --recipe bert-wp --max-minutes 30 \\
+        --eval-every 500
 
 Trains the book's small BERT for --steps (or --max-minutes), prints progress
 and the book's two closing lines, and writes the model directory
@@ -180,7 +182,8 @@ def _valid_evaluator(config, vocab):
     last figures equal its output."""
     from . import dataset, trainer
     data_iter = dataset.load_heldout(config.max_len, vocab, 'valid',
-                                     config.data_dir, cache_dir=config.cache_dir,
+                                     config.data_dir,
+                                     cache_dir=config.cache_dir,
                                      use_cache=not config.no_cache)
     return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
 
@@ -274,7 +277,8 @@ def _write_outputs(config, history, signum):
                               f'{config.batch_size}')
     if signum is not None:
         print(f'Stopped by {signal_name(signum)} at step '
-              f'{history["step"][-1]}; the checkpoint is in {save_dir}. Resume with: python -m gluon_bert.pretrain '
+              f'{history["step"][-1]}; the checkpoint is in {save_dir}. '
+              'Resume with: python -m gluon_bert.pretrain '
               f'--save-dir {save_dir} --resume'
               + (f' --steps {config.steps}' if config.steps else ''),
               file=sys.stderr)
@@ -423,8 +427,9 @@ def _run(config, kvstore, rank, workers):
         try:
             history = trainer.train_bert(
                 train_iter, net, gluon.loss.SoftmaxCELoss(), len(vocab),
-                devices, config.steps, optimizer, _train_options(config, chief),
-                callbacks=callbacks, resume=resume, kvstore=kvstore)
+                devices, config.steps, optimizer,
+                _train_options(config, chief), callbacks=callbacks,
+                resume=resume, kvstore=kvstore)
         except trainer.NonFiniteLossError as e:
             kept = (f'the last good checkpoint (step {last["step"]}) is in '
                     f'{config.save_dir}' if 'step' in last else

@@ -105,7 +105,8 @@ def exclude_from_weight_decay(net):
 
 
 def clip_global_norm(grads, max_norm):
-    """Scale the arrays ``grads`` (one device's) so their joint norm <= max_norm.
+    """Scale the arrays ``grads`` (one device's) so their joint norm <=
+    max_norm.
 
     Runs on the device without waiting for it; returns the norm before
     clipping as a 0-d array.

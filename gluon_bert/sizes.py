@@ -99,9 +99,10 @@ def check_memory(config, vocab_size, devices, free_memory=None):
     """
     from .devices import available_memory
     free_memory = free_memory or available_memory
-    est = estimate_memory(vocab_size, config.num_hiddens, config.ffn_num_hiddens,
-                          config.num_heads, config.num_blks, config.max_len,
-                          config.batch_size, len(devices), config.pos_len,
+    est = estimate_memory(vocab_size, config.num_hiddens,
+                          config.ffn_num_hiddens, config.num_heads,
+                          config.num_blks, config.max_len, config.batch_size,
+                          len(devices), config.pos_len,
                           tie_output=config.tie_output)
     need = est['state'] + est['activations']
     pools = [(pool, free_memory(pool[0])) for pool in _memory_pools(devices)]

@@ -224,8 +224,8 @@ def load_trainer_states(trainer, path, meta):
     optimizer._all_index_update_counts = {
         int(dev): {int(k): v for k, v in counts.items()}
         for dev, counts in meta['index_update_count'].items()}
-    optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(
-        0, {})
+    counts = optimizer._all_index_update_counts
+    optimizer._index_update_count = counts.setdefault(0, {})
 
 
 def random_states():

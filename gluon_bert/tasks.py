@@ -209,7 +209,7 @@ def read_glue(path, task, num_classes=None):
             raise GluonBertError(f'{where}: {len(fields)} columns, the '
                                  f'header has {len(header)}')
         labels.append(_label_of(task, fields[label_index], where,
-                                 num_classes))
+                                num_classes))
         for column, i in zip(columns, index):
             column.append(fields[i])
     if not labels:

@@ -11,11 +11,11 @@ import tempfile
 __all__ = ['check_mxnet_install', 'parse_gpu_ids', 'max_len_arg',
            'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
-           'UsageError',
-           'HelpFormatter', 'read_text_lines', 'checked_type',
-           'positive_int',
-           'run_command', 'configure_logging', 'one_line_errors_in_ipython', 'random_state_to_json', 'random_state_from_json',
-           'numpy_state_to_json', 'numpy_state_from_json']
+           'UsageError', 'HelpFormatter', 'read_text_lines', 'checked_type',
+           'positive_int', 'run_command', 'configure_logging',
+           'one_line_errors_in_ipython', 'random_state_to_json',
+           'random_state_from_json', 'numpy_state_to_json',
+           'numpy_state_from_json']
 
 
 #: How to get the MXNet 1.9.1 builds this package is tested with.
@@ -167,7 +167,8 @@ def _umask():
 
 @contextlib.contextmanager
 def atomic_write(path, mode='wb', encoding='utf-8'):
-    """Open a temporary file beside ``path``; rename it over ``path`` on success.
+    """Open a temporary file beside ``path``; rename it over ``path`` on
+    success.
 
     A crash (or an exception in the ``with`` body) leaves ``path`` as it was
     and removes the temporary file, so readers never see a half-written file.

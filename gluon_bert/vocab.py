@@ -40,7 +40,8 @@ def tokenize(lines, token='word'):
 _QUOTES = str.maketrans({'\u2019': "'", '\u2018': "'", '\u201c': '"',
                          '\u201d': '"'})
 _PTB = [(re.compile(r"``|''"), '"'), (re.compile(r'-LRB-'), '('),
-        (re.compile(r'-RRB-'), ')'), (re.compile(r'(?<=\s)--(?=\s)'), '\u2014'),
+        (re.compile(r'-RRB-'), ')'),
+        (re.compile(r'(?<=\s)--(?=\s)'), '\u2014'),
         # PTB splits "doesn't" as "does n't", "can't" as "ca n't"
         (re.compile(r"(?<=\w) n't\b", re.I), "n't")]
 _RULES = [

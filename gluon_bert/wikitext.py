@@ -68,9 +68,11 @@ def _check_data_dir(data_dir, split, origin):
                              settings)
     file_name = os.path.join(data_dir, f'wiki.{split}.tokens')
     if not os.path.isfile(file_name):
-        raise GluonBertError(f'{origin} {data_dir!r} has no wiki.{split}.tokens'
-                             ': point it at the unpacked WikiText-2 folder '
-                             '(wiki.train/valid/test.tokens)', settings)
+        raise GluonBertError(f'{origin} {data_dir!r} has no '
+                             f'wiki.{split}.tokens: point it at the '
+                             'unpacked WikiText-2 folder '
+                             '(wiki.train/valid/test.tokens)',
+                             settings)
     return data_dir
 
 
@@ -103,7 +105,8 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
         return download_wikitext2(cache_dir)
     except GluonBertError as e:
         raise GluonBertError(f'WikiText-2 not found and the download failed '
-                             f'({e}): {_HOW_TO_SUPPLY}', ['data_dir']) from None
+                             f'({e}): {_HOW_TO_SUPPLY}',
+                             ['data_dir']) from None
 
 
 def download_verified(url, sha1, timeout=60):
