@@ -29,12 +29,10 @@ from .threads import ensure_cpu_threads
 from .utils import (GluonBertError, numpy_state_from_json,
                     numpy_state_to_json)
 
-__all__ = ['init_bert',
-           'get_batch_loss_bert',
-           'get_batch_loss_bert_fused', 'make_trainer', 'apply_gradients',
-           'step_seed',
-           'train_bert', 'TrainOptions', 'Callbacks', 'train_step',
-           'StepResult', 'NonFiniteLossError', 'evaluate_bert']
+__all__ = ['init_bert', 'get_batch_loss_bert', 'get_batch_loss_bert_fused',
+           'make_trainer', 'apply_gradients', 'step_seed', 'train_bert',
+           'TrainOptions', 'Callbacks', 'train_step', 'StepResult',
+           'NonFiniteLossError', 'evaluate_bert']
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +51,14 @@ def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
                         pred_positions_X_shards, mlm_weights_X_shards,
                         mlm_Y_shards, nsp_y_shards, num_mlm_slots=None,
                         num_pairs=None):
-    """The book's two losses, shard by shard.
+    """The book's two losses, shard by shard: lists ``(mlm_ls, nsp_ls,
+    ls)`` of one scalar per shard (MLM, NSP, their sum).
 
-    By default each shard's MLM loss is divided by that shard's MLM weight sum
-    and its NSP loss averaged over the shard (the book's code: the numbers
-    depend on the split).  Given the whole batch's ``num_mlm_slots`` and
-    ``num_pairs``, every shard is divided by those: the shard losses then add
-    up to the batch's, on any number of devices.
-
-    Returns
-    -------
-    (mlm_ls, nsp_ls, ls)
-        One scalar per shard: MLM loss, NSP loss and their sum.
+    As the book's code, each shard's MLM loss is divided by its own MLM
+    weight sum and its NSP loss averaged over the shard (so the numbers
+    depend on the split); given the whole batch's ``num_mlm_slots`` and
+    ``num_pairs``, every shard is divided by those, and the shard losses add
+    up to the batch's on any number of devices.
     """
     mlm_ls, nsp_ls, ls = [], [], []
     shards = (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
@@ -213,19 +207,11 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
 
 @dataclasses.dataclass
 class Callbacks:
-    """What :func:`train_bert` calls while it trains.
-
-    Attributes
-    ----------
-    evaluate : callable, optional
-        ``evaluate(net) -> dict`` of held-out metrics, every ``eval_every``
-        steps and after the last; kept in ``history['eval']``.
-    on_step : callable, optional
-        ``on_step(step, history, position)`` after every step; True stops
-        training (in a distributed job, every worker after that step).
-    stopped : int or None
-        Set by :func:`train_bert`: the step after which ``on_step`` stopped it.
-    """
+    """What :func:`train_bert` calls while it trains: ``evaluate(net) ->
+    dict`` of held-out metrics every ``eval_every`` steps and after the last
+    (kept in ``history['eval']``); ``on_step(step, history, position)`` after
+    every step, True stopping training (in a distributed job, every worker
+    after that step), which :func:`train_bert` records in ``stopped``."""
     evaluate: object = None
     on_step: object = None
     stopped: object = None
@@ -404,17 +390,10 @@ def _stop(asked, allreduce, step):
 
 
 def evaluate_bert(net, data_iter, vocab_size):
-    """MLM and NSP loss and accuracy of ``net`` over a data iterator.
-
-    Runs in prediction mode (no dropout) on the device ``net`` lives on.
-
-    Returns
-    -------
-    dict
-        ``mlm_loss`` and ``mlm_accuracy`` over weighted slots, ``nsp_loss``
-        and ``nsp_accuracy`` over pairs, and the counts ``mlm_slots`` and
-        ``pairs``.
-    """
+    """MLM and NSP loss and accuracy of ``net`` over a data iterator, in
+    prediction mode (no dropout) on ``net``'s device: a dict of
+    ``mlm_loss``, ``mlm_accuracy`` (over weighted slots), ``nsp_loss``,
+    ``nsp_accuracy`` (over pairs), ``mlm_slots`` and ``pairs``."""
     loss = gluon.loss.SoftmaxCELoss()
     device = net_device(net)
     sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,
