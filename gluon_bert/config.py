@@ -16,7 +16,7 @@ from .utils import (GluonBertError, checked_type, max_len_arg, parse_gpu_ids,
 
 __all__ = ['PretrainConfig', 'FinetuneConfig', 'RECIPES', 'RECIPE_KEYS',
            'describe_recipe', 'LOG_LEVELS', 'GLUE_SETTINGS',
-           'finetune_recipe']
+           'finetune_recipe', 'GUIDE_STEPS']
 
 
 def _gpus(text):
@@ -70,6 +70,10 @@ class _Config:
                                  'the configuration was written by another '
                                  'version of gluon_bert')
         return cls(**values)
+
+
+#: The guide's number of pretraining steps (``--steps`` by default).
+GUIDE_STEPS = 50
 
 
 @dataclasses.dataclass
@@ -157,8 +161,8 @@ class PretrainConfig(_Config):
         '(benchmarks/README.md, "Transfer")', 'training',
         choices=('bert', 'bert-wp', 'book'))
     steps: int = setting(
-        None, 'optimizer steps (default: 50; with --max-minutes, no limit but '
-        'the clock)', 'training', positive_int, resume='free')
+        None, f'optimizer steps (default: {GUIDE_STEPS}; with --max-minutes, '
+        'no limit but the clock)', 'training', positive_int, resume='free')
     max_minutes: float = setting(
         None, 'train for this wall-clock budget (evaluations included), then '
         'save as at the end of a normal run. A decaying schedule ends with '
@@ -267,6 +271,13 @@ class PretrainConfig(_Config):
         '(progress and results), debug (also each phase of the work with its '
         'time, such as the shutdown of a distributed job; -v)', 'output',
         choices=LOG_LEVELS, resume='free')
+
+    def with_default_steps(self):
+        """Itself, ``steps`` set to the guide's 50 unless a time budget is
+        given."""
+        if self.steps is None and self.max_minutes is None:
+            self.steps = GUIDE_STEPS
+        return self
 
 
 #: ``finetune --recipe glue``: per GLUE task, the batch and peak rate at

@@ -100,13 +100,6 @@ def _check(config, error):
               "tokenizers: pip install 'gluon_bert[subword]'")
 
 
-def _finish(config):
-    """--steps defaults to the guide's 50 unless a time budget is given."""
-    if config.steps is None and config.max_minutes is None:
-        config.steps = 50
-    return config
-
-
 def _saved_settings(save_dir):
     """The pretraining settings config.json of ``save_dir`` keeps (None if
     it keeps none)."""
@@ -127,20 +120,20 @@ def make_config(given):
     elif given.get('resume'):
         source = given.get('save_dir', PretrainConfig.save_dir)
     else:
-        return _finish(config_from_flags(given))
+        return config_from_flags(given).with_default_steps()
     saved = _saved_settings(source)
     if not saved:
         raise GluonBertError(f'{source} holds no pretraining settings to '
                              'resume: train into another --save-dir')
-    return _finish(resumed_config(saved, given))
+    return resumed_config(saved, given).with_default_steps()
 
 
 def parse_args(argv=None):
     """Parse and check the command line into a :class:`~gluon_bert.config.
     PretrainConfig` (a fresh run's; :func:`make_config` resumes)."""
     given = parse_flags(argv)
-    return _finish(config_from_flags({k: v for k, v in given.items()
-                                      if k != 'resume'}))
+    return config_from_flags({k: v for k, v in given.items()
+                              if k != 'resume'}).with_default_steps()
 
 
 def seed_everything(seed):

@@ -224,7 +224,8 @@ class TrainOptions:
     Attributes
     ----------
     lr : float, optional
-        The (peak) rate; by default the trainer's (0.01 without one).
+        The (peak) rate; by default the trainer's (:func:`make_trainer`'s
+        without one).
     schedule, warmup, warmup_steps, cooldown : str, float, int, float
         The rate of every step: :func:`~gluon_bert.recipe.learning_rate`.
     clip_norm : float
@@ -305,7 +306,7 @@ def _prepare(net, loss, devices, trainer, options):
         model.hybridize(static_alloc=True, static_shape=True)
     lr = options.lr
     if trainer is None:
-        trainer = make_trainer(net, 0.01 if lr is None else lr)
+        trainer = make_trainer(net) if lr is None else make_trainer(net, lr)
     return model, trainer, trainer.learning_rate if lr is None else lr
 
 
