@@ -140,9 +140,10 @@ def init_bert(net, devices, method='xavier'):
     return net
 
 
-def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
+def make_trainer(net, lr=None, kvstore='device', optimizer='adam',
                  weight_decay=0.0):
-    """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr``.
+    """The book's optimizer: ``gluon.Trainer`` with Adam at ``lr`` (default:
+    :class:`~gluon_bert.config.PretrainConfig`'s, the book's 0.01).
 
     Updates run on each device (``update_on_kvstore=False``), gradients summed
     through ``kvstore`` ('device', 'local' or a KVStore), so every device holds
@@ -150,6 +151,9 @@ def make_trainer(net, lr=0.01, kvstore='device', optimizer='adam',
     ``weight_decay``, none on LayerNorm and biases; with 'adam' or 'sgd' weight
     decay is the classic L2 term.
     """
+    if lr is None:
+        from .config import PretrainConfig
+        lr = PretrainConfig.lr
     params = {'learning_rate': lr}
     if weight_decay:
         params['wd'] = weight_decay
