@@ -14,7 +14,8 @@ A block's kind is ``include FILE`` (a results file, verbatim, in a text
 block), ``transfer [FILE]`` (the table of ``results/transfer.json`` or of
 FILE, as ``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, as
 ``bench_levers.py`` prints it), ``layernorm`` (``results/layernorm.json``),
-``pretraining`` (``results/pretrain_30min.json``), ``finetune FILE`` (an
+``pretraining`` (``results/pretrain_30min.json``), ``pretrained FILE``
+(held-out figures of recorded models, no wall times), ``finetune FILE`` (an
 SST-2 study's runs, grouped by settings, start and learning rate),
 ``recipes`` (what each ``--recipe`` sets, from ``gluon_bert.config``) or
 ``headline`` (the front page's table: speed, learning and transfer, book
@@ -146,6 +147,24 @@ def pretraining():
     return '\n'.join(lines + ([''] + notes if notes else []))
 
 
+def pretrained(name):
+    """Held-out figures of the models recorded in ``results/NAME``
+    (``record_pretrain.py``), without wall times: for runs made side by
+    side, whose minutes measure nothing."""
+    with open(_results(name)) as f:
+        runs = json.load(f)
+    lines = ['| model | steps | valid MLM loss | valid MLM accuracy | '
+             'valid NSP accuracy | command |',
+             '| --- | ---: | ---: | ---: | ---: | --- |']
+    for r in runs:
+        lines.append(f'| {r["name"]} | {r["steps"]} | '
+                     f'{_cell(r.get("valid_mlm"), 3)} | '
+                     f'{_cell(r.get("valid_mlm_acc"), 3)} | '
+                     f'{_cell(r.get("valid_nsp_acc"), 3)} | '
+                     f'`{r["command"]}` |')
+    return '\n'.join(lines)
+
+
 def layernorm():
     """results/layernorm.json: LayerNorm forward and backward by width."""
     with open(_results('layernorm.json')) as f:
@@ -242,8 +261,9 @@ def scaling(name='scaling.json'):
     return bench_scaling.format_scaling(results, budgets, args)
 
 
-KINDS = {'include': include, 'scaling': scaling, 'transfer': transfer, 'headline': headline,
-         'pretraining': pretraining, 'layernorm': layernorm,
+KINDS = {'include': include, 'scaling': scaling, 'transfer': transfer,
+         'headline': headline, 'pretraining': pretraining,
+         'pretrained': pretrained, 'layernorm': layernorm,
          'levers': levers, 'finetune': finetune, 'recipes': recipes}
 
 
