@@ -273,8 +273,8 @@ class PretrainConfig(_Config):
         choices=LOG_LEVELS, resume='free')
 
     def with_default_steps(self):
-        """Itself, ``steps`` set to the guide's 50 unless a time budget is
-        given."""
+        """Itself, ``steps`` set to :data:`GUIDE_STEPS` unless a time budget
+        is given."""
         if self.steps is None and self.max_minutes is None:
             self.steps = GUIDE_STEPS
         return self
