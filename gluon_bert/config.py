@@ -53,6 +53,15 @@ def setting(default, help, group, type=None, choices=None, resume='same',
         required=required))
 
 
+def _log_level():
+    """The --log-level field every job's configuration has."""
+    return setting(
+        'info', 'what the library reports: warning (only problems; -q), info '
+        '(progress and results), debug (also each phase of the work with its '
+        'time, such as the shutdown of a distributed job; -v)', 'output',
+        choices=LOG_LEVELS, resume='free')
+
+
 class _Config:
     """What every job's configuration can do: become a dict (config.json)
     and come back from one."""
@@ -266,11 +275,7 @@ class PretrainConfig(_Config):
         False, 'start a new run in a --save-dir that holds a run of other '
         'settings or more steps (refused otherwise); the earlier run is kept '
         'in SAVE_DIR/previous/', 'output', resume='free')
-    log_level: str = setting(
-        'info', 'what the library reports: warning (only problems; -q), info '
-        '(progress and results), debug (also each phase of the work with its '
-        'time, such as the shutdown of a distributed job; -v)', 'output',
-        choices=LOG_LEVELS, resume='free')
+    log_level: str = _log_level()
 
     def with_default_steps(self):
         """Itself, ``steps`` set to :data:`GUIDE_STEPS` unless a time budget
@@ -338,11 +343,7 @@ class FinetuneConfig(_Config):
         False, 'start a new run in a --save-dir that holds a fine-tuned '
         'model of other settings (refused otherwise); the earlier one is '
         'kept in SAVE_DIR/previous/', 'output', resume='free')
-    log_level: str = setting(
-        'info', 'what the library reports: warning (only problems; -q), info '
-        '(progress and results), debug (also each phase of the work with its '
-        'time, such as the shutdown of a distributed job; -v)', 'output',
-        choices=LOG_LEVELS, resume='free')
+    log_level: str = _log_level()
     init: str = setting('pretrained', 'random: the same classifier from '
                         'freshly initialized weights (the control)',
                         'model and data', choices=('pretrained', 'random'))
