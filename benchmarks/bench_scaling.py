@@ -168,12 +168,52 @@ def format_scaling(results, budgets, args):
             lines.append(f'- {task}: too few budgets with 3 seeds to fit')
             continue
         a, slope = f
-        need = (10 ** ((target - a) / slope) if slope > 0 else None)
+        need = fitted_pairs(f, target)
         lines.append(
             f'- {task}: fitted gain = {a:.1f} {slope:+.1f} log10(pairs); '
             + (f'+{target:g} at about {need:,.0f} pairs, fitted' if need else
                f'+{target:g} not reached by the fit (slope <= 0)'))
     return '\n'.join(lines)
+
+
+def fitted_pairs(line, target):
+    """The pairs at which the fitted ``line`` (a, b) reaches ``target``, or
+    None when it never does (slope <= 0)."""
+    a, slope = line
+    return 10 ** ((target - a) / slope) if slope > 0 else None
+
+
+def headline(results):
+    """One sentence for the front page: each task's gain at the smallest and
+    the largest budget, and where its target is met: the smallest budget
+    whose mean gain (3 seeds) reaches it (measured), else the fit's."""
+    budgets, args = settings(results)
+    rows, _ = budgets_table(results, budgets, args)
+    pairs = _pairs(results)
+    batch = pairs[budgets[0]] // budgets[0]
+    lo, hi = budgets[0], budgets[-1]
+    seeds = min(v[3] for r in rows.values() for v in r.values())
+    parts = []
+    for task in args.tasks:
+        target = TARGETS[task][1]
+        ends = [rows[b].get(task) for b in (lo, hi)]
+        if not all(e and e[2] is not None for e in ends):
+            continue
+        hit = [b for b in budgets if rows[b].get(task)
+               and rows[b][task][2] is not None and rows[b][task][3] >= 3
+               and round(rows[b][task][2], 1) >= target]  # as printed
+        line = fit(rows, task, pairs)
+        need = fitted_pairs(line, target) if line else None
+        where = (f'met at {hit[0]:,} steps' if hit else
+                 f'fitted at about {need / batch:,.0f} steps' if need else
+                 'not reached')
+        parts.append(f'{task} {ends[0][2]:+.1f} to {ends[1][2]:+.1f} '
+                     f'(+{target:g} {where})')
+    return (f'From {lo:,} to {hi:,} steps of {batch} pairs ({hi / lo:g}x, '
+            f'{len(budgets)} budgets, {seeds} seeds or more each) the gains '
+            'over the control go ' + ', '.join(parts) + '; fitted as gain = '
+            'a + b log10(pairs).')
+
 
 
 def settings(results):

@@ -17,7 +17,9 @@ FILE, as ``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, 
 ``pretraining`` (``results/pretrain_30min.json``), ``pretrained FILE``
 (held-out figures of recorded models, no wall times), ``finetune FILE`` (an
 SST-2 study's runs, grouped by settings, start and learning rate),
-``recipes`` (what each ``--recipe`` sets, from ``gluon_bert.config``) or
+``recipes`` (what each ``--recipe`` sets, from ``gluon_bert.config``),
+``scaling`` and ``scaling-headline`` (``results/scaling.json``: the table
+and the front page's sentence) or
 ``headline`` (the front page's table: speed, learning and transfer, book
 against here).  Everything in a block
 comes from a results file, so a figure there cannot drift from what was
@@ -261,7 +263,16 @@ def scaling(name='scaling.json'):
     return bench_scaling.format_scaling(results, budgets, args)
 
 
-KINDS = {'include': include, 'scaling': scaling, 'transfer': transfer,
+def scaling_headline(name='scaling.json'):
+    """One sentence for the front page from results/scaling.json."""
+    sys.path.insert(0, HERE)
+    import bench_scaling
+    with open(_results(name)) as f:
+        return bench_scaling.headline(json.load(f))
+
+
+KINDS = {'include': include, 'scaling': scaling,
+         'scaling-headline': scaling_headline, 'transfer': transfer,
          'headline': headline, 'pretraining': pretraining,
          'pretrained': pretrained, 'layernorm': layernorm,
          'levers': levers, 'finetune': finetune, 'recipes': recipes}
