@@ -60,3 +60,36 @@ def test_only_commands_and_progress_lines_print():
                == 'print' for node in ast.walk(tree)):
             printing.add(name)
     assert printing <= PRINTS, printing - PRINTS
+
+
+def _imports(path):
+    """The package's modules that the module at ``path`` imports (relative
+    imports, at the top or inside a function)."""
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                names.add(node.module.split('.')[0])
+            else:
+                names.update(a.name for a in node.names)
+    return names
+
+
+def test_every_module_serves_a_command():
+    """Each module is reached from a command (a module that runs as
+    ``python -m gluon_bert.NAME``) through the package's own imports."""
+    found = modules()
+    commands = set()
+    for name, path in found.items():
+        with open(path, encoding='utf-8') as f:
+            if "if __name__ == '__main__':" in f.read():
+                commands.add(name)
+    reached, todo = set(commands), list(commands)
+    while todo:
+        for name in _imports(found[todo.pop()]) & set(found):
+            if name not in reached:
+                reached.add(name)
+                todo.append(name)
+    assert set(found) - reached == set()
