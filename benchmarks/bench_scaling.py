@@ -21,7 +21,8 @@ checkpoint the long run has not reached yet are skipped (say so, run again
 later).  Every run is added to ``--results`` at once; a second call skips
 what is there.  Prints the table (valid MLM accuracy, and each task's mean
 +- spread and gain at each budget), the fitted budget at which the gains
-reach +5 / +8 / +10 (gain = a + b log10(pairs)), and draws the gains against
+reach +5 / +8 / +10 (gain = a + b log10(pairs) over the three largest
+budgets: the curve is concave over the whole range), and draws the gains against
 the pairs seen in ``--figure``.
 """
 import argparse
@@ -117,11 +118,15 @@ def _pairs(results):
             if r.get('kind') == 'pretrain'}
 
 
-def fit(rows, task, pairs):
-    """gain = a + b log10(pairs) by least squares over the budgets measured
-    with 3 seeds (three or more of them); returns (a, b) or None."""
-    pts = [(math.log10(pairs[b]), r[task][2]) for b, r in rows.items()
-           if task in r and r[task][2] is not None and r[task][3] >= 3]
+def fit(rows, task, pairs, last=3):
+    """gain = a + b log10(pairs) by least squares over the ``last`` largest
+    budgets measured with 3 seeds; returns (a, b) or None when there are
+    fewer.  The largest budgets alone, because over the whole range the
+    gains are concave in log(pairs) (steep at first, then flatter): one line
+    through all of them would meet a target too early."""
+    pts = sorted((math.log10(pairs[b]), r[task][2]) for b, r in rows.items()
+                 if task in r and r[task][2] is not None and r[task][3] >= 3)
+    pts = pts[-last:]
     if len(pts) < 3:  # two points always fit a line
         return None
     mx = sum(x for x, _ in pts) / len(pts)
@@ -161,32 +166,39 @@ def format_scaling(results, budgets, args):
                      else ' - |')
     lines.insert(2, '| 0 (control) | 0 | - |' + ''.join(cells))
     lines.append('')
+    batch = pairs[budgets[0]] // budgets[0] if budgets else None
     for task in args.tasks:
         f = fit(rows, task, pairs)
-        target = TARGETS[task][1]
-        if f is None:
-            lines.append(f'- {task}: too few budgets with 3 seeds to fit')
-            continue
-        a, slope = f
-        need = fitted_pairs(f, target)
-        lines.append(
-            f'- {task}: fitted gain = {a:.1f} {slope:+.1f} log10(pairs); '
-            + (f'+{target:g} at about {need:,.0f} pairs, fitted' if need else
-               f'+{target:g} not reached by the fit (slope <= 0)'))
+        fitted = (f'fitted over the 3 largest budgets, gain = {f[0]:.1f} '
+                  f'{f[1]:+.1f} log10(pairs); ' if f else '')
+        lines.append(f'- {task}: {fitted}+{TARGETS[task][1]:g} '
+                     + where_met(rows, task, pairs, batch))
     return '\n'.join(lines)
 
 
-def fitted_pairs(line, target):
-    """The pairs at which the fitted ``line`` (a, b) reaches ``target``, or
-    None when it never does (slope <= 0)."""
-    a, slope = line
-    return 10 ** ((target - a) / slope) if slope > 0 else None
+def where_met(rows, task, pairs, batch):
+    """Where ``task``'s target is met: the smallest budget whose mean gain
+    over 3 seeds or more reaches it as printed (measured), else the budget
+    of :func:`fit`'s line (fitted)."""
+    target = TARGETS[task][1]
+    hit = [b for b in sorted(rows) if rows[b].get(task)
+           and rows[b][task][2] is not None and rows[b][task][3] >= 3
+           and round(rows[b][task][2], 1) >= target]
+    if hit:
+        return f'met at {hit[0]:,} steps, measured'
+    line = fit(rows, task, pairs)
+    if line is None:
+        return 'not met; too few budgets with 3 seeds to fit'
+    if line[1] <= 0:
+        return 'not met, and the fit does not rise'
+    need = 10 ** ((target - line[0]) / line[1])
+    return (f'at about {need / batch:,.0f} steps = {need:,.0f} pairs, '
+            'fitted')
 
 
 def headline(results):
     """One sentence for the front page: each task's gain at the smallest and
-    the largest budget, and where its target is met: the smallest budget
-    whose mean gain (3 seeds) reaches it (measured), else the fit's."""
+    the largest budget, and where its target is met (:func:`where_met`)."""
     budgets, args = settings(results)
     rows, _ = budgets_table(results, budgets, args)
     pairs = _pairs(results)
@@ -195,25 +207,15 @@ def headline(results):
     seeds = min(v[3] for r in rows.values() for v in r.values())
     parts = []
     for task in args.tasks:
-        target = TARGETS[task][1]
         ends = [rows[b].get(task) for b in (lo, hi)]
-        if not all(e and e[2] is not None for e in ends):
-            continue
-        hit = [b for b in budgets if rows[b].get(task)
-               and rows[b][task][2] is not None and rows[b][task][3] >= 3
-               and round(rows[b][task][2], 1) >= target]  # as printed
-        line = fit(rows, task, pairs)
-        need = fitted_pairs(line, target) if line else None
-        where = (f'met at {hit[0]:,} steps' if hit else
-                 f'fitted at about {need / batch:,.0f} steps' if need else
-                 'not reached')
-        parts.append(f'{task} {ends[0][2]:+.1f} to {ends[1][2]:+.1f} '
-                     f'(+{target:g} {where})')
+        if all(e and e[2] is not None for e in ends):
+            parts.append(f'{task} {ends[0][2]:+.1f} to {ends[1][2]:+.1f} '
+                         f'(+{TARGETS[task][1]:g} '
+                         f'{where_met(rows, task, pairs, batch)})')
     return (f'From {lo:,} to {hi:,} steps of {batch} pairs ({hi / lo:g}x, '
             f'{len(budgets)} budgets, {seeds} seeds or more each) the gains '
             'over the control go ' + ', '.join(parts) + '; fitted as gain = '
-            'a + b log10(pairs).')
-
+            'a + b log10(pairs) over the 3 largest budgets.')
 
 
 def settings(results):
