@@ -63,7 +63,7 @@ EXPECTED = {
     '08_fine_tuning.ipynb': [
         'BERTClassifier with', 'not in the WikiText-2 vocabulary',
         'majority class: 50.9', 'a gripping , funny film',
-        'gain over the control'],
+        'gain over the control', 'fitted over the 3 largest budgets'],
 }
 
 
