@@ -193,8 +193,14 @@ def where_met(rows, task, pairs, batch):
     if line[1] <= 0:
         return 'not met, and the fit does not rise'
     need = 10 ** ((target - line[0]) / line[1])
-    return (f'at about {need / batch:,.0f} steps = {need:,.0f} pairs, '
-            'fitted')
+    return (f'at about {_rounded(need / batch):,} steps = '
+            f'{_rounded(need):,} pairs, fitted')
+
+
+def _rounded(n, digits=2):
+    """``n`` to ``digits`` significant digits, as an int (a fit's
+    budget is no more precise than that)."""
+    return int(round(n, digits - 1 - int(math.floor(math.log10(n)))))
 
 
 def headline(results):

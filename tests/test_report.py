@@ -86,6 +86,6 @@ def test_the_scaling_sentence_says_where_each_target_is_met():
     assert sentence.startswith('From 100 to 100,000 steps of 128 pairs '
                                '(1000x, 4 budgets, 3 seeds or more each)')
     assert ('snli-small -3.0 to +3.0 (+5 at about 10,000,000 steps = '
-            '1,280,000,000 pairs, fitted)') in sentence
+            '1,300,000,000 pairs, fitted)') in sentence
     assert 'qnli -4.0 to +8.0 (+8 met at 100,000 steps, measured)' \
         in sentence
