@@ -119,14 +119,21 @@ def _pairs(results):
             if r.get('kind') == 'pretrain'}
 
 
+def _measured(rows, task):
+    """``[(budget, gain)]`` of the budgets whose gain on ``task`` was
+    measured with 3 seeds or more, smallest budget first."""
+    return sorted((b, r[task][2]) for b, r in rows.items()
+                  if r.get(task) and r[task][2] is not None
+                  and r[task][3] >= 3)
+
+
 def fit(rows, task, pairs, last=3):
     """gain = a + b log10(pairs) by least squares over the ``last`` largest
     budgets measured with 3 seeds; returns (a, b) or None when there are
     fewer.  The largest budgets alone, because over the whole range the
     gains are concave in log(pairs) (steep at first, then flatter): one line
     through all of them would meet a target too early."""
-    pts = sorted((math.log10(pairs[b]), r[task][2]) for b, r in rows.items()
-                 if task in r and r[task][2] is not None and r[task][3] >= 3)
+    pts = [(math.log10(pairs[b]), g) for b, g in _measured(rows, task)]
     pts = pts[-last:]
     if len(pts) < 3:  # two points always fit a line
         return None
@@ -173,21 +180,19 @@ def format_scaling(results, budgets, args):
         fitted = (f'fitted over the 3 largest budgets, gain = {f[0]:.1f} '
                   f'{f[1]:+.1f} log10(pairs); ' if f else '')
         lines.append(f'- {task}: {fitted}+{TARGETS[task][1]:g} '
-                     + where_met(rows, task, pairs, batch))
+                     + where_met(rows, task, f, batch))
     return '\n'.join(lines)
 
 
-def where_met(rows, task, pairs, batch):
+def where_met(rows, task, line, batch):
     """Where ``task``'s target is met: the smallest budget whose mean gain
     over 3 seeds or more reaches it as printed (measured), else the budget
-    of :func:`fit`'s line (fitted)."""
+    at which ``line``, :func:`fit`'s (a, b) or None, reaches it (fitted)."""
     target = TARGETS[task][1]
-    hit = [b for b in sorted(rows) if rows[b].get(task)
-           and rows[b][task][2] is not None and rows[b][task][3] >= 3
-           and round(rows[b][task][2], 1) >= target]
+    hit = [b for b, gain in _measured(rows, task)
+           if round(gain, 1) >= target]  # as printed
     if hit:
         return f'met at {hit[0]:,} steps, measured'
-    line = fit(rows, task, pairs)
     if line is None:
         return 'not met; too few budgets with 3 seeds to fit'
     if line[1] <= 0:
@@ -216,9 +221,9 @@ def headline(results):
     for task in args.tasks:
         ends = [rows[b].get(task) for b in (lo, hi)]
         if all(e and e[2] is not None for e in ends):
+            where = where_met(rows, task, fit(rows, task, pairs), batch)
             parts.append(f'{task} {ends[0][2]:+.1f} to {ends[1][2]:+.1f} '
-                         f'(+{TARGETS[task][1]:g} '
-                         f'{where_met(rows, task, pairs, batch)})')
+                         f'(+{TARGETS[task][1]:g} {where})')
     return (f'From {lo:,} to {hi:,} steps of {batch} pairs ({hi / lo:g}x, '
             f'{len(budgets)} budgets, {seeds} seeds or more each) the gains '
             'over the control go ' + ', '.join(parts) + '; fitted as gain = '

@@ -252,23 +252,26 @@ def levers():
     return bench_levers.format_table(results, tasks)
 
 
-def scaling(name='scaling.json'):
-    """results/scaling.json: transfer at each pretraining budget
-    (bench_scaling.py)."""
+def _scaling(name):
+    """``(bench_scaling, the runs of results/NAME)``."""
     sys.path.insert(0, HERE)
     import bench_scaling
     with open(_results(name)) as f:
-        results = json.load(f)
+        return bench_scaling, json.load(f)
+
+
+def scaling(name='scaling.json'):
+    """results/scaling.json: transfer at each pretraining budget
+    (bench_scaling.py)."""
+    bench_scaling, results = _scaling(name)
     budgets, args = bench_scaling.settings(results)
     return bench_scaling.format_scaling(results, budgets, args)
 
 
 def scaling_headline(name='scaling.json'):
     """One sentence for the front page from results/scaling.json."""
-    sys.path.insert(0, HERE)
-    import bench_scaling
-    with open(_results(name)) as f:
-        return bench_scaling.headline(json.load(f))
+    bench_scaling, results = _scaling(name)
+    return bench_scaling.headline(results)
 
 
 KINDS = {'include': include, 'scaling': scaling,
