@@ -210,7 +210,8 @@ def _rounded(n, digits=2):
 
 def headline(results):
     """One sentence for the front page: each task's gain at the smallest and
-    the largest budget, and where its target is met (:func:`where_met`)."""
+    the largest budget, and where its target is met (:func:`where_met`);
+    the fit's form is named when some target is fitted."""
     budgets, args = settings(results)
     rows, _ = budgets_table(results, budgets, args)
     pairs = _pairs(results)
@@ -224,10 +225,12 @@ def headline(results):
             where = where_met(rows, task, fit(rows, task, pairs), batch)
             parts.append(f'{task} {ends[0][2]:+.1f} to {ends[1][2]:+.1f} '
                          f'(+{TARGETS[task][1]:g} {where})')
+    fitted = any(p.endswith('fitted)') for p in parts)
     return (f'From {lo:,} to {hi:,} steps of {batch} pairs ({hi / lo:g}x, '
             f'{len(budgets)} budgets, {seeds} seeds or more each) the gains '
-            'over the control go ' + ', '.join(parts) + '; fitted as gain = '
-            'a + b log10(pairs) over the 3 largest budgets.')
+            'over the control go ' + ', '.join(parts) + (
+                '; fitted as gain = a + b log10(pairs) over the 3 largest '
+                'budgets.' if fitted else '.'))
 
 
 def settings(results):

@@ -89,3 +89,13 @@ def test_the_scaling_sentence_says_where_each_target_is_met():
             '1,300,000,000 pairs, fitted)') in sentence
     assert 'qnli -4.0 to +8.0 (+8 met at 100,000 steps, measured)' \
         in sentence
+    assert sentence.endswith('; fitted as gain = a + b log10(pairs) over '
+                             'the 3 largest budgets.')
+    # with every target measured, no fit is named
+    for r in results:
+        if r.get('start') == 'wsd-100000' and r['task'] == 'snli-small':
+            r['test'] = {'accuracy': 0.55}
+    sentence = bench_scaling.headline(results)
+    assert 'snli-small -3.0 to +5.0 (+5 met at 100,000 steps, measured)' \
+        in sentence
+    assert 'fitted' not in sentence and sentence.endswith('measured).')
