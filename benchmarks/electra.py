@@ -140,6 +140,16 @@ def replaced_targets(F, tokens, samples, mlm_labels, slot_of_row, slot_mask):
     return disc_tokens, replaced
 
 
+def softmax_draws(F, scores, uniforms, vocab_size):
+    """A token drawn from each slot's softmax by inverse CDF: (K,) int32, the
+    count of tokens whose cumulative probability stays below the slot's
+    uniform.  ``scores``: (K, vocab_size); ``uniforms``: (K,) in [0, 1)."""
+    below = F.np.cumsum(F.npx.softmax(scores), axis=1) < F.np.expand_dims(
+        uniforms, -1)
+    return F.np.minimum(F.np.sum(below, axis=1), vocab_size - 1).astype(
+        'int32')
+
+
 class _GeneratorLoss(nn.HybridBlock):
     """The generator's MLM sum and hits over the slots, and its draws."""
 
@@ -157,7 +167,10 @@ class _GeneratorLoss(nn.HybridBlock):
         X = self.encoder(tokens, segments, valid_lens, positions, head_index,
                          merge_index)
         hiddens = self.mlm.slot_hiddens(F, X, mlm_rows)
-        return self.mlm_loss(hiddens, mlm_labels, mlm_weights, uniforms)
+        mlm_sum, mlm_hits = self.mlm_loss(hiddens, mlm_labels, mlm_weights)
+        scores = _no_grad(F, self.mlm.decoder(hiddens))
+        return mlm_sum, mlm_hits, softmax_draws(
+            F, scores, uniforms, self.mlm_loss.vocab_size)
 
 
 class _DiscriminatorLoss(nn.HybridBlock):

@@ -91,15 +91,11 @@ class MLMSlotLoss(nn.HybridBlock):
     hiddens : (K, num_hiddens) the MLM head's hidden layer at each slot
     labels : (K,) int
     weights : (K,)
-    uniforms : (K,) in [0, 1), optional
-        Each slot also draws a token from its softmax (inverse CDF): ELECTRA's
-        generator (benchmarks/electra.py, a study).
 
     Outputs
     -------
     mlm_sum : () sum over slots of weight x cross-entropy
     mlm_hits : () weighted hits, estimated from the first chunk
-    samples : (K,) int32, only with ``uniforms``
     """
 
     def __init__(self, decoder, loss, num_chunks=8, **kwargs):
@@ -114,8 +110,8 @@ class MLMSlotLoss(nn.HybridBlock):
             self.weight = self.params.get('weight')
             self.bias = self.params.get('bias')
 
-    def hybrid_forward(self, F, hiddens, labels, weights, uniforms=None,
-                       weight=None, bias=None):
+    def hybrid_forward(self, F, hiddens, labels, weights, weight=None,
+                       bias=None):
         c, v, h = self.num_chunks, self.vocab_size, self.num_hiddens
         # (vocab_size, num_hiddens + 1): [W, b], and [h, 1] for every slot
         wb = F.np.concatenate([weight, F.np.expand_dims(bias, -1)], axis=-1)
@@ -131,9 +127,7 @@ class MLMSlotLoss(nn.HybridBlock):
         chunk_labels = F.npx.reshape(labels, (c, -1))
         chunk_weights = F.npx.reshape(weights, (c, -1))
         weight, bias = _no_grad(F, weight), _no_grad(F, bias)
-        if uniforms is not None:
-            chunk_uniforms = F.npx.reshape(uniforms, (c, -1))
-        total, expected, samples = 0, [], []
+        total, expected = 0, []
         for i in range(c):
             lab = _chunk(F, chunk_labels, i)
             w = _chunk(F, chunk_weights, i)
@@ -147,22 +141,13 @@ class MLMSlotLoss(nn.HybridBlock):
                 mlm_hits = _first_chunk_hits(F, scores, lab, w, weights)
             # softmax(s) [W, b]: (K / c, num_hiddens + 1)
             probs = _no_grad(F, F.npx.softmax(scores))
-            if uniforms is not None:
-                # (K / c,): how many tokens' cumulative probability stays
-                # below the slot's uniform is the index of the one drawn
-                below = F.np.cumsum(probs, axis=1) < F.np.expand_dims(
-                    _chunk(F, chunk_uniforms, i), -1)
-                samples.append(F.np.minimum(F.np.sum(below, axis=1), v - 1))
             expected.append(F.np.sum(
                 _chunk(F, h1, i) * F.npx.fully_connected(
                     probs, wb_t, no_bias=True, num_hidden=h + 1), axis=-1))
         # (K,): value 0, gradient the book's
         surrogate = (F.np.concatenate(expected) - target) * weights
         surrogate = surrogate - _no_grad(F, surrogate)
-        if uniforms is None:
-            return total + F.np.sum(surrogate), mlm_hits
-        return (total + F.np.sum(surrogate), mlm_hits,
-                F.np.concatenate(samples).astype('int32'))
+        return total + F.np.sum(surrogate), mlm_hits
 
 
 class BERTPretrainLoss(nn.HybridBlock):
