@@ -218,14 +218,14 @@ def headline(results):
     batch = pairs[budgets[0]] // budgets[0]
     lo, hi = budgets[0], budgets[-1]
     seeds = min(v[3] for r in rows.values() for v in r.values())
-    parts = []
+    parts, fitted = [], False
     for task in args.tasks:
         ends = [rows[b].get(task) for b in (lo, hi)]
         if all(e and e[2] is not None for e in ends):
             where = where_met(rows, task, fit(rows, task, pairs), batch)
+            fitted = fitted or where.endswith(', fitted')
             parts.append(f'{task} {ends[0][2]:+.1f} to {ends[1][2]:+.1f} '
                          f'(+{TARGETS[task][1]:g} {where})')
-    fitted = any(p.endswith('fitted)') for p in parts)
     return (f'From {lo:,} to {hi:,} steps of {batch} pairs ({hi / lo:g}x, '
             f'{len(budgets)} budgets, {seeds} seeds or more each) the gains '
             'over the control go ' + ', '.join(parts) + (
