@@ -43,14 +43,16 @@ LOG_LEVELS = ('warning', 'info', 'debug')
 
 
 def setting(default, help, group, type=None, choices=None, resume='same',
-            flag=True, negation=None, negation_help=None, required=False):
+            flag=True, negation=None, negation_help=None, required=False,
+            nargs=None):
     """A field of a configuration, with what its flag needs (``negation``:
     a second flag that sets a boolean field to False; ``required``: the
-    command line must give it, a library caller need not)."""
+    command line must give it, a library caller need not; ``nargs``: '+'
+    for a list of values)."""
     return dataclasses.field(default=default, metadata=dict(
         help=help, group=group, type=type, choices=choices, resume=resume,
         flag=flag, negation=negation, negation_help=negation_help,
-        required=required))
+        required=required, nargs=nargs))
 
 
 def _log_level():
@@ -106,9 +108,39 @@ class PretrainConfig(_Config):
     data_dir: str = setting(
         None, 'folder with wiki.train.tokens (default: $GLUON_BERT_DATA, '
         'then ../data/wikitext-2, then a download)', 'data')
+    corpus: list = setting(
+        None, 'pretrain on these text files, folders or globs (plain or '
+        '.gz) instead of WikiText-2: prepared once into shards on disk '
+        '(--cache-dir) that later runs reuse, read as a stream, so memory '
+        'does not grow with the corpus. A folder holding wiki.train.tokens '
+        '(WikiText-103) is read as WikiText-2 is, its wiki.valid.tokens '
+        'held out; see --corpus-format for the layouts', 'data', nargs='+')
+    valid_corpus: list = setting(
+        None, "held-out text for --eval-every, in --corpus's layout "
+        '(default: wiki.valid.tokens of a WikiText folder, else 1 %% of '
+        "--corpus's paragraphs, every 100th of each shard, never trained "
+        'on)', 'data', nargs='+')
+    corpus_format: str = setting(
+        'auto', 'the layout of --corpus: wikitext (a paragraph a line, '
+        "sentences separated by ' . ', as WikiText); documents (a sentence "
+        "a line, a blank line between documents: BERT's and GluonNLP's "
+        'create_pretraining_data.py); lines (running text, a paragraph a '
+        'line, cut into sentences after . ! ?); auto: wikitext for '
+        "wiki.*.tokens or lines holding ' . ', documents for one-sentence "
+        'lines with blank lines between, else lines. Paragraphs of one '
+        'sentence make no sentence pair and are dropped; a corpus that '
+        'would lose most of its text is refused', 'data',
+        choices=('auto', 'documents', 'lines', 'wikitext'))
+    max_words: int = setting(
+        None, "with --corpus and --vocab word, keep only the N most "
+        'frequent words; without it a word vocabulary over 50,000 entries '
+        "(WikiText-103's has about 267,000 at the book's min_freq 5: an "
+        'MLM output layer of 34M parameters) is refused: use --vocab '
+        'wordpiece instead, or this cap', 'data', positive_int)
     cache_dir: str = setting(
-        None, 'where prepared examples are cached (default: '
-        '$GLUON_BERT_CACHE or ~/.cache/gluon_bert)', 'data', resume='free')
+        None, 'where prepared examples and corpus shards are cached '
+        '(default: $GLUON_BERT_CACHE or ~/.cache/gluon_bert)', 'data',
+        resume='free')
     no_cache: bool = setting(False, 'always rebuild the examples', 'data',
                              resume='free')
     batch_size: int = setting(

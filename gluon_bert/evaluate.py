@@ -12,6 +12,7 @@ import os
 import sys
 
 from .dataset import EVAL_BATCH_SIZE, EVAL_SEED
+from .stream import EVAL_PAIRS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     max_len_arg, positive_int, run_command)
 
@@ -30,6 +31,12 @@ def build_parser():
                    default='valid')
     p.add_argument('--data-dir', default=None,
                    help='folder with wiki.*.tokens (default: as pretrain)')
+    p.add_argument('--corpus', nargs='+', default=None,
+                   help='score this text instead (files, folders or globs, '
+                        "as pretrain --corpus reads them; its first "
+                        f'{EVAL_PAIRS:,} pairs). A model pretrained with '
+                        '--corpus is scored on its held-out text by default '
+                        '(--split valid), as --eval-every scored it')
     p.add_argument('--max-len', type=max_len_arg, default=None,
                    help="example length (default: the run's --max-len)")
     p.add_argument('--batch-size', type=positive_int, default=EVAL_BATCH_SIZE)
@@ -44,6 +51,28 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     return parser.parse_args(argv)
+
+
+def _corpus_batches(args, settings, vocab, max_len):
+    """Batches of ``--corpus`` (all of it) or of the held-out text of the
+    corpus the model was pretrained on, drawn as pretrain draws them."""
+    from .config import PretrainConfig
+    from .corpus import prepare_corpus
+    from .stream import CorpusStream, corpus_streams
+    config = PretrainConfig.from_dict(settings)
+    config.max_len = max_len
+    if args.corpus:
+        prepared = prepare_corpus(args.corpus, config.corpus_format,
+                                  vocab=vocab, cache_dir=config.cache_dir)
+        held = CorpusStream(prepared, 1, max_len, args.seed, part='all')
+    else:
+        _, held = corpus_streams(config, say=lambda *a, **k: None,
+                                 eval_seed=args.seed)
+        if held.vocab != vocab:
+            raise GluonBertError(f'{args.model_dir} was trained with another '
+                                 'vocabulary than its corpus gives now: the '
+                                 'corpus changed; pass --corpus')
+    return list(held.held_out_batches(args.batch_size, EVAL_PAIRS))
 
 
 def run(args):
@@ -64,8 +93,12 @@ def run(args):
         raise GluonBertError(f'--max-len {max_len} is longer than the '
                              f'model\'s position embedding '
                              f'({config["model"]["max_len"]})')
-    data_iter = load_heldout(max_len, vocab, args.split, args.data_dir,
-                             args.seed, args.batch_size)
+    settings = train.get('config', train)
+    if args.corpus or (settings.get('corpus') and args.split == 'valid'):
+        data_iter = _corpus_batches(args, settings, vocab, max_len)
+    else:
+        data_iter = load_heldout(max_len, vocab, args.split, args.data_dir,
+                                 args.seed, args.batch_size)
     result = evaluate_bert(net, data_iter, len(vocab))
     result.update(split=args.split, max_len=max_len, seed=args.seed,
                   model_dir=args.model_dir)

@@ -71,7 +71,7 @@ def add_arguments(parser, cls=PretrainConfig, groups=None):
         else:
             group.add_argument(flag, type=meta['type'] or str,
                                choices=meta['choices'], help=_help(field, cls),
-                               **common)
+                               nargs=meta.get('nargs'), **common)
         if field.name == 'log_level':
             group.add_argument('-q', '--quiet', action='store_const',
                                const=LOG_LEVELS[0], help='--log-level '
@@ -102,6 +102,8 @@ def command_line(config, drop=()):
             if value or f.metadata['negation']:
                 words.append(_flag(f.name if value
                                    else f.metadata['negation']))
+        elif isinstance(value, (list, tuple)):
+            words += [_flag(f.name)] + [shlex.quote(str(v)) for v in value]
         else:
             words += [_flag(f.name), shlex.quote(str(value))]
     return ' '.join(words)

@@ -91,6 +91,14 @@ def _check(config, error):
     if round(config.max_len * config.mask_prob) < 1:
         error(f'--mask-prob {config.mask_prob} of --max-len {config.max_len} '
               'tokens is no MLM slot: raise --mask-prob')
+    if config.corpus and config.data_dir:
+        error('--corpus and --data-dir exclude each other: --corpus '
+              'replaces WikiText-2 (give it the WikiText folder itself)')
+    if (config.valid_corpus or config.max_words) and not config.corpus:
+        error('--valid-corpus and --max-words go with --corpus')
+    if config.max_words and config.vocab != 'word':
+        error('--max-words caps a word vocabulary: drop it with --vocab '
+              'wordpiece (--vocab-size sets its size)')
     if config.whole_word and config.vocab != 'wordpiece':
         error('--whole-word needs a subword vocabulary: add --vocab '
               'wordpiece')
@@ -169,11 +177,16 @@ def _train_options(config, verbose=True):
         verbose=verbose, nsp_weight=0.0 if config.no_nsp else 1.0)
 
 
-def _valid_evaluator(config, vocab):
+def _valid_evaluator(config, vocab, train_iter):
     """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does
     with its defaults (:func:`~gluon_bert.dataset.load_heldout`), so the
-    last figures equal its output."""
+    last figures equal its output; with --corpus, on its held-out text."""
     from . import dataset, trainer
+    if config.corpus:
+        from .stream import EVAL_PAIRS
+        batches = list(train_iter.held_out.held_out_batches(
+            dataset.EVAL_BATCH_SIZE, EVAL_PAIRS))
+        return lambda net: trainer.evaluate_bert(net, batches, len(vocab))
     data_iter = dataset.load_heldout(config.max_len, vocab, 'valid',
                                      config.data_dir,
                                      cache_dir=config.cache_dir,
@@ -209,6 +222,15 @@ def _subword_vocab(config, say):
 def _training_data(config, rank, workers, say):
     """The examples (this worker's share of them) and the vocabulary."""
     from . import dataset
+    if config.corpus:
+        from .stream import corpus_streams
+        expect = None
+        if config.resume:
+            from .checkpoint import load_config
+            expect = load_config(config.save_dir)['train'].get('corpus')
+        train_iter, train_iter.held_out = corpus_streams(
+            config, rank, workers, say, expect, bool(config.eval_every))
+        return train_iter, train_iter.vocab
     subwords = (_subword_vocab(config, say) if config.vocab == 'wordpiece'
                 else None)
     start = time.perf_counter()
@@ -382,6 +404,17 @@ def _build(config, kvstore, rank, workers, say):
     return devices, train_iter, vocab, net, optimizer, resume
 
 
+def _record(config, workers, devices, train_iter):
+    """What config.json keeps of the run: the whole configuration, which
+    --resume restores, where it ran and, with --corpus, the shards' key (a
+    resumed run must read the same text)."""
+    record = dict(config=config.to_dict(), workers=workers,
+                  devices=[str(d) for d in devices])
+    if config.corpus:
+        record['corpus'] = train_iter.corpus.key
+    return record
+
+
 def _run(config, kvstore, rank, workers):
     """:func:`run`, once the folder is this run's."""
     from mxnet import gluon
@@ -394,10 +427,9 @@ def _run(config, kvstore, rank, workers):
         library.setLevel(logging.WARNING)  # the chief reports for the job
     devices, train_iter, vocab, net, optimizer, resume = _build(
         config, kvstore, rank, workers, say)
-    evaluate = _valid_evaluator(config, vocab) if config.eval_every else None
-    # The whole configuration, which --resume restores, and where it ran
-    record = dict(config=config.to_dict(), workers=workers,
-                  devices=[str(d) for d in devices])
+    evaluate = (_valid_evaluator(config, vocab, train_iter)
+                if config.eval_every else None)
+    record = _record(config, workers, devices, train_iter)
     last = {}
 
     def save(history, position):

@@ -110,7 +110,18 @@ class Vocab:
         # Flatten a 2D list if needed
         if tokens and isinstance(tokens[0], (list, tuple)):
             tokens = itertools.chain.from_iterable(tokens)
-        counter = collections.Counter(tokens)
+        self._build(collections.Counter(tokens), min_freq, reserved_tokens)
+
+    @classmethod
+    def from_counts(cls, counts, min_freq=0, reserved_tokens=()):
+        """The vocabulary ``Vocab(tokens, min_freq, reserved_tokens)`` makes,
+        from the tokens' counts (``{token: count}``, as a corpus too large
+        for a list of its tokens is counted)."""
+        vocab = cls.__new__(cls)
+        vocab._build(collections.Counter(counts), min_freq, reserved_tokens)
+        return vocab
+
+    def _build(self, counter, min_freq, reserved_tokens):
         # Sorted by frequency, most frequent first (stable, like d2l)
         self.token_freqs = sorted(counter.items(), key=lambda x: x[1],
                                   reverse=True)
