@@ -164,6 +164,21 @@ def _worker(args):
     print(json.dumps(out))
 
 
+def format_table(record):
+    """The results as the studies page shows them (report.py kind
+    ``shard-format``)."""
+    lines = ['| format | write | on disk | open | read '
+             f'{record["pairs_read"]:,} random pairs | peak RSS |',
+             '| --- | ---: | ---: | ---: | ---: | ---: |']
+    for r in record['routes']:
+        name = {'memmap': 'NumPy memmap (.npy)',
+                'arrow': 'Arrow (Hugging Face datasets)'}[r['route']]
+        lines.append(f'| {name} | {r["write_s"]:.1f} s | '
+                     f'{r["disk_mb"]:.0f} MB | {r["open_s"]:.3f} s | '
+                     f'{r["read_s"]:.2f} s | {r["peak_rss_mb"]:.0f} MB |')
+    return '\n'.join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--data-dir', default=os.environ.get(

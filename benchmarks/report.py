@@ -19,7 +19,9 @@ FILE, as ``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, 
 SST-2 study's runs, grouped by settings, start and learning rate),
 ``recipes`` (what each ``--recipe`` sets, from ``gluon_bert.config``),
 ``scaling`` and ``scaling-headline`` (``results/scaling.json``: the table
-and the front page's sentence) or
+and the front page's sentence), ``corpus`` and ``shard-format``
+(``results/corpus.json``, ``results/shard_format.json``: pretraining on
+more than WikiText-2) or
 ``headline`` (the front page's table: speed, learning and transfer, book
 against here).  Everything in a block
 comes from a results file, so a figure there cannot drift from what was
@@ -274,7 +276,25 @@ def scaling_headline(name='scaling.json'):
     return bench_scaling.headline(results)
 
 
-KINDS = {'include': include, 'scaling': scaling,
+def _record(module, name):
+    sys.path.insert(0, HERE)
+    with open(_results(name)) as f:
+        return __import__(module).format_table(json.load(f))
+
+
+def corpus(name='corpus.json'):
+    """results/corpus.json: pretrain --corpus at 1x-50x (bench_corpus.py)."""
+    return _record('bench_corpus', name)
+
+
+def shard_format(name='shard_format.json'):
+    """results/shard_format.json: memmap against Arrow
+    (bench_shard_format.py)."""
+    return _record('bench_shard_format', name)
+
+
+KINDS = {'include': include, 'scaling': scaling, 'corpus': corpus,
+         'shard-format': shard_format,
          'scaling-headline': scaling_headline, 'transfer': transfer,
          'headline': headline, 'pretraining': pretraining,
          'pretrained': pretrained, 'layernorm': layernorm,
