@@ -30,7 +30,8 @@ from .vocab import Vocab
 __all__ = ['FORMAT_VERSION', 'MODEL_KEYS', 'save_model_dir',
            'load_config', 'load_pretrained', 'save_checkpoint',
            'load_checkpoint', 'branch_checkpoint', 'D2L_MODELS', 'D2L_PREFIX',
-           'load_d2l_pretrained', 'checked_files', 'bert_from_config']
+           'load_d2l_pretrained', 'checked_files', 'bert_from_config',
+           'pretrained_source', 'load_params']
 
 logger = logging.getLogger(__name__)
 
@@ -151,11 +152,46 @@ def load_pretrained(model_dir, device=None, hybridize=True):
     if 'classifier' in config:
         net = _fine_tuned_bert(config, params_path, device or mx.cpu(0))
     else:
-        net = _load_params(bert_from_config(config), params_path,
-                           device or mx.cpu(0), CONFIG)
+        net = load_params(bert_from_config(config), params_path,
+                          device or mx.cpu(0), CONFIG)
     if hybridize:
         net.hybridize(static_alloc=True)
     return net, vocab, config
+
+
+def pretrained_source(source):
+    """What ``pretrain --init-from`` starts from, read without building a
+    model: ``(model settings, vocab, path of the parameters)`` of a model
+    directory written by ``pretrain``, or of one of the book's models
+    (``d2l:NAME``).  A fine-tuned classifier's folder is refused: its MLM
+    and NSP heads are gone."""
+    source = str(source)
+    if source.startswith(D2L_PREFIX):
+        name = source[len(D2L_PREFIX):]
+        if name not in D2L_MODELS:
+            raise GluonBertError(f'unknown d2l model {name!r}: use one of '
+                                 f'{", ".join(sorted(D2L_MODELS))}')
+        folder = _fetch_d2l_model(name, D2L_MODELS[name], None)
+        path = os.path.join(folder, 'vocab.json')
+        try:
+            vocab = Vocab.from_tokens(_read_json(path), source=path)
+        except ValueError as e:
+            raise GluonBertError(str(e)) from None
+        model = dict(D2L_MODELS[name]['model'], vocab_size=len(vocab))
+        return model, vocab, os.path.join(folder, 'pretrained.params')
+    if not os.path.isdir(source):
+        raise GluonBertError(f'{source} is not a folder: pass a model '
+                             'directory written by gluon_bert.pretrain, or '
+                             'd2l:bert.small', ['init_from'])
+    config = load_config(source)
+    if 'classifier' in config:
+        raise GluonBertError(
+            f'{source} holds a fine-tuned classifier, which keeps no MLM and '
+            'NSP heads to pretrain: start from the pretrained model it came '
+            f'from ({config["classifier"].get("pretrained")})',
+            ['init_from'])
+    vocab, params_path = checked_files(source, config)
+    return dict(config['model']), vocab, params_path
 
 
 def _fine_tuned_bert(config, params_path, device):
@@ -168,7 +204,7 @@ def _fine_tuned_bert(config, params_path, device):
     from .model import BERTClassifier
     bert = bert_from_config(config)
     classifier = BERTClassifier(bert, config['classifier']['num_classes'])
-    _load_params(classifier, params_path, device, CONFIG)
+    load_params(classifier, params_path, device, CONFIG)
     bert.mlm.initialize(init.Normal(0.02), ctx=device)
     bert.nsp.initialize(init.Normal(0.02), ctx=device)
     return bert
@@ -291,9 +327,9 @@ def load_d2l_pretrained(name, device=None, hybridize=True, cache_dir=None):
     except ValueError as e:
         raise GluonBertError(str(e)) from None
     model = dict(entry['model'], vocab_size=len(vocab))
-    net = _load_params(BERTModel(**model),
-                       os.path.join(folder, 'pretrained.params'),
-                       device or mx.cpu(0), name)
+    net = load_params(BERTModel(**model),
+                      os.path.join(folder, 'pretrained.params'),
+                      device or mx.cpu(0), name)
     if hybridize:
         net.hybridize(static_alloc=True)
     config = {'format_version': FORMAT_VERSION, 'model': model,
@@ -301,7 +337,9 @@ def load_d2l_pretrained(name, device=None, hybridize=True, cache_dir=None):
     return net, vocab, config
 
 
-def _load_params(net, params_path, device, origin):
+def load_params(net, params_path, device, origin):
+    """Load ``params_path`` into ``net`` on ``device`` (a device or a list);
+    a file that does not fit is one line naming ``origin``."""
     try:
         net.load_parameters(params_path, ctx=device, allow_missing=False,
                             ignore_extra=False)

@@ -273,7 +273,7 @@ def load_classifier(model_dir, device=None):
     :func:`save_classifier`."""
     import mxnet as mx
 
-    from .checkpoint import (CONFIG, _load_params, bert_from_config,
+    from .checkpoint import (CONFIG, load_params, bert_from_config,
                              checked_files, load_config)
     from .model import BERTClassifier
     if not os.path.isdir(model_dir):
@@ -286,9 +286,9 @@ def load_classifier(model_dir, device=None):
                              'fine-tuned classifier: run gluon_bert.finetune '
                              'first')
     vocab, params = checked_files(model_dir, config, require_sha1=True)
-    net = _load_params(BERTClassifier(bert_from_config(config),
-                                      info['num_classes']),
-                       params, device or mx.cpu(0), CONFIG)
+    net = load_params(BERTClassifier(bert_from_config(config),
+                                     info['num_classes']),
+                      params, device or mx.cpu(0), CONFIG)
     net.hybridize(static_alloc=True)
     return net, vocab, config
 

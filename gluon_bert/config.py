@@ -172,6 +172,13 @@ class PretrainConfig(_Config):
         'bert.small), base (BERT_BASE), large (BERT_LARGE); the four size '
         'flags below override it', 'model', choices=(
             'base', 'd2l-small', 'large', 'small'), resume='free')
+    init_from: str = setting(
+        None, "start from this pretrained model's weights instead of random "
+        'ones: a folder written by pretrain, or d2l:bert.small. Its size and '
+        'vocabulary are taken (flags that contradict them are refused), the '
+        'training settings are this run\'s (recipe, rate, warm-up, steps, '
+        '--corpus: a task\'s own text, say), and the folder is only read: '
+        'the new run goes to --save-dir', 'model')
     num_hiddens: int = setting(128, 'size of every token representation',
                                'model', positive_int)
     ffn_num_hiddens: int = setting(

@@ -12,7 +12,7 @@ import os
 import sys
 
 from .dataset import EVAL_BATCH_SIZE, EVAL_SEED
-from .stream import EVAL_PAIRS
+from .sources import EVAL_PAIRS
 from .utils import (GluonBertError, HelpFormatter, atomic_write,
                     max_len_arg, positive_int, run_command)
 
@@ -58,7 +58,8 @@ def _corpus_batches(args, settings, vocab, max_len):
     corpus the model was pretrained on, drawn as pretrain draws them."""
     from .config import PretrainConfig
     from .corpus import prepare_corpus
-    from .stream import CorpusStream, corpus_streams
+    from .sources import corpus_streams
+    from .stream import CorpusStream
     config = PretrainConfig.from_dict(settings)
     config.max_len = max_len
     if args.corpus:

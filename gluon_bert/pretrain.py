@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 
+from . import sources
 from .config import RECIPES, PretrainConfig, describe_recipe
 from .flags import add_arguments, config_from_flags, resumed_config
 from .sizes import PRESETS
@@ -69,7 +70,7 @@ def parse_flags(argv=None):
         if not os.path.isfile(state):
             parser.error(f'--resume: {state} does not exist; train without '
                          '--resume first, or point --save-dir at a run')
-    else:
+    elif not given.get('init_from'):  # checked once the model is read
         _check(config_from_flags(given), parser.error)
     return given
 
@@ -108,6 +109,10 @@ def _check(config, error):
               "tokenizers: pip install 'gluon_bert[subword]'")
 
 
+def _refuse(message):
+    raise GluonBertError(message)
+
+
 def _saved_settings(save_dir):
     """The pretraining settings config.json of ``save_dir`` keeps (None if
     it keeps none)."""
@@ -127,6 +132,10 @@ def make_config(given):
         source, given = given['branch_from'], dict(given, resume=True)
     elif given.get('resume'):
         source = given.get('save_dir', PretrainConfig.save_dir)
+    elif given.get('init_from'):
+        config = sources.from_model(config_from_flags(given), given)
+        _check(config, _refuse)
+        return config.with_default_steps()
     else:
         return config_from_flags(given).with_default_steps()
     saved = _saved_settings(source)
@@ -175,85 +184,6 @@ def _train_options(config, verbose=True):
                                        if config.max_minutes else None),
         eval_every=config.eval_every, log_every=config.log_every,
         verbose=verbose, nsp_weight=0.0 if config.no_nsp else 1.0)
-
-
-def _valid_evaluator(config, vocab, train_iter):
-    """``evaluate(net)`` on the valid split, as ``gluon_bert.evaluate`` does
-    with its defaults (:func:`~gluon_bert.dataset.load_heldout`), so the
-    last figures equal its output; with --corpus, on its held-out text."""
-    from . import dataset, trainer
-    if config.corpus:
-        from .stream import EVAL_PAIRS
-        batches = list(train_iter.held_out.held_out_batches(
-            dataset.EVAL_BATCH_SIZE, EVAL_PAIRS))
-        return lambda net: trainer.evaluate_bert(net, batches, len(vocab))
-    data_iter = dataset.load_heldout(config.max_len, vocab, 'valid',
-                                     config.data_dir,
-                                     cache_dir=config.cache_dir,
-                                     use_cache=not config.no_cache)
-    return lambda net: trainer.evaluate_bert(net, data_iter, len(vocab))
-
-
-def _sampling(config):
-    """How the run draws its pairs and masks."""
-    from . import dataset
-    return dataset.Sampling(mask_prob=config.mask_prob,
-                            next_prob=1.0 if config.no_nsp else 0.5,
-                            whole_word=config.whole_word)
-
-
-def _subword_vocab(config, say):
-    """The run's WordPiece vocabulary: the saved one on --resume, else
-    learnt from the training split now."""
-    from . import checkpoint, dataset, vocab
-    saved = os.path.join(config.save_dir, checkpoint.VOCAB)
-    if config.resume and os.path.isfile(saved):
-        return vocab.Vocab.load(saved)
-    start = time.perf_counter()
-    data_dir = dataset.resolve_data_dir(config.data_dir)
-    learnt = vocab.train_wordpiece(dataset.wiki_sentences(data_dir),
-                                   config.vocab_size,
-                                   dataset.RESERVED_TOKENS)
-    say(f'WordPiece vocabulary of {len(learnt)} learnt in '
-        f'{time.perf_counter() - start:.1f} s', flush=True)
-    return learnt
-
-
-def _training_data(config, rank, workers, say):
-    """The examples (this worker's share of them) and the vocabulary."""
-    from . import dataset
-    if config.corpus:
-        from .stream import corpus_streams
-        expect = None
-        if config.resume:
-            from .checkpoint import load_config
-            expect = load_config(config.save_dir)['train'].get('corpus')
-        train_iter, train_iter.held_out = corpus_streams(
-            config, rank, workers, say, expect, bool(config.eval_every))
-        return train_iter, train_iter.vocab
-    subwords = (_subword_vocab(config, say) if config.vocab == 'wordpiece'
-                else None)
-    start = time.perf_counter()
-    train_iter, vocab = dataset.load_data_wiki(
-        config.batch_size, config.max_len, data_dir=config.data_dir,
-        vocab=subwords, cache_dir=config.cache_dir,
-        use_cache=not config.no_cache, sampling=_sampling(config))
-    say(f'{len(train_iter.dataset)} sentence pairs, vocabulary of '
-        f'{len(vocab)}, ready in {time.perf_counter() - start:.1f} s',
-        flush=True)
-    # Each worker reads its own share of the examples; with --resample,
-    # epochs 1, 2, ... draw new pairs and masks
-    resample = dataset.ResampledEpochs(
-        dataset.resolve_data_dir(config.data_dir), config.max_len, vocab,
-        config.seed, sampling=_sampling(config)) if config.resample else None
-    train_iter = dataset.DataIter(
-        train_iter.dataset, config.batch_size,
-        shard=(rank, workers) if workers > 1 else None, resample=resample,
-        drop_last=config.resample)
-    if workers > 1:
-        say(f'{workers} workers, {len(train_iter.indices)} pairs each; a '
-            f'step sees {workers} x {config.batch_size} pairs', flush=True)
-    return train_iter, vocab
 
 
 def _restore(config, net, optimizer, devices, say):
@@ -388,13 +318,18 @@ def _build(config, kvstore, rank, workers, say):
     from . import devices as device_list, model, sizes, state, trainer
     seed_everything(config.seed)
     devices = device_list.parse_devices(config.gpus, config.cpus)
-    train_iter, vocab = _training_data(config, rank, workers, say)
+    train_iter, vocab = sources.training_data(config, rank, workers, say)
     sizes.check_memory(config, len(vocab), devices)
     net = model.get_bert_model(len(vocab), config.num_hiddens,
                                config.ffn_num_hiddens, config.num_heads,
                                config.num_blks, config.dropout, config.pos_len,
                                config.tie_output)
     trainer.init_bert(net, devices, config.init)
+    if config.init_from and not config.resume:
+        from .checkpoint import load_params, pretrained_source
+        load_params(net, pretrained_source(config.init_from)[2], devices,
+                    config.init_from)
+        say(f'Starting from the weights of {config.init_from}', flush=True)
     if rank == 0:  # before the first step: room for two checkpoints
         state.check_room(config.save_dir, net)
     optimizer = trainer.make_trainer(net, config.lr, kvstore or config.kvstore,
@@ -427,7 +362,7 @@ def _run(config, kvstore, rank, workers):
         library.setLevel(logging.WARNING)  # the chief reports for the job
     devices, train_iter, vocab, net, optimizer, resume = _build(
         config, kvstore, rank, workers, say)
-    evaluate = (_valid_evaluator(config, vocab, train_iter)
+    evaluate = (sources.valid_evaluator(config, vocab, train_iter)
                 if config.eval_every else None)
     record = _record(config, workers, devices, train_iter)
     last = {}

@@ -27,8 +27,7 @@ import numpy as onp
 from .batches import Batch
 from .utils import GluonBertError
 
-__all__ = ['CorpusStream', 'HELD_OUT_EVERY', 'EVAL_PAIRS', 'draw_examples',
-           'corpus_streams']
+__all__ = ['CorpusStream', 'HELD_OUT_EVERY', 'draw_examples']
 
 #: Without a held-out corpus, every HELD_OUT_EVERY-th paragraph of the
 #: corpus (1 %) is held out for evaluation and never trained on.
@@ -300,54 +299,3 @@ class CorpusStream:
             left -= len(firsts)
             if left <= 0:
                 return
-
-
-#: Held-out pairs evaluated by ``pretrain --eval-every`` on a corpus.
-EVAL_PAIRS = 8192
-
-
-def corpus_streams(config, rank=0, workers=1, say=print, expect_key=None,
-                   held_out=True, eval_seed=None):
-    """The training stream (this worker's) and the held-out stream (None
-    unless ``held_out``) of ``config.corpus`` (a
-    :class:`~gluon_bert.config.PretrainConfig`), preparing the shards first
-    if no earlier run did.  ``expect_key``: the corpus key a resumed run
-    recorded (a corpus changed since is refused before anything is
-    prepared).  The held-out draws are seeded by ``eval_seed`` (default
-    :data:`~gluon_bert.dataset.EVAL_SEED`, as the book's held-out splits)."""
-    import time
-
-    from .corpus import prepare_corpus, valid_files
-    from .dataset import EVAL_SEED, Sampling
-    start = time.perf_counter()
-    settings = dict(corpus_format=config.corpus_format, kind=config.vocab,
-                    vocab_size=config.vocab_size, max_words=config.max_words,
-                    cache_dir=config.cache_dir, say=say)
-    prepared = prepare_corpus(config.corpus, expect_key=expect_key,
-                              **settings)
-    sampling = Sampling(mask_prob=config.mask_prob,
-                        next_prob=1.0 if config.no_nsp else 0.5,
-                        whole_word=config.whole_word)
-    valid = config.valid_corpus or valid_files(config.corpus)
-    common = dict(max_len=config.max_len, sampling=sampling,
-                  seed=EVAL_SEED if eval_seed is None else eval_seed)
-    train = CorpusStream(prepared, config.batch_size,
-                         shard=(rank, workers) if workers > 1 else None,
-                         part='all' if valid else 'train',
-                         **dict(common, seed=config.seed))
-    held = None
-    if valid and held_out:
-        settings.update(corpus_format='auto', say=lambda *a, **k: None)
-        held = CorpusStream(prepare_corpus(valid, vocab=prepared.vocab,
-                                           **settings), 1, part='all',
-                            **common)
-    elif held_out:
-        held = CorpusStream(prepared, 1, part='held_out', **common)
-    say(f'{train.num_pairs:,} sentence pairs a pass'
-        + (f', {held.num_pairs:,} held out' if held else '')
-        + f'; {prepared.describe()}; ready in '
-        f'{time.perf_counter() - start:.1f} s', flush=True)
-    if workers > 1:
-        say(f'{workers} workers, {len(train)} batches each a pass; a step '
-            f'sees {workers} x {config.batch_size} pairs', flush=True)
-    return train, held
