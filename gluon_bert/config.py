@@ -114,7 +114,12 @@ class PretrainConfig(_Config):
         '(--cache-dir) that later runs reuse, read as a stream, so memory '
         'does not grow with the corpus. A folder holding wiki.train.tokens '
         '(WikiText-103) is read as WikiText-2 is, its wiki.valid.tokens '
-        'held out; see --corpus-format for the layouts', 'data', nargs='+')
+        'held out; see --corpus-format for the layouts. TASK:FOLDER is a '
+        "fine-tuning task's training text (e.g. qnli:../shared/data/qnli-"
+        'small; labels, dev and test never read): each sentence pair a '
+        "two-sentence document, a single-sentence task's sentences four to "
+        'a document, words split as finetune splits them', 'data',
+        nargs='+')
     valid_corpus: list = setting(
         None, "held-out text for --eval-every, in --corpus's layout "
         '(default: wiki.valid.tokens of a WikiText folder, else 1 %% of '

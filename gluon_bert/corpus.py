@@ -1,238 +1,38 @@
 """Any text as a pretraining corpus, prepared once into shards on disk.
 
-``pretrain --corpus`` reads files, folders or globs (plain or ``.gz``) in
-one of three layouts, cuts them into paragraphs of sentences of words, and
-writes token ids into memory-mapped NumPy shards (the format chosen by
-``benchmarks/bench_shard_format.py``), so that memory does not grow with the
-corpus::
+``pretrain --corpus`` reads its text as paragraphs (:mod:`gluon_bert.text`)
+and writes their token ids into memory-mapped NumPy shards (the format
+chosen by ``benchmarks/bench_shard_format.py``), so that memory does not
+grow with the corpus::
 
-    files --chunks--> count words (both cores) --> vocabulary
+    files --chunks--> count words (every core) --> vocabulary
           --chunks--> token ids --> shards: NNNNN.{tokens,sentences,
                                     paragraphs}.npy + manifest.json
 
-The layouts (``corpus_format``):
-
-* ``wikitext``: a paragraph a line, sentences separated by `` . `` (the
-  book's reader: lower-cased, split on whitespace; a WikiText-103 folder
-  works as it is);
-* ``documents``: a sentence a line, a blank line between documents (BERT's
-  and GluonNLP's ``create_pretraining_data.py``);
-* ``lines``: running text, a paragraph a line, cut into sentences after
-  ``.``, ``!`` or ``?``.
-
-The last two are raw text, split into words as ``finetune`` splits a task's
-text (:func:`~gluon_bert.vocab.wikitext_tokenize`).  A paragraph of one
-sentence gives no next-sentence pair and is dropped, as the book drops it.
+The cache entry is keyed by the files' digests and the settings, built in a
+temporary folder and renamed into place once complete.
 """
 import array
 import collections
-import glob
-import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 
 import numpy as onp
 
-from .utils import GluonBertError, atomic_write, file_digest
-from .vocab import Vocab, train_wordpiece, wikitext_tokenize
+from . import text
+from .utils import GluonBertError, atomic_write
+from .vocab import Vocab, train_wordpiece
 
-__all__ = ['CORPUS_FORMATS', 'MAX_WORDS', 'MAX_LINE_BYTES', 'resolve_files',
-           'detect_format', 'read_paragraphs', 'prepare_corpus',
-           'PreparedCorpus']
+__all__ = ['MAX_WORDS', 'SHARD_TOKENS', 'prepare_corpus', 'PreparedCorpus']
 
-#: The layouts a corpus file can have (``auto``: :func:`detect_format`).
-CORPUS_FORMATS = ('auto', 'wikitext', 'documents', 'lines')
 #: A word vocabulary larger than this is refused unless capped.
 MAX_WORDS = 50_000
-#: Longer lines are an error (no layout puts a whole text on one line).
-MAX_LINE_BYTES = 16 << 20
 _VERSION = 'gluon_bert.corpus/1'
-#: Text per task of the process pool, and tokens per shard (about).
-CHUNK_BYTES, SHARD_TOKENS = 32 << 20, 8 << 20
-_SENTENCE_END = re.compile(r'(?<=[.!?])["\')\]]*\s+(?=["\'(\[]?[A-Z0-9])')
+#: Tokens per shard (about).
+SHARD_TOKENS = 8 << 20
 _RESERVED = ['<pad>', '<mask>', '<cls>', '<sep>']
-
-
-# --------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------
-def _expand(path):
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, 'wiki.train.tokens')):
-            return [os.path.join(path, 'wiki.train.tokens')]
-        return sorted(os.path.join(d, f) for d, dirs, files in os.walk(path)
-                      for f in files if not f.startswith('.'))
-    if any(c in path for c in '*?['):
-        return sorted(p for p in glob.glob(path, recursive=True)
-                      if os.path.isfile(p))
-    if not os.path.isfile(path):
-        raise GluonBertError(f'corpus file {path} does not exist: check the '
-                             'path given to corpus', ['corpus'])
-    return [path]
-
-
-def resolve_files(paths):
-    """The files of ``paths`` (files, folders, globs), in order, each once.
-
-    A folder holding ``wiki.train.tokens`` is the WikiText layout: its
-    training file alone (:func:`valid_files` finds ``wiki.valid.tokens``).
-    """
-    files = []
-    for path in paths:
-        found = _expand(os.fspath(path))
-        if not found:
-            raise GluonBertError(f'corpus {path} names no file: give files, '
-                                 'a folder of them or a glob', ['corpus'])
-        files += [f for f in found if f not in files]
-    return files
-
-
-def valid_files(paths):
-    """``wiki.valid.tokens`` beside a WikiText folder's training file (the
-    held-out split of the WikiText layout), else None."""
-    if len(paths) == 1 and os.path.isdir(paths[0]):
-        valid = os.path.join(paths[0], 'wiki.valid.tokens')
-        if os.path.isfile(os.path.join(paths[0], 'wiki.train.tokens')) and \
-                os.path.isfile(valid):
-            return [valid]
-    return None
-
-
-def _open(path):
-    if path.endswith('.gz'):
-        return gzip.open(path, 'rb')
-    return open(path, 'rb')
-
-
-def _check_text(path):
-    """An empty or binary file is an error naming it."""
-    try:
-        with _open(path) as f:
-            head = f.read(8192)
-    except (OSError, EOFError) as e:
-        raise GluonBertError(f'corpus file {path} cannot be read ({e}): '
-                             'pass text files, plain or .gz') from None
-    if not head.strip():
-        raise GluonBertError(f'corpus file {path} is empty: remove it from '
-                             'corpus or give it text', ['corpus'])
-    if b'\0' in head:
-        raise GluonBertError(f'corpus file {path} is binary (it holds NUL '
-                             'bytes): pass UTF-8 text files', ['corpus'])
-
-
-def _chunks(path, corpus_format):
-    """Byte ranges ``(path, start, end)`` of about ``CHUNK_BYTES`` each,
-    cut after a line (a blank line for ``documents``); a .gz file is one."""
-    if path.endswith('.gz'):
-        return [(path, 0, None)]
-    size = os.path.getsize(path)
-    cuts, start = [], 0
-    with open(path, 'rb') as f:
-        while start < size:
-            f.seek(min(start + CHUNK_BYTES, size))
-            if f.tell() < size:
-                f.readline(MAX_LINE_BYTES)
-                while corpus_format == 'documents':
-                    line = f.readline(MAX_LINE_BYTES)
-                    if not line or not line.strip():
-                        break
-            end = f.tell()
-            cuts.append((path, start, end))
-            start = end
-    return cuts
-
-
-def _lines(path, start, end):
-    """Decoded lines of a byte range; bad UTF-8 or an overlong line is an
-    error naming the file and the line."""
-    with _open(path) as f:
-        f.seek(start)
-        number = None
-        while end is None or f.tell() < end:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            if len(raw) > MAX_LINE_BYTES:
-                raise GluonBertError(
-                    f'corpus file {path} has a line over '
-                    f'{MAX_LINE_BYTES >> 20} MB near byte {f.tell()}: put a '
-                    'paragraph (or a sentence) a line', ['corpus'])
-            try:
-                yield raw.decode('utf-8')
-            except UnicodeDecodeError as e:
-                number = _line_number(path, f.tell() - len(raw))
-                raise GluonBertError(
-                    f'corpus file {path} line {number} is not UTF-8 (byte '
-                    f'{e.start + 1} of the line: {e.reason}): re-encode the '
-                    'file as UTF-8, e.g. iconv -f latin1 -t utf-8',
-                    ['corpus']) from None
-
-
-def _line_number(path, offset):
-    with _open(path) as f:
-        return f.read(offset).count(b'\n') + 1
-
-
-# --------------------------------------------------------------------------
-# Paragraphs
-# --------------------------------------------------------------------------
-def detect_format(path):
-    """The layout of a file, from its name and first lines: ``wikitext``
-    when it is ``wiki.*.tokens`` or most lines hold `` . ``, ``documents``
-    when it has blank lines between lines of one sentence each, else
-    ``lines``."""
-    name = os.path.basename(path)
-    if name.startswith('wiki.') and name.endswith('.tokens'):
-        return 'wikitext'
-    lines = []
-    for line in _lines(path, 0, None):
-        lines.append(line)
-        if len(lines) >= 2000:
-            break
-    text = [line for line in lines if line.strip()]
-    if sum(' . ' in line for line in text) > 0.3 * len(text):
-        return 'wikitext'
-    blank = len(lines) - len(text)
-    one = sum(len(_SENTENCE_END.split(line.strip())) == 1 for line in text)
-    return 'documents' if blank and one > 0.8 * len(text) else 'lines'
-
-
-def read_paragraphs(lines, corpus_format):
-    """Yield the paragraphs of ``lines`` as lists of sentences (lists of
-    words), and ``(None, words)`` for each stretch of text dropped (a
-    paragraph of fewer than two sentences)."""
-    if corpus_format == 'wikitext':
-        for line in lines:
-            # The book's rule: two sentences in the raw line, lower-cased
-            if len(line.split(' . ')) >= 2:
-                yield [s.split() for s in line.strip().lower().split(' . ')]
-            elif line.strip():
-                yield None, len(line.split())
-        return
-    if corpus_format == 'lines':
-        for line in lines:
-            if line.strip():
-                yield _paragraph([wikitext_tokenize(s) for s in
-                                  _SENTENCE_END.split(line.strip())])
-        return
-    document = []
-    for line in lines:
-        if line.strip():
-            document.append(wikitext_tokenize(line))
-        elif document:
-            yield _paragraph(document)
-            document = []
-    if document:
-        yield _paragraph(document)
-
-
-def _paragraph(sentences):
-    if len(sentences) >= 2:
-        return sentences
-    return None, sum(map(len, sentences))
 
 
 # --------------------------------------------------------------------------
@@ -242,7 +42,7 @@ def _count_chunk(task):
     """Pass 1: the word counts of one byte range, and how much was kept."""
     path, start, end, corpus_format = task
     counts, kept, dropped = collections.Counter(), 0, 0
-    for paragraph in read_paragraphs(_lines(path, start, end), corpus_format):
+    for paragraph in text.paragraphs(path, start, end, corpus_format):
         if isinstance(paragraph, tuple):
             dropped += paragraph[1]
             continue
@@ -274,7 +74,7 @@ def _write_chunk(task):
                            paragraphs=len(paragraphs)))
         del tokens[:], sentences[:], paragraphs[:]
 
-    for paragraph in read_paragraphs(_lines(path, start, end), corpus_format):
+    for paragraph in text.paragraphs(path, start, end, corpus_format):
         if isinstance(paragraph, tuple):
             continue
         for words in paragraph:
@@ -396,12 +196,13 @@ def prepare_corpus(paths, corpus_format='auto', vocab=None, kind='word',
     anything is prepared.  Returns a :class:`PreparedCorpus`.
     """
     from .wikitext import default_cache_dir
-    files = resolve_files(paths)
+    files = text.resolve_files(paths)
     for path in files:
-        _check_text(path)
-    formats = [corpus_format if corpus_format != 'auto'
-               else detect_format(path) for path in files]
-    digests = [file_digest(path) for path in files]
+        text.check_text(path)
+    formats = ['task' if text.task_source(path) else corpus_format
+               if corpus_format != 'auto' else text.detect_format(path)
+               for path in files]
+    digests = [text.digest(path) for path in files]
     key = hashlib.sha1(json.dumps([
         _VERSION, digests, formats, _vocab_spec(
             vocab, kind, min_freq, vocab_size, max_words)]).encode()
@@ -456,13 +257,13 @@ def _prepare(files, formats, digests, key, vocab, folder, processes, say,
     import time
     start = time.perf_counter()
     processes = processes or os.cpu_count() or 1
-    chunks = [(p, s, e, fmt) for path, fmt in zip(files, formats)
-              for p, s, e in _chunks(path, fmt)]
+    ranges = [(p, s, e, fmt) for path, fmt in zip(files, formats)
+              for p, s, e in text.chunks(path, fmt)]
     say(f'Preparing the corpus: {len(files)} file(s) '
-        f'({", ".join(sorted(set(formats)))}), {len(chunks)} chunk(s) on '
-        f'{min(processes, len(chunks))} process(es) ...', flush=True)
+        f'({", ".join(sorted(set(formats)))}), {len(ranges)} chunk(s) on '
+        f'{min(processes, len(ranges))} process(es) ...', flush=True)
     counts, kept, dropped = collections.Counter(), 0, 0
-    for c, k, d in _pool_map(_count_chunk, chunks, processes):
+    for c, k, d in _pool_map(_count_chunk, ranges, processes):
         counts.update(c)
         kept, dropped = kept + k, dropped + d
     share = _check_kept(kept, dropped, files, formats[0])
@@ -474,10 +275,10 @@ def _prepare(files, formats, digests, key, vocab, folder, processes, say,
         f'{time.perf_counter() - start:.1f} s', flush=True)
     del counts
     tasks = [chunk + (vocab, folder, f'{i:05d}', SHARD_TOKENS)
-             for i, chunk in enumerate(chunks)]
+             for i, chunk in enumerate(ranges)]
     shards = [s for part in _pool_map(_write_chunk, tasks, processes)
               for s in part]
-    if [file_digest(path) for path in files] != digests:
+    if [text.digest(path) for path in files] != digests:
         raise GluonBertError('a corpus file changed while it was prepared: '
                              'prepare it again once it is complete')
     manifest = dict(format=_VERSION, key=key, files=files, digests=digests,

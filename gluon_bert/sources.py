@@ -158,7 +158,8 @@ def corpus_streams(config, rank=0, workers=1, say=print, expect_key=None,
     prepared).  The held-out draws are seeded by ``eval_seed`` (default
     :data:`~gluon_bert.dataset.EVAL_SEED`, as the book's held-out splits);
     ``vocab``, a model's vocabulary to cut the text into (``--init-from``)."""
-    from .corpus import prepare_corpus, valid_files
+    from .corpus import prepare_corpus
+    from .text import valid_files
     from .stream import CorpusStream
     from .dataset import EVAL_SEED, Sampling
     start = time.perf_counter()

@@ -17,7 +17,7 @@ from .encoder import get_tokens_and_segments, truncate_pair
 from .utils import GluonBertError, read_text_lines
 from .vocab import wikitext_tokenize
 
-__all__ = ['TASKS', 'Task', 'read_snli', 'read_tsv', 'read_glue',
+__all__ = ['task_text', 'TASKS', 'Task', 'read_snli', 'read_tsv', 'read_glue',
            'read_task', 'task_splits', 'ClassificationDataset', 'SNLI_LABELS',
            'TOKENIZERS', 'METRICS', 'accuracy', 'f1', 'pearson', 'spearman',
            'score']
@@ -267,6 +267,24 @@ def read_task(task, data_dir, split):
     else:
         a, b, labels = read_glue(path, spec, spec.classes)
     return a, b, labels, spec.num_classes or max(labels) + 1
+
+
+def task_text(task, data_dir, per_paragraph=4):
+    """The *training* text of ``task`` as pretraining paragraphs (lists of
+    sentences, each a list of words): labels dropped, dev and test never
+    read.  A sentence pair is a two-sentence paragraph, the second sentence
+    the first's next one for NSP; a single-sentence task's sentences are
+    grouped ``per_paragraph`` at a time, in file order.  Words are split as
+    ``finetune`` splits the task's text.
+    """
+    a, b, _, _ = read_task(task, data_dir, 'train')
+    split = TOKENIZERS[TASKS[task].tokenizer]
+    if b is not None:
+        for first, second in zip(a, b):
+            yield [split(first), split(second)]
+        return
+    for i in range(0, len(a) - per_paragraph + 1, per_paragraph):
+        yield [split(sentence) for sentence in a[i:i + per_paragraph]]
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import random
 import numpy as onp
 import pytest
 
-from gluon_bert import corpus, pretrain, stream
+from gluon_bert import corpus, pretrain, stream, text
 from gluon_bert.dataset import Sampling, load_data_wiki
 from gluon_bert.utils import GluonBertError
 
@@ -49,25 +49,25 @@ def _prepare(paths, tmp_path, **kwargs):
 # -- the layouts ------------------------------------------------------------
 def test_each_layout_is_read_as_stated():
     wikitext = [' = Heading = \n', ' A b . C d , e . F \n', ' one only \n']
-    assert list(corpus.read_paragraphs(wikitext, 'wikitext')) == [
+    assert list(text.read_paragraphs(wikitext, 'wikitext')) == [
         (None, 3), [['a', 'b'], ['c', 'd', ',', 'e'], ['f']], (None, 2)]
     documents = ['The cat sat.\n', "It doesn't move.\n", '\n', 'Alone.\n']
-    assert list(corpus.read_paragraphs(documents, 'documents')) == [
+    assert list(text.read_paragraphs(documents, 'documents')) == [
         [['the', 'cat', 'sat', '.'], ['it', 'doesn', "'t", 'move', '.']],
         (None, 2)]
     lines = ['First one here. Then a second! A third? yes.\n']
-    assert list(corpus.read_paragraphs(lines, 'lines')) == [
+    assert list(text.read_paragraphs(lines, 'lines')) == [
         [['first', 'one', 'here', '.'], ['then', 'a', 'second', '!'],
          ['a', 'third', '?', 'yes', '.']]]
 
 
 def test_the_layout_is_detected(tmp_path):
-    assert corpus.detect_format(write_wikitext(tmp_path / 'a.txt')) == \
+    assert text.detect_format(write_wikitext(tmp_path / 'a.txt')) == \
         'wikitext'
-    assert corpus.detect_format(write_documents(tmp_path / 'b.txt')) == \
+    assert text.detect_format(write_documents(tmp_path / 'b.txt')) == \
         'documents'
     (tmp_path / 'c.txt').write_text('One sentence. And another one.\n' * 9)
-    assert corpus.detect_format(str(tmp_path / 'c.txt')) == 'lines'
+    assert text.detect_format(str(tmp_path / 'c.txt')) == 'lines'
 
 
 def test_files_folders_globs_and_gzip(tmp_path):
@@ -82,9 +82,9 @@ def test_files_folders_globs_and_gzip(tmp_path):
                       tmp_path)
     assert zipped.manifest['tokens'] == plain.manifest['tokens'] > 0
     assert zipped.vocab == plain.vocab
-    assert corpus.resolve_files([str(texts / '*.txt')]) == [
+    assert text.resolve_files([str(texts / '*.txt')]) == [
         str(texts / 'a.txt'), str(texts / 'b.txt')]
-    assert corpus.resolve_files([str(texts)]) == [
+    assert text.resolve_files([str(texts)]) == [
         str(texts / n) for n in ('a.txt', 'b.txt', 'b.txt.gz')]
 
 
@@ -96,7 +96,7 @@ def test_wikitext_folder_gives_the_books_vocabulary(corpus_dir, tmp_path):
     _, vocab = load_data_wiki(16, 24, data_dir=corpus_dir, use_cache=False)
     prepared = _prepare([corpus_dir], tmp_path)
     assert prepared.vocab == vocab
-    assert corpus.valid_files([corpus_dir]) == [
+    assert text.valid_files([corpus_dir]) == [
         os.path.join(corpus_dir, 'wiki.valid.tokens')]
     paragraphs = [line.strip().lower().split(' . ') for line in open(
         os.path.join(corpus_dir, 'wiki.train.tokens'), encoding='utf-8')
@@ -285,7 +285,7 @@ def test_missing_file_overlong_line_and_tiny_corpus(tmp_path, capsys,
     assert pretrain.main(['--corpus', good] + run) != 0
     err = capsys.readouterr().err
     assert 'fewer than one batch of 16' in err and '--batch-size' in err
-    monkeypatch.setattr(corpus, 'MAX_LINE_BYTES', 100)
+    monkeypatch.setattr(text, 'MAX_LINE_BYTES', 100)
     long = tmp_path / 'long.txt'
     long.write_text(' a . b . \n' + 'x ' * 200 + '\n')
     assert pretrain.main(['--corpus', str(long)] + run) != 0
@@ -340,3 +340,51 @@ def test_evaluate_scores_the_held_out_text_as_eval_every(tmp_path, capsys):
     assert evaluate.main(['--model-dir', str(save), '--corpus', other,
                           '--output', str(tmp_path / 'b.json')]) == 0
     assert json.loads((tmp_path / 'b.json').read_text())['pairs'] > 0
+
+
+# -- a task's own text ------------------------------------------------------
+def _task_folder(folder, rows, header='index\tquestion\tsentence\tlabel'):
+    folder.mkdir()
+    for split in ('train', 'dev', 'test'):
+        lines = [header] + [f'{i}\t{q}\t{s}\t{label}'.replace('SPLIT', split)
+                            for i, (q, s, label) in enumerate(rows)]
+        (folder / f'{split}.tsv').write_text('\n'.join(lines) + '\n')
+    return str(folder)
+
+
+def _words_of(prepared):
+    words = []
+    for shard in prepared.manifest['shards']:
+        tokens, _, _ = prepared.shard_arrays(shard)
+        words += prepared.vocab.to_tokens(tokens)
+    return words
+
+
+def test_a_tasks_text_is_its_training_sentences_without_labels(tmp_path):
+    rows = [(f'Where is SPLIT{i} here?', f'The SPLIT{i} is there.',
+             'entailment' if i % 2 else 'not_entailment') for i in range(30)]
+    folder = _task_folder(tmp_path / 'qnli-small', rows)
+    prepared = _prepare([f'qnli:{folder}'], tmp_path, min_freq=1)
+    words = set(_words_of(prepared))
+    assert {f'train{i}' for i in range(30)} <= words
+    assert not any(w.startswith(('dev', 'test')) for w in words)
+    assert not {'entailment', 'not_entailment', '<unk>'} & words
+    # each pair a paragraph of two sentences, split as finetune splits it
+    assert prepared.manifest['paragraphs'] == 30
+    assert prepared.manifest['sentences'] == 60
+    assert 'here' in words and '?' in words
+    with pytest.raises(GluonBertError, match='no training split of qnli'):
+        _prepare([f'qnli:{tmp_path}'], tmp_path)
+
+
+def test_single_sentence_tasks_and_mixed_sources(tmp_path):
+    folder = tmp_path / 'sst2'
+    folder.mkdir()
+    (folder / 'train.tsv').write_text('sentence\tlabel\n' + ''.join(
+        f'a film number{i} .\t{i % 2}\n' for i in range(10)))
+    prepared = _prepare([f'sst2:{folder}'], tmp_path, min_freq=1)
+    assert prepared.manifest['paragraphs'] == 2  # 4 a paragraph, 2 left out
+    both = _prepare([f'sst2:{folder}', write_wikitext(tmp_path / 'w.txt')],
+                    tmp_path, min_freq=1)
+    assert both.manifest['layouts'] == ['task', 'wikitext']
+    assert both.manifest['paragraphs'] == 2 + 80
