@@ -159,13 +159,16 @@ def load_pretrained(model_dir, device=None, hybridize=True):
     return net, vocab, config
 
 
-def pretrained_source(source):
+def pretrained_source(source, step=None):
     """What ``pretrain --init-from`` starts from, read without building a
     model: ``(model settings, vocab, path of the parameters)`` of a model
-    directory written by ``pretrain``, or of one of the book's models
-    (``d2l:NAME``).  A fine-tuned classifier's folder is refused: its MLM
-    and NSP heads are gone."""
+    directory written by ``pretrain`` (with ``step``, of its kept checkpoint
+    of that step), or of one of the book's models (``d2l:NAME``).  A
+    fine-tuned classifier's folder is refused: its MLM and NSP heads are
+    gone."""
     source = str(source)
+    if step is not None:
+        return _kept_step(source, step)
     if source.startswith(D2L_PREFIX):
         name = source[len(D2L_PREFIX):]
         if name not in D2L_MODELS:
@@ -192,6 +195,20 @@ def pretrained_source(source):
             ['init_from'])
     vocab, params_path = checked_files(source, config)
     return dict(config['model']), vocab, params_path
+
+
+def _kept_step(run_dir, step):
+    """:func:`pretrained_source` of a run's kept checkpoint of ``step``."""
+    model, vocab, _ = pretrained_source(run_dir)
+    path = os.path.join(run_dir, CKPT_DIR, f'model-{step:08d}.params')
+    if not os.path.isfile(path):
+        kept = sorted(int(n[6:14]) for n in os.listdir(os.path.join(
+            run_dir, CKPT_DIR)) if n.startswith('model-')) if os.path.isdir(
+            os.path.join(run_dir, CKPT_DIR)) else []
+        raise GluonBertError(f'{run_dir} kept no checkpoint of step {step} '
+                             f'(kept: {kept or "none"}): pick one of those',
+                             ['init_step'])
+    return model, vocab, path
 
 
 def _fine_tuned_bert(config, params_path, device):

@@ -184,6 +184,11 @@ class PretrainConfig(_Config):
         'training settings are this run\'s (recipe, rate, warm-up, steps, '
         '--corpus: a task\'s own text, say), and the folder is only read: '
         'the new run goes to --save-dir', 'model')
+    init_step: int = setting(
+        None, 'with --init-from a pretraining run, start from its kept '
+        'checkpoint of this step (in its checkpoints/; --keep-checkpoints 0 '
+        'keeps every one) instead of its final model', 'model',
+        positive_int)
     num_hiddens: int = setting(128, 'size of every token representation',
                                'model', positive_int)
     ffn_num_hiddens: int = setting(

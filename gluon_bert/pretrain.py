@@ -100,6 +100,9 @@ def _check(config, error):
     if config.max_words and config.vocab != 'word':
         error('--max-words caps a word vocabulary: drop it with --vocab '
               'wordpiece (--vocab-size sets its size)')
+    if config.init_step and not config.init_from:
+        error('--init-step names a checkpoint of --init-from\'s run: add '
+              '--init-from')
     if config.whole_word and config.vocab != 'wordpiece':
         error('--whole-word needs a subword vocabulary: add --vocab '
               'wordpiece')
@@ -327,8 +330,9 @@ def _build(config, kvstore, rank, workers, say):
     trainer.init_bert(net, devices, config.init)
     if config.init_from and not config.resume:
         from .checkpoint import load_params, pretrained_source
-        load_params(net, pretrained_source(config.init_from)[2], devices,
-                    config.init_from)
+        load_params(net, pretrained_source(config.init_from,
+                                           config.init_step)[2],
+                    devices, config.init_from)
         say(f'Starting from the weights of {config.init_from}', flush=True)
     if rank == 0:  # before the first step: room for two checkpoints
         state.check_room(config.save_dir, net)

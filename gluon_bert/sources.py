@@ -29,7 +29,7 @@ def from_model(config, given):
     """``config`` with the size and vocabulary of --init-from's model; a
     flag given that contradicts them is refused."""
     from .checkpoint import pretrained_source
-    model, vocab, _ = pretrained_source(config.init_from)
+    model, vocab, _ = pretrained_source(config.init_from, config.init_step)
     sizes = {k: model.get(key, False) for k, key in _MODEL_SETTINGS}
     for name, value in dict(sizes, vocab=vocab.kind).items():
         if name in given and given[name] != value:

@@ -126,3 +126,27 @@ def test_init_from_a_d2l_model(d2l_zip, corpus_dir, tmp_path):  # noqa: F811
     config = json.loads((run / 'config.json').read_text())
     assert config['model']['num_hiddens'] == 16
     assert config['train']['config']['init_from'] == 'd2l:bert.test'
+
+
+def test_init_step_starts_from_a_kept_checkpoint(corpus_dir, tmp_path,
+                                                 capsys):
+    run = tmp_path / 'long'
+    assert pretrain.main(['--data-dir', corpus_dir, '--steps', '6',
+                          '--checkpoint-every', '2', '--keep-checkpoints',
+                          '0', '--dropout', '0', '--save-dir', str(run)]
+                         + TINY) == 0
+    # the run branched at step 4 scores step 5's batch as the kept model
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    assert pretrain.main(['--init-from', str(run), '--init-step', '4',
+                          '--data-dir', corpus_dir, '--steps', '1',
+                          '--dropout', '0', '--save-dir', str(a)]
+                         + TINY) == 0
+    assert pretrain.main(['--init-from', str(run), '--data-dir', corpus_dir,
+                          '--steps', '1', '--dropout', '0', '--save-dir',
+                          str(b)] + TINY) == 0
+    assert abs(_first_loss(a) - _first_loss(b)) > 1e-4  # step 4, not 6
+    assert pretrain.main(['--init-from', str(run), '--init-step', '3',
+                          '--steps', '1', '--save-dir', str(tmp_path / 'c')]
+                         ) == 1
+    err = capsys.readouterr().err
+    assert 'kept no checkpoint of step 3 (kept: [2, 4, 6])' in err
