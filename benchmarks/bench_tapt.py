@@ -1,0 +1,158 @@
+"""Pretraining that pays within the 30-minute budget in steps: WikiText-2,
+then the task's own text (task-adaptive pretraining, Gururangan et al.,
+"Don't Stop Pretraining", 2020).
+
+    python benchmarks/bench_tapt.py [--splits 3636 2727] \\
+        [--tasks snli-small qnli sts-b] [--joint]
+
+The budget is the scaling study's 30-minute one, 4,544 steps of 128 pairs,
+with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
+
+1. WikiText-2 (``OUT/wt2``): warm-up 227 steps, then the peak rate, no
+   cooldown, up to the largest split, every 909th checkpoint kept;
+2. for each split S and task T (``OUT/tapt-S-T``): ``--init-from OUT/wt2
+   --init-step S --corpus T:FOLDER``, the task's *training* text (labels,
+   dev and test never read), for 4,544 - S steps, the rate warmed up again
+   over 45 steps (the optimizer starts afresh) then decayed to zero; with
+   ``--joint``, one model on the three tasks' texts together
+   (``OUT/tapt-S-joint``), fine-tuned on each;
+3. each model fine-tuned on its task as the scaling study fine-tunes
+   (``bench_transfer``: seed 0 at 1e-4, 3e-4 and 1e-3, 10 epochs keeping
+   the best dev epoch, seeds 1 and 2 at the best rate).
+
+The control (``random-wp``: the same classifier from random init, on the
+same WordPiece vocabulary) and 4,544 steps of WikiText-2 alone
+(``wsd-4544``) were fine-tuned on that grid by the scaling study; their
+runs are copied from ``results/scaling.json`` into ``--results`` so that
+every start is read against the same control.  Every pretraining run
+resumes where it stopped and every finished fine-tuning run is saved at
+once, so an interrupted study continues where it was.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_transfer  # noqa: E402
+
+BUDGET, WARMUP, KEEP_EVERY = 4544, 227, 909
+#: The scaling study's starts this study is read against.
+REFERENCE = ('random-wp', 'wsd-4544')
+TASK_FOLDERS = {task: folder for task, (folder, _) in
+                bench_transfer.TASKS.items()}
+
+
+def _step(folder):
+    """The step a run's folder reached (0: none yet)."""
+    try:
+        with open(os.path.join(folder, 'state.json')) as f:
+            return json.load(f)['step']
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def pretrain(save_dir, steps, flags):
+    """Run (or resume, or skip) one pretraining run to ``steps``."""
+    done = _step(save_dir)
+    if done >= steps:
+        return
+    cmd = [sys.executable, '-m', 'gluon_bert.pretrain', '--save-dir',
+           save_dir, '--steps', str(steps), '--log-every', '100']
+    cmd += ['--resume'] if done else flags
+    print('$', ' '.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def corpus_of(args, tasks):
+    return [f'{task}:{os.path.join(args.data_root, TASK_FOLDERS[task])}'
+            for task in tasks]
+
+
+def pretrain_wt2(args):
+    """The WikiText-2 run every split starts from."""
+    wt2 = os.path.join(args.out, 'wt2')
+    pretrain(wt2, max(args.splits), [
+        '--recipe', 'bert-wp', '--schedule', 'wsd', '--warmup-steps',
+        str(WARMUP), '--cooldown', '0', '--checkpoint-every',
+        str(KEEP_EVERY), '--keep-checkpoints', '0', '--data-dir',
+        os.path.join(args.data_root, 'wikitext-2')])
+    return wt2
+
+
+def pretrain_split(args, wt2, split):
+    """One split's task runs: {name: (folder, tasks)}."""
+    models = {}
+    groups = [[task] for task in args.tasks] + (
+        [args.tasks] if args.joint else [])
+    for tasks in groups:
+        name = f'tapt-{split}-' + (tasks[0] if len(tasks) == 1 else 'joint')
+        folder = os.path.join(args.out, name)
+        pretrain(folder, BUDGET - split, [
+            '--recipe', 'bert-wp', '--init-from', wt2, '--init-step',
+            str(split), '--corpus', *corpus_of(args, tasks), '--schedule',
+            'linear', '--warmup-steps', '45'])
+        models[name] = (folder, tasks)
+    return models
+
+
+def reference_rows(args):
+    """The control's and wsd-4544's fine-tuning runs of the scaling
+    study."""
+    with open(args.scaling) as f:
+        return [r for r in json.load(f) if r.get('start') in REFERENCE
+                and r.get('task') in args.tasks]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--splits', type=int, nargs='+', default=[3636, 2727],
+                   help='WikiText-2 steps before the task text (multiples '
+                        f'of {KEEP_EVERY})')
+    p.add_argument('--tasks', nargs='+', default=['snli-small', 'qnli',
+                                                  'sts-b'],
+                   choices=list(TASK_FOLDERS))
+    p.add_argument('--joint', action='store_true',
+                   help="also one model on the tasks' texts together")
+    p.add_argument('--data-root', default='../shared/data')
+    p.add_argument('--out', default='runs/tapt')
+    p.add_argument('--scaling', default=os.path.join(HERE, 'results',
+                                                     'scaling.json'))
+    p.add_argument('--results', default=os.path.join(HERE, 'results',
+                                                     'tapt.json'))
+    p.add_argument('--pretrain-only', action='store_true')
+    p.add_argument('--report-only', action='store_true')
+    args = p.parse_args(argv)
+    bad = [s for s in args.splits if s % KEEP_EVERY or not 0 < s < BUDGET]
+    if bad:
+        p.error(f'--splits {bad}: multiples of {KEEP_EVERY} below {BUDGET}')
+    ft = argparse.Namespace(
+        seeds=[0, 1, 2], lrs=[1e-4, 3e-4, 1e-3], epochs=[10], batch_size=64,
+        data_root=args.data_root, out=os.path.join(args.out, 'finetune'),
+        results=args.results, control=REFERENCE[0], tasks=args.tasks)
+    results = []
+    if os.path.isfile(args.results):
+        with open(args.results) as f:
+            results = json.load(f)
+    else:
+        results = reference_rows(args)
+    wt2 = None if args.report_only else pretrain_wt2(args)
+    for split in ([] if args.report_only else args.splits):
+        models = pretrain_split(args, wt2, split)
+        for name, (folder, tasks) in models.items():
+            if args.pretrain_only:
+                continue
+            # the reference starts are in results already: not run again
+            starts = {REFERENCE[0]: folder, name: folder}
+            bench_transfer.run_all(argparse.Namespace(**dict(
+                vars(ft), tasks=tasks)), starts, results)
+    starts = list(REFERENCE) + sorted({r['start'] for r in results}
+                                      - set(REFERENCE))
+    table = bench_transfer.summary(results, starts, ft)
+    print(bench_transfer.format_table(table, starts, args.tasks))
+
+
+if __name__ == '__main__':
+    main()
