@@ -388,3 +388,17 @@ def test_single_sentence_tasks_and_mixed_sources(tmp_path):
                     tmp_path, min_freq=1)
     assert both.manifest['layouts'] == ['task', 'wikitext']
     assert both.manifest['paragraphs'] == 2 + 80
+
+
+def test_a_corpus_changed_under_a_run_is_refused_on_resume(tmp_path, capsys):
+    path = write_wikitext(tmp_path / 'a.txt', 200)
+    save = tmp_path / 'run'
+    assert pretrain.main(['--corpus', path, '--steps', '2', '--save-dir',
+                          str(save)] + TINY) == 0
+    capsys.readouterr()
+    with open(path, 'a', encoding='utf-8') as f:
+        f.write(' more . text . \n')
+    assert pretrain.main(['--save-dir', str(save), '--resume', '--steps',
+                          '3']) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'differ from those the run began with' in err[0]

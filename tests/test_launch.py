@@ -408,3 +408,24 @@ def _alive(pid):
             return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
     except OSError:
         return False
+
+
+def test_dist_sync_job_on_a_corpus(tmp_path):
+    """Both workers prepare the same shards at once (one keeps them), and
+    each reads its half of every global batch."""
+    from test_corpus import write_documents
+    text = write_documents(tmp_path / 'docs.txt', 200)
+    save = tmp_path / 'dist'
+    proc = _launch(['-n', '2', '-s', '1', '--timeout', '240', '--',
+                    sys.executable, '-m', 'gluon_bert.pretrain',
+                    '--kvstore', 'dist_sync', '--corpus', text,
+                    '--save-dir', str(save), '--steps', '6',
+                    '--batch-size', '8'] + TINY,
+                   env=dict(os.environ, GLUON_BERT_CACHE=str(tmp_path / 'c')))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert re.search(r'\[worker 0\] 2 workers, \d+ batches each a pass; a '
+                     r'step sees 2 x 8 pairs', out), out
+    history = json.loads((save / 'history.json').read_text())
+    assert history['pairs'][-1] == 6 * 16
+    assert len(os.listdir(tmp_path / 'c' / 'corpora')) == 1
