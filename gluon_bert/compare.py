@@ -8,14 +8,13 @@ WikiText-2 folder and seed, on ``[cpu(0)]`` without GPUs, and prints
 vocabulary, examples, losses, pairs/s (wall clock to the end of every step)
 and preparation time beside the book's published numbers.
 """
-import argparse
 import json
 import random
 import sys
 import time
 
-from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    max_len_arg, positive_int, run_command)
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
+                    atomic_write, max_len_arg, positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'BOOK', 'run_d2l',
            'run_gluon_bert']
@@ -144,7 +143,7 @@ def format_table(book, d2l_run, ours, steps):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.compare',
         description='Run the d2l reference and gluon_bert on the same data '
                     'and compare them with the book.',

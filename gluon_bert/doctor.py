@@ -6,12 +6,11 @@ Python and numpy, the MXNet build (CUDA, oneDNN), GPUs, OpenMP threads, the
 WikiText-2 folder, the example cache, the optional extras.  Exits 0 when
 the guide's command can run here, 1 otherwise.
 """
-import argparse
 import importlib.util
 import os
 import sys
 
-from .utils import HelpFormatter
+from .utils import ArgumentParser, HelpFormatter
 
 __all__ = ['main', 'build_parser', 'checks', 'OK', 'WARN', 'FAIL']
 
@@ -26,7 +25,7 @@ EXTRAS = {'tokenizers':
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.doctor',
         description='Check whether this machine can run the guide '
                     '(python -m gluon_bert.pretrain --gpus 0,1 --steps 50): '

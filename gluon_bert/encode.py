@@ -8,18 +8,18 @@ One input: the shapes of the encoding and of the <cls> vector, and the first
 elements of a token's vector, as the guide prints them.  With --input, each
 line (a sentence, or two separated by a tab) becomes a row of a NumPy array.
 """
-import argparse
 import os
 import sys
 import time
 
-from .utils import GluonBertError, HelpFormatter, positive_int, run_command
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
+                    positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.encode',
         description='Contextual BERT representations of a sentence or a '
                     'sentence pair, from a model directory written by '

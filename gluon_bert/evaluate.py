@@ -6,21 +6,20 @@ The book's examples of the valid or test split (the training vocabulary,
 draws seeded by --seed), the model without dropout; printed and written
 as JSON (--output, default MODEL_DIR/eval-SPLIT.json).
 """
-import argparse
 import json
 import os
 import sys
 
 from .dataset import EVAL_BATCH_SIZE, EVAL_SEED
 from .sources import EVAL_PAIRS
-from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    max_len_arg, positive_int, run_command)
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
+                    atomic_write, max_len_arg, positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.evaluate',
         description='MLM and NSP loss and accuracy of a pretrained model on '
                     'a held-out WikiText-2 split.',

@@ -11,18 +11,18 @@ encoder with a dynamic batch and length (``encode --backend onnxruntime``).
 Beside either, NAME.json holds the settings and vocabulary (shared by the
 two formats).  Needs ``gluon_bert[torch]`` (and ``[onnx]``).
 """
-import argparse
 import json
 import os
 import sys
 
-from .utils import GluonBertError, HelpFormatter, atomic_path, run_command
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter, atomic_path,
+                    run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'run']
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.export',
         description="Export a gluon_bert model (pretrained or fine-tuned) to "
                     "the d2l book's PyTorch BERT or to ONNX, to keep it "

@@ -10,7 +10,6 @@ dev model goes to --save-dir (``gluon_bert.predict`` loads it), then the
 test split is scored into results.json; ``--init random`` is the control.
 The run locks --save-dir; Ctrl-C or SIGTERM saves its state for --resume.
 """
-import argparse
 import json
 import os
 import sys
@@ -20,8 +19,8 @@ from .classifier import (evaluate_task, finetune, format_metrics,
 from .config import FinetuneConfig, finetune_recipe
 from .flags import add_arguments
 from .tasks import TASKS
-from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    write_error)
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
+                    atomic_write, write_error)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
@@ -36,7 +35,7 @@ GROUPS = {'model and data': ('model and data', None),
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.finetune',
         description='Fine-tune a pretrained BERT (a gluon_bert model '
                     'directory, or d2l:bert.small) on a GLUE task, SNLI or '

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from .utils import HelpFormatter
+from .utils import ArgumentParser, HelpFormatter
 
 __all__ = ['main', 'parse_args', 'build_parser', 'free_port', 'plan_job',
            'Job', 'handle_signals', 'PID_MARKER', 'STOPPED_LINE']
@@ -54,7 +54,7 @@ def free_port(host='127.0.0.1'):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.launch',
         description='Start scheduler, servers and workers of a dist_sync job '
                     '(MXNet parameter server) and watch them.',

@@ -10,16 +10,16 @@ One line per input: the class, its probability and the text (STS-B: the
 score).  An input is a sentence or a tab-separated pair; for a pair model,
 TEXT arguments without a tab are read two at a time.
 """
-import argparse
 import sys
 
-from .utils import GluonBertError, HelpFormatter, positive_int, run_command
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
+                    positive_int, run_command)
 
 __all__ = ['main', 'parse_args', 'build_parser']
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.predict',
         description='Class predictions of a fine-tuned BERT classifier.',
         formatter_class=HelpFormatter)

@@ -9,7 +9,6 @@ Trains the book's small BERT for --steps (or --max-minutes), prints progress
 and the book's two closing lines, and writes the model directory
 (--save-dir): model.params, vocab.json, config.json, history.csv, loss.png.
 """
-import argparse
 import importlib.util
 import json
 import logging
@@ -24,8 +23,8 @@ from .config import RECIPES, PretrainConfig, describe_recipe
 from .flags import add_arguments, config_from_flags, resumed_config
 from .sizes import PRESETS
 from .signals import StopOnSignal, run_stoppable, signal_name
-from .utils import (GluonBertError, HelpFormatter, atomic_write,
-                    parse_gpu_ids)
+from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
+                    atomic_write, parse_gpu_ids)
 
 __all__ = ['main', 'parse_args', 'parse_flags', 'build_parser',
            'make_config']
@@ -45,7 +44,7 @@ _SIZES = ('num_hiddens', 'ffn_num_hiddens', 'num_heads', 'num_blks')
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog='python -m gluon_bert.pretrain',
         description='Pretrain the d2l book\'s small BERT on WikiText-2 '
                     '(masked language modeling + next sentence prediction).',

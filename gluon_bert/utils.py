@@ -8,8 +8,8 @@ import re
 import sys
 import tempfile
 
-__all__ = ['check_mxnet_install', 'parse_gpu_ids', 'max_len_arg',
-           'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
+__all__ = ['ArgumentParser', 'check_mxnet_install', 'parse_gpu_ids',
+           'max_len_arg', 'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
            'UsageError', 'HelpFormatter', 'read_text_lines', 'checked_type',
            'positive_int', 'run_command', 'configure_logging',
@@ -96,6 +96,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or 'default' in (action.help or ''):
             return action.help
         return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Every command's parser: --help as :class:`HelpFormatter` shows it, and
+    a usage error in one line with a pointer to --help (argparse's own
+    prints the whole usage before it)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault('formatter_class', HelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} '
+                     '--help)\n')
 
 
 class GluonBertError(Exception):

@@ -239,3 +239,19 @@ def test_every_library_module_is_used_by_a_command():
             reached.add(name)
             todo.extend(imports[name])
     assert set(trees) - reached == set()
+
+
+@pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
+                                  'finetune', 'predict', 'compare', 'launch',
+                                  'doctor', 'export'])
+def test_a_usage_error_is_one_line_pointing_at_help(name, capsys):
+    import importlib
+    command = importlib.import_module(f'gluon_bert.{name}')
+    with pytest.raises(SystemExit) as e:
+        command.main(['--no-such-flag'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].endswith(f'(see python -m gluon_bert.{name} --help)')
+    assert ('unrecognized arguments: --no-such-flag' in err[0]
+            or 'the following arguments are required' in err[0])
