@@ -14,6 +14,7 @@ two formats).  Needs ``gluon_bert[torch]`` (and ``[onnx]``).
 import json
 import os
 import sys
+import tempfile
 
 from .utils import (ArgumentParser, GluonBertError, HelpFormatter, atomic_path,
                     run_command)
@@ -55,6 +56,12 @@ def parse_args(argv=None):
                      'beside the output; name it .pt or .onnx')
     if os.path.exists(args.output) and not args.force:
         parser.error(f'{args.output} exists: pass --force to replace it')
+    try:  # a real write: permissions do not tell for root, or for /proc
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        parser.error(f'--output {args.output}: the folder {folder} cannot '
+                     f'be written ({e.strerror}): pick another --output')
     return args
 
 
@@ -93,15 +100,21 @@ def run(args, out=None):
             'vocab': list(vocab.idx_to_token), 'vocab_kind': vocab.kind}
     side = _sidecar(args.output)
     keep_side = _same_sidecar(side, meta, args.force)
-    with atomic_path(args.output) as tmp:
-        if args.format == 'torch':
-            torch.save(model.state_dict(), tmp)
-        else:
-            interop.export_onnx(model, tmp)
-        if not keep_side:
-            with atomic_path(side) as tmp_side:
-                with open(tmp_side, 'w', encoding='utf-8') as f:
-                    json.dump(meta, f)
+    try:
+        with atomic_path(args.output) as tmp:
+            if args.format == 'torch':
+                torch.save(model.state_dict(), tmp)
+            else:
+                interop.export_onnx(model, tmp)
+            if not keep_side:
+                with atomic_path(side) as tmp_side:
+                    with open(tmp_side, 'w', encoding='utf-8') as f:
+                        json.dump(meta, f)
+    except (OSError, RuntimeError) as e:  # torch words a write error so
+        reason = getattr(e, 'strerror', None) or str(e).splitlines()[0]
+        raise GluonBertError(f'cannot write {args.output} ({reason}): '
+                             'nothing was written; pick another --output '
+                             'or free some space') from None
     print(f'{args.model_dir} -> {args.output} ({args.format}), settings and '
           f'vocabulary in {_sidecar(args.output)}', file=out)
     return args.output

@@ -249,3 +249,13 @@ def test_both_formats_of_one_model_share_their_settings_file(model_dir,
                         '--output', str(graph), '--force']) == 0
     assert json.loads((tmp_path / 'bert.json').read_text())['model'][
         'num_hiddens'] == 16
+
+
+@pytest.mark.parametrize('output', ['/proc/forbidden.pt',
+                                    '/proc/forbidden.onnx'])
+def test_an_unwritable_output_is_one_line(output, capsys):
+    with pytest.raises(SystemExit) as e:
+        export.main(['--model-dir', 'runs/any', '--output', output])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'the folder /proc cannot be written' in err[0]
