@@ -8,9 +8,15 @@ number' (:class:`StopOnSignal`).
 import logging
 import os
 
-__all__ = ['StopOnSignal', 'ForcedExit', 'signal_name', 'run_stoppable']
+__all__ = ['StopOnSignal', 'ForcedExit', 'signal_name', 'run_stoppable',
+           'received']
 
 logger = logging.getLogger(__name__)
+
+#: Every signal a :class:`StopOnSignal` caught in this process, in order: a
+#: caller that ran a command in-process (a test suite) can tell that the
+#: user asked to stop, not only that the command saved and returned 130.
+received = []
 
 
 class ForcedExit(BaseException):
@@ -86,6 +92,7 @@ class StopOnSignal:
 
     def _handle(self, signum, frame):
         import signal
+        received.append(signum)
         self.count += 1
         if self.count >= 3:
             raise ForcedExit(self.signum)

@@ -12,6 +12,20 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
+def _stop_on_ctrl_c():
+    """Ctrl-C during a test that runs a command in-process reaches the
+    command's handler (which saves and returns 130), not pytest: end the
+    session here, as Ctrl-C ends it anywhere else."""
+    import signal
+
+    from gluon_bert import signals
+    before = len(signals.received)
+    yield
+    if signal.SIGINT in signals.received[before:]:
+        pytest.exit('Interrupted (Ctrl-C)', returncode=130)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """No test reads or writes the user's cache."""
     monkeypatch.setenv('GLUON_BERT_CACHE', str(tmp_path / 'cache'))
