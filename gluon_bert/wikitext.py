@@ -18,7 +18,8 @@ from .utils import GluonBertError, atomic_write
 __all__ = ['resolve_data_dir', 'read_wiki', 'read_paragraphs',
            'wiki_sentences',
            'download_wikitext2', 'download_verified', 'unpack_zip',
-           'default_cache_dir', 'DATA_URLS', 'DATA_SHA1', 'SPLITS']
+           'default_cache_dir', 'DATA_URLS', 'DATA_SHA1', 'SPLITS',
+           'README_DATA_DIR']
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ SPLITS = ('train', 'valid', 'test')
 _HOW_TO_SUPPLY = (
     'pass data_dir DIR, set GLUON_BERT_DATA=DIR, '
     "or put the files in d2l's cache folder ../data/wikitext-2")
+#: The README's layout: the data folder beside the checkout.
+README_DATA_DIR = os.path.join('..', 'shared', 'data', 'wikitext-2')
 
 
 def default_cache_dir():
@@ -80,9 +83,10 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
                      cache_dir=None):
     """Find the WikiText-2 folder: ``data_dir``, then ``GLUON_BERT_DATA`` (a
     relative path is also looked for from the folders above), then d2l's
-    ``../data/wikitext-2``, then a download into ``cache_dir`` (SHA-1
-    verified).  A wrong explicit ``data_dir`` or ``GLUON_BERT_DATA`` is an
-    error.
+    ``../data/wikitext-2``, then the README's ``../shared/data/wikitext-2``
+    (from here or a folder above: a notebook runs in tutorials/), then the
+    cache, then a download into ``cache_dir`` (SHA-1 verified).  A wrong
+    explicit ``data_dir`` or ``GLUON_BERT_DATA`` is an error.
     """
     if split not in SPLITS:
         raise GluonBertError(f'unknown split {split!r}: use one of '
@@ -95,6 +99,9 @@ def resolve_data_dir(data_dir=None, split='train', download=True,
     d2l_dir = os.path.join('..', 'data', 'wikitext-2')
     if os.path.isfile(os.path.join(d2l_dir, f'wiki.{split}.tokens')):
         return d2l_dir
+    beside = _upward(README_DATA_DIR)
+    if os.path.isfile(os.path.join(beside, f'wiki.{split}.tokens')):
+        return beside
     cached = os.path.join(cache_dir or default_cache_dir(), 'wikitext-2')
     if os.path.isfile(os.path.join(cached, f'wiki.{split}.tokens')):
         return cached

@@ -452,3 +452,18 @@ def test_a_relative_env_folder_holds_in_a_subfolder(corpus_dir, tmp_path,
     monkeypatch.setenv('GLUON_BERT_DATA', os.path.join('no', 'wiki'))
     with pytest.raises(GluonBertError, match="'no/wiki' is not a folder"):
         ds.resolve_data_dir()
+
+
+def test_the_readmes_layout_is_found_from_the_checkout_and_below(
+        tmp_path, monkeypatch):
+    """The data beside the checkout (../shared/data/wikitext-2), found
+    without GLUON_BERT_DATA from the checkout and from tutorials/."""
+    from conftest import make_corpus
+    from gluon_bert.wikitext import resolve_data_dir
+    data = make_corpus(tmp_path / 'shared' / 'data' / 'wikitext-2')
+    tutorials = tmp_path / 'checkout' / 'tutorials'
+    tutorials.mkdir(parents=True)
+    monkeypatch.delenv('GLUON_BERT_DATA', raising=False)
+    for here in (tmp_path / 'checkout', tutorials):
+        monkeypatch.chdir(here)
+        assert os.path.samefile(resolve_data_dir(download=False), data)
