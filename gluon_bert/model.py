@@ -24,7 +24,7 @@ from .sizes import PRESETS, estimate_memory, parameter_count
 __all__ = ['MultiHeadAttention', 'PositionWiseFFN', 'LayerNorm', 'AddNorm',
            'TransformerEncoderBlock', 'BERTEncoder', 'MaskLM',
            'NextSentencePred', 'BERTModel', 'BERTClassifier', 'PRESETS',
-           'get_bert_model',
+           'cls_encoding', 'get_bert_model',
            'count_parameters', 'parameter_count', 'estimate_memory',
            'net_device', 'MATRIX_LAYERNORM_WIDTHS',
            'use_matrix_layernorm']
@@ -276,16 +276,12 @@ class BERTModel(nn.HybridBlock):
     def next_sentence_logits_at(self, F, X, rows):
         """NSP scores from the rows of ``<cls>`` in a packed encoding ``X``
         (T, num_hiddens): (batch size, 2)."""
-        return self.nsp(self.hidden(F.np.take(X, rows, axis=0)))
+        return self.nsp(self.hidden(cls_encoding(F, X, rows)))
 
     def next_sentence_logits(self, F, encoded_X):
         """NSP scores from the encoding of ``<cls>``: (batch size, 2)."""
-        # The hidden layer of the MLP classifier for next sentence prediction.
-        # 0 is the index of the '<cls>' token: (batch size, 1, num_hiddens),
-        # which the (flattening) Dense reads as (batch size, num_hiddens)
-        cls = F.npx.slice(encoded_X, begin=(None, 0, None),
-                          end=(None, 1, None))
-        return self.nsp(self.hidden(cls))
+        # The hidden layer of the MLP classifier for next sentence prediction
+        return self.nsp(self.hidden(cls_encoding(F, encoded_X)))
 
 
 class BERTClassifier(nn.HybridBlock):
@@ -327,15 +323,20 @@ class BERTClassifier(nn.HybridBlock):
                        head_index=None, merge_index=None, cls_rows=None):
         encoded_X = self.encoder(tokens, segments, valid_lens, positions,
                                  head_index, merge_index)
-        if cls_rows is None:
-            # The <cls> token's encoding: (batch size, 1, num_hiddens), which
-            # the (flattening) Dense layers read as (batch size, num_hiddens)
-            cls = F.npx.slice(encoded_X, begin=(None, 0, None),
-                              end=(None, 1, None))
-        else:
-            # Packed: the <cls> rows of (T, num_hiddens)
-            cls = F.np.take(encoded_X, cls_rows, axis=0)
-        return self.output(self.hidden(cls))
+        return self.output(self.hidden(cls_encoding(F, encoded_X, cls_rows)))
+
+
+def cls_encoding(F, encoded_X, cls_rows=None):
+    """The encoding of every example's ``<cls>``: from a padded encoding
+    (batch size, no. of tokens, num_hiddens), (batch size, 1, num_hiddens),
+    which the (flattening) Dense layers read as (batch size, num_hiddens);
+    from a packed one (T, num_hiddens), its ``cls_rows``: (batch size,
+    num_hiddens)."""
+    if cls_rows is None:
+        # 0 is the index of the '<cls>' token
+        return F.npx.slice(encoded_X, begin=(None, 0, None),
+                           end=(None, 1, None))
+    return F.np.take(encoded_X, cls_rows, axis=0)
 
 
 def get_bert_model(vocab_size, num_hiddens=128, ffn_num_hiddens=256,
