@@ -225,18 +225,34 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
                  progress=None, warn=None):
     """BERT vectors of many texts, as one float32 NumPy array.
 
-    ``net`` is a BERTModel or an ONNX export in ONNX Runtime
-    (:class:`~gluon_bert.interop.OnnxEncoder`: the same vectors).  A text is
-    a string (a sentence, or a pair separated by a tab: :func:`split_text`)
-    or ``(tokens_a, tokens_b or None)``; a WordPiece ``vocab`` cuts words
-    into pieces; inputs longer than ``max_len`` are cut
-    (:func:`truncate_pair`) with one warning to ``warn`` (default:
-    ``warnings.warn``).  Texts are batched by similar length (attention
-    skips the padding) and put back in their order.  ``pool``: ``'cls'``
-    (the ``<cls>`` vector) or ``'mean'`` (over the input's tokens), (no. of
-    texts, num_hiddens); ``'none'``: every token's vector (no. of texts,
-    longest input, num_hiddens), zero after each input's end.
-    ``progress(done, total)`` is called after every batch.
+    Texts are batched by similar length (attention skips the padding) and
+    put back in their order.
+
+    Parameters
+    ----------
+    net : BERTModel or OnnxEncoder
+        The model, or its ONNX export in ONNX Runtime
+        (:class:`~gluon_bert.interop.OnnxEncoder`: the same vectors).
+    vocab : Vocab
+        A WordPiece vocabulary cuts words into pieces.
+    texts : list
+        Strings (a sentence, or a pair separated by a tab:
+        :func:`split_text`) or ``(tokens_a, tokens_b or None)``; an input
+        longer than the model's ``max_len`` is cut (:func:`truncate_pair`).
+    batch_size : int
+    pool : str
+        ``'cls'`` (the ``<cls>`` vector), ``'mean'`` (over the input's
+        tokens) or ``'none'`` (every token's vector).
+    progress : callable, optional
+        ``progress(done, total)`` after every batch.
+    warn : callable, optional
+        Told once when inputs were cut (default: ``warnings.warn``).
+
+    Returns
+    -------
+    numpy.ndarray, float32
+        (no. of texts, num_hiddens); with ``pool='none'`` (no. of texts,
+        longest input, num_hiddens), zero after each input's end.
     """
     import warnings
 

@@ -403,8 +403,8 @@ def _run(config, kvstore, rank, workers):
             save(history, last.get('position'))
         # Stopped with the other workers of a job before this one's own
         # signal came: the launcher's SIGTERM
-        signum = signal_state.signum or (signal.SIGTERM if callbacks.stopped
-                                         else None)
+        signum = signal_state.signum or (
+            signal.SIGTERM if history.get('stopped') else None)
         if chief:
             _write_outputs(config, history, signum)
         if kvstore is not None:  # the goodbye, under the signal handler

@@ -207,14 +207,20 @@ def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
 
 @dataclasses.dataclass
 class Callbacks:
-    """What :func:`train_bert` calls while it trains: ``evaluate(net) ->
-    dict`` of held-out metrics every ``eval_every`` steps and after the last
-    (kept in ``history['eval']``); ``on_step(step, history, position)`` after
-    every step, True stopping training (in a distributed job, every worker
-    after that step), which :func:`train_bert` records in ``stopped``."""
+    """What :func:`train_bert` calls while it trains.
+
+    Attributes
+    ----------
+    evaluate : callable, optional
+        ``evaluate(net) -> dict`` of held-out metrics, every ``eval_every``
+        steps and after the last (kept in ``history['eval']``).
+    on_step : callable, optional
+        ``on_step(step, history, position)`` after every step; True stops
+        training (in a distributed job, every worker after that step), and
+        the history says at which step (``history['stopped']``).
+    """
     evaluate: object = None
     on_step: object = None
-    stopped: object = None
 
 
 @dataclasses.dataclass
@@ -326,7 +332,8 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     over its workers.  Returns the history: per step ``step``, ``mlm`` and
     ``nsp`` (running means, as the book plots them), the step's losses and
     accuracies, ``lr``, ``total``, ``grad_norm``, ``seconds``, ``wall``,
-    ``pairs``; then ``eval`` and ``pairs_per_sec``.
+    ``pairs``; then ``eval``, ``pairs_per_sec`` and ``stopped`` (the step
+    an ``on_step`` callback stopped at, or None).
     """
     o = options or TrainOptions()
     evaluate, on_step = (callbacks.evaluate, callbacks.on_step) if callbacks \
@@ -336,6 +343,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     model, trainer, lr = _prepare(net, loss, devices, trainer, o)
     allreduce = Allreduce(kvstore)
     log = History(devices, resume, o)
+    log.history['stopped'] = None  # the step a callback stopped, if one did
     clock = Clock(num_steps, o.max_seconds, log.history)
     batches = _batches(train_iter, resume and resume.get('position'))
     step = log.steps_done
@@ -363,7 +371,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
         log.end_step(step, total, last, clock)
         asked = on_step is not None and on_step(step, log.history, position)
         if _stop(asked, allreduce, step):
-            callbacks.stopped = step
+            log.history['stopped'] = step
             break
     log.close(devices)
     return log.history

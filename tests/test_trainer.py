@@ -367,4 +367,4 @@ def test_a_distributed_job_stops_where_any_worker_asks(corpus_dir):
                            [mx.cpu(0)], 10,
                            options=T.TrainOptions(verbose=False),
                            callbacks=callbacks, kvstore=other)
-    assert history['step'] == [1, 2, 3] and callbacks.stopped == 3
+    assert history['step'] == [1, 2, 3] and history['stopped'] == 3
