@@ -22,7 +22,6 @@ For each size, each in processes of its own, alone:
 
     python benchmarks/bench_corpus.py --hf-python /path/to/venv/bin/python
 """
-import argparse
 import json
 import os
 import re
@@ -35,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_shard_format import generate_corpus  # noqa: E402
+from bench_shard_format import corpus_parser, generate_corpus  # noqa: E402
 
 HF_ROUTE = r'''
 import json, os, sys
@@ -188,16 +187,10 @@ def format_table(record):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--data-dir', default=os.environ.get(
-        'GLUON_BERT_DATA', '../shared/data/wikitext-2'))
+    p = corpus_parser(__doc__, 'corpus.json')
     p.add_argument('--times', type=int, nargs='+', default=[1, 10, 50])
     p.add_argument('--steps', type=int, default=30,
                    help='training steps of each run (batch 512, the book\'s)')
-    p.add_argument('--hf-python', help='Python with datasets + transformers')
-    p.add_argument('--work', default=tempfile.gettempdir())
-    p.add_argument('--out', default=os.path.join(HERE, 'results',
-                                                 'corpus.json'))
     args = p.parse_args()
     work = tempfile.mkdtemp(dir=args.work)
     env = dict(os.environ, GLUON_BERT_CACHE=os.path.join(work, 'c'))

@@ -179,17 +179,26 @@ def format_table(record):
     return '\n'.join(lines)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def corpus_parser(doc, out, hf_python=None):
+    """The flags of the corpus studies: where WikiText-2 is, the Python with
+    Hugging Face's packages, the scratch folder, the results file."""
+    p = argparse.ArgumentParser(description=doc.split('\n\n')[0])
     p.add_argument('--data-dir', default=os.environ.get(
         'GLUON_BERT_DATA', '../shared/data/wikitext-2'))
+    p.add_argument('--hf-python', default=hf_python,
+                   help='a Python with Hugging Face datasets (and '
+                        'transformers), which need a newer NumPy than '
+                        'MXNet 1.9.1 allows')
+    p.add_argument('--work', default=tempfile.gettempdir(),
+                   help='where the generated corpora go (deleted after)')
+    p.add_argument('--out', default=os.path.join(HERE, 'results', out))
+    return p
+
+
+def main():
+    p = corpus_parser(__doc__, 'shard_format.json', sys.executable)
     p.add_argument('--times', type=int, default=10,
                    help="corpus size in WikiText-2's training files")
-    p.add_argument('--hf-python', default=sys.executable,
-                   help='the Python with datasets installed')
-    p.add_argument('--work', default=tempfile.gettempdir())
-    p.add_argument('--out', default=os.path.join(HERE, 'results',
-                                                 'shard_format.json'))
     p.add_argument('--route', help=argparse.SUPPRESS)
     p.add_argument('--corpus', help=argparse.SUPPRESS)
     p.add_argument('--vocab', help=argparse.SUPPRESS)

@@ -127,23 +127,30 @@ def test_every_task_the_flag_offers_has_a_reader():
     assert all(TASKS[t].help in field['help'] for t in TASKS)
 
 
-@pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
-                                  'finetune', 'predict', 'compare', 'launch',
-                                  'doctor', 'export'])
-def test_every_command_answers_help(name, capsys):
+#: Every command of the package.
+COMMANDS = ['pretrain', 'evaluate', 'encode', 'finetune', 'predict', 'compare',
+            'launch', 'doctor', 'export']
+
+
+def _exit_code(name, argv, capsys):
+    """``python -m gluon_bert.NAME ARGV`` run in-process, for a flag that
+    ends it while parsing: (exit code, stdout, stderr)."""
     import importlib
     command = importlib.import_module(f'gluon_bert.{name}')
     with pytest.raises(SystemExit) as e:
-        command.main(['--help'])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
+        command.main(argv)
+    return (e.value.code,) + tuple(capsys.readouterr())
+
+
+@pytest.mark.parametrize('name', COMMANDS)
+def test_every_command_answers_help(name, capsys):
+    code, out, _ = _exit_code(name, ['--help'], capsys)
+    assert code == 0
     assert out.startswith(f'usage: python -m gluon_bert.{name}')
     assert '-h, --help' in out
 
 
-@pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
-                                  'finetune', 'predict', 'compare', 'launch',
-                                  'doctor', 'export'])
+@pytest.mark.parametrize('name', COMMANDS)
 def test_every_option_explains_itself_and_shows_its_default(name):
     """Every option has a help text, and every default a user would have to
     guess (0 included) is shown."""
@@ -241,16 +248,11 @@ def test_every_library_module_is_used_by_a_command():
     assert set(trees) - reached == set()
 
 
-@pytest.mark.parametrize('name', ['pretrain', 'evaluate', 'encode',
-                                  'finetune', 'predict', 'compare', 'launch',
-                                  'doctor', 'export'])
+@pytest.mark.parametrize('name', COMMANDS)
 def test_a_usage_error_is_one_line_pointing_at_help(name, capsys):
-    import importlib
-    command = importlib.import_module(f'gluon_bert.{name}')
-    with pytest.raises(SystemExit) as e:
-        command.main(['--no-such-flag'])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    code, _, err = _exit_code(name, ['--no-such-flag'], capsys)
+    assert code == 2
+    err = err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].endswith(f'(see python -m gluon_bert.{name} --help)')
     assert ('unrecognized arguments: --no-such-flag' in err[0]
