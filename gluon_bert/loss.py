@@ -11,38 +11,19 @@ writes the cross-entropy's gradient out).
 from mxnet import gluon
 from mxnet.gluon import nn
 
-__all__ = ['BERTPretrainLoss', 'MLMSlotLoss']
+from .utils import GluonBertError
+
+__all__ = ['BERTPretrainLoss', 'MLMSlotLoss', 'is_softmax_ce']
 
 
-def _is_plain_softmax_ce(loss):
-    """Whether ``loss`` is the default softmax cross-entropy on sparse labels
-    (whose gradient :class:`MLMSlotLoss` writes out), judged on a probe with
-    and without sample weights (its settings are private).  The probe calls
-    its math (``hybrid_forward``), not the Block: an earlier
-    ``BERTPretrainLoss`` hybridized it for other shapes.
-    """
-    import numpy as onp
-    from mxnet import autograd, nd, np
-    if not isinstance(loss, gluon.loss.Loss):
-        return False
-    scores = onp.array([[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]], dtype='float32')
-    labels = onp.array([1, 0], dtype='int32')
-    weights = onp.array([[2.0], [0.5]], dtype='float32')
-    log_p = scores - onp.log(onp.exp(scores).sum(-1, keepdims=True))
-    expected = -log_p[[0, 1], labels]
-    try:
-        with autograd.pause():
-            got = loss.hybrid_forward(nd, np.array(scores),
-                                      np.array(labels)).asnumpy()
-            weighted = loss.hybrid_forward(nd, np.array(scores),
-                                           np.array(labels),
-                                           np.array(weights)).asnumpy()
-    except Exception:  # another kind of loss: autograd will do
-        return False
-    return (got.shape == (2,)
-            and onp.allclose(got, expected, rtol=1e-5, atol=1e-6)
-            and onp.allclose(weighted, expected * weights[:, 0], rtol=1e-5,
-                             atol=1e-6))
+def is_softmax_ce(loss):
+    """Whether ``loss`` is the book's softmax cross-entropy (sparse labels,
+    scores in, no weight of its own): the loss whose gradient
+    :class:`MLMSlotLoss` writes out.  Another one trains through the book's
+    loss path (``train_bert`` with ``fused=False``), which takes any."""
+    return (isinstance(loss, gluon.loss.SoftmaxCELoss) and loss._sparse_label
+            and not loss._from_logits and loss._weight is None
+            and loss._axis == -1)
 
 
 def _no_grad(F, X):
@@ -181,17 +162,16 @@ class BERTPretrainLoss(nn.HybridBlock):
 
     def __init__(self, net, loss=None, num_chunks=8, **kwargs):
         super().__init__(**kwargs)
-        self.num_chunks = num_chunks
+        loss = loss if loss is not None else gluon.loss.SoftmaxCELoss()
+        if not is_softmax_ce(loss):
+            raise GluonBertError(
+                f'the fused loss computes the book\'s softmax cross-entropy, '
+                f'not {loss.__class__.__name__} with these settings: train '
+                'with fused=False (the book\'s loss path) for another loss')
         with self.name_scope():
             self.net = net
-            self.ce = loss if loss is not None else gluon.loss.SoftmaxCELoss()
-            decoder = net.mlm.decoder
-            # The written-out gradient holds for the default softmax
-            # cross-entropy only; any other loss goes through autograd
-            self.mlm_loss = (MLMSlotLoss(decoder, self.ce, num_chunks)
-                             if _is_plain_softmax_ce(self.ce)
-                             and decoder.bias is not None
-                             and decoder.weight.shape[1] else None)
+            self.ce = loss
+            self.mlm_loss = MLMSlotLoss(net.mlm.decoder, loss, num_chunks)
 
     def hybrid_forward(self, F, tokens, segments, positions, valid_lens,
                        head_index, merge_index, nsp_rows, mlm_rows,
@@ -202,38 +182,11 @@ class BERTPretrainLoss(nn.HybridBlock):
                                       head_index, merge_index)
         # (K, num_hiddens)
         hiddens = net.mlm.slot_hiddens(F, encoded_X, mlm_rows)
-        if self.mlm_loss is not None:
-            mlm_sum, mlm_hits = self.mlm_loss(hiddens, mlm_labels,
-                                              mlm_weights)
-        else:
-            mlm_sum, mlm_hits = self._mlm_autograd(F, hiddens, mlm_labels,
-                                                   mlm_weights)
+        mlm_sum, mlm_hits = self.mlm_loss(hiddens, mlm_labels, mlm_weights)
         nsp_Y_hat = net.next_sentence_logits_at(F, encoded_X, nsp_rows)
         nsp_l = self.ce(nsp_Y_hat, nsp_labels)
         nsp_hits = F.np.sum(self._hits(F, nsp_Y_hat, nsp_labels))
         return mlm_sum, F.np.sum(nsp_l), mlm_hits, nsp_hits
-
-    def _mlm_autograd(self, F, hiddens, mlm_labels, mlm_weights):
-        # Any other loss: the decoder's scores and the loss through
-        # autograd, in `num_chunks` chunks of K / num_chunks slots, so that
-        # the (K, vocab_size) scores, their log-softmax and gradients live
-        # one chunk at a time in the backward pass
-        c, decoder = self.num_chunks, self.net.mlm.decoder
-        hiddens = F.npx.reshape(hiddens, (-6, c, -1, -2))
-        mlm_weights = F.npx.reshape(mlm_weights, (c, -1))
-        mlm_labels = F.npx.reshape(mlm_labels, (c, -1))
-        mlm_sum = 0
-        for i in range(c):
-            weights = _chunk(F, mlm_weights, i)
-            labels = _chunk(F, mlm_labels, i)
-            # (K / num_chunks, vocab_size)
-            mlm_Y_hat = decoder(_chunk(F, hiddens, i))
-            mlm_l = self.ce(mlm_Y_hat, labels, F.np.expand_dims(weights, -1))
-            mlm_sum = mlm_sum + F.np.sum(mlm_l)
-            if i == 0:
-                mlm_hits = _first_chunk_hits(F, mlm_Y_hat, labels, weights,
-                                             mlm_weights)
-        return mlm_sum, mlm_hits
 
     @staticmethod
     def _hits(F, scores, labels):

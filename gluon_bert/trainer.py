@@ -19,7 +19,7 @@ from mxnet import autograd, gluon, npx
 
 from .distributed import Allreduce
 from .history import Clock, History
-from .loss import BERTPretrainLoss
+from .loss import BERTPretrainLoss, is_softmax_ce
 from .model import net_device
 from .packing import host_fields, pack_shards
 # The optimizer's side (gluon_bert.recipe), importable from here as the
@@ -335,7 +335,7 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
     ``pairs``; then ``eval``, ``pairs_per_sec`` and ``stopped`` (the step
     an ``on_step`` callback stopped at, or None).
     """
-    o = options or TrainOptions()
+    o = _loss_path(options or TrainOptions(), loss)
     evaluate, on_step = (callbacks.evaluate, callbacks.on_step) if callbacks \
         else (None, None)
     _check_limits(num_steps, o)
@@ -375,6 +375,16 @@ def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
             break
     log.close(devices)
     return log.history
+
+
+def _loss_path(o, loss):
+    """``o``, with the book's loss path for a loss the fused one does not
+    compute (:func:`~gluon_bert.loss.is_softmax_ce`)."""
+    if o.fused and not is_softmax_ce(loss):
+        logger.info('%s is not the book\'s softmax cross-entropy: training '
+                    'through the book\'s loss path', type(loss).__name__)
+        return dataclasses.replace(o, fused=False)
+    return o
 
 
 def _check_limits(num_steps, o):

@@ -227,19 +227,36 @@ def test_hits_count_the_slots_whose_top_score_is_the_label(setup,
     assert float(out[3]) == nsp_hits
 
 
-def test_the_written_out_gradient_only_for_the_plain_cross_entropy():
-    """MLMSlotLoss writes the softmax cross-entropy's gradient out, so it
-    serves only a loss that computes exactly that (judged by its values);
-    any other goes through autograd."""
+def test_the_written_out_gradient_only_for_the_plain_cross_entropy(
+        corpus_dir):
+    """MLMSlotLoss writes the softmax cross-entropy's gradient out, so the
+    fused loss takes only that loss; train_bert trains any other through
+    the book's loss path (a weight of 2: twice the plain loss)."""
+    import mxnet as mx
     from mxnet import gluon
+    from gluon_bert import dataset as ds, trainer as T
     from gluon_bert.model import get_bert_model
+    from gluon_bert.utils import GluonBertError
     net = get_bert_model(30, 16, 32, 2, 1, 0.0, 24)
     L = gluon.loss
     assert BERTPretrainLoss(net).mlm_loss is not None
     assert BERTPretrainLoss(net, L.SoftmaxCELoss()).mlm_loss is not None
     for other in (L.SoftmaxCELoss(from_logits=True), L.SoftmaxCELoss(
             weight=2.0), L.SoftmaxCELoss(sparse_label=False), L.L2Loss()):
-        assert BERTPretrainLoss(net, other).mlm_loss is None, other
+        with pytest.raises(GluonBertError, match='fused=False'):
+            BERTPretrainLoss(net, other)
+    batch = next(iter(ds.DataIter(ds.load_dataset(24, corpus_dir), 16)))
+    first = []
+    for loss, fused in ((L.SoftmaxCELoss(), False),
+                        (L.SoftmaxCELoss(weight=2.0), True)):
+        mx.random.seed(1)
+        net = get_bert_model(len(ds.load_dataset(24, corpus_dir).vocab), 16,
+                             32, 2, 1, 0.0, 24)
+        history = T.train_bert([batch], net, loss, net.config['vocab_size'],
+                               [mx.cpu()], 1, options=T.TrainOptions(
+                                   verbose=False, fused=fused))
+        first.append(history['mlm_step'][0])
+    assert abs(first[1] - 2 * first[0]) < 1e-4 * first[0]
 
 
 def test_a_loss_hybridized_by_an_earlier_run_still_gets_the_fast_path(setup):
