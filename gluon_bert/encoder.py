@@ -273,23 +273,30 @@ def encode_texts(net, vocab, texts, batch_size=64, pool='cls',
              else (len(inputs), hidden))
     result = onp.zeros(shape, dtype='float32')
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i][0]))
-    pad = vocab['<pad>']
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        lens = [len(inputs[i][0]) for i in rows]
-        width = max(lens)
-        token_ids = [vocab[inputs[i][0]] + [pad] * (width - n)
-                     for i, n in zip(rows, lens)]
-        segments = [inputs[i][1] + [0] * (width - n)
-                    for i, n in zip(rows, lens)]
-        # (batch size, width, num_hiddens)
-        encoded_X = forward(token_ids, segments, lens)
-        if pool == 'cls':
-            result[rows] = _host(encoded_X[:, 0, :])
-        elif pool == 'mean':
-            result[rows] = _pooled(_host(encoded_X), pool, lens)
-        else:
-            result[rows, :width] = _pooled(_host(encoded_X), pool, lens)
+        _encode_rows(forward, vocab, [inputs[i] for i in rows], pool,
+                     result, rows)
         if progress is not None:
             progress(min(start + batch_size, len(order)), len(order))
     return result
+
+
+def _encode_rows(forward, vocab, inputs, pool, result, rows):
+    """Encode a batch of ``(tokens, segments)`` inputs into ``result[rows]``,
+    padded to the longest of them."""
+    lens = [len(tokens) for tokens, _ in inputs]
+    width = max(lens)
+    pad = vocab['<pad>']
+    token_ids = [vocab[tokens] + [pad] * (width - n)
+                 for (tokens, _), n in zip(inputs, lens)]
+    segments = [list(segs) + [0] * (width - n)
+                for (_, segs), n in zip(inputs, lens)]
+    # (batch size, width, num_hiddens)
+    encoded_X = forward(token_ids, segments, lens)
+    if pool == 'cls':
+        result[rows] = _host(encoded_X[:, 0, :])
+    elif pool == 'mean':
+        result[rows] = _pooled(_host(encoded_X), pool, lens)
+    else:
+        result[rows, :width] = _pooled(_host(encoded_X), pool, lens)
