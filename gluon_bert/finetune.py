@@ -143,11 +143,11 @@ def _datasets(args, splits, vocab, out):
 
 
 def _earlier_run(save_dir):
-    """What ``save_dir`` holds, for :func:`_make_room`: None when no run is
-    there, else ``(settings, holds)``: the settings of the fine-tuning run
-    in it (its model's config.json, else the state of a run stopped before
-    its first epoch ended), or None and what it holds instead (a pretrained
-    model, or files that cannot be read)."""
+    """What ``save_dir`` holds, for :func:`~gluon_bert.rundir.make_room_for`:
+    None when no run is there, else ``(settings, None, holds)``: the
+    settings of the fine-tuning run in it (its model's config.json, else the
+    state of a run stopped before its first epoch ended), or None and what
+    it holds instead (a pretrained model, or files that cannot be read)."""
     from .checkpoint import CONFIG, load_config
     from .classifier import PROGRESS
     stopped = os.path.join(save_dir, PROGRESS, 'state.json')
@@ -155,29 +155,14 @@ def _earlier_run(save_dir):
         if os.path.isfile(os.path.join(save_dir, CONFIG)):
             config = load_config(save_dir)
             if 'classifier' not in config:
-                return None, 'a pretrained model, not a fine-tuning run'
-            return config['classifier']['config'], None
+                return None, None, 'a pretrained model, not a fine-tuning run'
+            return config['classifier']['config'], None, None
         if os.path.isfile(stopped):
             with open(stopped, encoding='utf-8') as f:
-                return json.load(f)['config'], None
+                return json.load(f)['config'], None, None
     except (GluonBertError, OSError, ValueError, KeyError, TypeError):
-        return None, 'a fine-tuning run whose files cannot be read'
+        return None, None, 'a fine-tuning run whose files cannot be read'
     return None
-
-
-def _make_room(args):
-    """Before a new run (not --resume): the rule of :func:`~gluon_bert.
-    rundir.make_room` (a model of other settings, or a folder that holds
-    something else, such as a pretrained model, is not replaced without
-    --overwrite)."""
-    from . import rundir
-    from .flags import differing_settings
-    earlier = _earlier_run(args.save_dir)
-    if earlier is not None:
-        saved, holds = earlier
-        differ = differing_settings(saved, args) if holds is None else []
-        rundir.make_room(args.save_dir, differ, overwrite=args.overwrite,
-                         holds=holds)
 
 
 def check_folders(args):
@@ -232,7 +217,8 @@ def run(args, out=None):
             state = _progress(args)
         else:
             state = None
-            _make_room(args)
+            from .rundir import make_room_for
+            make_room_for(args, _earlier_run(args.save_dir))
         return _run(args, state, out)
 
 

@@ -234,7 +234,8 @@ def _write_outputs(config, history, signum):
 
 
 def _earlier_run(save_dir):
-    """What ``save_dir`` holds, for :func:`_make_room`: None when no run is
+    """What ``save_dir`` holds, for :func:`~gluon_bert.rundir.make_room_for`:
+    None when no run is
     there, else ``(settings, step, holds)``: the pretraining run's settings
     and step, or ``holds`` saying what the folder holds instead (a
     fine-tuned classifier, or a run that cannot be read)."""
@@ -260,22 +261,6 @@ def _earlier_run(save_dir):
     return saved, step, None
 
 
-def _make_room(config):
-    """Before a new run (not --resume) writes into --save-dir: the rule of
-    :func:`~gluon_bert.rundir.make_room`."""
-    from . import rundir
-    from .flags import differing_settings
-    earlier = _earlier_run(config.save_dir)
-    if earlier is None:
-        return
-    saved, step, holds = earlier
-    more = (step if step is not None and config.steps is not None
-            and step > config.steps else None)
-    rundir.make_room(config.save_dir,
-                     differing_settings(saved, config) if saved else [],
-                     more, config.overwrite, holds)
-
-
 def run(config):
     """Pretrain as ``config`` (a :class:`~gluon_bert.config.PretrainConfig`)
     says: everything after argument parsing.
@@ -294,7 +279,8 @@ def run(config):
         if config.branch_from:
             _branch(config)
         elif not config.resume:
-            _make_room(config)
+            from .rundir import make_room_for
+            make_room_for(config, _earlier_run(config.save_dir))
         return _run(config, kvstore, rank, workers)
 
 

@@ -15,7 +15,8 @@ import time
 
 from .utils import GluonBertError, atomic_write
 
-__all__ = ['RunLock', 'LOCK', 'PREVIOUS', 'keep_previous', 'make_room']
+__all__ = ['RunLock', 'LOCK', 'PREVIOUS', 'keep_previous', 'make_room',
+           'make_room_for']
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +144,20 @@ def make_room(folder, differ, more_steps=None, overwrite=False, holds=None):
     keep_previous(folder)
     logger.info('The earlier run in %s is kept in %s/', folder,
                 os.path.join(folder, PREVIOUS))
+
+
+def make_room_for(config, earlier):
+    """:func:`make_room` before a new run of ``config`` (a job's
+    configuration: ``save_dir``, ``overwrite``, and ``steps`` for
+    pretraining) into a folder that holds ``earlier``: None (nothing), or
+    ``(its settings or None, its step or None, what it holds instead or
+    None)``, as the job's own reader of the folder says."""
+    if earlier is None:
+        return
+    from .flags import differing_settings
+    saved, step, holds = earlier
+    steps = getattr(config, 'steps', None)
+    more = (step if step is not None and steps is not None and step > steps
+            else None)
+    differ = differing_settings(saved, config) if saved and not holds else []
+    make_room(config.save_dir, differ, more, config.overwrite, holds)
