@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import sys
-import tempfile
+import uuid
 
 __all__ = ['ArgumentParser', 'check_mxnet_install', 'parse_gpu_ids',
            'max_len_arg', 'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
@@ -173,37 +173,20 @@ def check_batch_size(batch_size):
     return int(batch_size)
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_write(path, mode='wb', encoding='utf-8'):
-    """Open a temporary file beside ``path``; rename it over ``path`` on
-    success.
+    """Open a temporary file beside ``path`` (:func:`atomic_path`); flush it
+    to disk and rename it over ``path`` on success.
 
     A crash (or an exception in the ``with`` body) leaves ``path`` as it was
     and removes the temporary file, so readers never see a half-written file.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.',
-                               suffix='.tmp', dir=folder)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
-        kwargs = {} if 'b' in mode else {'encoding': encoding}
-        with os.fdopen(fd, mode, **kwargs) as f:
+    kwargs = {} if 'b' in mode else {'encoding': encoding}
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -216,7 +199,9 @@ def atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp')
+    # unique to this process and call, as two threads may write one path
+    tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.'
+                       f'{uuid.uuid4().hex[:8]}.tmp')
     try:
         yield tmp
         os.replace(tmp, path)
