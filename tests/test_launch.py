@@ -424,7 +424,8 @@ def test_dist_sync_job_on_a_corpus(tmp_path):
                    env=dict(os.environ, GLUON_BERT_CACHE=str(tmp_path / 'c')))
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert re.search(r'\[worker 0\] 2 workers, \d+ batches each a pass; a '
+    # rank 0 reports: the scheduler's rank, not the launcher's numbering
+    assert re.search(r'\[worker \d\] 2 workers, \d+ batches each a pass; a '
                      r'step sees 2 x 8 pairs', out), out
     history = json.loads((save / 'history.json').read_text())
     assert history['pairs'][-1] == 6 * 16
