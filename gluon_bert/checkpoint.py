@@ -200,15 +200,13 @@ def pretrained_source(source, step=None):
 def _kept_step(run_dir, step):
     """:func:`pretrained_source` of a run's kept checkpoint of ``step``."""
     model, vocab, _ = pretrained_source(run_dir)
-    path = os.path.join(run_dir, CKPT_DIR, f'model-{step:08d}.params')
-    if not os.path.isfile(path):
-        kept = sorted(int(n[6:14]) for n in os.listdir(os.path.join(
-            run_dir, CKPT_DIR)) if n.startswith('model-')) if os.path.isdir(
-            os.path.join(run_dir, CKPT_DIR)) else []
-        raise GluonBertError(f'{run_dir} kept no checkpoint of step {step} '
-                             f'(kept: {kept or "none"}): pick one of those',
-                             ['init_step'])
-    return model, vocab, path
+    kept = state.saved_steps(run_dir, CKPT_DIR)
+    saved = state.read_state(
+        run_dir, name=state.step_state_name(CKPT_DIR, step),
+        missing=f'{run_dir} kept no checkpoint of step {step} (kept: '
+                f'{kept or "none"}): pick one of those',
+        settings=['init_step'])
+    return model, vocab, saved['files'][PARAMS]['path']
 
 
 def _fine_tuned_bert(config, params_path, device):
