@@ -123,8 +123,8 @@ class PretrainConfig(_Config):
     valid_corpus: list = setting(
         None, "held-out text for --eval-every, in --corpus's layout "
         '(default: wiki.valid.tokens of a WikiText folder, else 1 %% of '
-        "--corpus's paragraphs, every 100th of each shard, never trained "
-        'on)', 'data', nargs='+')
+        "--corpus's paragraphs, every 100th, never trained on)", 'data',
+        nargs='+')
     corpus_format: str = setting(
         'auto', 'the layout of --corpus: wikitext (a paragraph a line, '
         "sentences separated by ' . ', as WikiText); documents (a sentence "

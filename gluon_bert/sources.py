@@ -155,32 +155,32 @@ def corpus_streams(config, rank=0, workers=1, say=print, expect_key=None,
     :class:`~gluon_bert.config.PretrainConfig`), preparing the shards first
     if no earlier run did.  ``expect_key``: the corpus key a resumed run
     recorded (a corpus changed since is refused before anything is
-    prepared).  The held-out draws are seeded by ``eval_seed`` (default
-    :data:`~gluon_bert.dataset.EVAL_SEED`, as the book's held-out splits);
+    prepared).  The held-out pairs are drawn with the book's sampling,
+    seeded by ``eval_seed`` (default :data:`~gluon_bert.dataset.EVAL_SEED`),
+    as the book's held-out splits are, whatever the run's masking;
     ``vocab``, a model's vocabulary to cut the text into (``--init-from``)."""
     from .corpus import prepare_corpus
     from .text import valid_files
     from .stream import CorpusStream
-    from .dataset import EVAL_SEED, Sampling
+    from .dataset import EVAL_SEED
     start = time.perf_counter()
     settings = dict(corpus_format=config.corpus_format, kind=config.vocab,
                     vocab_size=config.vocab_size, max_words=config.max_words,
                     cache_dir=config.cache_dir, say=say)
     prepared = prepare_corpus(config.corpus, expect_key=expect_key,
                               vocab=vocab, **settings)
-    sampling = Sampling(mask_prob=config.mask_prob,
-                        next_prob=1.0 if config.no_nsp else 0.5,
-                        whole_word=config.whole_word)
     valid = config.valid_corpus or valid_files(config.corpus)
-    common = dict(max_len=config.max_len, sampling=sampling,
-                  seed=EVAL_SEED if eval_seed is None else eval_seed)
-    train = CorpusStream(prepared, config.batch_size,
+    train = CorpusStream(prepared, config.batch_size, config.max_len,
+                         config.seed, sampling_of(config),
                          shard=(rank, workers) if workers > 1 else None,
-                         part='all' if valid else 'train',
-                         **dict(common, seed=config.seed))
+                         part='all' if valid else 'train')
+    # Held-out pairs are drawn as the book's held-out splits are
+    # (dataset.load_heldout): its sampling, EVAL_SEED
+    common = dict(max_len=config.max_len,
+                  seed=EVAL_SEED if eval_seed is None else eval_seed)
     held = None
     if valid and held_out:
-        settings.update(corpus_format='auto', say=lambda *a, **k: None)
+        settings.update(say=lambda *a, **k: None)
         held = CorpusStream(prepare_corpus(valid, vocab=prepared.vocab,
                                            **settings), 1, part='all',
                             **common)

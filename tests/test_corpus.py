@@ -402,3 +402,23 @@ def test_a_corpus_changed_under_a_run_is_refused_on_resume(tmp_path, capsys):
                           '3']) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'differ from those the run began with' in err[0]
+
+
+def test_held_out_pairs_are_drawn_as_the_books_held_out_splits(tmp_path):
+    """Whatever the run's masking, evaluation draws the book's (as
+    load_heldout does), and held-out text is read in --corpus's layout."""
+    from gluon_bert.config import PretrainConfig
+    from gluon_bert.dataset import BOOK_SAMPLING
+    from gluon_bert.sources import corpus_streams
+    docs = write_documents(tmp_path / 'docs.txt', 40)
+    valid = tmp_path / 'valid.txt'
+    text_of_docs = open(docs, encoding='utf-8').read()
+    valid.write_text(text_of_docs.replace('\n\n', '\n'))  # no blank line
+    config = PretrainConfig(corpus=[docs], valid_corpus=[str(valid)],
+                            corpus_format='documents', mask_prob=0.3,
+                            no_nsp=True, batch_size=16, max_len=24,
+                            cache_dir=str(tmp_path / 'cache'))
+    train, held = corpus_streams(config, say=lambda *a, **k: None)
+    assert train.sampling == Sampling(mask_prob=0.3, next_prob=1.0)
+    assert held.sampling == BOOK_SAMPLING
+    assert held.corpus.manifest['layouts'] == ['documents']
