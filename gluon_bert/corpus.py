@@ -150,9 +150,7 @@ def _make_vocab(counts, kind, min_freq, vocab_size, max_words):
     (``min_freq``, capped at the ``max_words`` most frequent), or WordPiece
     learnt from the counts."""
     if kind == 'wordpiece':
-        return train_wordpiece(
-            (' '.join([w] * min(c, 10_000)) for w, c in counts.items()),
-            vocab_size, _RESERVED)
+        return train_wordpiece(_repeated(counts), vocab_size, _RESERVED)
     kept = [(w, c) for w, c in counts.items() if c >= min_freq]
     if max_words is None and len(kept) > MAX_WORDS:
         raise GluonBertError(
@@ -163,6 +161,14 @@ def _make_vocab(counts, kind, min_freq, vocab_size, max_words):
     if max_words is not None:
         kept = sorted(kept, key=lambda wc: -wc[1])[:max_words]
     return Vocab.from_counts(dict(kept), min_freq, _RESERVED)
+
+
+def _repeated(counts, run=10_000):
+    """Each word as often as it was counted, ``run`` at a time: WordPiece
+    learnt from the counts is learnt from the text's frequencies."""
+    for word, count in counts.items():
+        for n in range(count, 0, -run):
+            yield ' '.join([word] * min(n, run))
 
 
 def _check_kept(kept, dropped, files, corpus_format):

@@ -422,3 +422,13 @@ def test_held_out_pairs_are_drawn_as_the_books_held_out_splits(tmp_path):
     assert train.sampling == Sampling(mask_prob=0.3, next_prob=1.0)
     assert held.sampling == BOOK_SAMPLING
     assert held.corpus.manifest['layouts'] == ['documents']
+
+
+def test_wordpiece_is_learnt_from_the_texts_counts():
+    """The counted words reach the WordPiece trainer as often as counted
+    (a frequent word's count was once capped at 10,000)."""
+    import collections
+    counts = collections.Counter({'the': 25_001, 'crane': 3})
+    fed = collections.Counter(w for text in corpus._repeated(counts)
+                              for w in text.split())
+    assert fed == counts
