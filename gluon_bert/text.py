@@ -145,7 +145,6 @@ def lines_of(path, start, end):
     error naming the file and the line."""
     with _open(path) as f:
         f.seek(start)
-        number = None
         while end is None or f.tell() < end:
             raw = f.readline(MAX_LINE_BYTES + 1)
             if not raw:

@@ -99,13 +99,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """Every command's parser: --help as :class:`HelpFormatter` shows it, and
-    a usage error in one line with a pointer to --help (argparse's own
-    prints the whole usage before it)."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault('formatter_class', HelpFormatter)
-        super().__init__(**kwargs)
+    """Every command's parser: a usage error in one line with a pointer to
+    --help (argparse's own prints the whole usage before it)."""
 
     def error(self, message):
         self.exit(2, f'{self.prog}: error: {message} (see {self.prog} '
