@@ -12,7 +12,7 @@ import os
 import mxnet as mx
 from mxnet import npx
 
-from .utils import GluonBertError, parse_gpu_ids
+from .utils import GluonBertError, count_devices, parse_gpu_ids
 
 __all__ = ['try_gpu', 'try_all_gpus', 'no_gpu_reason', 'parse_devices',
            'available_memory', 'cpu_name']
@@ -50,13 +50,7 @@ def parse_devices(gpus=None, cpus=None):
     machines without GPUs.  GPUs asked for on a machine that has none: logged
     once why, then ``[cpu(0)]``.
     """
-    if gpus is not None and cpus is not None:
-        raise GluonBertError('gpus and cpus exclude each other: pick one',
-                             ['gpus', 'cpus'])
-    if cpus is not None:
-        if int(cpus) != cpus or cpus < 1:
-            raise GluonBertError(f'cpus must be a positive integer, got '
-                                 f'{cpus!r}', ['cpus'])
+    if count_devices(gpus, cpus) and cpus is not None:
         return [mx.cpu(i) for i in range(int(cpus))]
     if gpus is None:
         return try_all_gpus()

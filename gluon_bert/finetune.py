@@ -20,7 +20,7 @@ from .config import FinetuneConfig, finetune_recipe
 from .flags import add_arguments
 from .tasks import TASKS
 from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
-                    atomic_write, write_error)
+                    atomic_write, count_devices, write_error)
 
 __all__ = ['main', 'parse_args', 'build_parser', 'tokenizer_for']
 
@@ -55,12 +55,10 @@ def parse_args(argv=None):
         recipe = ({} if {'lr', 'batch_size'} <= set(given) else
                   finetune_recipe(given.get('task', FinetuneConfig.task),
                                   given.get('recipe', FinetuneConfig.recipe)))
+        count_devices(given.get('gpus'), given.get('cpus'))
     except GluonBertError as e:
         parser.error(e.worded())
-    config = FinetuneConfig(**{**recipe, **given})
-    if config.gpus is not None and config.cpus is not None:
-        parser.error('--gpus and --cpus exclude each other: pick one')
-    return config
+    return FinetuneConfig(**{**recipe, **given})
 
 
 def _load_bert(args, device):

@@ -9,6 +9,7 @@ Trains the book's small BERT for --steps (or --max-minutes), prints progress
 and the book's two closing lines, and writes the model directory
 (--save-dir): model.params, vocab.json, config.json, history.csv, loss.png.
 """
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -24,7 +25,7 @@ from .flags import add_arguments, config_from_flags, resumed_config
 from .sizes import PRESETS
 from .signals import StopOnSignal, run_stoppable, signal_name
 from .utils import (ArgumentParser, GluonBertError, HelpFormatter,
-                    atomic_write, parse_gpu_ids)
+                    atomic_write, count_devices)
 
 __all__ = ['main', 'parse_args', 'parse_flags', 'build_parser',
            'make_config']
@@ -61,8 +62,10 @@ def parse_flags(argv=None):
     if given.get('preset'):
         for key, value in zip(_SIZES, PRESETS[given['preset']]):
             given.setdefault(key, value)
-    if given.get('gpus') is not None and given.get('cpus') is not None:
-        parser.error('--gpus and --cpus exclude each other: pick one')
+    try:
+        count_devices(given.get('gpus'), given.get('cpus'))
+    except GluonBertError as e:
+        parser.error(e.worded())
     if given.get('resume'):
         state = os.path.join(given.get('save_dir', PretrainConfig.save_dir),
                              'state.json')
@@ -83,8 +86,7 @@ def _check(config, error):
     if config.num_hiddens % config.num_heads:
         error(f'--num-hiddens {config.num_hiddens} is not divisible by '
               f'--num-heads {config.num_heads}')
-    n_devices = config.cpus or (len(parse_gpu_ids(config.gpus))
-                                if config.gpus else 1)
+    n_devices = count_devices(config.gpus, config.cpus) or 1
     if config.batch_size < n_devices:
         error(f'--batch-size {config.batch_size} is smaller than the '
               f'{n_devices} devices: each needs at least one example')
@@ -177,15 +179,16 @@ def _train_options(config, verbose=True):
     """How :func:`~gluon_bert.trainer.train_bert` trains, from ``config``
     (``verbose``: this process prints, as rank 0 of a job does)."""
     from .trainer import TrainOptions
-    return TrainOptions(
-        lr=config.lr, schedule=config.schedule, warmup=config.warmup,
-        warmup_steps=config.warmup_steps, cooldown=config.cooldown,
-        clip_norm=config.clip_norm, accumulate=config.accumulate,
-        fused=config.loss == 'fused', hybridize=not config.no_hybridize,
-        seed=config.seed, max_seconds=(60 * config.max_minutes
-                                       if config.max_minutes else None),
-        eval_every=config.eval_every, log_every=config.log_every,
-        verbose=verbose, nsp_weight=0.0 if config.no_nsp else 1.0)
+    # The options named as the flags are taken as they are
+    same = {f.name: getattr(config, f.name)
+            for f in dataclasses.fields(TrainOptions)
+            if hasattr(config, f.name)}
+    return TrainOptions(**same, fused=config.loss == 'fused',
+                        hybridize=not config.no_hybridize,
+                        max_seconds=(60 * config.max_minutes
+                                     if config.max_minutes else None),
+                        verbose=verbose,
+                        nsp_weight=0.0 if config.no_nsp else 1.0)
 
 
 def _restore(config, net, optimizer, devices, say):

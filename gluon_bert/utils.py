@@ -9,6 +9,7 @@ import sys
 import uuid
 
 __all__ = ['ArgumentParser', 'check_mxnet_install', 'parse_gpu_ids',
+           'count_devices',
            'max_len_arg', 'check_max_len', 'check_batch_size', 'MIN_MAX_LEN',
            'atomic_write', 'atomic_path', 'file_digest', 'GluonBertError',
            'UsageError', 'HelpFormatter', 'read_text_lines', 'checked_type',
@@ -148,6 +149,21 @@ def parse_gpu_ids(gpus):
         raise GluonBertError(f'gpus takes distinct GPU numbers like 0,1, '
                              f'got {gpus!r}', ['gpus'])
     return [int(p) for p in parts]
+
+
+def count_devices(gpus=None, cpus=None):
+    """How many devices ``gpus`` ('0,1') or ``cpus`` (N) ask for (None:
+    neither); both, a bad GPU list or a ``cpus`` below 1 is a one-line
+    error."""
+    if gpus is not None and cpus is not None:
+        raise GluonBertError('gpus and cpus exclude each other: pick one',
+                             ['gpus', 'cpus'])
+    if cpus is not None:
+        if int(cpus) != cpus or cpus < 1:
+            raise GluonBertError(f'cpus must be a positive integer, got '
+                                 f'{cpus!r}', ['cpus'])
+        return int(cpus)
+    return None if gpus is None else len(parse_gpu_ids(gpus))
 
 
 def check_max_len(max_len):
