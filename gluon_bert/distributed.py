@@ -60,25 +60,29 @@ def leave_job(kvstore):
 
 
 class Allreduce:
-    """Sum a few floats over the workers of a distributed kvstore.
+    """Sum a few named floats over the workers of a distributed kvstore.
 
-    Used for the batch totals (the loss of every worker is normalized by the
-    whole global batch) and for the reported losses (so every worker sees,
-    and stops on, the same numbers).  With one worker it does nothing.
+    What a step exchanges (:data:`EXCHANGED`): the batch's pairs and MLM
+    slots (every worker's loss is divided by the whole global batch), the
+    losses and hits it reports (so every worker sees, and stops on, the same
+    numbers) and whether a worker asked to stop.  With one worker it does
+    nothing.
     """
 
     KEY = 1 << 30  # far above the Trainer's parameter indices
+    #: The names of what is summed, each its own kvstore key
+    EXCHANGED = ('batch totals', 'losses', 'hits', 'stop')
 
     def __init__(self, kvstore):
         multi = kvstore is not None and getattr(kvstore, 'num_workers', 1) > 1
         self.kvstore = kvstore if multi else None
         self._keys = set()
 
-    def __call__(self, slot, values):
+    def __call__(self, name, values):
         import mxnet as mx
         if self.kvstore is None:
             return list(values)
-        key = self.KEY + slot
+        key = self.KEY + self.EXCHANGED.index(name)
         if key not in self._keys:
             self.kvstore.init(key, mx.nd.zeros(len(values)))
             self._keys.add(key)

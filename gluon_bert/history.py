@@ -34,7 +34,11 @@ class History:
     """The run's history, running means and printed lines (bookkeeping).
 
     ``history`` is what :func:`train_bert` returns and checkpoints keep; a
-    resumed run's history is continued.
+    resumed run's history is continued.  Per step: ``step``, ``mlm`` and
+    ``nsp`` (running means, as the book plots them), the step's losses and
+    accuracies, ``lr``, ``total``, ``grad_norm``, ``seconds``, ``wall``,
+    ``pairs``; then ``eval``, ``pairs_per_sec`` and ``stopped`` (the step an
+    ``on_step`` callback stopped at, or None).
     """
 
     def __init__(self, devices, resume, options):
@@ -50,6 +54,7 @@ class History:
                 if len(history.get(key, [])) != done:
                     history[key] = [None] * done
         history['devices'] = [str(d) for d in devices]
+        history['stopped'] = None
         self.history = history
         # The book's accumulator: sums of MLM and NSP losses, no. of
         # sentence pairs, no. of steps

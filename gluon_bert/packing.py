@@ -9,8 +9,8 @@ slots, with the indices the packed model uses to find each example again.
 """
 import numpy as onp
 
-__all__ = ['host_fields', 'pack_batch', 'pack_shards', 'pack_tokens',
-           'pack_mlm_slots', 'split_and_pack']
+__all__ = ['host_fields', 'pack_batch', 'pack_shards', 'pack_cut_batch',
+           'pack_tokens', 'pack_mlm_slots', 'split_and_pack']
 
 
 def host_fields(batch):
@@ -41,12 +41,27 @@ def split_and_pack(arrays, devices, pack):
     ``split_and_load(even_split=False)`` does, pack each (``pack(shard)``) on
     the host, load it: one tuple of ``mxnet.np`` arrays per device.
     """
-    from mxnet import np
     # array_split cuts as split_and_load does: the first shards are longer
     fields = [onp.array_split(a, len(devices)) for a in arrays]
-    return [tuple(np.array(a, ctx=device, dtype=a.dtype)
-                  for a in pack(shard))
-            for device, *shard in zip(devices, *fields)]
+    return _load([pack(shard) for shard in zip(*fields)], devices)
+
+
+def pack_cut_batch(shards, devices, num_heads):
+    """:func:`pack_shards` for a batch cut already: ``shards`` holds, field
+    by field, one MXNet array per device (``gluon.utils.split_data``'s
+    output); each device's shard is packed on the host by :func:`pack_batch`
+    and loaded onto it.
+    """
+    return _load([pack_batch([field[i].asnumpy() for field in shards],
+                             num_heads) for i in range(len(devices))],
+                 devices)
+
+
+def _load(packed, devices):
+    """Each device's packed NumPy arrays as ``mxnet.np`` arrays on it."""
+    from mxnet import np
+    return [tuple(np.array(a, ctx=device, dtype=a.dtype) for a in arrays)
+            for device, arrays in zip(devices, packed)]
 
 
 def pack_batch(host, num_heads, token_multiple=1024, slot_multiple=128):

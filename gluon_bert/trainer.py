@@ -21,7 +21,7 @@ from .distributed import Allreduce
 from .history import Clock, History
 from .loss import BERTPretrainLoss, is_softmax_ce
 from .model import net_device
-from .packing import host_fields, pack_shards
+from .packing import host_fields, pack_cut_batch
 # The optimizer's side (gluon_bert.recipe), importable from here as the
 # book's training module offers it
 from .recipe import apply_gradients, init_bert, learning_rate, make_trainer
@@ -44,6 +44,12 @@ class NonFiniteLossError(GluonBertError):
         self.step = step
         super().__init__(f'loss is not finite at step {step} (MLM {mlm}, NSP '
                          f'{nsp}): lower the learning rate (lr)', ['lr'])
+
+    @classmethod
+    def check(cls, step, out):
+        """Raise if a step's losses (a :data:`StepResult`) are not finite."""
+        if not (math.isfinite(out.mlm) and math.isfinite(out.nsp)):
+            raise cls(step, out.mlm, out.nsp)
 
 
 def get_batch_loss_bert(net, loss, vocab_size, tokens_X_shards,
@@ -150,61 +156,6 @@ def _batches(train_iter, position):
         epoch += 1
 
 
-def _forward_backward(model, net, loss, vocab_size, devices, group, fused,
-                      allreduce, nsp_weight=1.0):
-    """Losses and gradients of one optimizer step's batches.
-
-    Losses are per-shard lists normalized by the whole (global, accumulated)
-    batch, so the summed gradients are the whole batch's.  Minimizes MLM +
-    ``nsp_weight`` x NSP.  Returns ``(mlm, nsp, MLM hits, NSP hits, pairs, MLM
-    slots)``; the hits are None on the book's loss path.
-    """
-    hosts = [host_fields(b) for b in group]
-    num_pairs, num_mlm_slots = allreduce(0, [
-        sum(len(h[0]) for h in hosts), sum(float(h[4].sum()) for h in hosts)])
-    mlm_all, nsp_all = [], []
-    hits = [] if fused else None
-    for batch, host in zip(group, hosts):
-        if fused:
-            # Tokens and MLM slots are packed from the host copy of the
-            # batch, so nothing comes back from the devices before the
-            # backward pass
-            shards = pack_shards(host, devices, net.config['num_heads'])
-            with autograd.record():
-                mlm_ls, nsp_ls, ls = get_batch_loss_bert_fused(
-                    model, shards, num_mlm_slots, num_pairs, hits=hits)
-        else:
-            (tokens_X_shards, segments_X_shards, valid_lens_x_shards,
-             pred_positions_X_shards, mlm_weights_X_shards,
-             mlm_Y_shards, nsp_y_shards) = [gluon.utils.split_and_load(
-                 elem, devices, even_split=False) for elem in batch]
-            with autograd.record():
-                mlm_ls, nsp_ls, ls = get_batch_loss_bert(
-                    net, loss, vocab_size, tokens_X_shards,
-                    segments_X_shards, valid_lens_x_shards,
-                    pred_positions_X_shards, mlm_weights_X_shards,
-                    mlm_Y_shards, nsp_y_shards,
-                    num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
-        if nsp_weight != 1.0:
-            with autograd.record():
-                ls = [m + nsp_weight * n for m, n in zip(mlm_ls, nsp_ls)]
-        for l in ls:
-            l.backward()
-        mlm_all += mlm_ls
-        nsp_all += nsp_ls
-    # The first copies back from the devices, once every backward pass is
-    # queued
-    mlm_l = sum([float(l) for l in mlm_all])
-    nsp_l = sum([float(l) for l in nsp_all])
-    mlm_hits = nsp_hits = None
-    if fused:
-        mlm_hits = sum(float(m) for m, _ in hits)
-        nsp_hits = sum(float(n) for _, n in hits)
-        mlm_hits, nsp_hits = allreduce(2, [mlm_hits, nsp_hits])
-    mlm_l, nsp_l = allreduce(1, [mlm_l, nsp_l])
-    return mlm_l, nsp_l, mlm_hits, nsp_hits, num_pairs, num_mlm_slots
-
-
 @dataclasses.dataclass
 class Callbacks:
     """What :func:`train_bert` calls while it trains.
@@ -272,6 +223,11 @@ class TrainOptions:
     verbose: bool = True
     nsp_weight: float = 1.0
 
+    def learning_rate(self, step, total, peak):
+        """The rate of step ``step`` of ``total`` (1-based), at ``peak``."""
+        return learning_rate(step, total, peak, self.schedule, self.warmup,
+                             self.warmup_steps, self.cooldown)
+
 
 #: What one optimizer step measured: losses and hits summed over the batch's
 #: shards (hits None on the book's loss path), the batch's pairs and MLM
@@ -282,26 +238,141 @@ StepResult = collections.namedtuple(
 
 def train_step(model, net, loss, vocab_size, devices, trainer, group,
                options, allreduce=None):
-    """One optimizer step on the batches of ``group``, waited for: forward and
-    backward on every shard, gradients summed over devices (and workers),
-    clipped and applied.  Returns a :data:`StepResult`.
+    """One optimizer step of :func:`train_bert`, waited for.
+
+    Parameters
+    ----------
+    model : BERTPretrainLoss or BERTModel
+        The fused graph, or ``net`` on the book's loss path.
+    group : list of batches
+        The step's batches, gradients summed (``options.accumulate``).
+    net, loss, vocab_size, devices, trainer, options, allreduce
+        As :func:`train_bert` has them (``allreduce``: what the step
+        exchanges with a job's workers, :class:`~.distributed.Allreduce`).
+
+    Returns
+    -------
+    StepResult
     """
     allreduce = allreduce or Allreduce(None)
-    mlm, nsp, mlm_hits, nsp_hits, pairs, slots = _forward_backward(
-        model, net, loss, vocab_size, devices, group, options.fused,
-        allreduce, options.nsp_weight)
+    # Every shard's loss is divided by the whole (global) batch's pairs and
+    # MLM slots, so the gradients add up to the whole batch's
+    num_pairs, num_mlm_slots = allreduce('batch totals', batch_totals(group))
+    cuts = []
+    for batch in group:
+        # The book's cut: each field into one shard per device, as
+        # split_and_load cuts it (split_data); fused, each device's shard is
+        # packed on the host, then loaded
+        shards = [gluon.utils.split_data(x, len(devices), even_split=False)
+                  for x in batch]
+        cuts.append(pack_cut_batch(shards, devices, net.config['num_heads'])
+                    if options.fused else [[x.as_in_context(d) for x, d in
+                                            zip(f, devices)] for f in shards])
+    mlm_ls, nsp_ls, hits = [], [], []
+    for shards in cuts:
+        with autograd.record():
+            if options.fused:  # model and losses in one graph per shard
+                mlm_l, nsp_l, ls = get_batch_loss_bert_fused(
+                    model, shards, num_mlm_slots, num_pairs, hits)
+            else:
+                mlm_l, nsp_l, ls = get_batch_loss_bert(
+                    net, loss, vocab_size, *shards,
+                    num_mlm_slots=num_mlm_slots, num_pairs=num_pairs)
+            if options.nsp_weight != 1.0:
+                ls = [m + options.nsp_weight * n for m, n in zip(mlm_l, nsp_l)]
+        for l in ls:
+            l.backward()
+        mlm_ls += mlm_l
+        nsp_ls += nsp_l
+    # Read back from the devices once every backward pass is queued
+    mlm, nsp = allreduce('losses', [sum(map(float, mlm_ls)),
+                                    sum(map(float, nsp_ls))])
+    mlm_hits, nsp_hits = allreduce('hits', [sum(map(float, h)) for h in zip(
+        *hits)]) if hits else (None, None)
     norm = apply_gradients(trainer, net, devices, options.clip_norm)
     if options.accumulate > 1:
         net.collect_params().zero_grad()
-    # The backward pass and the update run asynchronously; wait for them so
-    # that pairs/sec counts the whole step (the book's timer stops before
-    # they finish and overstates its speed)
-    npx.waitall()
-    return StepResult(mlm, nsp, mlm_hits, nsp_hits, pairs, slots, norm)
+    npx.waitall()  # pairs/sec counts the backward pass and update (the book's
+    # timer stops before they finish)
+    return StepResult(mlm, nsp, mlm_hits, nsp_hits, num_pairs,
+                      num_mlm_slots, norm)
 
 
-def _prepare(net, loss, devices, trainer, options):
-    """Initialize, hybridize, make the trainer: ``(model, trainer, lr)``."""
+def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
+               trainer=None, options=None, callbacks=None, *, resume=None,
+               kvstore=None):
+    """Pretrain ``net`` as the book's ``train_bert`` does (the default
+    :class:`TrainOptions` are the book's loop).
+
+    Parameters
+    ----------
+    train_iter : iterable of batches of the seven fields
+        (a :class:`~gluon_bert.dataset.DataIter`'s resume exactly)
+    net, loss, vocab_size, devices
+        The book's BERT, loss, vocabulary size and devices (cut across).
+    num_steps : int or None
+        Steps in all, resumed ones too (None: ``options.max_seconds``).
+    trainer, options, callbacks : optional
+        A ``gluon.Trainer`` (by default :func:`make_trainer`'s), the
+        :class:`TrainOptions`, the :class:`Callbacks`.
+    resume : dict, optional
+        ``{'history', 'position'}`` of an earlier run, continued.
+    kvstore : mxnet.kvstore.KVStore, optional
+        A ``dist_sync`` one: totals and losses summed over its workers.
+
+    Returns
+    -------
+    dict
+        The history (:class:`~gluon_bert.history.History` lists its keys).
+    """
+    options, model, trainer, lr = _prepare(net, loss, devices, trainer,
+                                           options, num_steps)
+    callbacks = callbacks or Callbacks()
+    allreduce = Allreduce(kvstore)
+    history = History(devices, resume, options)
+    clock = Clock(num_steps, options.max_seconds, history.history)
+    batches = _batches(train_iter, resume and resume.get('position'))
+    step = history.steps_done
+    while not clock.finished(step):
+        total = clock.total(step)
+        rate = options.learning_rate(step + 1, total, lr)
+        trainer.set_learning_rate(rate)
+        group = [next(batches) for _ in range(options.accumulate)]
+        if options.seed is not None:  # dropout depends on (seed, step) only
+            mx.random.seed(step_seed(options.seed, step + 1))
+        t0 = time.perf_counter()
+        out = train_step(model, net, loss, vocab_size, devices, trainer,
+                         [batch for batch, _ in group], options, allreduce)
+        step += 1
+        NonFiniteLossError.check(step, out)
+        history.record_step(step, out, rate, total, time.perf_counter() - t0)
+        clock.observe(step)
+        last = clock.finished(step)
+        if callbacks.evaluate and options.eval_every and (
+                step % options.eval_every == 0 or last):
+            history.record_eval(step, callbacks.evaluate(net))
+        history.end_step(step, total, last, clock)
+        if _stop(callbacks.on_step and callbacks.on_step(
+                step, history.history, group[-1][1]), allreduce, step):
+            history.history['stopped'] = step
+            break
+    history.close(devices)
+    return history.history
+
+
+def batch_totals(group):
+    """``[pairs, MLM slots]`` of a step's batches (read on the host)."""
+    hosts = [host_fields(batch) for batch in group]
+    return [sum(len(h[0]) for h in hosts),
+            sum(float(h[4].sum()) for h in hosts)]
+
+
+def _prepare(net, loss, devices, trainer, options, num_steps):
+    """Check, initialize, hybridize, make the trainer: ``(options, model,
+    trainer, lr)``."""
+    options = _loss_path(options or TrainOptions(), loss)
+    _check_limits(num_steps, options)
+    ensure_cpu_threads(devices)  # a script that imported mxnet first
     init_bert(net, devices)
     if options.accumulate > 1:
         for param in net.collect_params().values():
@@ -313,68 +384,8 @@ def _prepare(net, loss, devices, trainer, options):
     lr = options.lr
     if trainer is None:
         trainer = make_trainer(net) if lr is None else make_trainer(net, lr)
-    return model, trainer, trainer.learning_rate if lr is None else lr
-
-
-def train_bert(train_iter, net, loss, vocab_size, devices, num_steps,
-               trainer=None, options=None, callbacks=None, *, resume=None,
-               kvstore=None):
-    """Pretrain ``net`` for ``num_steps`` steps, as the book's ``train_bert``
-    (with the default :class:`TrainOptions`, the book's loop: Adam at a
-    constant rate, per-shard losses, the two closing lines).
-
-    ``train_iter`` yields batches of the seven fields (a
-    :class:`~gluon_bert.dataset.DataIter` makes the run resumable); each is
-    split across ``devices``.  ``num_steps`` counts resumed steps too (None:
-    until ``options.max_seconds``).  ``trainer`` defaults to
-    :func:`make_trainer`'s; ``resume`` is ``{'history', 'position'}`` of an
-    earlier run; ``kvstore``, a ``dist_sync`` one, sums totals and losses
-    over its workers.  Returns the history: per step ``step``, ``mlm`` and
-    ``nsp`` (running means, as the book plots them), the step's losses and
-    accuracies, ``lr``, ``total``, ``grad_norm``, ``seconds``, ``wall``,
-    ``pairs``; then ``eval``, ``pairs_per_sec`` and ``stopped`` (the step
-    an ``on_step`` callback stopped at, or None).
-    """
-    o = _loss_path(options or TrainOptions(), loss)
-    evaluate, on_step = (callbacks.evaluate, callbacks.on_step) if callbacks \
-        else (None, None)
-    _check_limits(num_steps, o)
-    ensure_cpu_threads(devices)  # a script that imported mxnet first
-    model, trainer, lr = _prepare(net, loss, devices, trainer, o)
-    allreduce = Allreduce(kvstore)
-    log = History(devices, resume, o)
-    log.history['stopped'] = None  # the step a callback stopped, if one did
-    clock = Clock(num_steps, o.max_seconds, log.history)
-    batches = _batches(train_iter, resume and resume.get('position'))
-    step = log.steps_done
-    while not clock.finished(step):
-        total = clock.total(step)
-        rate = learning_rate(step + 1, total, lr, o.schedule, o.warmup,
-                             o.warmup_steps, o.cooldown)
-        trainer.set_learning_rate(rate)
-        group = [next(batches) for _ in range(o.accumulate)]
-        position = group[-1][1]
-        if o.seed is not None:
-            mx.random.seed(step_seed(o.seed, step + 1))
-        start = time.perf_counter()
-        out = train_step(model, net, loss, vocab_size, devices, trainer,
-                         [batch for batch, _ in group], o, allreduce)
-        step += 1
-        if not (math.isfinite(out.mlm) and math.isfinite(out.nsp)):
-            raise NonFiniteLossError(step, out.mlm, out.nsp)
-        log.record_step(step, out, rate, total, time.perf_counter() - start)
-        clock.observe(step)
-        last = clock.finished(step)
-        if evaluate is not None and o.eval_every and (
-                step % o.eval_every == 0 or last):
-            log.record_eval(step, evaluate(net))
-        log.end_step(step, total, last, clock)
-        asked = on_step is not None and on_step(step, log.history, position)
-        if _stop(asked, allreduce, step):
-            log.history['stopped'] = step
-            break
-    log.close(devices)
-    return log.history
+    return (options, model, trainer,
+            trainer.learning_rate if lr is None else lr)
 
 
 def _loss_path(o, loss):
@@ -402,7 +413,7 @@ def _stop(asked, allreduce, step):
     step where any worker asked."""
     if allreduce.kvstore is None:
         return bool(asked)
-    if allreduce(3, [float(bool(asked))])[0] > 0:
+    if allreduce('stop', [float(bool(asked))])[0] > 0:
         logger.debug('the workers agreed to stop after step %d', step)
         return True
     return False

@@ -219,7 +219,9 @@ def test_non_finite_loss_stops_with_the_step(corpus_dir):
 @pytest.mark.parametrize('accumulate', [1, 2])
 def test_fused_step_copies_nothing_back_before_the_backward_pass(
         corpus_dir, monkeypatch, accumulate):
-    """Two devices: every shard's work is queued before anything waits."""
+    """Two devices: once the first backward pass is queued, every shard's is
+    queued before anything is copied or waited for (the batch is cut and
+    packed before any work is queued)."""
     random.seed(0)
     dataset = ds.load_dataset(24, corpus_dir)
     one = _train(dataset.vocab, dataset, [mx.cpu(0)], 3,
@@ -246,9 +248,11 @@ def test_fused_step_copies_nothing_back_before_the_backward_pass(
     for step in steps:
         words = step.split()
         backward = [i for i, w in enumerate(words) if w == 'backward']
-        # one backward per shard and batch, all before any copy or wait
+        # one backward per shard and batch, none with a copy or wait between
         assert len(backward) == 2 * accumulate
-        assert all(w == 'backward' for w in words[:len(backward)]), words
+        first = backward[0]
+        assert all(w == 'backward'
+                   for w in words[first:first + len(backward)]), words
         assert words.count('waitall') == 1
     onp.testing.assert_allclose(two['mlm_step'], one['mlm_step'], rtol=1e-5)
     onp.testing.assert_allclose(two['nsp_step'], one['nsp_step'], rtol=1e-5)
@@ -368,3 +372,46 @@ def test_a_distributed_job_stops_where_any_worker_asks(corpus_dir):
                            options=T.TrainOptions(verbose=False),
                            callbacks=callbacks, kvstore=other)
     assert history['step'] == [1, 2, 3] and history['stopped'] == 3
+
+
+def test_the_default_step_cuts_with_mxnets_split_into_per_shard_losses(
+        corpus_dir, monkeypatch):
+    """The fused (default) step cuts each field with MXNet's split_data, as
+    split_and_load does, and keeps one loss per shard, computed on that cut:
+    a cut of 1 and 15 pairs gives a first shard with a sixteenth of the NSP
+    loss, and the same total (each shard is divided by the whole batch)."""
+    random.seed(0)
+    dataset = ds.load_dataset(24, corpus_dir)
+    devices = [mx.cpu(0), mx.cpu(1)]
+    plain = _train(dataset.vocab, dataset, devices, 1)[1]
+    cuts, losses = [], []
+
+    def one_and_the_rest(data, num_slice, *args, **kwargs):
+        cuts.append(num_slice)
+        return [data[:1], data[1:]]
+    fused = T.get_batch_loss_bert_fused
+    monkeypatch.setattr(gluon.utils, 'split_data', one_and_the_rest)
+    monkeypatch.setattr(T, 'get_batch_loss_bert_fused', lambda *a, **k: (
+        losses.append(fused(*a, **k)), losses[-1])[1])
+    odd = _train(dataset.vocab, dataset, devices, 1)[1]
+    assert cuts == [2] * 7  # every field
+    (mlm_ls, nsp_ls, ls), = losses
+    assert len(mlm_ls) == len(nsp_ls) == len(ls) == 2
+    assert float(nsp_ls[0]) < float(nsp_ls[1]) / 5
+    assert odd['mlm_step'][0] == pytest.approx(plain['mlm_step'][0],
+                                               rel=1e-4)
+    assert odd['nsp_step'][0] == pytest.approx(plain['nsp_step'][0],
+                                               rel=1e-4)
+
+
+def test_train_bert_and_its_step_fit_on_one_screen():
+    """The book's loop is about 40 lines; ours, with its step, at most 80
+    (docstrings aside)."""
+    import ast
+    import inspect
+    lines = 0
+    for function in (T.train_bert, T.train_step):
+        source = inspect.getsource(function)
+        doc = ast.parse(source).body[0].body[0]
+        lines += len(source.splitlines()) - (doc.end_lineno - doc.lineno + 1)
+    assert lines <= 80
