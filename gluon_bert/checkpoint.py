@@ -137,9 +137,19 @@ def load_config(model_dir):
 def load_pretrained(model_dir, device=None, hybridize=True):
     """Load a model directory, or one of the book's models (``d2l:NAME``).
 
-    A fine-tuned classifier's directory gives its fine-tuned encoder with new
-    MLM and NSP heads.  Returns ``(net, vocab, config)``: the BERTModel on
-    ``device`` (default ``cpu(0)``), its vocabulary and config.json.
+    Parameters
+    ----------
+    model_dir : str
+        Written by ``pretrain`` (or ``finetune``: its fine-tuned encoder,
+        with new MLM and NSP heads), or ``d2l:bert.small``/``d2l:bert.base``.
+    device : mxnet.Context, optional
+        Default ``cpu(0)``.
+    hybridize : bool
+
+    Returns
+    -------
+    (BERTModel, Vocab, dict)
+        The model, its vocabulary and its config.json.
     """
     if str(model_dir).startswith(D2L_PREFIX):
         return load_d2l_pretrained(str(model_dir)[len(D2L_PREFIX):], device,

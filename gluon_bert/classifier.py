@@ -269,8 +269,19 @@ def load_progress(model_dir):
 
 
 def load_classifier(model_dir, device=None):
-    """``(net, vocab, config)`` of a directory written by
-    :func:`save_classifier`."""
+    """Load a fine-tuned classifier (a folder written by ``finetune``).
+
+    Parameters
+    ----------
+    model_dir : str
+    device : mxnet.Context, optional
+        Default ``cpu(0)``.
+
+    Returns
+    -------
+    (BERTClassifier, Vocab, dict)
+        The classifier, its vocabulary and its config.json (its
+        ``classifier`` entry: task, labels, tokenizer, settings)."""
     import mxnet as mx
 
     from .checkpoint import (CONFIG, load_params, bert_from_config,
@@ -295,9 +306,25 @@ def load_classifier(model_dir, device=None):
 
 def predict_texts(net, vocab, texts, max_len, batch_size=256,
                   tokenizer='split'):
-    """Class probabilities of texts (a sentence, or a tab-separated pair):
-    (no. of texts, num_classes); a regression model's scores: (no. of
-    texts, 1).  ``tokenizer``: the one the model was fine-tuned with."""
+    """A fine-tuned classifier's predictions for texts.
+
+    Parameters
+    ----------
+    net : BERTClassifier
+    vocab : Vocab
+    texts : list of str
+        Each a sentence, or a tab-separated pair.
+    max_len : int
+        Longer inputs are cut.
+    batch_size : int
+    tokenizer : str
+        The one the model was fine-tuned with (its config says).
+
+    Returns
+    -------
+    (no. of texts, num_classes) NumPy array
+        Class probabilities; a regression model's scores: (no. of texts,
+        1)."""
     import numpy as onp
     from mxnet import npx
 

@@ -445,8 +445,29 @@ def load_heldout(max_len, vocab, split='valid', data_dir=None,
 def load_data_wiki(batch_size, max_len, data_dir=None, split='train',
                    vocab=None, cache_dir=None, use_cache=True, download=True,
                    sampling=BOOK_SAMPLING):
-    """Load WikiText-2 for BERT pretraining, as the book's ``load_data_wiki``:
-    ``(DataIter, Vocab)``, shuffled minibatches of the seven fields.
+    """Load WikiText-2 for BERT pretraining, as the book's ``load_data_wiki``.
+
+    Parameters
+    ----------
+    batch_size, max_len : int
+        The book's: pairs per minibatch, tokens per example (padded).
+    data_dir : str, optional
+        The WikiText-2 folder (default: found by
+        :func:`~gluon_bert.wikitext.resolve_data_dir`: ``GLUON_BERT_DATA``,
+        the book's and the README's folders, the cache, a download).
+    split : str
+        ``train``, ``valid`` or ``test``.
+    vocab : Vocab, optional
+        Another split's vocabulary (default: built from this split).
+    cache_dir, use_cache, download
+        Where examples are cached, whether to, whether to download.
+    sampling : Sampling
+        Masking and next-sentence probabilities (the book's by default).
+
+    Returns
+    -------
+    (DataIter, Vocab)
+        Shuffled minibatches of the seven fields, and the vocabulary.
     """
     check_batch_size(batch_size)  # before the (slow) examples are built
     dataset = load_dataset(max_len, data_dir, split, vocab,

@@ -26,7 +26,11 @@ def try_gpu(i=0):
 
 
 def try_all_gpus():
-    """All GPUs, or ``[cpu(0)]`` when there is none (d2l 1.0.3 returns [])."""
+    """All GPUs, or ``[cpu(0)]`` when there is none (d2l 1.0.3 returns []).
+
+    Returns
+    -------
+    list of mxnet.Context"""
     return [mx.gpu(i) for i in range(npx.num_gpus())] or [mx.cpu(0)]
 
 

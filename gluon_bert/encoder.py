@@ -41,10 +41,19 @@ def prepare_input(net, tokens_a, tokens_b=None):
 def get_bert_encoding(net, vocab, tokens_a, tokens_b=None, device=None):
     """BERT representations of every token of one input, as in the guide.
 
-    ``tokens_a`` (and ``tokens_b``) are lists of words (unknown ones become
-    ``<unk>``); ``device`` defaults to where ``net``'s parameters are.  Returns
-    (1, no. of tokens, num_hiddens) for ``<cls>``, tokens_a, ``<sep>`` (,
-    tokens_b, ``<sep>``).
+    Parameters
+    ----------
+    net : BERTModel
+    vocab : Vocab
+    tokens_a, tokens_b : list of str
+        Words (unknown ones become ``<unk>``); ``tokens_b`` for a pair.
+    device : mxnet.Context, optional
+        Where ``net``'s parameters are, by default.
+
+    Returns
+    -------
+    (1, no. of tokens, num_hiddens) mxnet.np.ndarray
+        For ``<cls>``, tokens_a, ``<sep>`` (, tokens_b, ``<sep>``).
     """
     tokens, segments = prepare_input(net, tokens_a, tokens_b)
     device = device or net_device(net)

@@ -420,10 +420,20 @@ def _stop(asked, allreduce, step):
 
 
 def evaluate_bert(net, data_iter, vocab_size):
-    """MLM and NSP loss and accuracy of ``net`` over a data iterator, in
-    prediction mode (no dropout) on ``net``'s device: a dict of
-    ``mlm_loss``, ``mlm_accuracy`` (over weighted slots), ``nsp_loss``,
-    ``nsp_accuracy`` (over pairs), ``mlm_slots`` and ``pairs``."""
+    """MLM and NSP loss and accuracy of ``net`` over held-out batches, in
+    prediction mode (no dropout) on ``net``'s device.
+
+    Parameters
+    ----------
+    net : BERTModel
+    data_iter : iterable of batches of the seven fields
+    vocab_size : int
+
+    Returns
+    -------
+    dict
+        ``mlm_loss``, ``mlm_accuracy`` (over weighted slots), ``nsp_loss``,
+        ``nsp_accuracy`` (over pairs), ``mlm_slots`` and ``pairs``."""
     loss = gluon.loss.SoftmaxCELoss()
     device = net_device(net)
     sums = dict(mlm_loss=0.0, mlm_correct=0.0, mlm_slots=0.0, nsp_loss=0.0,

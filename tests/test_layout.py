@@ -93,3 +93,25 @@ def test_every_module_serves_a_command():
                 reached.add(name)
                 todo.append(name)
     assert set(found) - reached == set()
+
+
+def test_the_documented_functions_have_numpydoc_sections():
+    """The functions the README's example and the tutorials call are
+    documented as the Blocks are: Parameters (where they take any) and
+    Returns."""
+    import inspect
+
+    from gluon_bert import (checkpoint, classifier, dataset, devices,
+                            encoder, trainer)
+    functions = [dataset.load_data_wiki, devices.try_all_gpus,
+                 encoder.get_bert_encoding, encoder.encode_texts,
+                 trainer.train_bert, trainer.train_step,
+                 trainer.evaluate_bert, checkpoint.load_pretrained,
+                 classifier.load_classifier, classifier.predict_texts]
+    for function in functions:
+        doc = inspect.getdoc(function)
+        sections = ['Returns\n-------']
+        if inspect.signature(function).parameters:
+            sections.append('Parameters\n----------')
+        for section in sections:
+            assert section in doc, (function.__name__, section)
