@@ -106,6 +106,33 @@ def reference_rows(args):
                 and r.get('task') in args.tasks]
 
 
+def format_table(results):
+    """Markdown: per task, every start at its best rate on seed 0 (mean ±
+    spread over its seeds, x100) on the score the targets are set on, its
+    gain over the control and over 4,544 steps of WikiText-2 alone.  The
+    runs shared the CPU with each other, so no minutes are shown."""
+    from bench_scaling import TARGETS
+    table, starts, tasks = bench_transfer.table_of(results)
+    lines = ['| task (score, target) | start | lr | seeds | score | over the '
+             'control | over WikiText-2 alone |',
+             '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
+    for task in tasks:
+        key, target = TARGETS[task]
+        control, alone = (table.get((task, start)) for start in REFERENCE)
+        for start in starts:
+            e = table.get((task, start))
+            if e is None or key not in e:
+                continue
+            mean, spread = e[key]
+            gains = [f'{mean - ref[key][0]:+.1f}' if ref and start not in (
+                REFERENCE[0], name) else '' for ref, name in
+                ((control, REFERENCE[0]), (alone, REFERENCE[1]))]
+            lines.append(f'| {task} ({key}, +{target:g}) | {start} | '
+                         f'{e["lr"]:g} | {e["seeds"]} | {mean:.1f} ± '
+                         f'{spread:.1f} | {gains[0]} | {gains[1]} |')
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--splits', type=int, nargs='+', default=[3636, 2727],

@@ -293,7 +293,14 @@ def shard_format(name='shard_format.json'):
     return _record('bench_shard_format', name)
 
 
+def tapt(name='tapt.json'):
+    """results/tapt.json: WikiText-2, then the task's own text
+    (bench_tapt.py)."""
+    return _record('bench_tapt', name)
+
+
 KINDS = {'include': include, 'scaling': scaling, 'corpus': corpus,
+         'tapt': tapt,
          'shard-format': shard_format,
          'scaling-headline': scaling_headline, 'transfer': transfer,
          'headline': headline, 'pretraining': pretraining,

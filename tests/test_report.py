@@ -99,3 +99,26 @@ def test_the_scaling_sentence_says_where_each_target_is_met():
     assert 'snli-small -3.0 to +5.0 (+5 met at 100,000 steps, measured)' \
         in sentence
     assert 'fitted' not in sentence and sentence.endswith('measured).')
+
+
+def test_the_tapt_table_reads_each_start_against_both_references():
+    """snli-small test accuracy: control 0.50, WikiText-2 alone 0.54, the
+    task-text start 0.56 and 0.58 (two seeds) at its best rate: +7.0 over the
+    control, +3.0 over WikiText-2 alone, mean ± the seeds' spread."""
+    sys.path.insert(0, os.path.dirname(REPORT))
+    import bench_tapt
+    results = []
+    for start, tests, dev in (('random-wp', [0.50] * 3, 0.5),
+                              ('wsd-4544', [0.54] * 3, 0.5),
+                              ('tapt-3636-snli-small', [0.56, 0.58], 0.6)):
+        for seed, test in enumerate(tests):
+            results.append(dict(
+                task='snli-small', start=start, control='random-wp',
+                model='m', seed=seed, lr=1e-3, epochs=10, minutes=1.0,
+                dev={'accuracy': dev}, test={'accuracy': test}))
+    lines = bench_tapt.format_table(results).splitlines()
+    assert lines[2].endswith('| random-wp | 0.001 | 3 | 50.0 ± 0.0 |  |  |')
+    assert lines[3].endswith('| wsd-4544 | 0.001 | 3 | 54.0 ± 0.0 | +4.0 |  |')
+    assert lines[4] == ('| snli-small (test accuracy, +5) | '
+                        'tapt-3636-snli-small | 0.001 | 2 | 57.0 ± 1.4 | '
+                        '+7.0 | +3.0 |')
