@@ -23,6 +23,19 @@ def test_the_readme_lists_every_notebook_in_order():
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
+def test_notebooks_open_with_their_title_and_short_cells(name):
+    """Each reads as a page of the book: its number and title first, then
+    cells a reader takes in at a glance (no page of plumbing)."""
+    book = nbformat.read(os.path.join(TUTORIALS, name), as_version=4)
+    first = book.cells[0]
+    assert first.cell_type == 'markdown'
+    assert first.source.startswith(f'# {int(name[:2])}. ')
+    for cell in book.cells:
+        if cell.cell_type == 'code':
+            assert len(cell.source.splitlines()) <= 25, cell.source[:80]
+
+
+@pytest.mark.parametrize('name', NOTEBOOKS)
 def test_notebooks_define_no_library_code(name):
     book = nbformat.read(os.path.join(TUTORIALS, name), as_version=4)
     code = [c.source for c in book.cells if c.cell_type == 'code']
@@ -30,7 +43,6 @@ def test_notebooks_define_no_library_code(name):
     for src in code:
         for line in src.splitlines():
             assert not line.lstrip().startswith(('def ', 'class ')), line
-
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
@@ -61,8 +73,10 @@ EXPECTED = {
         'valid MLM loss', "cosine of the two 'crane' vectors",
         'released in <mask> ->'],
     '08_fine_tuning.ipynb': [
-        'BERTClassifier with', 'not in the WikiText-2 vocabulary',
-        'majority class: 50.9', 'a gripping , funny film',
+        '8842 training pairs, 3 classes', 'label 2: <cls> two women',
+        "kept from the pretrained model: ['encoder', 'hidden']",
+        'new output layer: Dense(128 -> 3', 'control     dev accuracy',
+        'A man is performing music . -> entailment',
         'gain over the control', 'fitted over the 3 largest budgets'],
 }
 
@@ -75,7 +89,7 @@ FULL_EXPECTED = {'01_data.ipynb': [
 
 @pytest.mark.realdata
 @pytest.mark.parametrize('name', NOTEBOOKS)
-def test_notebook_runs(name, wiki_dir, monkeypatch, tmp_path):
+def test_notebook_runs(name, wiki_dir, monkeypatch, tmp_path, shared_cache):
     from nbclient import NotebookClient
     """Each notebook runs in its own folder, as `jupyter notebook
     tutorials/` runs it, with GLUON_BERT_DATA relative to the checkout (as
