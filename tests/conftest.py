@@ -65,6 +65,21 @@ def wiki_dir():
     return os.path.abspath(path)
 
 
+@pytest.fixture(scope='session')
+def _real_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp('real-data-cache')
+
+
+@pytest.fixture
+def shared_cache(_real_cache, monkeypatch):
+    """One cache for the real-data runs that only read through it (the
+    notebooks, the README's commands, the guide's run): WikiText-2's
+    examples and its WordPiece vocabulary are built once a session, not
+    once a test.  Tests of the cache itself keep their own."""
+    monkeypatch.setenv('GLUON_BERT_CACHE', str(_real_cache))
+    return str(_real_cache)
+
+
 @pytest.fixture
 def seeded():
     """Seed Python's and NumPy's RNGs; returns the seeding function."""

@@ -14,8 +14,8 @@ from gluon_bert.encoder import get_bert_encoding
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_guides_50_steps_land_where_the_book_does(wiki_dir, tmp_path,
-                                                   capsys):
+def test_guides_50_steps_land_where_the_book_does(wiki_dir, tmp_path, capsys,
+                                                  shared_cache):
     save = tmp_path / 'run'
     assert pretrain.main(['--gpus', '0,1', '--steps', '50', '--data-dir',
                           wiki_dir, '--save-dir', str(save)]) == 0

@@ -1,7 +1,8 @@
 """README.md tried as a new user would: its shell commands and its Python
 example, taken from the README itself (so the two cannot drift apart) and
-run in order on tiny budgets: fewer steps, fewer fine-tuning examples, the
-data folders where this checkout keeps them.  Everything else is verbatim.
+run in order on tiny budgets: fewer steps, smaller pretraining batches,
+fewer fine-tuning examples, the data folders where this checkout keeps
+them.  Everything else is verbatim.
 """
 import os
 import re
@@ -50,6 +51,9 @@ def tiny(command):
     command = re.sub(r'--eval-every \d+', '--eval-every 2', command)
     if 'gluon_bert.finetune' in command:
         command += ' --max-examples 64 --epochs 1'
+    if ('gluon_bert.pretrain' in command and '--steps' in command
+            and '--batch-size' not in command and '--resume' not in command):
+        command += ' --batch-size 64'  # a resumed run keeps its own
     return command
 
 
@@ -77,7 +81,8 @@ def test_the_readme_has_the_commands_this_test_runs():
     assert len(blocks('python')) >= 2  # the example, the PyTorch snippet
 
 
-def test_the_readmes_commands_run_in_order(wiki_dir, tmp_path):
+def test_the_readmes_commands_run_in_order(wiki_dir, tmp_path,
+                                           shared_cache):
     """The README's shell commands (budgets cut), in order, as one shell
     script (a variable one line sets, the next uses), in a fresh folder
     beside a ../shared/data like the checkout's: every one exits 0."""
@@ -130,6 +135,9 @@ def _has(module):
 def test_tiny_keeps_everything_but_the_budget():
     assert tiny('python -m gluon_bert.pretrain --gpus 0,1 --steps 50 '
                 '--data-dir $D') == ('python -m gluon_bert.pretrain --gpus '
-                                     '0,1 --steps 2 --data-dir $D')
+                                     '0,1 --steps 2 --data-dir $D '
+                                     '--batch-size 64')
+    assert tiny('python -m gluon_bert.pretrain --steps 4 --resume') == (
+        'python -m gluon_bert.pretrain --steps 4 --resume')
     assert shlex.split(tiny('python -m gluon_bert.finetune --task qnli'))[
         -4:] == ['--max-examples', '64', '--epochs', '1']
