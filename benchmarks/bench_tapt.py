@@ -15,7 +15,9 @@ with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
    dev and test never read), for 4,544 - S steps, the rate warmed up again
    over 45 steps (the optimizer starts afresh) then decayed to zero; with
    ``--joint``, one model on the three tasks' texts together
-   (``OUT/tapt-S-joint``), fine-tuned on each;
+   (``OUT/tapt-S-joint``), fine-tuned on each; with ``--no-nsp`` the task
+   phase trains MLM alone (``OUT/tapt-S-T-nonsp``: whether a pair as a
+   two-sentence document helps);
 3. each model fine-tuned on its task as the scaling study fine-tunes
    (``bench_transfer``: seed 0 at 1e-4, 3e-4 and 1e-3, 10 epochs keeping
    the best dev epoch, seeds 1 and 2 at the best rate).
@@ -89,11 +91,13 @@ def pretrain_split(args, wt2, split):
         [args.tasks] if args.joint else [])
     for tasks in groups:
         name = f'tapt-{split}-' + (tasks[0] if len(tasks) == 1 else 'joint')
+        name += '-nonsp' if args.no_nsp else ''
         folder = os.path.join(args.out, name)
         pretrain(folder, BUDGET - split, [
             '--recipe', 'bert-wp', '--init-from', wt2, '--init-step',
             str(split), '--corpus', *corpus_of(args, tasks), '--schedule',
-            'linear', '--warmup-steps', '45'])
+            'linear', '--warmup-steps', '45']
+            + (['--no-nsp'] if args.no_nsp else []))
         models[name] = (folder, tasks)
     return models
 
@@ -144,6 +148,9 @@ def main(argv=None):
                    choices=list(TASK_FOLDERS))
     p.add_argument('--joint', action='store_true',
                    help="also one model on the tasks' texts together")
+    p.add_argument('--no-nsp', action='store_true',
+                   help="the task phase without NSP (MLM alone): the "
+                        "runs are named tapt-S-TASK-nonsp")
     p.add_argument('--data-root', default='../shared/data')
     p.add_argument('--out', default='runs/tapt')
     p.add_argument('--scaling', default=os.path.join(HERE, 'results',
