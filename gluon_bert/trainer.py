@@ -1,8 +1,10 @@
 """The book's pretraining loop: the two losses, one step, ``train_bert``.
 
 The multi-device design is the book's: each batch is cut into one shard per
-device (``split_and_load(even_split=False)``), losses are per-shard lists,
-``SoftmaxCELoss`` weighs the MLM slots, ``npx.waitall()`` synchronises.
+device by MXNet's ``split_data`` (``split_and_load(even_split=False)``'s
+cut), losses are per-shard lists, ``SoftmaxCELoss`` weighs the MLM slots,
+``npx.waitall()`` synchronises.  A step reads top to bottom in
+:func:`train_step`; :func:`train_bert` loops over it as the book does.
 Unlike d2l 1.0.3 the model is hybridized and ``train_bert`` returns its
 history (:mod:`gluon_bert.history`).  :func:`evaluate_bert` scores held-out
 text (``python -m gluon_bert.evaluate``, ``pretrain --eval-every``).
