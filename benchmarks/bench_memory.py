@@ -29,15 +29,16 @@ def main(argv=None):
     p.add_argument('flags', nargs='*', help='more pretrain flags, after --')
     args = p.parse_args(argv)
     from gluon_bert import pretrain, trainer
-    from gluon_bert.packing import pack_shards
+    from gluon_bert.packing import pack_cut_batch
     shapes, samples = set(), []
 
-    def spy_pack(host, devices, num_heads):
-        shards = pack_shards(host, devices, num_heads)
+    def spy_pack(cut, devices, num_heads):
+        shards = pack_cut_batch(cut, devices, num_heads)
         # (batch size, packed tokens T, MLM slots K) of the first shard
-        shapes.add((len(host[0]), len(shards[0][0]), len(shards[0][7])))
+        shapes.add((sum(x.shape[0] for x in cut[0]), len(shards[0][0]),
+                    len(shards[0][7])))
         return shards
-    trainer.pack_shards = spy_pack
+    trainer.pack_cut_batch = spy_pack
     original = trainer.train_bert
 
     def train_bert(*a, callbacks=None, **k):

@@ -20,9 +20,8 @@ class Batch(collections.abc.Sequence):
     """A batch: the book's seven fields.
 
     ``host`` holds them as NumPy arrays; indexing or iterating gives
-    ``mxnet.np`` arrays, made on first use, so the fused step (which packs on
-    the host) makes no device arrays it does not read.  ``fields``: the MXNet
-    arrays if made already.
+    ``mxnet.np`` arrays (on the CPU), made on first use: what the step cuts
+    across devices with ``split_data``.  ``fields``: the MXNet arrays.
     """
 
     def __init__(self, fields, host):

@@ -54,8 +54,9 @@ def parse_devices(gpus=None, cpus=None):
     machines without GPUs.  GPUs asked for on a machine that has none: logged
     once why, then ``[cpu(0)]``.
     """
-    if count_devices(gpus, cpus) and cpus is not None:
-        return [mx.cpu(i) for i in range(int(cpus))]
+    count = count_devices(gpus, cpus)
+    if cpus is not None:
+        return [mx.cpu(i) for i in range(count)]
     if gpus is None:
         return try_all_gpus()
     ids = parse_gpu_ids(gpus)

@@ -103,8 +103,8 @@ def get_batch_loss_bert_fused(pretrain_loss, shards, num_mlm_slots,
     """:func:`get_batch_loss_bert` through one fused, hybridized graph.
 
     The same per-shard lists and numbers (normalized by the whole batch), from
-    shards packed on the host by :func:`~gluon_bert.packing.pack_shards`: the
-    layers skip padded tokens and the MLM head scores only weighted slots.
+    shards packed on the host (:func:`~gluon_bert.packing.pack_cut_batch`):
+    the layers skip padded tokens and the MLM head scores only weighted slots.
     Nothing waits, so the devices' passes overlap.  ``hits``, given a list,
     gets ``(MLM hits, NSP hits)`` of every shard appended.
     """
@@ -261,15 +261,15 @@ def train_step(model, net, loss, vocab_size, devices, trainer, group,
     # MLM slots, so the gradients add up to the whole batch's
     num_pairs, num_mlm_slots = allreduce('batch totals', batch_totals(group))
     cuts = []
-    for batch in group:
-        # The book's cut: each field into one shard per device, as
-        # split_and_load cuts it (split_data); fused, each device's shard is
-        # packed on the host, then loaded
-        shards = [gluon.utils.split_data(x, len(devices), even_split=False)
-                  for x in batch]
-        cuts.append(pack_cut_batch(shards, devices, net.config['num_heads'])
-                    if options.fused else [[x.as_in_context(d) for x, d in
-                                            zip(f, devices)] for f in shards])
+    for batch in group:  # the book's cut: each field, a shard per device
+        if options.fused:  # split_and_load's split_data, packed, then loaded
+            cuts.append(pack_cut_batch(
+                [gluon.utils.split_data(x, len(devices), even_split=False)
+                 for x in batch], devices, net.config['num_heads']))
+        else:
+            cuts.append([gluon.utils.split_and_load(x, devices,
+                                                    even_split=False)
+                         for x in batch])
     mlm_ls, nsp_ls, hits = [], [], []
     for shards in cuts:
         with autograd.record():
