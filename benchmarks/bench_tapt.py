@@ -26,7 +26,11 @@ The control (``random-wp``: the same classifier from random init, on the
 same WordPiece vocabulary) and 4,544 steps of WikiText-2 alone
 (``wsd-4544``) were fine-tuned on that grid by the scaling study; their
 runs are copied from ``results/scaling.json`` into ``--results`` so that
-every start is read against the same control.  Every pretraining run
+every start is read against the same control.  For a task the scaling
+study did not fine-tune (``mrpc``, ``rte``) both are fine-tuned here, the
+WikiText-2-alone model made as the scaling study makes its budgets: a
+branch of ``OUT/wt2`` at step 3,636 decaying the rate to zero by 4,544
+(``OUT/wsd-4544``).  Every pretraining run
 resumes where it stopped and every finished fine-tuning run is saved at
 once, so an interrupted study continues where it was.
 """
@@ -102,6 +106,17 @@ def pretrain_split(args, wt2, split):
     return models
 
 
+def ensure_alone(args, wt2):
+    """``OUT/wsd-4544`` when some task has no WikiText-2-alone rows yet
+    (the scaling study's branch recipe, from ``wt2``), else None."""
+    import bench_scaling
+    done = {r['task'] for r in args.rows if r.get('start') == REFERENCE[1]}
+    if set(args.tasks) <= done:
+        return None
+    return bench_scaling.ensure_branch(argparse.Namespace(
+        out=args.out, main=wt2, cooldown=0.2, direct_flags=''), BUDGET)
+
+
 def reference_rows(args):
     """The control's and wsd-4544's fine-tuning runs of the scaling
     study."""
@@ -174,6 +189,8 @@ def main(argv=None):
     else:
         results = reference_rows(args)
     wt2 = None if args.report_only else pretrain_wt2(args)
+    alone = None if args.report_only else ensure_alone(
+        argparse.Namespace(**dict(vars(args), rows=results)), wt2)
     for split in ([] if args.report_only else args.splits):
         models = pretrain_split(args, wt2, split)
         for name, (folder, tasks) in models.items():
@@ -181,6 +198,8 @@ def main(argv=None):
                 continue
             # the reference starts are in results already: not run again
             starts = {REFERENCE[0]: folder, name: folder}
+            if alone:  # the tasks the scaling study did not fine-tune
+                starts[REFERENCE[1]] = alone
             bench_transfer.run_all(argparse.Namespace(**dict(
                 vars(ft), tasks=tasks)), starts, results)
     starts = list(REFERENCE) + sorted({r['start'] for r in results}
