@@ -3,7 +3,7 @@ then the task's own text (task-adaptive pretraining, Gururangan et al.,
 "Don't Stop Pretraining", 2020).
 
     python benchmarks/bench_tapt.py [--splits 3636 2727] \\
-        [--tasks snli-small qnli sts-b] [--joint]
+        [--tasks snli-small qnli sts-b] [--joint] [--long 18176]
 
 The budget is the scaling study's 30-minute one, 4,544 steps of 128 pairs,
 with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
@@ -18,7 +18,12 @@ with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
    (``OUT/tapt-S-joint``), fine-tuned on each; with ``--no-nsp`` the task
    phase trains MLM alone (``OUT/tapt-S-T-nonsp``: whether a pair as a
    two-sentence document helps);
-3. each model fine-tuned on its task as the scaling study fine-tunes
+3. with ``--long B``, beyond the budget: ``OUT/wt2`` goes on to 0.8 x B
+   steps and the scaling study's branch of it decays the rate to zero by
+   step B (``OUT/wsd-B``, as the scaling study made its budgets), then each
+   task's text for ``--long-task-steps`` more (``OUT/tapt-B+N-T``), read
+   against the scaling study's ``wsd-B`` fine-tunes;
+4. each model fine-tuned on its task as the scaling study fine-tunes
    (``bench_transfer``: seed 0 at 1e-4, 3e-4 and 1e-3, 10 epochs keeping
    the best dev epoch, seeds 1 and 2 at the best rate).
 
@@ -35,6 +40,7 @@ resumes where it stopped and every finished fine-tuning run is saved at
 once, so an interrupted study continues where it was.
 """
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -77,10 +83,10 @@ def corpus_of(args, tasks):
             for task in tasks]
 
 
-def pretrain_wt2(args):
-    """The WikiText-2 run every split starts from."""
+def pretrain_wt2(args, steps):
+    """The WikiText-2 run every split starts from, run to ``steps``."""
     wt2 = os.path.join(args.out, 'wt2')
-    pretrain(wt2, max(args.splits), [
+    pretrain(wt2, steps, [
         '--recipe', 'bert-wp', '--schedule', 'wsd', '--warmup-steps',
         str(WARMUP), '--cooldown', '0', '--checkpoint-every',
         str(KEEP_EVERY), '--keep-checkpoints', '0', '--data-dir',
@@ -117,11 +123,31 @@ def ensure_alone(args, wt2):
         out=args.out, main=wt2, cooldown=0.2, direct_flags=''), BUDGET)
 
 
-def reference_rows(args):
-    """The control's and wsd-4544's fine-tuning runs of the scaling
-    study."""
+def pretrain_long(args, wt2):
+    """``--long B``: the B-step WikiText-2 model and each task's run on
+    from it, {name: (folder, tasks)}; {} while the long run is short of
+    0.8 x B (every run resumes)."""
+    import bench_scaling
+    pretrain_wt2(args, round(0.8 * args.long / KEEP_EVERY) * KEEP_EVERY)
+    base = bench_scaling.ensure_branch(argparse.Namespace(
+        out=args.out, main=wt2, cooldown=0.2, direct_flags=''), args.long)
+    models = {}
+    for task in args.tasks:
+        name = f'tapt-{args.long}+{args.long_task_steps}-{task}'
+        folder = os.path.join(args.out, name)
+        pretrain(folder, args.long_task_steps, [
+            '--recipe', 'bert-wp', '--init-from', base, '--corpus',
+            *corpus_of(args, [task]), '--schedule', 'linear',
+            '--warmup-steps', '45'])
+        models[name] = (folder, [task])
+    return models
+
+
+def reference_rows(args, starts=REFERENCE):
+    """The scaling study's fine-tuning runs of ``starts`` (the control's
+    and wsd-4544's)."""
     with open(args.scaling) as f:
-        return [r for r in json.load(f) if r.get('start') in REFERENCE
+        return [r for r in json.load(f) if r.get('start') in starts
                 and r.get('task') in args.tasks]
 
 
@@ -155,7 +181,7 @@ def format_table(results):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--splits', type=int, nargs='+', default=[3636, 2727],
+    p.add_argument('--splits', type=int, nargs='*', default=[3636, 2727],
                    help='WikiText-2 steps before the task text (multiples '
                         f'of {KEEP_EVERY})')
     p.add_argument('--tasks', nargs='+', default=['snli-small', 'qnli',
@@ -166,6 +192,12 @@ def main(argv=None):
     p.add_argument('--no-nsp', action='store_true',
                    help="the task phase without NSP (MLM alone): the "
                         "runs are named tapt-S-TASK-nonsp")
+    p.add_argument('--long', type=int, metavar='B',
+                   help='also the B-step WikiText-2 model (a multiple of '
+                        f'{KEEP_EVERY * 5 // 4}, e.g. 18176) continued on '
+                        "each task's text")
+    p.add_argument('--long-task-steps', type=int, default=1817,
+                   help="steps on the task's text after --long's model")
     p.add_argument('--data-root', default='../shared/data')
     p.add_argument('--out', default='runs/tapt')
     p.add_argument('--scaling', default=os.path.join(HERE, 'results',
@@ -178,6 +210,9 @@ def main(argv=None):
     bad = [s for s in args.splits if s % KEEP_EVERY or not 0 < s < BUDGET]
     if bad:
         p.error(f'--splits {bad}: multiples of {KEEP_EVERY} below {BUDGET}')
+    if args.long is not None and args.long % (KEEP_EVERY * 5 // 4):
+        p.error(f'--long {args.long}: a multiple of {KEEP_EVERY * 5 // 4} '
+                '(its branch point, 0.8 x B, a kept checkpoint)')
     ft = argparse.Namespace(
         seeds=[0, 1, 2], lrs=[1e-4, 3e-4, 1e-3], epochs=[10], batch_size=64,
         data_root=args.data_root, out=os.path.join(args.out, 'finetune'),
@@ -188,11 +223,19 @@ def main(argv=None):
             results = json.load(f)
     else:
         results = reference_rows(args)
-    wt2 = None if args.report_only else pretrain_wt2(args)
+    wt2 = None if args.report_only else pretrain_wt2(
+        args, max(args.splits, default=KEEP_EVERY))
     alone = None if args.report_only else ensure_alone(
         argparse.Namespace(**dict(vars(args), rows=results)), wt2)
-    for split in ([] if args.report_only else args.splits):
-        models = pretrain_split(args, wt2, split)
+    if args.long and not any(r['start'] == f'wsd-{args.long}'
+                             for r in results):
+        results += reference_rows(args, [f'wsd-{args.long}'])
+    phases = [functools.partial(pretrain_split, args, wt2, split)
+              for split in args.splits]
+    if args.long:
+        phases.append(functools.partial(pretrain_long, args, wt2))
+    for phase in ([] if args.report_only else phases):
+        models = phase()
         for name, (folder, tasks) in models.items():
             if args.pretrain_only:
                 continue
