@@ -151,31 +151,41 @@ def reference_rows(args, starts=REFERENCE):
                 and r.get('task') in args.tasks]
 
 
+def alone_of(start):
+    """The WikiText-2-alone start a start is read against: ``wsd-B`` for
+    ``tapt-B+N-T`` (the long model's task runs), else ``wsd-4544``."""
+    long = start.startswith('tapt-') and '+' in start.split('-')[1]
+    return 'wsd-' + start.split('-')[1].split('+')[0] if long \
+        else REFERENCE[1]
+
+
 def format_table(results):
     """Markdown: per task, every start whose grid is finished at its best
     rate on seed 0 (mean ± spread over its 3 seeds, x100) on the score the
-    targets are set on, its gain over the control and over 4,544 steps of
-    WikiText-2 alone.  The runs shared the CPU with each other, so no
-    minutes are shown."""
+    targets are set on (dev accuracy for a task without a target), its
+    gain over the control and over WikiText-2 alone (:func:`alone_of`).
+    The runs shared the CPU with each other, so no minutes are shown."""
     from bench_scaling import TARGETS
     table, starts, tasks = bench_transfer.table_of(results)
     lines = ['| task (score, target) | start | lr | seeds | score | over the '
              'control | over WikiText-2 alone |',
              '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
     for task in tasks:
-        key, target = TARGETS[task]
-        control, alone = (table.get((task, start)) for start in REFERENCE)
+        key, target = TARGETS.get(task, ('dev accuracy', None))
+        label = f'{task} ({key}' + (f', +{target:g})' if target else ')')
+        control = table.get((task, REFERENCE[0]))
         for start in starts:
             e = table.get((task, start))
             if e is None or key not in e or e['seeds'] < 3:
                 continue  # its grid is not finished
             mean, spread = e[key]
+            alone = table.get((task, alone_of(start)))
             gains = [f'{mean - ref[key][0]:+.1f}' if ref and start not in (
                 REFERENCE[0], name) else '' for ref, name in
-                ((control, REFERENCE[0]), (alone, REFERENCE[1]))]
-            lines.append(f'| {task} ({key}, +{target:g}) | {start} | '
-                         f'{e["lr"]:g} | {e["seeds"]} | {mean:.1f} ± '
-                         f'{spread:.1f} | {gains[0]} | {gains[1]} |')
+                ((control, REFERENCE[0]), (alone, alone_of(start)))]
+            lines.append(f'| {label} | {start} | {e["lr"]:g} | {e["seeds"]} '
+                         f'| {mean:.1f} ± {spread:.1f} | {gains[0]} | '
+                         f'{gains[1]} |')
     return '\n'.join(lines)
 
 

@@ -125,3 +125,26 @@ def test_the_tapt_table_reads_each_start_against_both_references():
                         'tapt-3636-snli-small | 0.001 | 3 | 57.0 ± 1.0 | '
                         '+7.0 | +3.0 |')
     assert len(lines) == 5
+
+
+def test_the_long_models_task_runs_read_against_the_long_model():
+    """A ``tapt-18176+1817-T`` start gains over ``wsd-18176`` (its own
+    WikiText-2 alone), not over ``wsd-4544``; a task without a target
+    (mrpc) is read on dev accuracy."""
+    sys.path.insert(0, os.path.dirname(REPORT))
+    import bench_tapt
+    results = []
+    for task, start, score in (
+            ('mrpc', 'random-wp', 0.60), ('mrpc', 'wsd-4544', 0.62),
+            ('mrpc', 'wsd-18176', 0.66), ('mrpc', 'tapt-18176+1817-mrpc',
+                                          0.70)):
+        for seed in range(3):
+            results.append(dict(
+                task=task, start=start, control='random-wp', model='m',
+                seed=seed, lr=1e-3, epochs=10, minutes=1.0,
+                dev={'accuracy': score}, test={}))
+    lines = bench_tapt.format_table(results).splitlines()
+    assert lines[4] == ('| mrpc (dev accuracy) | wsd-18176 | 0.001 | 3 | '
+                        '66.0 ± 0.0 | +6.0 | +4.0 |')
+    assert lines[5] == ('| mrpc (dev accuracy) | tapt-18176+1817-mrpc | '
+                        '0.001 | 3 | 70.0 ± 0.0 | +10.0 | +4.0 |')
