@@ -6,6 +6,7 @@ when it is unset.  Every test writes its caches under its own tmp_path.
 """
 import os
 import random
+import re
 
 import numpy as onp
 import pytest
@@ -63,6 +64,35 @@ def wiki_dir():
                     'folder with wiki.train.tokens')
     # absolute: notebooks and subprocesses run in other folders
     return os.path.abspath(path)
+
+
+#: Lines kept of each held-out file in :func:`short_data`
+HELD_OUT_LINES = 400
+
+
+@pytest.fixture(scope='session')
+def short_data(wiki_dir, tmp_path_factory):
+    """The data folders beside WikiText-2 (``../shared/data``) with each
+    held-out file (WikiText-2's valid and test, the tasks' dev and test)
+    cut to its first :data:`HELD_OUT_LINES` lines and the rest linked: a
+    budget cut for the README's commands and the notebooks' small runs,
+    which score whole splits."""
+    data = os.path.dirname(wiki_dir)
+    short = tmp_path_factory.mktemp('shared') / 'data'
+    for name in os.listdir(data):
+        if not os.path.isdir(os.path.join(data, name)):
+            continue
+        (short / name).mkdir(parents=True)
+        for file in os.listdir(os.path.join(data, name)):
+            source = os.path.join(data, name, file)
+            if re.search(r'(^|[._])(valid|dev|test)\.', file):
+                with open(source, encoding='utf-8') as f:
+                    head = ''.join(f.readline() for _ in range(
+                        HELD_OUT_LINES))
+                (short / name / file).write_text(head, encoding='utf-8')
+            else:
+                (short / name / file).symlink_to(source)
+    return str(short)
 
 
 @pytest.fixture(scope='session')

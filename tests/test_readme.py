@@ -57,31 +57,14 @@ def tiny(command):
     return command
 
 
-#: Lines kept of each held-out file (WikiText-2's valid and test, the
-#: tasks' dev and test): the commands evaluate whole splits
-HELD_OUT_LINES = 400
-
-
-def _environment(wiki_dir, tmp_path):
-    """A shell where ../shared/data/... means this checkout's data (the
-    tests run in a scratch folder) with each held-out file cut to its
-    first :data:`HELD_OUT_LINES` lines, python is this interpreter and
-    ``gluon_bert`` imports from the checkout."""
-    data = os.path.dirname(wiki_dir)
-    shared = tmp_path / 'shared' / 'data'
-    for name in os.listdir(data):
-        if not os.path.isdir(os.path.join(data, name)):
-            continue
-        (shared / name).mkdir(parents=True)
-        for file in os.listdir(os.path.join(data, name)):
-            source = os.path.join(data, name, file)
-            if re.search(r'(^|[._])(valid|dev|test)\.', file):
-                with open(source, encoding='utf-8') as f:
-                    head = ''.join(f.readline() for _ in range(
-                        HELD_OUT_LINES))
-                (shared / name / file).write_text(head, encoding='utf-8')
-            else:
-                (shared / name / file).symlink_to(source)
+def _environment(short_data, tmp_path):
+    """A shell where ../shared/data/... means this checkout's data with
+    each held-out file cut short (``short_data``: the tests run in a
+    scratch folder), python is this interpreter and ``gluon_bert`` imports
+    from the checkout."""
+    link = tmp_path / 'shared' / 'data'
+    link.parent.mkdir()
+    link.symlink_to(short_data)
     work = tmp_path / 'work'
     work.mkdir()
     env = dict(os.environ, PATH=f'{os.path.dirname(sys.executable)}:'
@@ -98,13 +81,13 @@ def test_the_readme_has_the_commands_this_test_runs():
     assert len(blocks('python')) >= 2  # the example, the PyTorch snippet
 
 
-def test_the_readmes_commands_run_in_order(wiki_dir, tmp_path,
+def test_the_readmes_commands_run_in_order(short_data, tmp_path,
                                            shared_cache):
     """The README's shell commands (budgets cut), in order, as one shell
     script (a variable one line sets, the next uses), in a fresh folder
     beside a ../shared/data like the checkout's, without GLUON_BERT_DATA
     (a newcomer has not set it): every one exits 0."""
-    work, env = _environment(wiki_dir, tmp_path)
+    work, env = _environment(short_data, tmp_path)
     env.pop('GLUON_BERT_DATA', None)
     onnx = _has('torch') and _has('onnx') and _has('onnxruntime')
     script = ['set -ex']
@@ -129,11 +112,11 @@ def test_the_readmes_commands_run_in_order(wiki_dir, tmp_path,
         assert 'loaded BERTModel' in done.stdout
 
 
-def test_the_readmes_python_example_runs(wiki_dir, tmp_path):
+def test_the_readmes_python_example_runs(short_data, tmp_path):
     """The Python example as written (mxnet imported first), 2 steps
     instead of 50, as a newcomer runs it: in the README's layout (the data
     in ../shared/data), no GLUON_BERT_DATA, no cache, no network."""
-    work, env = _environment(wiki_dir, tmp_path)
+    work, env = _environment(short_data, tmp_path)
     env.pop('GLUON_BERT_DATA', None)
     env['GLUON_BERT_CACHE'] = str(tmp_path / 'empty-cache')
     example = blocks('python')[0]
