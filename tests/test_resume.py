@@ -44,12 +44,12 @@ def _history(save):
 @pytest.mark.parametrize('recipe', [
     [],
     # schedule, AdamW, clipping, new examples every epoch, evaluation
-    ['--recipe', 'bert', '--eval-every', '25'],
+    ['--recipe', 'bert', '--eval-every', '12'],
     pytest.param(['--gpus', '0,1'], marks=[pytest.mark.gpu, pytest.mark.skipif(
         npx.num_gpus() < 2, reason='needs 2 GPUs')])])
 def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
                                                            tmp_path, recipe):
-    steps = 120  # 15 epochs of the tiny corpus, with dropout
+    steps = 60  # 7.5 epochs of the tiny corpus, with dropout
     reference = tmp_path / 'reference'
     subprocess.run(_command(corpus_dir, reference, steps, *recipe),
                    check=True, capture_output=True)
@@ -83,7 +83,7 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
         assert y['nsp_accuracy'] == pytest.approx(x['nsp_accuracy'],
                                                   abs=1e-6)
     if recipe:
-        assert len(set(b['lr'])) > 100  # the schedule did run
+        assert len(set(b['lr'])) > 50  # the schedule did run
         assert len(b['eval']) == 5
     net_a, _, _ = load_pretrained(str(reference))
     net_b, _, _ = load_pretrained(str(killed))
