@@ -159,19 +159,90 @@ def alone_of(start):
         else REFERENCE[1]
 
 
+def score_of(task, table):
+    """``(key, target)``: the score the scaling study's target is set on,
+    or for a task without one (MRPC, RTE) its test score where the task
+    has a labelled test split, else its dev score (as the front page's
+    transfer figures read), target None."""
+    from bench_scaling import TARGETS
+    if task in TARGETS:
+        return TARGETS[task]
+    metric = bench_transfer.TASKS[task][1]
+    tested = any(f'test {metric}' in e for (t, _), e in table.items()
+                 if t == task)
+    return f'{"test" if tested else "dev"} {metric}', None
+
+
+def phases(start):
+    """``(WikiText-2 steps, task-text steps)`` of a start (0, 0: the
+    control)."""
+    if start == REFERENCE[0]:
+        return 0, 0
+    if start.startswith('wsd-'):
+        return int(start[4:]), 0
+    split = start.split('-')[1]
+    first, then = (split.split('+') if '+' in split
+                   else (split, BUDGET - int(split)))
+    return int(first), int(then)
+
+
+def describe(start):
+    """A start in words: how many steps of which text."""
+    first, then = phases(start)
+    if not first:
+        return 'random init (the control)'
+    if not then:
+        return f'{first:,} steps of WikiText-2 alone'
+    text = ("the three tasks' text" if '-joint' in start
+            else "the task's own text")
+    return (f'{first:,} steps of WikiText-2, then {then:,} of {text}'
+            + (' (MLM alone)' if start.endswith('-nonsp') else ''))
+
+
+def format_routes(results):
+    """Markdown: for each task the start to take, the best mean score
+    among the finished grids within the 4,544-step budget, and beyond it
+    where the long model's runs are finished, with its gains."""
+    table, starts, tasks = bench_transfer.table_of(results)
+    lines = ['| task (score) | take | steps | score | over the control | '
+             'over WikiText-2 alone |', '| --- | --- | ---: | ---: | ---: '
+             '| ---: |']
+    for task in tasks:
+        key, _ = score_of(task, table)
+        control = table.get((task, REFERENCE[0]))
+        done = {s: table[(task, s)][key][0] for s in starts
+                if s != REFERENCE[0] and (task, s) in table
+                and key in table[(task, s)]
+                and table[(task, s)]['seeds'] >= 3}
+        steps = {s: sum(phases(s)) for s in done}
+        for within in (True, False):
+            pool = [s for s in done if (steps[s] <= BUDGET) == within]
+            if not pool or control is None:
+                continue
+            best = max(pool, key=done.get)
+            alone = table.get((task, alone_of(best)))
+            over = (f'{done[best] - alone[key][0]:+.1f}'
+                    if alone and best != alone_of(best) else '')
+            spread = table[(task, best)][key][1]
+            lines.append(f'| {task} ({key}) | {describe(best)} | '
+                         f'{steps[best]:,} | {done[best]:.1f} ± '
+                         f'{spread:.1f} | {done[best] - control[key][0]:+.1f} '
+                         f'| {over} |')
+    return '\n'.join(lines)
+
+
 def format_table(results):
     """Markdown: per task, every start whose grid is finished at its best
     rate on seed 0 (mean ± spread over its 3 seeds, x100) on the score the
-    targets are set on (dev accuracy for a task without a target), its
-    gain over the control and over WikiText-2 alone (:func:`alone_of`).
-    The runs shared the CPU with each other, so no minutes are shown."""
-    from bench_scaling import TARGETS
+    targets are set on (:func:`score_of`), its gain over the control and
+    over WikiText-2 alone (:func:`alone_of`).  The runs shared the CPU
+    with each other, so no minutes are shown."""
     table, starts, tasks = bench_transfer.table_of(results)
     lines = ['| task (score, target) | start | lr | seeds | score | over the '
              'control | over WikiText-2 alone |',
              '| --- | --- | ---: | ---: | ---: | ---: | ---: |']
     for task in tasks:
-        key, target = TARGETS.get(task, ('dev accuracy', None))
+        key, target = score_of(task, table)
         label = f'{task} ({key}' + (f', +{target:g})' if target else ')')
         control = table.get((task, REFERENCE[0]))
         for start in starts:

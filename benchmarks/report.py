@@ -19,7 +19,9 @@ FILE, as ``bench_transfer.py`` prints it), ``levers`` (``results/levers.json``, 
 SST-2 study's runs, grouped by settings, start and learning rate),
 ``recipes`` (what each ``--recipe`` sets, from ``gluon_bert.config``),
 ``scaling`` and ``scaling-headline`` (``results/scaling.json``: the table
-and the front page's sentence), ``corpus`` and ``shard-format``
+and the front page's sentence), ``tapt`` and ``tapt-routes``
+(``results/tapt.json``: the task's own text, every start, and which start
+to take for which task), ``corpus`` and ``shard-format``
 (``results/corpus.json``, ``results/shard_format.json``: pretraining on
 more than WikiText-2) or
 ``headline`` (the front page's table: speed, learning and transfer, book
@@ -299,8 +301,15 @@ def tapt(name='tapt.json'):
     return _record('bench_tapt', name)
 
 
+def tapt_routes(name='tapt.json'):
+    """results/tapt.json: which start to take for which task."""
+    sys.path.insert(0, HERE)
+    with open(_results(name)) as f:
+        return __import__('bench_tapt').format_routes(json.load(f))
+
+
 KINDS = {'include': include, 'scaling': scaling, 'corpus': corpus,
-         'tapt': tapt,
+         'tapt': tapt, 'tapt-routes': tapt_routes,
          'shard-format': shard_format,
          'scaling-headline': scaling_headline, 'transfer': transfer,
          'headline': headline, 'pretraining': pretraining,
