@@ -77,7 +77,8 @@ EXPECTED = {
         "kept from the pretrained model: ['encoder', 'hidden']",
         'new output layer: Dense(128 -> 3', 'control     dev accuracy',
         'A man is performing music . -> entailment',
-        'gain over the control', 'fitted over the 3 largest budgets'],
+        'gain over the control', 'fitted over the 3 largest budgets',
+        "steps of WikiText-2, then"],
 }
 
 
