@@ -112,25 +112,27 @@ def pretrain_split(args, wt2, split):
     return models
 
 
-def ensure_alone(args, wt2):
-    """``OUT/wsd-4544`` when some task has no WikiText-2-alone rows yet
-    (the scaling study's branch recipe, from ``wt2``), else None."""
+def branch(args, wt2, budget):
+    """``OUT/wsd-BUDGET``: ``wt2`` branched as the scaling study makes its
+    budgets (the rate decayed to zero over the last 20 %)."""
     import bench_scaling
-    done = {r['task'] for r in args.rows if r.get('start') == REFERENCE[1]}
-    if set(args.tasks) <= done:
-        return None
     return bench_scaling.ensure_branch(argparse.Namespace(
-        out=args.out, main=wt2, cooldown=0.2, direct_flags=''), BUDGET)
+        out=args.out, main=wt2, cooldown=0.2, direct_flags=''), budget)
+
+
+def ensure_alone(args, wt2):
+    """``OUT/wsd-4544`` when some task has no WikiText-2-alone rows yet,
+    else None."""
+    done = {r['task'] for r in args.rows if r.get('start') == REFERENCE[1]}
+    return None if set(args.tasks) <= done else branch(args, wt2, BUDGET)
 
 
 def pretrain_long(args, wt2):
-    """``--long B``: the B-step WikiText-2 model and each task's run on
-    from it, {name: (folder, tasks)}; {} while the long run is short of
-    0.8 x B (every run resumes)."""
-    import bench_scaling
+    """``--long B``: ``wt2`` run on to 0.8 x B, its branch to B, and each
+    task's run from that, {name: (folder, tasks)} (each resumes where an
+    interrupted one stopped)."""
     pretrain_wt2(args, round(0.8 * args.long / KEEP_EVERY) * KEEP_EVERY)
-    base = bench_scaling.ensure_branch(argparse.Namespace(
-        out=args.out, main=wt2, cooldown=0.2, direct_flags=''), args.long)
+    base = branch(args, wt2, args.long)
     models = {}
     for task in args.tasks:
         name = f'tapt-{args.long}+{args.long_task_steps}-{task}'
