@@ -120,10 +120,10 @@ def branch(args, wt2, budget):
         out=args.out, main=wt2, cooldown=0.2, direct_flags=''), budget)
 
 
-def ensure_alone(args, wt2):
-    """``OUT/wsd-4544`` when some task has no WikiText-2-alone rows yet,
-    else None."""
-    done = {r['task'] for r in args.rows if r.get('start') == REFERENCE[1]}
+def ensure_alone(args, wt2, results):
+    """``OUT/wsd-4544`` when some task has no WikiText-2-alone rows in
+    ``results`` yet, else None."""
+    done = {r['task'] for r in results if r.get('start') == REFERENCE[1]}
     return None if set(args.tasks) <= done else branch(args, wt2, BUDGET)
 
 
@@ -155,9 +155,10 @@ def reference_rows(args, starts=REFERENCE):
 
 def alone_of(start):
     """The WikiText-2-alone start a start is read against: ``wsd-B`` for
-    ``tapt-B+N-T`` (the long model's task runs), else ``wsd-4544``."""
-    long = start.startswith('tapt-') and '+' in start.split('-')[1]
-    return 'wsd-' + start.split('-')[1].split('+')[0] if long \
+    ``tapt-B+N-T`` (the long model's task runs, past the budget), else
+    ``wsd-4544``."""
+    first, then = phases(start)
+    return f'wsd-{first}' if then and first + then > BUDGET \
         else REFERENCE[1]
 
 
@@ -308,17 +309,16 @@ def main(argv=None):
         results = reference_rows(args)
     wt2 = None if args.report_only else pretrain_wt2(
         args, max(args.splits, default=KEEP_EVERY))
-    alone = None if args.report_only else ensure_alone(
-        argparse.Namespace(**dict(vars(args), rows=results)), wt2)
+    alone = None if args.report_only else ensure_alone(args, wt2, results)
     if args.long and not any(r['start'] == f'wsd-{args.long}'
                              for r in results):
         results += reference_rows(args, [f'wsd-{args.long}'])
-    phases = [functools.partial(pretrain_split, args, wt2, split)
+    stages = [functools.partial(pretrain_split, args, wt2, split)
               for split in args.splits]
     if args.long:
-        phases.append(functools.partial(pretrain_long, args, wt2))
-    for phase in ([] if args.report_only else phases):
-        models = phase()
+        stages.append(functools.partial(pretrain_long, args, wt2))
+    for stage in ([] if args.report_only else stages):
+        models = stage()
         for name, (folder, tasks) in models.items():
             if args.pretrain_only:
                 continue

@@ -278,10 +278,10 @@ def scaling_headline(name='scaling.json'):
     return bench_scaling.headline(results)
 
 
-def _record(module, name):
+def _record(module, name, formatter='format_table'):
     sys.path.insert(0, HERE)
     with open(_results(name)) as f:
-        return __import__(module).format_table(json.load(f))
+        return getattr(__import__(module), formatter)(json.load(f))
 
 
 def corpus(name='corpus.json'):
@@ -303,9 +303,7 @@ def tapt(name='tapt.json'):
 
 def tapt_routes(name='tapt.json'):
     """results/tapt.json: which start to take for which task."""
-    sys.path.insert(0, HERE)
-    with open(_results(name)) as f:
-        return __import__('bench_tapt').format_routes(json.load(f))
+    return _record('bench_tapt', name, 'format_routes')
 
 
 KINDS = {'include': include, 'scaling': scaling, 'corpus': corpus,
