@@ -72,15 +72,15 @@ def test_special_tokens_in_text_are_never_predicted(tmp_path):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize('seed', [0, 1])
-def test_parity_with_d2l_on_wikitext2(wiki_dir, seed, monkeypatch):
+def test_parity_with_d2l_on_wikitext2(wiki_dir, monkeypatch):
     # The oracle's own code, with NumPy standing in for mxnet.np in its
     # padding step: the same values, 10x sooner than 300k MXNet arrays.
+    # (one seed: test_special_tokens_in_text... checks two on a tiny corpus)
     monkeypatch.setattr(d2l, 'np', onp)
-    random.seed(seed)
+    random.seed(0)
     ref = d2l._WikiTextDataset(d2l._read_wiki(wiki_dir), 64)
     state_after_ref = random.getstate()
-    random.seed(seed)
+    random.seed(0)
     ours = ds.WikiTextDataset(ds.read_wiki(wiki_dir), 64)
     assert random.getstate() == state_after_ref
     assert len(ours.vocab) == 20256

@@ -153,13 +153,25 @@ def _pretrain(corpus_dir, save, steps, *extra):
             '--lr', '0.5', *extra] + TINY
 
 
-def test_two_hosts_train_like_one_process(hosts, corpus_dir, tmp_path):
-    from test_launch import assert_equals_one_process
-    save = tmp_path / 'dist'
+@pytest.fixture(scope='module')
+def uninterrupted(hosts, tmp_path_factory):
+    """``(corpus, folder, return code, output)`` of one 10-step job across
+    the two hosts, which the tests below share: one trains like one
+    process, one is the job a resumed one must repeat."""
+    from conftest import make_corpus
+    folder = tmp_path_factory.mktemp('uninterrupted')
+    corpus = make_corpus(folder / 'wikitext-2')
     proc = _launch(hosts, ['-n', '2', '-s', '1', '--timeout', '300']
-                   + _pretrain(corpus_dir, save, 10))
+                   + _pretrain(corpus, folder / 'run', 10),
+                   env=dict(os.environ, GLUON_BERT_CACHE=str(folder / 'c')))
     out, _ = proc.communicate(timeout=360)
-    assert proc.returncode == 0, out
+    return corpus, folder / 'run', proc.returncode, out
+
+
+def test_two_hosts_train_like_one_process(hosts, uninterrupted):
+    from test_launch import assert_equals_one_process
+    corpus, save, code, out = uninterrupted
+    assert code == 0, out
     ips = hosts['ips']
     # scheduler on the first host; servers and workers round-robin
     assert f'[launch] scheduler@{ips[0]}: pid' in out
@@ -167,7 +179,7 @@ def test_two_hosts_train_like_one_process(hosts, corpus_dir, tmp_path):
     assert f'[launch] worker 0@{ips[1]}: pid' in out
     assert f'[launch] worker 1@{ips[0]}: pid' in out
     assert '[launch] all workers finished' in out
-    assert_equals_one_process(corpus_dir, save, 10)
+    assert_equals_one_process(corpus, save, 10)
 
 
 def _run_until(proc, pattern):
@@ -252,24 +264,22 @@ def test_a_taken_scheduler_port_is_a_clear_error(hosts, corpus_dir,
 
 
 def test_a_job_resumed_after_a_lost_worker_equals_an_uninterrupted_one(
-        hosts, corpus_dir, tmp_path):
-    whole, broken = tmp_path / 'whole', tmp_path / 'broken'
-    proc = _launch(hosts, ['-n', '2', '-s', '1', '--timeout', '300']
-                   + _pretrain(corpus_dir, whole, 8))
-    out, _ = proc.communicate(timeout=360)
-    assert proc.returncode == 0, out
+        hosts, uninterrupted, tmp_path):
+    corpus, whole, code, out = uninterrupted
+    assert code == 0, out
     # The same job, a worker killed after rank 0's checkpoint of step 4
+    broken = tmp_path / 'broken'
     proc = _launch(hosts, ['-n', '2', '-s', '1', '--timeout', '300']
-                   + _pretrain(corpus_dir, broken, 8, '--checkpoint-every',
+                   + _pretrain(corpus, broken, 10, '--checkpoint-every',
                                '2'))
     _run_until(proc, r'\[worker \d@[\d.]+\] step +5/')
     os.kill(_worker_on(hosts, 1), signal.SIGKILL)
     proc.communicate(timeout=90)
     assert proc.returncode == 1
     state = json.loads((broken / 'state.json').read_text())
-    assert 4 <= state['step'] < 8
+    assert 4 <= state['step'] < 10
     proc = _launch(hosts, ['-n', '2', '-s', '1', '--timeout', '300']
-                   + _pretrain(corpus_dir, broken, 8, '--resume'))
+                   + _pretrain(corpus, broken, 10, '--resume'))
     out, _ = proc.communicate(timeout=360)
     assert proc.returncode == 0, out
     assert f'Resuming from step {state["step"]}' in out

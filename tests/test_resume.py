@@ -47,12 +47,16 @@ def _history(save):
     ['--recipe', 'bert', '--eval-every', '12'],
     pytest.param(['--gpus', '0,1'], marks=[pytest.mark.gpu, pytest.mark.skipif(
         npx.num_gpus() < 2, reason='needs 2 GPUs')])])
-def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
-                                                           tmp_path, recipe):
+def test_sigkill_then_resume_repeats_the_uninterrupted_run(
+        corpus_dir, tmp_path, recipe, request):
     steps = 60  # 7.5 epochs of the tiny corpus, with dropout
+    # the uninterrupted run beside the one to kill (tiny models leave the
+    # second core idle)
     reference = tmp_path / 'reference'
-    subprocess.run(_command(corpus_dir, reference, steps, *recipe),
-                   check=True, capture_output=True)
+    uninterrupted = subprocess.Popen(
+        _command(corpus_dir, reference, steps, *recipe),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    request.addfinalizer(uninterrupted.kill)
     killed = tmp_path / 'killed'
     proc = subprocess.Popen(_command(corpus_dir, killed, steps, *recipe,
                                      '--checkpoint-every', '7'),
@@ -69,6 +73,8 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_run(corpus_dir,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f'Resuming from step {saved_step}' in done.stdout
+    _, err = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, err
     a, b = _history(reference), _history(killed)
     assert b['step'] == list(range(1, steps + 1))
     onp.testing.assert_allclose(b['mlm_step'][saved_step:],
