@@ -265,9 +265,11 @@ def test_max_minutes_stops_saves_and_ends_the_schedule(corpus_dir, tmp_path,
     assert steps > 50  # not the guide's 50: the clock decides
     assert 6 <= history['wall'][-1] < 6 + 5
     assert history['wall'][-2] < 6
-    # the schedule ran to (nearly) zero with the budget
+    # the schedule ran to (nearly) zero with the budget; its warm-up ends
+    # at 5 % of a total re-estimated every step from the pace, so the step
+    # nearest that moving end can stop a few per cent short of the peak
     peak = C.RECIPES['bert']['lr']
-    assert max(history['lr']) == pytest.approx(peak, rel=0.05)
+    assert 0.9 * peak <= max(history['lr']) <= peak * (1 + 1e-6)
     assert history['lr'][-1] < 0.1 * peak
     assert abs(history['total'][-1] - steps) <= 0.1 * steps
     assert json.loads((save / 'state.json').read_text())['step'] == steps
