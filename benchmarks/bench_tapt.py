@@ -17,7 +17,9 @@ with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
    ``--joint``, one model on the three tasks' texts together
    (``OUT/tapt-S-joint``), fine-tuned on each; with ``--no-nsp`` the task
    phase trains MLM alone (``OUT/tapt-S-T-nonsp``: whether a pair as a
-   two-sentence document helps);
+   two-sentence document helps); with ``--mix`` it reads WikiText-2 beside
+   the task's text, one corpus (``OUT/tapt-S-T-mix``: whether a small text
+   read over and over is the limit);
 3. with ``--long B``, beyond the budget: ``OUT/wt2`` goes on to 0.8 x B
    steps and the scaling study's branch of it decays the rate to zero by
    step B (``OUT/wsd-B``, as the scaling study made its budgets), then each
@@ -101,12 +103,14 @@ def pretrain_split(args, wt2, split):
         [args.tasks] if args.joint else [])
     for tasks in groups:
         name = f'tapt-{split}-' + (tasks[0] if len(tasks) == 1 else 'joint')
-        name += '-nonsp' if args.no_nsp else ''
+        name += ('-nonsp' if args.no_nsp else '') + (
+            '-mix' if args.mix else '')
+        mix = [os.path.join(args.data_root, 'wikitext-2')] if args.mix else []
         folder = os.path.join(args.out, name)
         pretrain(folder, BUDGET - split, [
             '--recipe', 'bert-wp', '--init-from', wt2, '--init-step',
-            str(split), '--corpus', *corpus_of(args, tasks), '--schedule',
-            'linear', '--warmup-steps', '45']
+            str(split), '--corpus', *corpus_of(args, tasks), *mix,
+            '--schedule', 'linear', '--warmup-steps', '45']
             + (['--no-nsp'] if args.no_nsp else []))
         models[name] = (folder, tasks)
     return models
@@ -198,8 +202,9 @@ def describe(start):
         return f'{first:,} steps of WikiText-2 alone'
     text = ("the three tasks' text" if '-joint' in start
             else "the task's own text")
+    text += ' with WikiText-2' if start.endswith('-mix') else ''
     return (f'{first:,} steps of WikiText-2, then {then:,} of {text}'
-            + (' (MLM alone)' if start.endswith('-nonsp') else ''))
+            + (' (MLM alone)' if '-nonsp' in start else ''))
 
 
 def format_routes(results):
@@ -276,6 +281,10 @@ def main(argv=None):
     p.add_argument('--no-nsp', action='store_true',
                    help="the task phase without NSP (MLM alone): the "
                         "runs are named tapt-S-TASK-nonsp")
+    p.add_argument('--mix', action='store_true',
+                   help="the task phase reads WikiText-2's training text "
+                        "beside the task's, as one corpus: the runs are "
+                        "named tapt-S-TASK-mix")
     p.add_argument('--long', type=int, metavar='B',
                    help='also the B-step WikiText-2 model (a multiple of '
                         f'{KEEP_EVERY * 5 // 4}, e.g. 18176) continued on '

@@ -173,3 +173,18 @@ def test_the_routes_table_takes_the_best_start_within_and_beyond_the_budget():
         "the task's own text | 4,544 | 58.0 ± 0.0 | +8.0 | +4.0 |",
         "| qnli (dev accuracy) | 18,176 steps of WikiText-2, then 1,817 of "
         "the task's own text | 19,993 | 64.0 ± 0.0 | +14.0 | +4.0 |"]
+
+
+def test_a_start_is_described_by_its_name():
+    sys.path.insert(0, os.path.dirname(REPORT))
+    import bench_tapt
+    assert bench_tapt.describe('tapt-3636-qnli-mix') == (
+        "3,636 steps of WikiText-2, then 908 of the task's own text with "
+        'WikiText-2')
+    assert bench_tapt.describe('tapt-2727-snli-small-nonsp') == (
+        "2,727 steps of WikiText-2, then 1,817 of the task's own text "
+        '(MLM alone)')
+    assert bench_tapt.describe('tapt-2727-joint') == (
+        "2,727 steps of WikiText-2, then 1,817 of the three tasks' text")
+    assert bench_tapt.describe('wsd-4544') == (
+        '4,544 steps of WikiText-2 alone')
