@@ -101,17 +101,18 @@ def pretrain_split(args, wt2, split):
     models = {}
     groups = [[task] for task in args.tasks] + (
         [args.tasks] if args.joint else [])
+    # the same for every group: the options' name suffixes and flags
+    suffix = ('-nonsp' if args.no_nsp else '') + ('-mix' if args.mix else '')
+    mix = [os.path.join(args.data_root, 'wikitext-2')] if args.mix else []
+    nsp = ['--no-nsp'] if args.no_nsp else []
     for tasks in groups:
         name = f'tapt-{split}-' + (tasks[0] if len(tasks) == 1 else 'joint')
-        name += ('-nonsp' if args.no_nsp else '') + (
-            '-mix' if args.mix else '')
-        mix = [os.path.join(args.data_root, 'wikitext-2')] if args.mix else []
+        name += suffix
         folder = os.path.join(args.out, name)
         pretrain(folder, BUDGET - split, [
             '--recipe', 'bert-wp', '--init-from', wt2, '--init-step',
             str(split), '--corpus', *corpus_of(args, tasks), *mix,
-            '--schedule', 'linear', '--warmup-steps', '45']
-            + (['--no-nsp'] if args.no_nsp else []))
+            '--schedule', 'linear', '--warmup-steps', '45'] + nsp)
         models[name] = (folder, tasks)
     return models
 
@@ -202,7 +203,7 @@ def describe(start):
         return f'{first:,} steps of WikiText-2 alone'
     text = ("the three tasks' text" if '-joint' in start
             else "the task's own text")
-    text += ' with WikiText-2' if start.endswith('-mix') else ''
+    text += ' with WikiText-2' if '-mix' in start else ''
     return (f'{first:,} steps of WikiText-2, then {then:,} of {text}'
             + (' (MLM alone)' if '-nonsp' in start else ''))
 
