@@ -3,7 +3,8 @@ then the task's own text (task-adaptive pretraining, Gururangan et al.,
 "Don't Stop Pretraining", 2020).
 
     python benchmarks/bench_tapt.py [--splits 3636 2727] \\
-        [--tasks snli-small qnli sts-b] [--joint] [--long 18176]
+        [--tasks snli-small qnli sts-b] [--joint] [--mix | --knn K] \\
+        [--long 18176]
 
 The budget is the scaling study's 30-minute one, 4,544 steps of 128 pairs,
 with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
@@ -19,7 +20,9 @@ with its recipe (``--recipe bert-wp``, warm-up-stable-decay):
    phase trains MLM alone (``OUT/tapt-S-T-nonsp``: whether a pair as a
    two-sentence document helps); with ``--mix`` it reads WikiText-2 beside
    the task's text, one corpus (``OUT/tapt-S-T-mix``: whether a small text
-   read over and over is the limit);
+   read over and over is the limit); with ``--knn K`` beside WikiText-2's
+   paragraphs nearest the task's text (``OUT/tapt-S-T-knnK``, kNN-TAPT:
+   :mod:`knn_text`);
 3. with ``--long B``, beyond the budget: ``OUT/wt2`` goes on to 0.8 x B
    steps and the scaling study's branch of it decays the rate to zero by
    step B (``OUT/wsd-B``, as the scaling study made its budgets), then each
@@ -103,18 +106,36 @@ def pretrain_split(args, wt2, split):
         [args.tasks] if args.joint else [])
     # the same for every group: the options' name suffixes and flags
     suffix = ('-nonsp' if args.no_nsp else '') + ('-mix' if args.mix else '')
+    suffix += f'-knn{args.knn}' if args.knn else ''
     mix = [os.path.join(args.data_root, 'wikitext-2')] if args.mix else []
     nsp = ['--no-nsp'] if args.no_nsp else []
     for tasks in groups:
-        name = f'tapt-{split}-' + (tasks[0] if len(tasks) == 1 else 'joint')
-        name += suffix
+        group = tasks[0] if len(tasks) == 1 else 'joint'
+        name = f'tapt-{split}-{group}{suffix}'
         folder = os.path.join(args.out, name)
+        near = [knn_file(args, group, tasks)] if args.knn else []
         pretrain(folder, BUDGET - split, [
             '--recipe', 'bert-wp', '--init-from', wt2, '--init-step',
-            str(split), '--corpus', *corpus_of(args, tasks), *mix,
+            str(split), '--corpus', *corpus_of(args, tasks), *mix, *near,
             '--schedule', 'linear', '--warmup-steps', '45'] + nsp)
         models[name] = (folder, tasks)
     return models
+
+
+def knn_file(args, group, tasks):
+    """``OUT/knn/K-GROUP.txt``: WikiText-2's paragraphs among the ``--knn``
+    nearest of some training example of ``tasks`` (made once)."""
+    import knn_text
+    out = os.path.join(args.out, 'knn', f'{args.knn}-{group}.txt')
+    if not os.path.isfile(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        kept, total = knn_text.write_knn_text(
+            [source.split(':', 1) for source in corpus_of(args, tasks)],
+            os.path.join(args.data_root, 'wikitext-2', 'wiki.train.tokens'),
+            args.knn, out)
+        print(f'{out}: {kept:,} of {total:,} WikiText-2 paragraphs',
+              flush=True)
+    return out
 
 
 def branch(args, wt2, budget):
@@ -204,6 +225,8 @@ def describe(start):
     text = ("the three tasks' text" if '-joint' in start
             else "the task's own text")
     text += ' with WikiText-2' if '-mix' in start else ''
+    text += (" with WikiText-2's paragraphs nearest it" if '-knn' in start
+             else '')
     return (f'{first:,} steps of WikiText-2, then {then:,} of {text}'
             + (' (MLM alone)' if '-nonsp' in start else ''))
 
@@ -286,6 +309,10 @@ def main(argv=None):
                    help="the task phase reads WikiText-2's training text "
                         "beside the task's, as one corpus: the runs are "
                         "named tapt-S-TASK-mix")
+    p.add_argument('--knn', type=int, metavar='K',
+                   help="the task phase also reads WikiText-2's paragraphs "
+                   "among the K nearest of each training example "
+                   "(kNN-TAPT; benchmarks/knn_text.py)")
     p.add_argument('--long', type=int, metavar='B',
                    help='also the B-step WikiText-2 model (a multiple of '
                         f'{KEEP_EVERY * 5 // 4}, e.g. 18176) continued on '

@@ -181,6 +181,9 @@ def test_a_start_is_described_by_its_name():
     assert bench_tapt.describe('tapt-3636-qnli-mix') == (
         "3,636 steps of WikiText-2, then 908 of the task's own text with "
         'WikiText-2')
+    assert bench_tapt.describe('tapt-3636-qnli-knn4') == (
+        "3,636 steps of WikiText-2, then 908 of the task's own text with "
+        "WikiText-2's paragraphs nearest it")
     assert bench_tapt.describe('tapt-2727-snli-small-nonsp') == (
         "2,727 steps of WikiText-2, then 1,817 of the task's own text "
         '(MLM alone)')
