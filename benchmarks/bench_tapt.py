@@ -254,7 +254,7 @@ def format_routes(results):
             best = max(pool, key=done.get)
             alone = table.get((task, alone_of(best)))
             over = (f'{done[best] - alone[key][0]:+.1f}'
-                    if alone and best != alone_of(best) else '')
+                    if alone and phases(best)[1] else '')
             spread = table[(task, best)][key][1]
             lines.append(f'| {task} ({key}) | {describe(best)} | '
                          f'{steps[best]:,} | {done[best]:.1f} ± '

@@ -173,6 +173,11 @@ def test_the_routes_table_takes_the_best_start_within_and_beyond_the_budget():
         "the task's own text | 4,544 | 58.0 ± 0.0 | +8.0 | +4.0 |",
         "| qnli (dev accuracy) | 18,176 steps of WikiText-2, then 1,817 of "
         "the task's own text | 19,993 | 64.0 ± 0.0 | +14.0 | +4.0 |"]
+    # WikiText-2 alone as the best start: nothing over itself
+    results = [r for r in results if r['start'] != 'tapt-18176+1817-qnli']
+    assert bench_tapt.format_routes(results).splitlines()[-1] == (
+        '| qnli (dev accuracy) | 18,176 steps of WikiText-2 alone | 18,176 | '
+        '60.0 ± 0.0 | +10.0 |  |')
 
 
 def test_a_start_is_described_by_its_name():
