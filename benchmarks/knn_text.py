@@ -1,13 +1,14 @@
 """WikiText-2's paragraphs nearest a task's training text, as a corpus file.
 
     python benchmarks/knn_text.py --task qnli:../shared/data/qnli-small \\
-        --k 2 --out runs/knn/2-qnli.txt
+        --k 4 --out runs/knn/4-qnli.txt
 
 The selection of "Don't Stop Pretraining" (Gururangan et al., 2020,
-kNN-TAPT): for each of the task's training examples its ``k`` nearest
-paragraphs of a larger text, here WikiText-2's training file, by TF-IDF
-cosine over lower-cased words; their union, in WikiText-2's order and
-layout, is a file ``pretrain --corpus`` reads beside ``TASK:FOLDER``.
+kNN-TAPT, there with VAMPIRE embeddings): for each of the task's training
+examples its ``k`` nearest paragraphs of a larger text, here WikiText-2's
+training file, by TF-IDF cosine over lower-cased words; their union, in
+WikiText-2's order and layout, is a file ``pretrain --corpus`` reads beside
+``TASK:FOLDER``.
 Only the task's training text is read (no label, no dev or test).
 """
 import argparse
@@ -17,7 +18,7 @@ import sys
 import numpy as onp
 
 from gluon_bert.tasks import task_text
-from gluon_bert.utils import atomic_write
+from gluon_bert.utils import GluonBertError, atomic_write
 
 __all__ = ['wiki_paragraphs', 'tfidf', 'nearest', 'write_knn_text']
 
@@ -84,11 +85,17 @@ def main(argv=None):
     p.add_argument('--task', nargs='+', required=True, metavar='TASK:FOLDER')
     p.add_argument('--wiki', default='../shared/data/wikitext-2/'
                    'wiki.train.tokens')
-    p.add_argument('--k', type=int, default=2)
+    p.add_argument('--k', type=int, default=4)
     p.add_argument('--out', required=True)
     args = p.parse_args(argv)
     tasks = [tuple(t.split(':', 1)) for t in args.task]
-    kept, total = write_knn_text(tasks, args.wiki, args.k, args.out)
+    if any(len(t) != 2 for t in tasks) or args.k < 1:
+        p.error('give --task as TASK:FOLDER and --k of 1 or more')
+    try:
+        kept, total = write_knn_text(tasks, args.wiki, args.k, args.out)
+    except (GluonBertError, OSError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     print(f'{args.out}: {kept:,} of {total:,} paragraphs '
           f'({kept / total:.0%}), the {args.k} nearest of each example')
 
