@@ -12,6 +12,7 @@ from gluon_bert.checkpoint import load_pretrained
 from gluon_bert.dataset import load_data_wiki
 from gluon_bert.trainer import get_batch_loss_bert
 
+from conftest import make_corpus
 from test_encode_texts import d2l_zip  # noqa: F401 (a fixture)
 
 TINY = ['--num-hiddens', '16', '--ffn-num-hiddens', '32', '--batch-size',
@@ -24,12 +25,18 @@ def _digests(folder):
         for d, _, files in os.walk(folder) for f in files}
 
 
-@pytest.fixture
-def saved_model(corpus_dir, tmp_path):
-    model = tmp_path / 'model'
-    assert pretrain.main(['--data-dir', corpus_dir, '--steps', '40',
-                          '--save-dir', str(model)] + TINY) == 0
-    return model
+@pytest.fixture(scope='module')
+def saved_model(tmp_path_factory):
+    """One model for the module's tests, which only read it (two check
+    that it stays byte-identical), pretrained on the corpus ``corpus_dir``
+    writes, with a cache of its own."""
+    root = tmp_path_factory.mktemp('init_from')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('GLUON_BERT_CACHE', str(root / 'cache'))
+        assert pretrain.main(['--data-dir', make_corpus(root / 'wikitext-2'),
+                              '--steps', '40', '--save-dir',
+                              str(root / 'model')] + TINY) == 0
+    return root / 'model'
 
 
 def _first_loss(save_dir):
