@@ -190,29 +190,6 @@ def assert_equals_one_process(corpus_dir, save, steps):
     return history, dist_history
 
 
-def test_dist_sync_job_equals_one_process(corpus_dir, tmp_path):
-    save = tmp_path / 'dist'
-    steps = 10  # more than one epoch of each worker's shard
-    # SGD, so that parameters show the gradients as they are (see _train)
-    proc = _launch(['-n', '2', '-s', '1', '--timeout', '240', '--',
-                    sys.executable, '-m', 'gluon_bert.pretrain',
-                    '--kvstore', 'dist_sync', '--data-dir', corpus_dir,
-                    '--save-dir', str(save), '--steps', str(steps),
-                    '--batch-size', '8', '--optimizer', 'sgd', '--lr', '0.5']
-                   + TINY)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    assert '[launch] all workers finished' in out
-    assert re.search(r'\[worker \d\] 2 workers, \d+ pairs each; a step sees '
-                     r'2 x 8 pairs', out)
-    # only rank 0 prints the closing lines
-    assert len(re.findall(r'MLM loss \d', out)) == 1
-    history, dist_history = assert_equals_one_process(corpus_dir, save,
-                                                      steps)
-    # the whole job's pairs (each shard's last batch of an epoch is smaller)
-    assert dist_history['pairs'][-1] == history['pairs'][-1] < 16 * steps
-
-
 def test_a_killed_worker_fails_the_job_fast(corpus_dir, tmp_path):
     proc = _launch(['-n', '2', '-s', '1', '--timeout', '240', '--',
                     sys.executable, '-m', 'gluon_bert.pretrain',
@@ -290,7 +267,9 @@ def sigterm_then_resume(launch, corpus_dir, save, step_pattern):
     it) once ``step_pattern`` is printed: the workers finish a step, agree
     on it, rank 0 saves, the launcher checks the checkpoint and exits 143
     within 10 s of rank 0's checkpoint line; the job relaunched with
-    --resume equals one process trained for as many steps."""
+    --resume for 6 more steps (10 or more in all, more than an epoch of
+    each worker's shard) equals one process trained for as many steps.
+    Returns the resumed job's output, the steps and both histories."""
     proc = launch(_dist_argv(corpus_dir, save, '--steps', '100000'))
     lines = []
     for line in proc.stdout:
@@ -312,18 +291,28 @@ def sigterm_then_resume(launch, corpus_dir, save, step_pattern):
     assert (f"[launch] rank 0's checkpoint of step {stopped} in {save} is "
             'complete (state.json and checksums verified)') in out, out
     assert 'did not stop within' not in out
-    proc = launch(_dist_argv(corpus_dir, save, '--steps', str(stopped + 3),
+    steps = stopped + 6
+    proc = launch(_dist_argv(corpus_dir, save, '--steps', str(steps),
                              '--resume'))
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert f'Resuming from step {stopped}' in out
-    assert_equals_one_process(corpus_dir, save, stopped + 3)
+    return (out, steps) + assert_equals_one_process(corpus_dir, save, steps)
 
 
 def test_sigterm_to_the_launcher_saves_and_resume_continues(corpus_dir,
                                                              tmp_path):
-    sigterm_then_resume(_launch, corpus_dir, tmp_path / 'dist',
-                        r'\[worker \d\] step +4/')  # rank 0 prints
+    out, steps, history, dist_history = sigterm_then_resume(
+        _launch, corpus_dir, tmp_path / 'dist',
+        r'\[worker \d\] step +4/')  # rank 0 prints
+    # what a dist_sync job says, the resumed one run to its end
+    assert '[launch] all workers finished' in out
+    assert re.search(r'\[worker \d\] 2 workers, \d+ pairs each; a step sees '
+                     r'2 x 8 pairs', out)
+    # only rank 0 prints the closing lines
+    assert len(re.findall(r'MLM loss \d', out)) == 1
+    # the whole job's pairs (each shard's last batch of an epoch is smaller)
+    assert dist_history['pairs'][-1] == history['pairs'][-1] < 16 * steps
 
 
 def test_a_late_sigterm_during_the_parameter_server_goodbye_is_ignored(
