@@ -8,8 +8,14 @@ import os
 import random
 import re
 
-import numpy as onp
-import pytest
+# Under pytest-xdist (README: ``-n auto``) each worker takes one core: one
+# OpenMP thread each, set before MXNet loads, or the workers' threads
+# oversubscribe the cores and MXNet's runs slow down several times
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import numpy as onp  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
