@@ -9,8 +9,8 @@ import random
 import re
 
 # Under pytest-xdist (README: ``-n auto``) each worker takes one core: one
-# OpenMP thread each, set before MXNet loads, or the workers' threads
-# oversubscribe the cores and MXNet's runs slow down several times
+# OpenMP thread each, set before MXNet loads, or the workers' OpenMP threads
+# oversubscribe the cores
 if os.environ.get('PYTEST_XDIST_WORKER'):
     os.environ.setdefault('OMP_NUM_THREADS', '1')
 
