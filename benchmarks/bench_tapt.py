@@ -83,9 +83,15 @@ def pretrain(save_dir, steps, flags):
     subprocess.run(cmd, check=True)
 
 
-def corpus_of(args, tasks):
-    return [f'{task}:{os.path.join(args.data_root, TASK_FOLDERS[task])}'
+def task_folders(args, tasks):
+    """``[(task, its data folder), ...]``."""
+    return [(task, os.path.join(args.data_root, TASK_FOLDERS[task]))
             for task in tasks]
+
+
+def corpus_of(args, tasks):
+    """The ``--corpus`` sources of ``tasks``' training text."""
+    return [f'{task}:{folder}' for task, folder in task_folders(args, tasks)]
 
 
 def pretrain_wt2(args, steps):
@@ -130,7 +136,7 @@ def knn_file(args, group, tasks):
     if not os.path.isfile(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         kept, total = knn_text.write_knn_text(
-            [source.split(':', 1) for source in corpus_of(args, tasks)],
+            task_folders(args, tasks),
             os.path.join(args.data_root, 'wikitext-2', 'wiki.train.tokens'),
             args.knn, out)
         print(f'{out}: {kept:,} of {total:,} WikiText-2 paragraphs',
