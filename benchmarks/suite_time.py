@@ -1,0 +1,143 @@
+"""The test suite's time on a clean clone, on this machine or on a slower one.
+
+    sudo .venv/bin/python benchmarks/suite_time.py [--cpu-share F]
+        [--max-isa AVX2] [--out benchmarks/results/suite_time.txt]
+
+The suite must end within 15 minutes on the slowest machine kind this
+project runs on (AMD with AVX2 only).  On another machine this stands one in:
+it clones the checkout's HEAD, runs ``CI=true bash .ci/run`` there (what CI
+runs: a fresh virtualenv, then pytest a worker per core) and appends a line
+to ``--out`` with the machine, the commit, the pytest and whole-run times and
+the counts.  Run it alone.
+
+* ``--cpu-share F`` runs the job in a cgroup allowed F of the machine's
+  cores in CPU time (cgroup v1 ``cpu.cfs_quota_us`` or v2 ``cpu.max``; needs
+  root): every CPU-bound part takes about 1/F times as long, as on a machine
+  1/F times slower.  Waits that are not CPU-bound (a sleep, a timeout) do not
+  stretch, so this finds the tests that would fail there too.
+* ``--max-isa AVX2`` caps oneDNN's instruction set (``DNNL_MAX_CPU_ISA``), so
+  the GEMMs run the AVX2 kind's kernels.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+HEADER = ('machine | commit | cpu share | oneDNN ISA | pytest | in all | '
+          'tests')
+SUMMARY = re.compile(r'^=* ?(?P<counts>\d+ passed.*?) in (?P<s>[\d.]+)s')
+
+
+def machine():
+    """The CPU's model name, its cores and whether it has AVX-512."""
+    with open('/proc/cpuinfo') as f:
+        info = f.read()
+    model = re.search(r'model name\s*:\s*(.*)', info).group(1).strip()
+    isa = 'AVX-512' if 'avx512f' in info else 'AVX2'
+    return f'{model}, {os.cpu_count()} cores, {isa}'
+
+
+def cgroup(share):
+    """A new cgroup allowed ``share`` of the cores; its ``cgroup.procs``."""
+    period = 100000
+    quota = int(share * (os.cpu_count() or 1) * period)
+    name = f'gluon_bert_suite_{os.getpid()}'
+    v1 = '/sys/fs/cgroup/cpu'
+    if os.path.isdir(v1):
+        path = os.path.join(v1, name)
+        os.mkdir(path)
+        with open(os.path.join(path, 'cpu.cfs_quota_us'), 'w') as f:
+            f.write(str(quota))
+    else:
+        path = os.path.join('/sys/fs/cgroup', name)
+        os.mkdir(path)
+        with open(os.path.join(path, 'cpu.max'), 'w') as f:
+            f.write(f'{quota} {period}')
+    return path
+
+
+def launch(command, cwd, env, log, group=None):
+    """Run ``command`` (its output into ``log``), in ``group`` if given."""
+    def enter():  # the child and all it starts are in the cgroup
+        with open(os.path.join(group, 'cgroup.procs'), 'w') as f:
+            f.write(str(os.getpid()))
+    with open(log, 'w') as f:
+        return subprocess.call(command, cwd=cwd, env=env, stdout=f,
+                               stderr=f, preexec_fn=enter if group else None)
+
+
+def summary(lines):
+    """pytest's closing counts and seconds in ``lines``, or None."""
+    found = [m for m in map(SUMMARY.match, lines) if m]
+    return (found[-1]['counts'], float(found[-1]['s'])) if found else None
+
+
+def run(args):
+    """Clone HEAD, run .ci/run there; (pytest seconds, seconds, counts)."""
+    env = dict(os.environ, CI='true')
+    if args.max_isa:
+        env['DNNL_MAX_CPU_ISA'] = args.max_isa
+    group = cgroup(args.cpu_share) if args.cpu_share else None
+    try:
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(ROOT)) as tmp:
+            clone = os.path.join(tmp, 'clone')
+            subprocess.run(['git', 'clone', '-q', ROOT, clone], check=True)
+            log = os.path.join(tmp, 'ci.log')
+            start = time.perf_counter()
+            code = launch(['bash', '.ci/run'], clone, env, log, group)
+            seconds = time.perf_counter() - start
+            with open(log) as f:
+                lines = f.read().splitlines()
+    finally:
+        if group:
+            os.rmdir(group)
+    found = summary(lines)
+    if code or not found:
+        sys.exit(f'the suite failed (exit {code}): ' + ' / '.join(lines[-3:]))
+    return found[1], seconds, found[0]
+
+
+def minutes(seconds):
+    return f'{int(seconds // 60)} min {round(seconds % 60):02d} s'
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--cpu-share', type=float, default=None,
+                        help='share of the cores in CPU time (0 < F <= 1)')
+    parser.add_argument('--max-isa', default=None,
+                        help="oneDNN's instruction set cap, e.g. AVX2")
+    parser.add_argument('--out', default=os.path.join(
+        HERE, 'results', 'suite_time.txt'))
+    args = parser.parse_args(argv)
+    if args.cpu_share is not None and not 0 < args.cpu_share <= 1:
+        parser.error(f'--cpu-share {args.cpu_share}: give a share in (0, 1]')
+    if args.cpu_share and os.geteuid() != 0:
+        parser.error('--cpu-share makes a cgroup: run as root (sudo)')
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                            cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    pytest_s, seconds, counts = run(args)
+    line = ' | '.join([machine(), commit, str(args.cpu_share or 1),
+                       args.max_isa or 'all', minutes(pytest_s),
+                       minutes(seconds), counts])
+    print(line)
+    lines = [HEADER]
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            lines = f.read().splitlines()
+    tmp = args.out + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write('\n'.join(lines + [line]) + '\n')
+    os.replace(tmp, args.out)
+
+
+if __name__ == '__main__':
+    main()
