@@ -21,9 +21,10 @@ the counts.  Run it alone.
 import argparse
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,13 +63,22 @@ def cgroup(share):
 
 
 def launch(command, cwd, env, log, group=None):
-    """Run ``command`` (its output into ``log``), in ``group`` if given."""
+    """Run ``command`` (its output into ``log``), in ``group`` if given;
+    its exit code.  Stopped, this stops the command and all it started."""
     def enter():  # the child and all it starts are in the cgroup
-        with open(os.path.join(group, 'cgroup.procs'), 'w') as f:
-            f.write(str(os.getpid()))
+        if group:
+            with open(os.path.join(group, 'cgroup.procs'), 'w') as f:
+                f.write(str(os.getpid()))
     with open(log, 'w') as f:
-        return subprocess.call(command, cwd=cwd, env=env, stdout=f,
-                               stderr=f, preexec_fn=enter if group else None)
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=f,
+                                 stderr=f, preexec_fn=enter,
+                                 start_new_session=True)
+    try:
+        return child.wait()
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def summary(lines):
@@ -78,22 +88,24 @@ def summary(lines):
 
 
 def run(args):
-    """Clone HEAD, run .ci/run there; (pytest seconds, seconds, counts)."""
+    """Clone HEAD beside the checkout (where .ci/run finds
+    ../shared/data, as in CI), run .ci/run there; (pytest seconds,
+    seconds, counts)."""
     env = dict(os.environ, CI='true')
     if args.max_isa:
         env['DNNL_MAX_CPU_ISA'] = args.max_isa
+    clone = os.path.join(os.path.dirname(ROOT), f'suite-time-{os.getpid()}')
     group = cgroup(args.cpu_share) if args.cpu_share else None
     try:
-        with tempfile.TemporaryDirectory(dir=os.path.dirname(ROOT)) as tmp:
-            clone = os.path.join(tmp, 'clone')
-            subprocess.run(['git', 'clone', '-q', ROOT, clone], check=True)
-            log = os.path.join(tmp, 'ci.log')
-            start = time.perf_counter()
-            code = launch(['bash', '.ci/run'], clone, env, log, group)
-            seconds = time.perf_counter() - start
-            with open(log) as f:
-                lines = f.read().splitlines()
+        subprocess.run(['git', 'clone', '-q', ROOT, clone], check=True)
+        log = os.path.join(clone, 'ci.log')
+        start = time.perf_counter()
+        code = launch(['bash', '.ci/run'], clone, env, log, group)
+        seconds = time.perf_counter() - start
+        with open(log) as f:
+            lines = f.read().splitlines()
     finally:
+        shutil.rmtree(clone, ignore_errors=True)
         if group:
             os.rmdir(group)
     found = summary(lines)
@@ -124,6 +136,11 @@ def main(argv=None):
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
                             cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
+    if not os.path.isdir(os.path.join(os.path.dirname(ROOT), 'shared',
+                                      'data', 'wikitext-2')):
+        print('no ../shared/data/wikitext-2 beside the checkout: the '
+              'real-data tests will be skipped', file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up
     pytest_s, seconds, counts = run(args)
     line = ' | '.join([machine(), commit, str(args.cpu_share or 1),
                        args.max_isa or 'all', minutes(pytest_s),
