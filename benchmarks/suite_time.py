@@ -29,8 +29,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HEADER = ('machine | commit | cpu share | oneDNN ISA | pytest | in all | '
-          'tests')
+HEADER = ('date | machine | commit | cpu share | oneDNN ISA | pytest | '
+          'in all | tests')
 SUMMARY = re.compile(r'^=* ?(?P<counts>\d+ passed.*?) in (?P<s>[\d.]+)s')
 
 
@@ -142,9 +142,9 @@ def main(argv=None):
               'real-data tests will be skipped', file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up
     pytest_s, seconds, counts = run(args)
-    line = ' | '.join([machine(), commit, str(args.cpu_share or 1),
-                       args.max_isa or 'all', minutes(pytest_s),
-                       minutes(seconds), counts])
+    line = ' | '.join([time.strftime('%Y-%m-%d'), machine(), commit,
+                       str(args.cpu_share or 1), args.max_isa or 'all',
+                       minutes(pytest_s), minutes(seconds), counts])
     print(line)
     lines = [HEADER]
     if os.path.exists(args.out):
