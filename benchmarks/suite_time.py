@@ -95,7 +95,11 @@ def run(args):
     if args.max_isa:
         env['DNNL_MAX_CPU_ISA'] = args.max_isa
     clone = os.path.join(os.path.dirname(ROOT), f'suite-time-{os.getpid()}')
-    group = cgroup(args.cpu_share) if args.cpu_share else None
+    try:
+        group = cgroup(args.cpu_share) if args.cpu_share else None
+    except OSError as e:
+        sys.exit(f'--cpu-share: no cgroup made ({e}); run as root where '
+                 '/sys/fs/cgroup has the cpu controller')
     try:
         subprocess.run(['git', 'clone', '-q', ROOT, clone], check=True)
         log = os.path.join(clone, 'ci.log')
