@@ -4,8 +4,9 @@
         [--max-isa AVX2] [--out benchmarks/results/suite_time.txt]
 
 The suite must end within 15 minutes on the slowest machine kind this
-project runs on (AMD with AVX2 only).  On another machine this stands one in:
-it clones the checkout's HEAD, runs ``CI=true bash .ci/run`` there (what CI
+project runs on (AMD with AVX2 only).  On any other machine this stands one
+in: it clones the checkout's HEAD beside it (where ``.ci/run`` finds
+``../shared/data``), runs ``CI=true bash .ci/run`` there (what CI
 runs: a fresh virtualenv, then pytest a worker per core) and appends a line
 to ``--out`` with the machine, the commit, the pytest and whole-run times and
 the counts.  Run it alone.
