@@ -28,6 +28,9 @@ import subprocess
 import sys
 import time
 
+from gluon_bert.devices import cpu_name
+from gluon_bert.utils import atomic_write
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HEADER = ('date | machine | commit | cpu share | oneDNN ISA | pytest | '
@@ -38,28 +41,23 @@ SUMMARY = re.compile(r'^=* ?(?P<counts>\d+ passed.*?) in (?P<s>[\d.]+)s')
 def machine():
     """The CPU's model name, its cores and whether it has AVX-512."""
     with open('/proc/cpuinfo') as f:
-        info = f.read()
-    model = re.search(r'model name\s*:\s*(.*)', info).group(1).strip()
-    isa = 'AVX-512' if 'avx512f' in info else 'AVX2'
-    return f'{model}, {os.cpu_count()} cores, {isa}'
+        isa = 'AVX-512' if 'avx512f' in f.read() else 'AVX2'
+    return f'{cpu_name()}, {os.cpu_count()} cores, {isa}'
 
 
 def cgroup(share):
-    """A new cgroup allowed ``share`` of the cores; its ``cgroup.procs``."""
+    """A new cgroup allowed ``share`` of the cores; its folder."""
     period = 100000
     quota = int(share * (os.cpu_count() or 1) * period)
     name = f'gluon_bert_suite_{os.getpid()}'
-    v1 = '/sys/fs/cgroup/cpu'
-    if os.path.isdir(v1):
-        path = os.path.join(v1, name)
-        os.mkdir(path)
-        with open(os.path.join(path, 'cpu.cfs_quota_us'), 'w') as f:
-            f.write(str(quota))
-    else:
-        path = os.path.join('/sys/fs/cgroup', name)
-        os.mkdir(path)
-        with open(os.path.join(path, 'cpu.max'), 'w') as f:
-            f.write(f'{quota} {period}')
+    if os.path.isdir('/sys/fs/cgroup/cpu'):  # cgroup v1
+        root, limit, value = '/sys/fs/cgroup/cpu', 'cpu.cfs_quota_us', quota
+    else:  # cgroup v2
+        root, limit, value = '/sys/fs/cgroup', 'cpu.max', f'{quota} {period}'
+    path = os.path.join(root, name)
+    os.mkdir(path)
+    with open(os.path.join(path, limit), 'w') as f:
+        f.write(str(value))
     return path
 
 
@@ -155,10 +153,8 @@ def main(argv=None):
     if os.path.exists(args.out):
         with open(args.out) as f:
             lines = f.read().splitlines()
-    tmp = args.out + '.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_write(args.out, 'w') as f:
         f.write('\n'.join(lines + [line]) + '\n')
-    os.replace(tmp, args.out)
 
 
 if __name__ == '__main__':
